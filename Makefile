@@ -1,0 +1,49 @@
+# Local mode: `make up` runs the whole platform, `make test` runs every test. Both build the
+# virtualenv and fetch the Kafka jars on first use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+JARS_STAMP := .cache/kafka/libs/.fetched
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: up down status test lint batch bench install jars clean
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c requirements/constraints.txt -e '.[dev]'
+	# Full pyspark after the Spark provider (which brought pyspark-client); keep both.
+	$(BIN)/pip install -q -c requirements/constraints.txt 'pyspark==4.3.0'
+	touch $(STAMP)
+
+$(JARS_STAMP): infra/kafka/pom.xml
+	mvn -q -B -f infra/kafka/pom.xml package
+	touch $(JARS_STAMP)
+
+install: $(STAMP)
+jars: $(JARS_STAMP)
+
+up: $(STAMP) $(JARS_STAMP)
+	$(BIN)/lambda-platform up
+
+down: $(STAMP)
+	$(BIN)/lambda-platform down
+
+status: $(STAMP)
+	$(BIN)/lambda-platform status
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
+
+test: $(STAMP) $(JARS_STAMP) lint
+	$(BIN)/pytest -ra $(PYTEST_ARGS)
+
+bench: $(STAMP) $(JARS_STAMP)
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf $(VENV) .cache data

@@ -1,0 +1,1 @@
+"""Local-mode infrastructure: the Kafka broker, topics and the process supervisor."""

@@ -1,0 +1,105 @@
+"""``lambda-platform up|down|status``: the whole platform in local mode, no Docker needed.
+
+``up`` starts what is down (re-running it is harmless), waits for health, prints where things
+are; ``down`` stops every service cleanly; ``status`` shows each service, its pid and health.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from infra.services import platform_services
+from infra.supervisor import ServiceError, Supervisor
+from lambda_contracts.layout import Layout
+from lambda_contracts.settings import Settings, get_settings
+
+app = typer.Typer(add_completion=False, help=__doc__)
+console = Console()
+
+ALL_SERVICE_NAMES = ["kafka", "speed", "airflow", "serving", "producer"]
+
+
+def _supervisor(settings: Settings) -> Supervisor:
+    assert settings.logs_dir is not None
+    return Supervisor(Layout(settings.data_dir).run_dir, settings.logs_dir)
+
+
+def _demo_enabled() -> bool:
+    return os.environ.get("DEMO", "1") not in ("0", "false", "no", "")
+
+
+@app.command()
+def up(
+    demo: Annotated[bool, typer.Option(help="run the demo producer (DEMO=0 disables)")] = True,
+    demo_rate: Annotated[float, typer.Option(help="demo events per second")] = 20.0,
+) -> None:
+    """Start every service that is down and wait until each is healthy."""
+    settings = get_settings()
+    sup = _supervisor(settings)
+    services = platform_services(settings, demo and _demo_enabled(), demo_rate)
+    for service in services:
+        already = sup.pid(service.name)
+        try:
+            pid = sup.start(service)
+        except ServiceError as exc:
+            console.print(f"[red]✗ {service.name}[/red]: {exc}")
+            raise typer.Exit(1) from exc
+        state = "already running" if already else "started"
+        console.print(f"[green]✓ {service.name}[/green] {state} (pid {pid})")
+    _print_where(settings)
+
+
+@app.command()
+def down() -> None:
+    """Stop every service (SIGTERM, wait, then SIGKILL); leave no process behind."""
+    settings = get_settings()
+    sup = _supervisor(settings)
+    for name in reversed(ALL_SERVICE_NAMES):
+        if sup.stop(name):
+            console.print(f"stopped {name}")
+    console.print("all services are down")
+
+
+@app.command()
+def status() -> None:
+    """Show each service, its pid and its health."""
+    settings = get_settings()
+    sup = _supervisor(settings)
+    table = Table("service", "pid", "health", "log")
+    known = {s.name: s for s in platform_services(settings, True, 0)}
+    any_running = False
+    for name in ALL_SERVICE_NAMES:
+        pid = sup.pid(name)
+        service = known.get(name)
+        if pid is None:
+            health = "down"
+        else:
+            any_running = True
+            health = "healthy" if service is None or service.healthy() else "unhealthy"
+        table.add_row(name, str(pid or "-"), health, str(sup.log_file(name)))
+    console.print(table)
+    if not any_running:
+        sys.exit(3)
+
+
+def _print_where(settings: Settings) -> None:
+    layout = Layout(settings.data_dir)
+    console.print(
+        f"""
+[bold]Lambda platform is up[/bold]
+  Kafka bootstrap : {settings.kafka_bootstrap}  (topics {settings.topic}, {settings.dlq_topic})
+  Data directory  : {layout.data_dir}
+  Logs            : {settings.logs_dir}
+  Status / stop   : make status  |  make down
+"""
+    )
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,77 @@
+"""The services of local mode, in start order, built from the one Settings object.
+
+Each entry says how to run a service and how to tell that it is healthy. Later layers join
+this list; ``platform up`` starts them in order and ``down`` stops them in reverse.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+
+from kafka import KafkaConsumer
+from kafka.errors import KafkaError
+
+from infra.kafka_broker import broker_command
+from infra.supervisor import Service
+from infra.topics import ensure_topics
+from lambda_contracts.settings import Settings
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def kafka_healthy(settings: Settings) -> bool:
+    """The broker answers a metadata request (not just an open port)."""
+    host, _, port = settings.bootstrap_servers[0].rpartition(":")
+    if not port_open(host, int(port)):
+        return False
+    try:
+        consumer = KafkaConsumer(
+            bootstrap_servers=settings.bootstrap_servers,
+            request_timeout_ms=5000,
+        )
+    except KafkaError:
+        return False
+    try:
+        consumer.topics()
+        return True
+    except KafkaError:
+        return False
+    finally:
+        consumer.close()
+
+
+def kafka_service(settings: Settings) -> Service:
+    return Service(
+        name="kafka",
+        command=lambda: broker_command(settings),
+        healthy=lambda: kafka_healthy(settings),
+        start_timeout_s=90,
+        stop_timeout_s=30,
+        after_start=lambda: ensure_topics(settings) and None,
+    )
+
+
+def demo_producer_service(settings: Settings, rate: float) -> Service:
+    return Service(
+        name="producer",
+        command=lambda: [
+            sys.executable, "-m", "producer.cli", "--rate", str(rate), "--duration", "0",
+            "--accounts", "2000", "--duplicates", "0.01", "--late", "0.01", "--malformed", "0.005",
+            "--quiet",
+        ],
+        healthy=lambda: True,
+    )
+
+
+def platform_services(settings: Settings, demo: bool, demo_rate: float) -> list[Service]:
+    services = [kafka_service(settings)]
+    if demo:
+        services.append(demo_producer_service(settings, demo_rate))
+    return services

@@ -1,0 +1,161 @@
+"""Run services as background process groups with pid files, one log file each.
+
+Each service gets its own session (process group), so stopping it reaches every child it
+spawned (Airflow's and Spark's children survive a kill of their parent otherwise). Stop is
+SIGTERM to the group, a grace period, then SIGKILL.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    command: Callable[[], list[str]]
+    healthy: Callable[[], bool]
+    env: Mapping[str, str] = field(default_factory=dict)
+    start_timeout_s: float = 60.0
+    stop_timeout_s: float = 20.0
+    after_start: Callable[[], None] | None = None
+
+
+class ServiceError(RuntimeError):
+    """A service did not become healthy or could not be started."""
+
+
+@dataclass(frozen=True)
+class Supervisor:
+    run_dir: Path
+    logs_dir: Path
+
+    def pid_file(self, name: str) -> Path:
+        return self.run_dir / f"{name}.pid"
+
+    def log_file(self, name: str) -> Path:
+        return self.logs_dir / f"{name}.log"
+
+    def pid(self, name: str) -> int | None:
+        """The pid of the running service, or None (a stale pid file is removed)."""
+        try:
+            pid = int(self.pid_file(name).read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        if _alive(pid):
+            return pid
+        self.pid_file(name).unlink(missing_ok=True)
+        return None
+
+    def start(self, service: Service) -> int:
+        """Start the service unless it runs; wait until healthy. Returns its pid.
+
+        A service that is already running is only checked (and its after-start step, which
+        must be idempotent, is run again); one that fails to become healthy is stopped.
+        """
+        pid = self.pid(service.name)
+        if pid is None:
+            pid = self._spawn(service)
+        deadline = time.monotonic() + service.start_timeout_s
+        while not service.healthy():
+            if self.pid(service.name) is None:
+                raise ServiceError(f"{service.name} exited; see {self.log_file(service.name)}")
+            if time.monotonic() > deadline:
+                self.stop(service.name, service.stop_timeout_s)
+                raise ServiceError(
+                    f"{service.name} not healthy after {service.start_timeout_s:.0f}s; "
+                    f"see {self.log_file(service.name)}"
+                )
+            time.sleep(0.5)
+        if service.after_start:
+            service.after_start()
+        return pid
+
+    def _spawn(self, service: Service) -> int:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            command = service.command()
+        except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:
+            raise ServiceError(f"{service.name} cannot be prepared: {exc}") from exc
+        env = {**os.environ, **service.env}
+        with self.log_file(service.name).open("ab") as log:
+            log.write(f"\n--- start {time.strftime('%Y-%m-%dT%H:%M:%S')} ---\n".encode())
+            log.flush()
+            proc = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
+        self.pid_file(service.name).write_text(str(proc.pid))
+        return proc.pid
+
+    def stop(self, name: str, timeout_s: float = 20.0) -> bool:
+        """SIGTERM the service's process group, wait, then SIGKILL. True if it was running."""
+        pid = self.pid(name)
+        if pid is None:
+            return False
+        _signal_group(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while _group_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _group_alive(pid):
+            _signal_group(pid, signal.SIGKILL)
+            while _group_alive(pid):
+                time.sleep(0.1)
+        self.pid_file(name).unlink(missing_ok=True)
+        return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours counts as gone.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return any(_alive(pid) for pid in _group_members(pgid))
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(") ", 1)[1].split()
+        except (FileNotFoundError, IndexError, ProcessLookupError):
+            continue
+        if int(fields[2]) == pgid:
+            members.append(int(entry.name))
+    return members
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,135 @@
+"""The transaction event: its schema, its validation and its wire format.
+
+Every layer that reads or writes an event goes through this module, so "what is a valid event"
+and "why was this record rejected" have one answer. Amounts are parsed as ``Decimal`` straight
+from the JSON text and carried as integer cents afterwards: sums never drift.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StringConstraints,
+    ValidationError,
+)
+
+MAX_AMOUNT = Decimal("1000000000000")  # 1e12: cents stay far inside int64 when summed
+MAX_CREATED_TIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+
+
+def _number_only(value: Any) -> Any:
+    """JSON strings and booleans are not amounts, even if pydantic could coerce them."""
+    if isinstance(value, bool) or not isinstance(value, int | Decimal | float):
+        raise ValueError("must be a JSON number")
+    return value
+
+
+NonEmptyId = Annotated[str, StringConstraints(strict=True, min_length=1, strip_whitespace=True)]
+Amount = Annotated[
+    Decimal,
+    BeforeValidator(_number_only),
+    Field(ge=0, le=MAX_AMOUNT, decimal_places=2, allow_inf_nan=False),
+]
+
+
+class Transaction(BaseModel):
+    """A payment event. Field names on the wire are the lecture's CamelCase names."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    transaction_id: NonEmptyId = Field(alias="TransactionID")
+    created_time: StrictInt = Field(alias="CreatedTime", ge=0, le=MAX_CREATED_TIME_MS)
+    source_account_id: NonEmptyId = Field(alias="SourceAccountID")
+    target_account_id: NonEmptyId = Field(alias="TargetAccountID")
+    amount: Amount = Field(alias="Amount")
+
+    @property
+    def amount_cents(self) -> int:
+        return int(self.amount * 100)
+
+    @property
+    def key(self) -> bytes:
+        """Kafka key: per-account order, and duplicates of a transaction share a partition."""
+        return self.source_account_id.encode("utf-8")
+
+    def to_row(self) -> dict[str, Any]:
+        """The event as a flat row with the column names of the landing zone and the views."""
+        return {
+            "transaction_id": self.transaction_id,
+            "created_time": self.created_time,
+            "source_account_id": self.source_account_id,
+            "target_account_id": self.target_account_id,
+            "amount_cents": self.amount_cents,
+        }
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON object sent to Kafka (Amount as a JSON number with its 2 decimals)."""
+        return self.model_dump(by_alias=True)
+
+    def to_json_bytes(self) -> bytes:
+        return encode_json(self.to_wire())
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a record is not a valid event; the text goes to the DLQ header ``reason``."""
+
+    reason: str
+
+
+def encode_json(obj: dict[str, Any]) -> bytes:
+    """Compact UTF-8 JSON; Decimals are written as JSON numbers."""
+    return json.dumps(obj, separators=(",", ":"), default=_json_default).encode("utf-8")
+
+
+def _json_default(value: Any) -> Any:
+    # A 2-decimal amount below 1e12 survives float's shortest repr exactly (its ulp < 0.01),
+    # and readers parse it back with parse_float=Decimal.
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors(include_url=False)[0]
+    field = ".".join(str(part) for part in first["loc"]) or "value"
+    message = first["msg"]
+    if first["type"] == "missing":
+        message = "is required"
+    elif first["type"] == "value_error":
+        message = message.removeprefix("Value error, ")
+    return f"{field}: {message}"
+
+
+def parse_event(value: bytes | None) -> Transaction | Rejection:
+    """Validate one Kafka record value; return the event or the precise reason it is invalid."""
+    if value is None:
+        return Rejection("value: is empty (tombstone)")
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Rejection(f"value: is not valid UTF-8 ({exc.reason} at byte {exc.start})")
+    try:
+        obj = json.loads(text, parse_float=Decimal)
+    except json.JSONDecodeError as exc:
+        return Rejection(f"value: is not valid JSON ({exc.msg} at position {exc.pos})")
+    return validate_event(obj)
+
+
+def validate_event(obj: Any) -> Transaction | Rejection:
+    """Validate an already-decoded JSON value (floats must be ``Decimal`` to stay exact)."""
+    if not isinstance(obj, dict):
+        return Rejection(f"value: must be a JSON object, got {type(obj).__name__}")
+    try:
+        return Transaction.model_validate(obj)
+    except ValidationError as exc:
+        return Rejection(_describe(exc))

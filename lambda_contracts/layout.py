@@ -1,0 +1,174 @@
+"""Where every layer keeps its data under the data directory, and how files are named.
+
+    data/
+      landing/bucket=<start_ms>/p<partition>-<first_offset>-<last_offset>.parquet
+      landing/_progress/partition=<p>.json     landed offset and sealed-through time
+      batch/versions/<version>/<view>/*.parquet   batch views of one run
+      batch/versions/<version>/manifest.json
+      batch/CURRENT                            the published version and its horizon
+      speed/speed.db                           speed store (SQLite default)
+      kafka/  airflow/  logs/  run/
+
+A landing file is named by the offsets it holds, so writing it again after a crash replaces it
+with the same content; overlapping files are possible after a crash and are harmless because
+readers deduplicate by (partition, offset).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from lambda_contracts.durable import read_json, write_json_atomic
+
+LANDING_FILE = re.compile(r"^p(?P<partition>\d+)-(?P<first>\d+)-(?P<last>\d+)\.parquet$")
+BUCKET_DIR = re.compile(r"^bucket=(?P<bucket>\d+)$")
+
+
+@dataclass(frozen=True)
+class PartitionProgress:
+    """How far one partition has been durably landed.
+
+    ``next_offset``: every record below it is in a landing file.
+    ``sealed_through_ms``: every record of this partition with Kafka timestamp below it is landed.
+    """
+
+    partition: int
+    next_offset: int
+    sealed_through_ms: int
+
+
+@dataclass(frozen=True)
+class BatchPointer:
+    """The CURRENT batch version and the exclusive ingest horizon its views cover."""
+
+    version: str
+    horizon_ms: int
+    published_at_ms: int
+
+
+@dataclass(frozen=True)
+class Layout:
+    data_dir: Path
+
+    # --- landing zone -------------------------------------------------------------------
+    @property
+    def landing_dir(self) -> Path:
+        return self.data_dir / "landing"
+
+    @property
+    def progress_dir(self) -> Path:
+        return self.landing_dir / "_progress"
+
+    def bucket_dir(self, bucket_ms: int) -> Path:
+        return self.landing_dir / f"bucket={bucket_ms}"
+
+    def landing_file(self, bucket_ms: int, partition: int, first: int, last: int) -> Path:
+        return self.bucket_dir(bucket_ms) / f"p{partition}-{first}-{last}.parquet"
+
+    def landed_buckets(self) -> list[int]:
+        if not self.landing_dir.exists():
+            return []
+        found = (BUCKET_DIR.match(p.name) for p in self.landing_dir.iterdir() if p.is_dir())
+        return sorted(int(m["bucket"]) for m in found if m)
+
+    def landing_files(self, below_ms: int | None = None, from_ms: int = 0) -> list[Path]:
+        """Landing files of buckets in [from_ms, below_ms), in bucket then name order."""
+        files: list[Path] = []
+        for bucket in self.landed_buckets():
+            if bucket < from_ms or (below_ms is not None and bucket >= below_ms):
+                continue
+            files.extend(
+                sorted(p for p in self.bucket_dir(bucket).iterdir() if LANDING_FILE.match(p.name))
+            )
+        return files
+
+    def progress_file(self, partition: int) -> Path:
+        return self.progress_dir / f"partition={partition}.json"
+
+    def write_progress(self, progress: PartitionProgress) -> None:
+        write_json_atomic(
+            self.progress_file(progress.partition),
+            {
+                "partition": progress.partition,
+                "next_offset": progress.next_offset,
+                "sealed_through_ms": progress.sealed_through_ms,
+            },
+        )
+
+    def read_progress(self, partition: int) -> PartitionProgress | None:
+        raw = read_json(self.progress_file(partition))
+        if raw is None:
+            return None
+        return PartitionProgress(raw["partition"], raw["next_offset"], raw["sealed_through_ms"])
+
+    def landing_watermark(self, partitions: int, bucket_ms: int) -> int:
+        """End of the newest bucket that every partition has completely landed (0 if none).
+
+        A partition that has never reported progress holds the watermark at 0: a bucket is
+        sealed only when all partitions, idle ones included, vouch for it.
+        """
+        sealed = []
+        for p in range(partitions):
+            progress = self.read_progress(p)
+            if progress is None:
+                return 0
+            sealed.append(progress.sealed_through_ms)
+        low = min(sealed)
+        return low - low % bucket_ms
+
+    # --- batch views --------------------------------------------------------------------
+    @property
+    def batch_dir(self) -> Path:
+        return self.data_dir / "batch"
+
+    @property
+    def versions_dir(self) -> Path:
+        return self.batch_dir / "versions"
+
+    @property
+    def current_file(self) -> Path:
+        return self.batch_dir / "CURRENT"
+
+    def version_dir(self, version: str) -> Path:
+        return self.versions_dir / version
+
+    def view_dir(self, version: str, view_name: str) -> Path:
+        return self.version_dir(version) / view_name
+
+    def manifest_file(self, version: str) -> Path:
+        return self.version_dir(version) / "manifest.json"
+
+    def read_current(self) -> BatchPointer | None:
+        raw = read_json(self.current_file)
+        if raw is None:
+            return None
+        return BatchPointer(raw["version"], raw["horizon_ms"], raw["published_at_ms"])
+
+    def write_current(self, pointer: BatchPointer) -> None:
+        write_json_atomic(
+            self.current_file,
+            {
+                "version": pointer.version,
+                "horizon_ms": pointer.horizon_ms,
+                "published_at_ms": pointer.published_at_ms,
+            },
+        )
+
+    # --- services -----------------------------------------------------------------------
+    @property
+    def speed_dir(self) -> Path:
+        return self.data_dir / "speed"
+
+    @property
+    def kafka_dir(self) -> Path:
+        return self.data_dir / "kafka"
+
+    @property
+    def airflow_dir(self) -> Path:
+        return self.data_dir / "airflow"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data_dir / "run"

@@ -1,0 +1,63 @@
+"""One settings class for the whole platform, read from ``LAMBDA_*`` environment variables.
+
+Defaults run everything on this machine (Kafka on 127.0.0.1:9092, SQLite under ``data/``), so
+local mode needs no configuration; docker compose and tests override through the environment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LAMBDA_", extra="ignore")
+
+    data_dir: Path = PROJECT_ROOT / "data"
+    logs_dir: Path | None = None
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_controller_port: int = 9093
+    kafka_heap: str = "512m"
+    topic: str = "transactions"
+    dlq_topic: str = "transactions.dlq"
+    partitions: int = Field(default=4, ge=1)
+    retention_ms: int = 7 * 24 * 3600 * 1000
+
+    bucket_ms: int = Field(default=300_000, ge=1000, description="ingest bucket size")
+    dedup_horizon_ms: int = Field(default=24 * 3600 * 1000, ge=0)
+
+    speed_group: str = "speed-layer"
+    speed_processes: int = Field(default=1, ge=1)
+    speed_store_url: str | None = None
+    speed_max_poll_records: int = 5000
+    speed_metrics_port: int = 9464
+    landing_flush_ms: int = Field(default=2000, ge=50, description="max age of unlanded records")
+    landing_flush_records: int = Field(default=50_000, ge=1)
+    idle_seal_grace_ms: int = Field(
+        default=1000, ge=0, description="clock-skew margin when sealing an idle partition"
+    )
+
+    @model_validator(mode="after")
+    def _derive(self) -> Settings:
+        self.data_dir = self.data_dir.resolve()
+        if self.logs_dir is None:
+            self.logs_dir = self.data_dir / "logs"
+        if self.speed_store_url is None:
+            self.speed_store_url = f"sqlite:///{self.data_dir / 'speed' / 'speed.db'}"
+        return self
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        return [s.strip() for s in self.kafka_bootstrap.split(",") if s.strip()]
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment."""
+    return Settings()

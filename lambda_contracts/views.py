@@ -1,0 +1,150 @@
+"""Views, declared once: dimensions, an event-time window and mergeable measures.
+
+Everything that computes a view derives from these declarations:
+- the speed layer folds events with :meth:`View.fold` and upserts with the measures' merge;
+- the batch layer runs :meth:`View.batch_sql` on Spark (and the benchmark on DuckDB);
+- the serving layer rolls rows up with :meth:`View.rollup_sql`;
+- tests compare all of them with :func:`reference_views`, the plain-Python semantics.
+
+Measures are monoids (count, sum, min, max); an average is derived as sum / count when read.
+Amounts are integer cents, so every measure is exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+Key = tuple[Any, ...]
+Measures = tuple[int, ...]
+
+
+class MeasureKind(Enum):
+    """How a measure starts from one event and how two partial values combine."""
+
+    COUNT = "count"
+    SUM = "sum"
+    MIN = "min"
+    MAX = "max"
+
+    def initial(self, value: int) -> int:
+        return 1 if self is MeasureKind.COUNT else value
+
+    def combine(self, a: int, b: int) -> int:
+        if self is MeasureKind.MIN:
+            return a if a <= b else b
+        if self is MeasureKind.MAX:
+            return a if a >= b else b
+        return a + b
+
+    def sql_over_events(self, column: str) -> str:
+        """Aggregate over raw events, in SQL that Spark, DuckDB, SQLite and PostgreSQL share."""
+        return "count(*)" if self is MeasureKind.COUNT else f"{self.value}({column})"
+
+    def sql_rollup(self, column: str) -> str:
+        """Aggregate over partial results of this measure (counts add up)."""
+        return f"sum({column})" if self is MeasureKind.COUNT else f"{self.value}({column})"
+
+
+@dataclass(frozen=True)
+class Measure:
+    name: str
+    kind: MeasureKind
+    source: str  # the event column it reads (ignored by COUNT)
+
+
+@dataclass(frozen=True)
+class View:
+    """A keyed, windowed aggregate over deduplicated events."""
+
+    name: str
+    dimensions: tuple[str, ...]
+    window_ms: int
+    measures: tuple[Measure, ...]
+    description: str = ""
+
+    @property
+    def key_columns(self) -> tuple[str, ...]:
+        return (*self.dimensions, "window_start")
+
+    @property
+    def measure_names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.measures)
+
+    def key_of(self, row: Mapping[str, Any]) -> Key:
+        created = row["created_time"]
+        return (*(row[d] for d in self.dimensions), created - created % self.window_ms)
+
+    def initial(self, row: Mapping[str, Any]) -> Measures:
+        return tuple(m.kind.initial(row.get(m.source, 0)) for m in self.measures)
+
+    def combine(self, a: Measures, b: Measures) -> Measures:
+        return tuple(m.kind.combine(x, y) for m, x, y in zip(self.measures, a, b, strict=True))
+
+    def fold(self, rows: Iterable[Mapping[str, Any]]) -> dict[Key, Measures]:
+        """Aggregate deduplicated rows into {key: measures}: the incremental (speed) path."""
+        out: dict[Key, Measures] = {}
+        for row in rows:
+            key = self.key_of(row)
+            value = self.initial(row)
+            prev = out.get(key)
+            out[key] = value if prev is None else self.combine(prev, value)
+        return out
+
+    def batch_sql(self, relation: str) -> str:
+        """SQL computing this view from a relation of deduplicated events (Spark and DuckDB)."""
+        window = f"(created_time - created_time % {self.window_ms})"
+        select = [*self.dimensions, f"{window} AS window_start"]
+        select += [f"{m.kind.sql_over_events(m.source)} AS {m.name}" for m in self.measures]
+        group = [*self.dimensions, window]
+        return f"SELECT {', '.join(select)} FROM {relation} GROUP BY {', '.join(group)}"
+
+    def rollup_expressions(self) -> list[str]:
+        """``agg(col) AS col`` for each measure, to combine partial rows of this view."""
+        return [f"{m.kind.sql_rollup(m.name)} AS {m.name}" for m in self.measures]
+
+
+AMOUNT_MEASURES = (
+    Measure("count", MeasureKind.COUNT, "amount_cents"),
+    Measure("sum", MeasureKind.SUM, "amount_cents"),
+    Measure("min", MeasureKind.MIN, "amount_cents"),
+    Measure("max", MeasureKind.MAX, "amount_cents"),
+)
+
+ACCOUNT_MINUTE = View(
+    name="account_minute",
+    dimensions=("source_account_id",),
+    window_ms=60_000,
+    measures=AMOUNT_MEASURES,
+    description="Per source account per minute of CreatedTime: count, sum, min, max of Amount.",
+)
+GLOBAL_MINUTE = View(
+    name="global_minute",
+    dimensions=(),
+    window_ms=60_000,
+    measures=AMOUNT_MEASURES,
+    description="All accounts per minute of CreatedTime: count, sum, min, max of Amount.",
+)
+
+VIEWS: tuple[View, ...] = (ACCOUNT_MINUTE, GLOBAL_MINUTE)
+VIEWS_BY_NAME: dict[str, View] = {v.name: v for v in VIEWS}
+
+
+def dedup_first(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Keep the first occurrence of each TransactionID, rows being given in log order."""
+    seen: set[str] = set()
+    kept = []
+    for row in rows:
+        tid = row["transaction_id"]
+        if tid not in seen:
+            seen.add(tid)
+            kept.append(row)
+    return kept
+
+
+def reference_views(rows_in_log_order: Iterable[Mapping[str, Any]]) -> dict[str, dict[Key, Measures]]:
+    """The semantics every layer is tested against: dedup by TransactionID, then fold each view."""
+    unique = dedup_first(rows_in_log_order)
+    return {view.name: view.fold(unique) for view in VIEWS}

@@ -1,0 +1,1 @@
+"""A Payment API simulator that produces transaction events into Kafka."""
