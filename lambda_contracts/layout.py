@@ -22,6 +22,19 @@ from pathlib import Path
 
 from lambda_contracts.durable import read_json, write_json_atomic
 
+# Columns of a landing file, in order, with their logical types. Event columns are those of
+# events.Transaction.to_row(); the kafka_* columns say where the record sits in the log.
+LANDING_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("transaction_id", "string"),
+    ("created_time", "int64"),
+    ("source_account_id", "string"),
+    ("target_account_id", "string"),
+    ("amount_cents", "int64"),
+    ("kafka_partition", "int32"),
+    ("kafka_offset", "int64"),
+    ("kafka_ts", "int64"),
+)
+
 LANDING_FILE = re.compile(r"^p(?P<partition>\d+)-(?P<first>\d+)-(?P<last>\d+)\.parquet$")
 BUCKET_DIR = re.compile(r"^bucket=(?P<bucket>\d+)$")
 

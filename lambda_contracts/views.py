@@ -12,7 +12,7 @@ Amounts are integer cents, so every measure is exact.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -47,10 +47,19 @@ class MeasureKind(Enum):
         """Aggregate over partial results of this measure (counts add up)."""
         return f"sum({column})" if self is MeasureKind.COUNT else f"{self.value}({column})"
 
+    def sql_merge(self, a: str, b: str, dialect: str) -> str:
+        """Combine two partial values in a row-wise SQL expression (an upsert's SET clause)."""
+        if self in (MeasureKind.COUNT, MeasureKind.SUM):
+            return f"{a} + {b}"
+        if dialect == "sqlite":  # SQLite's two-argument min/max are scalar
+            return f"{self.value}({a}, {b})"
+        return f"{'least' if self is MeasureKind.MIN else 'greatest'}({a}, {b})"
+
 
 @dataclass(frozen=True)
 class Measure:
-    name: str
+    name: str  # column name in every store (chosen to be no SQL keyword)
+    label: str  # field name in API answers
     kind: MeasureKind
     source: str  # the event column it reads (ignored by COUNT)
 
@@ -83,11 +92,18 @@ class View:
     def combine(self, a: Measures, b: Measures) -> Measures:
         return tuple(m.kind.combine(x, y) for m, x, y in zip(self.measures, a, b, strict=True))
 
-    def fold(self, rows: Iterable[Mapping[str, Any]]) -> dict[Key, Measures]:
-        """Aggregate deduplicated rows into {key: measures}: the incremental (speed) path."""
+    def fold(
+        self,
+        rows: Iterable[Mapping[str, Any]],
+        extra_key: Callable[[Mapping[str, Any]], Key] | None = None,
+    ) -> dict[Key, Measures]:
+        """Aggregate deduplicated rows into {key: measures}: the incremental (speed) path.
+
+        ``extra_key`` appends fields to the view key (the speed layer adds the ingest bucket).
+        """
         out: dict[Key, Measures] = {}
         for row in rows:
-            key = self.key_of(row)
+            key = self.key_of(row) if extra_key is None else self.key_of(row) + extra_key(row)
             value = self.initial(row)
             prev = out.get(key)
             out[key] = value if prev is None else self.combine(prev, value)
@@ -107,10 +123,10 @@ class View:
 
 
 AMOUNT_MEASURES = (
-    Measure("count", MeasureKind.COUNT, "amount_cents"),
-    Measure("sum", MeasureKind.SUM, "amount_cents"),
-    Measure("min", MeasureKind.MIN, "amount_cents"),
-    Measure("max", MeasureKind.MAX, "amount_cents"),
+    Measure("txn_count", "count", MeasureKind.COUNT, "amount_cents"),
+    Measure("amount_sum", "sum", MeasureKind.SUM, "amount_cents"),
+    Measure("amount_min", "min", MeasureKind.MIN, "amount_cents"),
+    Measure("amount_max", "max", MeasureKind.MAX, "amount_cents"),
 )
 
 ACCOUNT_MINUTE = View(
@@ -144,7 +160,9 @@ def dedup_first(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return kept
 
 
-def reference_views(rows_in_log_order: Iterable[Mapping[str, Any]]) -> dict[str, dict[Key, Measures]]:
+def reference_views(
+    rows_in_log_order: Iterable[Mapping[str, Any]],
+) -> dict[str, dict[Key, Measures]]:
     """The semantics every layer is tested against: dedup by TransactionID, then fold each view."""
     unique = dedup_first(rows_in_log_order)
     return {view.name: view.fold(unique) for view in VIEWS}

@@ -104,9 +104,15 @@ def produce(
     else:
         sim = Simulator(
             SimulatorConfig(
-                accounts=accounts, skew=skew, duplicates=duplicates,
-                conflicting_duplicates=conflicts, late=late, late_max_hours=late_max_hours,
-                malformed=malformed, seed=seed, id_prefix=id_prefix,
+                accounts=accounts,
+                skew=skew,
+                duplicates=duplicates,
+                conflicting_duplicates=conflicts,
+                late=late,
+                late_max_hours=late_max_hours,
+                malformed=malformed,
+                seed=seed,
+                id_prefix=id_prefix,
             )
         )
         source = iter(lambda: sim.next(int(time.time() * 1000)), None)
@@ -126,15 +132,26 @@ def produce(
             record, future = pending.popleft()
             meta = future.get(timeout=120)
             if truth_fh:
-                truth_fh.write(json.dumps({
-                    "kind": record.kind, "partition": meta.partition, "offset": meta.offset,
-                    "timestamp": meta.timestamp,
-                    "value_b64": base64.b64encode(record.value).decode("ascii"),
-                }) + "\n")
+                truth_fh.write(
+                    json.dumps(
+                        {
+                            "kind": record.kind,
+                            "partition": meta.partition,
+                            "offset": meta.offset,
+                            "timestamp": meta.timestamp,
+                            "value_b64": base64.b64encode(record.value).decode("ascii"),
+                        }
+                    )
+                    + "\n"
+                )
 
     progress = Progress(
-        TextColumn("[bold]producing[/bold]"), BarColumn(), TextColumn("{task.completed} sent"),
-        TimeElapsedColumn(), console=console, disable=quiet,
+        TextColumn("[bold]producing[/bold]"),
+        BarColumn(),
+        TextColumn("{task.completed} sent"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet,
     )
     started = time.monotonic()
     try:

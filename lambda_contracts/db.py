@@ -1,0 +1,38 @@
+"""The speed store's engine: SQLite (WAL) by default, PostgreSQL by URL — same code.
+
+SQLite gets WAL (readers never block the writer), a busy timeout (several speed-layer processes
+share one file) and synchronous=NORMAL: a commit survives a process crash (kill -9); pass
+``sqlite_synchronous="FULL"`` where it must survive a power loss too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+from lambda_contracts.store_schema import metadata
+
+
+def make_engine(url: str, create: bool = True, sqlite_synchronous: str = "NORMAL") -> Engine:
+    """An engine for the speed store; creates missing tables unless ``create`` is False."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA synchronous={sqlite_synchronous}")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    if create:
+        metadata.create_all(engine)
+    return engine

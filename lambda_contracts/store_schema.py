@@ -1,0 +1,65 @@
+"""Tables of the speed store, derived from the view declarations (SQLAlchemy Core).
+
+The speed layer writes them, the serving layer reads them and the batch layer expires rows
+below its horizon; all three take the definitions from here. Amounts are integer cents
+(BigInteger), so SQLite and PostgreSQL both sum them exactly.
+
+- ``speed_partition_state``: per partition, the next offset whose effect is not yet in the
+  store, and counters. Updated in the same transaction as the aggregates.
+- ``speed_dedup``: TransactionIDs seen within the dedup horizon.
+- ``speed_<view>``: one row per (dimensions, window_start, ingest_bucket).
+- ``batch_runs``: what each batch publish absorbed and how far speed had drifted from it.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text
+
+from lambda_contracts.views import VIEWS, View
+
+metadata = MetaData()
+
+partition_state = Table(
+    "speed_partition_state",
+    metadata,
+    Column("topic", String(249), primary_key=True),
+    Column("kafka_partition", Integer, primary_key=True),
+    Column("next_offset", BigInteger, nullable=False),
+    Column("events", BigInteger, nullable=False, default=0),
+    Column("duplicates", BigInteger, nullable=False, default=0),
+    Column("rejected", BigInteger, nullable=False, default=0),
+    Column("max_kafka_ts", BigInteger, nullable=False, default=0),
+    Column("updated_at_ms", BigInteger, nullable=False, default=0),
+)
+
+dedup = Table(
+    "speed_dedup",
+    metadata,
+    Column("transaction_id", String(255), primary_key=True),
+    Column("ingest_ts", BigInteger, nullable=False, index=True),
+)
+
+batch_runs = Table(
+    "batch_runs",
+    metadata,
+    Column("version", String(64), primary_key=True),
+    Column("horizon_ms", BigInteger, nullable=False),
+    Column("previous_horizon_ms", BigInteger, nullable=False),
+    Column("published_at_ms", BigInteger, nullable=False),
+    Column("batch_events", BigInteger, nullable=False),
+    Column("speed_events", BigInteger),
+    Column("drift_events", BigInteger),
+    Column("drift_cents", BigInteger),
+    Column("report", Text),
+)
+
+
+def _view_table(view: View) -> Table:
+    columns = [Column(d, String(255), primary_key=True) for d in view.dimensions]
+    columns.append(Column("window_start", BigInteger, primary_key=True))
+    columns.append(Column("ingest_bucket", BigInteger, primary_key=True, index=True))
+    columns += [Column(m.name, BigInteger, nullable=False) for m in view.measures]
+    return Table(f"speed_{view.name}", metadata, *columns)
+
+
+view_tables: dict[str, Table] = {view.name: _view_table(view) for view in VIEWS}

@@ -1,0 +1,209 @@
+"""The speed layer's poll loop: validate, land, aggregate, commit — per poll batch.
+
+One instance per process; several processes in the consumer group ``speed-layer`` share the
+partitions. Per poll batch: invalid records go to the DLQ (flushed first), valid ones to the
+landing buffer and — if not yet counted — to one store transaction that also moves the offsets.
+On (re)assignment each partition is read again from the lower of two cursors: the store's
+offset (what the aggregates hold) and the landing progress (what is durably landed); records
+below a cursor are not applied to that sink again. Kafka's committed offsets are updated too,
+for lag tools, but the store's offsets are the truth.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from typing import Any
+
+import structlog
+from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
+
+from lambda_contracts.db import make_engine
+from lambda_contracts.events import Rejection, parse_event
+from lambda_contracts.layout import Layout
+from lambda_contracts.settings import Settings
+from speed_layer.dlq import DeadLetters
+from speed_layer.landing import LandingWriter
+from speed_layer.metrics import SpeedMetrics
+from speed_layer.store import FencedError, PartitionBatch, SpeedStore
+
+log = structlog.get_logger("speed_layer")
+
+LOG_APPEND_TIME = 1
+HOUSEKEEPING_S = 1.0
+DEDUP_EXPIRY_S = 60.0
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, layer: SpeedLayer) -> None:
+        self.layer = layer
+
+    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.layer.release(revoked)
+
+    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.layer.take(assigned)
+
+
+class SpeedLayer:
+    """Consumes the transactions topic into the speed store and the landing zone."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        consumer: KafkaConsumer,
+        dead_letters: DeadLetters,
+        metrics: SpeedMetrics,
+    ) -> None:
+        assert settings.speed_store_url is not None
+        self.settings = settings
+        self.consumer = consumer
+        self.dlq = dead_letters
+        self.metrics = metrics
+        self.layout = Layout(settings.data_dir)
+        self.store = SpeedStore(
+            make_engine(settings.speed_store_url),
+            settings.topic,
+            settings.bucket_ms,
+            settings.dedup_horizon_ms,
+        )
+        self.landing = LandingWriter(
+            self.layout,
+            settings.bucket_ms,
+            settings.landing_flush_ms,
+            settings.landing_flush_records,
+            settings.idle_seal_grace_ms,
+        )
+        self.stored: dict[int, int | None] = {}  # partition -> store's next offset
+        self._warned_timestamp_type = False
+
+    # --- assignment ---------------------------------------------------------------------
+    def take(self, assigned: set[TopicPartition]) -> None:
+        """Seek each new partition to the lower of the store and landing cursors."""
+        offsets = self.store.load_offsets()
+        for tp in sorted(assigned):
+            landed = self.landing.assign(tp.partition)
+            stored = offsets.get(tp.partition)
+            self.stored[tp.partition] = stored
+            # An offset already removed by retention resets to the earliest one still kept.
+            self.consumer.seek(tp, landed if stored is None else min(stored, landed))
+            log.info("assigned", partition=tp.partition, stored=stored, landed=landed)
+
+    def release(self, revoked: set[TopicPartition]) -> None:
+        for tp in revoked:
+            self.landing.revoke(tp.partition)
+            self.stored.pop(tp.partition, None)
+            with contextlib.suppress(KeyError):
+                self.metrics.lag.remove(str(tp.partition))
+            log.info("revoked", partition=tp.partition)
+
+    # --- one poll batch -------------------------------------------------------------------
+    def process(self, polled: dict[TopicPartition, list[ConsumerRecord]]) -> int:
+        """Apply one poll batch; returns the number of events newly counted."""
+        batches = []
+        for tp, records in polled.items():
+            if tp.partition not in self.stored or not records:
+                continue
+            batch = self._partition_batch(tp.partition, records)
+            if batch is not None:
+                batches.append(batch)
+        self.metrics.consumed.inc(sum(len(r) for r in polled.values()))
+        self.dlq.flush()
+        if not batches:
+            return 0
+        started = time.perf_counter()
+        try:
+            applied = self.store.apply(batches)
+        except FencedError as exc:
+            self.metrics.fenced.inc()
+            log.warning("fenced", error=str(exc))
+            self.take({TopicPartition(self.settings.topic, p) for p in list(self.stored)})
+            return 0
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        for batch in batches:
+            self.stored[batch.partition] = batch.next_offset
+        self.metrics.events.inc(applied.events)
+        self.metrics.duplicates.inc(applied.duplicates)
+        self.metrics.rejected.inc(applied.rejected)
+        return applied.events
+
+    def _partition_batch(
+        self, partition: int, records: list[ConsumerRecord]
+    ) -> PartitionBatch | None:
+        stored = self.stored[partition]
+        batch = PartitionBatch(partition, stored, stored if stored is not None else -1)
+        for rec in records:
+            counted = stored is None or rec.offset >= stored
+            parsed = parse_event(rec.value)
+            if rec.timestamp_type != LOG_APPEND_TIME and not self._warned_timestamp_type:
+                self._warned_timestamp_type = True
+                log.warning("topic is not LogAppendTime: ingest buckets follow producer clocks")
+            if isinstance(parsed, Rejection):
+                self.landing.add(partition, rec.offset, None)
+                if counted:
+                    origin = (rec.topic, partition, rec.offset, rec.timestamp)
+                    self.dlq.send(rec.key, rec.value, parsed.reason, origin)
+                    batch.rejected += 1
+            else:
+                row: dict[str, Any] = parsed.to_row()
+                row["kafka_partition"] = partition
+                row["kafka_offset"] = rec.offset
+                row["kafka_ts"] = rec.timestamp
+                self.landing.add(partition, rec.offset, row)
+                if counted:
+                    batch.rows.append(row)
+            if counted:
+                batch.next_offset = rec.offset + 1
+                batch.max_kafka_ts = max(batch.max_kafka_ts, rec.timestamp)
+        return batch if batch.next_offset != (stored if stored is not None else -1) else None
+
+    # --- housekeeping ---------------------------------------------------------------------
+    def housekeeping(self) -> None:
+        """Flush old landing buffers, seal caught-up partitions, export lag and watermark."""
+        self.landing.flush_due()
+        tps = [TopicPartition(self.settings.topic, p) for p in self.stored]
+        if not tps:
+            return
+        checked_at_ms = int(time.time() * 1000)
+        ends = self.consumer.end_offsets(tps)
+        end_by_partition = {tp.partition: end for tp, end in ends.items()}
+        self.landing.seal_caught_up(end_by_partition, checked_at_ms)
+        for partition, end in end_by_partition.items():
+            stored = self.stored.get(partition)
+            self.metrics.lag.labels(str(partition)).set(end - (stored or 0))
+        watermark = self.layout.landing_watermark(self.settings.partitions, self.settings.bucket_ms)
+        self.metrics.watermark.set(watermark)
+
+    def run(self, stop: threading.Event) -> None:
+        """Poll until ``stop`` is set; then land what is buffered, commit and leave the group."""
+        self.consumer.subscribe([self.settings.topic], listener=_Rebalance(self))
+        last_housekeeping = 0.0
+        last_expiry = time.monotonic()
+        window_start, window_events = time.monotonic(), 0.0
+        try:
+            while not stop.is_set():
+                polled = self.consumer.poll(
+                    timeout_ms=100, max_records=self.settings.speed_max_poll_records
+                )
+                window_events += self.process(polled)
+                now = time.monotonic()
+                if now - last_housekeeping >= HOUSEKEEPING_S:
+                    self.housekeeping()
+                    self.consumer.commit_async()
+                    self.metrics.events_per_s.set(window_events / (now - window_start))
+                    window_start, window_events = now, 0.0
+                    last_housekeeping = now
+                if now - last_expiry >= DEDUP_EXPIRY_S:
+                    self.store.expire_dedup(int(time.time() * 1000))
+                    last_expiry = now
+        finally:
+            for partition in self.landing.partitions:
+                self.landing.flush(partition)
+            try:
+                self.consumer.commit()
+            except Exception as exc:  # the store holds the truth; this is for lag tools only
+                log.warning("final kafka commit failed", error=str(exc))
+            self.consumer.close()
+            log.info("stopped")

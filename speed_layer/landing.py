@@ -1,0 +1,132 @@
+"""The landing zone writer: raw valid events, durable and idempotent, by ingest bucket.
+
+Runs inside the consumer loop. Records are buffered per partition and written when the buffer
+is old (``landing_flush_ms``) or large (``landing_flush_records``): one Parquet file per
+(partition, bucket) per flush, named by its offset range, written atomically (temp, fsync,
+rename). After each flush the partition's progress is recorded: the next unlanded offset and
+the time below which every record of the partition is landed. A failure here stops the
+consumer before it commits anything that the landing zone would lack for a sealed bucket.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from itertools import groupby
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lambda_contracts.buckets import ingest_bucket
+from lambda_contracts.durable import write_atomic
+from lambda_contracts.layout import LANDING_COLUMNS, Layout, PartitionProgress
+
+_ARROW_TYPES = {"string": pa.string(), "int64": pa.int64(), "int32": pa.int32()}
+LANDING_SCHEMA = pa.schema([(name, _ARROW_TYPES[kind]) for name, kind in LANDING_COLUMNS])
+
+
+@dataclass
+class _PartitionBuffer:
+    landed_next: int
+    sealed_through_ms: int
+    consumed_next: int
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    oldest_at: float = 0.0  # monotonic time of the oldest buffered row
+
+
+class LandingWriter:
+    def __init__(
+        self, layout: Layout, bucket_ms: int, flush_ms: int, flush_records: int, grace_ms: int
+    ) -> None:
+        self.layout = layout
+        self.bucket_ms = bucket_ms
+        self.flush_s = flush_ms / 1000
+        self.flush_records = flush_records
+        self.grace_ms = grace_ms
+        self._parts: dict[int, _PartitionBuffer] = {}
+
+    def assign(self, partition: int) -> int:
+        """Start tracking a partition; returns the next offset that still needs landing."""
+        progress = self.layout.read_progress(partition)
+        landed = progress.next_offset if progress else 0
+        sealed = progress.sealed_through_ms if progress else 0
+        self._parts[partition] = _PartitionBuffer(landed, sealed, landed)
+        return landed
+
+    def revoke(self, partition: int) -> None:
+        """Land what is buffered for a partition this process gives up, then forget it."""
+        if partition in self._parts:
+            self.flush(partition)
+            del self._parts[partition]
+
+    @property
+    def partitions(self) -> list[int]:
+        return list(self._parts)
+
+    def landed_next(self, partition: int) -> int:
+        return self._parts[partition].landed_next
+
+    def add(self, partition: int, offset: int, row: dict[str, Any] | None) -> None:
+        """Record that ``offset`` was consumed; ``row`` (a valid event) is buffered for landing.
+
+        Offsets already landed are skipped, so a replay after a crash lands nothing twice.
+        """
+        buf = self._parts[partition]
+        if offset < buf.landed_next:
+            return
+        if row is not None:
+            if not buf.rows:
+                buf.oldest_at = time.monotonic()
+            buf.rows.append(row)
+        buf.consumed_next = offset + 1
+
+    def flush_due(self) -> None:
+        now = time.monotonic()
+        for partition, buf in self._parts.items():
+            full = len(buf.rows) >= self.flush_records
+            old = buf.rows and now - buf.oldest_at >= self.flush_s
+            only_skipped = not buf.rows and buf.consumed_next > buf.landed_next
+            if full or old or only_skipped:
+                self.flush(partition)
+
+    def flush(self, partition: int) -> None:
+        """Write every buffered row of the partition durably, then record the progress."""
+        buf = self._parts[partition]
+        max_ts = buf.sealed_through_ms
+        for bucket, group in groupby(
+            buf.rows, key=lambda r: ingest_bucket(r["kafka_ts"], self.bucket_ms)
+        ):
+            rows = list(group)
+            first, last = rows[0]["kafka_offset"], rows[-1]["kafka_offset"]
+            table = pa.Table.from_pylist(rows, schema=LANDING_SCHEMA)
+            target = self.layout.landing_file(bucket, partition, first, last)
+            write_atomic(target, lambda tmp, t=table: pq.write_table(t, tmp))
+            max_ts = max(max_ts, rows[-1]["kafka_ts"])
+        if buf.consumed_next == buf.landed_next and max_ts == buf.sealed_through_ms:
+            return
+        buf.rows = []
+        buf.landed_next = buf.consumed_next
+        buf.sealed_through_ms = max_ts
+        self._write_progress(partition, buf)
+
+    def seal_caught_up(self, end_offsets: dict[int, int], checked_at_ms: int) -> None:
+        """Seal time for partitions with nothing unlanded below their end offset.
+
+        ``end_offsets`` were asked of the broker at ``checked_at_ms`` (local clock): any record
+        appended before then has a smaller offset, so if everything below the end offset is
+        landed, so is every record stamped before ``checked_at_ms`` (less a clock-skew grace).
+        """
+        for partition, end in end_offsets.items():
+            buf = self._parts.get(partition)
+            if buf is None or buf.rows or buf.landed_next < end:
+                continue
+            sealed = checked_at_ms - self.grace_ms
+            if sealed > buf.sealed_through_ms:
+                buf.sealed_through_ms = sealed
+                self._write_progress(partition, buf)
+
+    def _write_progress(self, partition: int, buf: _PartitionBuffer) -> None:
+        self.layout.write_progress(
+            PartitionProgress(partition, buf.landed_next, buf.sealed_through_ms)
+        )

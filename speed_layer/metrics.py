@@ -1,0 +1,36 @@
+"""Prometheus metrics of one speed-layer process, in a registry of its own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+
+@dataclass
+class SpeedMetrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.consumed = Counter("speed_records_consumed", "Records read from Kafka", registry=r)
+        self.events = Counter("speed_events", "Valid events counted in the aggregates", registry=r)
+        self.duplicates = Counter("speed_duplicates", "Duplicate events (not summed)", registry=r)
+        self.rejected = Counter("speed_dlq_records", "Invalid records sent to the DLQ", registry=r)
+        self.fenced = Counter("speed_fenced_commits", "Commits refused by fencing", registry=r)
+        self.events_per_s = Gauge("speed_events_per_second", "Recent event rate", registry=r)
+        self.lag = Gauge(
+            "speed_consumer_lag", "End offset minus stored offset", ["partition"], registry=r
+        )
+        self.watermark = Gauge(
+            "speed_landing_watermark_ms", "End of the newest sealed ingest bucket", registry=r
+        )
+        self.batch_seconds = Histogram(
+            "speed_batch_commit_seconds",
+            "Time to commit one poll batch to the store",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=r,
+        )
+
+    def serve(self, port: int, host: str = "127.0.0.1") -> None:
+        start_http_server(port, addr=host, registry=self.registry)
