@@ -22,7 +22,7 @@ from pydantic import (
     ValidationError,
 )
 
-MAX_AMOUNT = Decimal("1000000000000")  # 1e12: cents stay far inside int64 when summed
+MAX_AMOUNT = 1_000_000_000_000  # cents stay far inside int64 when summed
 MAX_CREATED_TIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 
 

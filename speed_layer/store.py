@@ -123,27 +123,32 @@ class SpeedStore:
                 max_kafka_ts=batch.max_kafka_ts,
                 updated_at_ms=now_ms,
             )
-            result = conn.execute(stmt.on_conflict_do_nothing())
+            stmt = stmt.on_conflict_do_nothing().returning(state.kafka_partition)
+            moved = conn.execute(stmt).first() is not None
         else:
-            result = conn.execute(
-                update(partition_state)
-                .where(
-                    and_(
-                        state.topic == self.topic,
-                        state.kafka_partition == batch.partition,
-                        state.next_offset == batch.expected_offset,
+            moved = (
+                conn.execute(
+                    update(partition_state)
+                    .where(
+                        and_(
+                            state.topic == self.topic,
+                            state.kafka_partition == batch.partition,
+                            state.next_offset == batch.expected_offset,
+                        )
                     )
-                )
-                .values(
-                    next_offset=batch.next_offset,
-                    events=state.events + kept,
-                    duplicates=state.duplicates + duplicates,
-                    rejected=state.rejected + batch.rejected,
-                    max_kafka_ts=batch.max_kafka_ts,
-                    updated_at_ms=now_ms,
-                )
+                    .values(
+                        next_offset=batch.next_offset,
+                        events=state.events + kept,
+                        duplicates=state.duplicates + duplicates,
+                        rejected=state.rejected + batch.rejected,
+                        max_kafka_ts=batch.max_kafka_ts,
+                        updated_at_ms=now_ms,
+                    )
+                    .returning(state.kafka_partition)
+                ).first()
+                is not None
             )
-        if result.rowcount != 1:
+        if not moved:
             raise FencedError(
                 f"partition {batch.partition} moved past offset {batch.expected_offset}"
             )

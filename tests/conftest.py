@@ -1,0 +1,68 @@
+"""Fixtures: a real Kafka broker and PostgreSQL server for the session, isolated settings."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.topics import ensure_topics
+from lambda_contracts.settings import Settings
+from tests.support.pipeline import SpeedProcess
+from tests.support.services import Broker, Postgres, start_broker
+
+TEST_KAFKA_PORT = 19092
+TEST_CONTROLLER_PORT = 19093
+TEST_PG_PORT = 15432
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    broker = start_broker(tmp_path_factory.mktemp("kafka"), TEST_KAFKA_PORT, TEST_CONTROLLER_PORT)
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
+    # Not under pytest's private temp dir: the postgres user must be able to reach it.
+    pg = Postgres(Path(tempfile.mkdtemp(prefix="lambda-pg-")), TEST_PG_PORT)
+    pg.start()
+    yield pg
+    pg.stop()
+    shutil.rmtree(pg.directory, ignore_errors=True)
+
+
+@pytest.fixture
+def make_settings(broker: Broker, tmp_path: Path) -> Callable[..., Settings]:
+    """Settings on the test broker with a fresh topic, group and data directory."""
+
+    def make(create_topics: bool = True, **overrides: Any) -> Settings:
+        suffix = uuid.uuid4().hex[:8]
+        values: dict[str, Any] = {
+            "data_dir": tmp_path / "data",
+            "kafka_bootstrap": broker.settings.kafka_bootstrap,
+            "topic": f"tx-{suffix}",
+            "dlq_topic": f"tx-{suffix}.dlq",
+            "speed_group": f"speed-{suffix}",
+            "speed_metrics_port": 0,
+        }
+        values.update(overrides)
+        settings = Settings(**values)
+        if create_topics:
+            ensure_topics(settings)
+        return settings
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_speed_processes() -> Iterator[None]:
+    """A failed test must not leave its speed-layer processes running into the next one."""
+    yield
+    SpeedProcess.kill_all()

@@ -1,0 +1,81 @@
+"""Against the real broker: keyed produce/consume, partitioning, LogAppendTime, topic setup."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pytest
+from kafka import KafkaConsumer
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+from kafka.partitioner.default import murmur2
+
+from infra.topics import ensure_topics
+from producer.cli import make_producer
+
+pytestmark = pytest.mark.integration
+
+# Java's Utils.murmur2 on these keys (Kafka's own UtilsTest vectors), as signed ints.
+JAVA_MURMUR2 = {
+    "21": -973932308,
+    "foobar": -790332482,
+    "a-little-bit-long-string": -985981536,
+    "a-little-bit-longer-string": -1486304829,
+    "abc": 479470107,
+}
+
+
+def java_default_partition(key: bytes, partitions: int) -> int:
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def test_client_hash_is_javas_murmur2() -> None:
+    for key, signed in JAVA_MURMUR2.items():
+        assert murmur2(key.encode()) & 0xFFFFFFFF == signed & 0xFFFFFFFF
+
+
+def test_keyed_events_round_trip_in_per_key_order(make_settings) -> None:
+    settings = make_settings()
+    producer = make_producer(settings.bootstrap_servers)
+    keys = [f"acct-{i}".encode() for i in range(37)]
+    sent: dict[bytes, list[bytes]] = defaultdict(list)
+    for n in range(2000):
+        key = keys[(n * 7) % len(keys)]
+        value = f'{{"n": {n}}}'.encode()
+        producer.send(settings.topic, key=key, value=value)
+        sent[key].append(value)
+    producer.flush()
+    producer.close()
+
+    consumer = KafkaConsumer(
+        settings.topic,
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id="roundtrip",
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
+    )
+    received: dict[bytes, list[bytes]] = defaultdict(list)
+    for record in consumer:
+        received[record.key].append(record.value)
+        assert record.partition == java_default_partition(record.key, settings.partitions)
+        assert record.timestamp_type == 1, "transactions topic must stamp LogAppendTime"
+    consumer.close()
+    assert received == sent
+
+
+def test_topics_are_created_once_with_their_definition(make_settings) -> None:
+    settings = make_settings(create_topics=False, partitions=6)
+    assert sorted(ensure_topics(settings)) == sorted([settings.topic, settings.dlq_topic])
+    assert ensure_topics(settings) == []  # idempotent
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    try:
+        topics = admin.describe_topics([settings.topic, settings.dlq_topic])
+        configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, settings.topic)])
+    finally:
+        admin.close()
+    assert {t["name"]: len(t["partitions"]) for t in topics} == {
+        settings.topic: 6,
+        settings.dlq_topic: 1,
+    }
+    topic_config = configs["topic"][settings.topic]
+    assert topic_config["message.timestamp.type"]["value"] == "LogAppendTime"
+    assert topic_config["retention.ms"]["value"] == str(7 * 24 * 3600 * 1000)

@@ -1,0 +1,158 @@
+"""The speed layer against the real broker and real SQLite/PostgreSQL: exact, whatever fails."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from lambda_contracts.db import make_engine
+from lambda_contracts.events import Rejection, parse_event
+from lambda_contracts.layout import Layout
+from lambda_contracts.settings import Settings
+from tests.support.pipeline import (
+    BIN,
+    SpeedProcess,
+    env_for,
+    expected_views,
+    landed_rows,
+    read_topic,
+    read_truth,
+    speed_views,
+    truth_rows,
+    wait_caught_up,
+)
+
+pytestmark = pytest.mark.integration
+
+MIXED_STREAM = [
+    "--rate",
+    "0",
+    "--accounts",
+    "60",
+    "--duplicates",
+    "0.05",
+    "--conflicts",
+    "0.03",
+    "--late",
+    "0.05",
+    "--late-max-hours",
+    "72",
+    "--malformed",
+    "0.03",
+]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest) -> str | None:
+    if request.param == "sqlite":
+        return None  # the default: SQLite under the data directory
+    return request.getfixturevalue("postgres").new_database()
+
+
+def assert_landing_holds_every_valid_event_once(settings: Settings, truth) -> None:
+    landed = {
+        (r["kafka_partition"], r["kafka_offset"]): r for r in landed_rows(Layout(settings.data_dir))
+    }
+    expected = {(r["kafka_partition"], r["kafka_offset"]): r for r in truth_rows(truth)}
+    assert landed.keys() == expected.keys()
+    assert all(landed[k] == expected[k] for k in expected)
+
+
+def start_producer(settings: Settings, truth_file: Path, *args: str) -> subprocess.Popen[bytes]:
+    cmd = [str(BIN / "lambda-produce"), "--quiet", "--truth", str(truth_file), *args]
+    return subprocess.Popen(cmd, env=env_for(settings))
+
+
+def test_aggregates_dlq_and_landing_are_exact(make_settings, store_url, tmp_path: Path) -> None:
+    settings = make_settings(speed_store_url=store_url)
+    truth_file = tmp_path / "truth.jsonl"
+    producer = start_producer(settings, truth_file, "--count", "6000", *MIXED_STREAM)
+    assert producer.wait(300) == 0
+    truth = read_truth(truth_file)
+    kinds = {r.kind for r in truth}
+    assert {"valid", "duplicate", "conflict", "late", "malformed"} <= kinds
+
+    speed = SpeedProcess(settings).start()
+    engine = make_engine(settings.speed_store_url)
+    wait_caught_up(settings, engine)
+    assert speed_views(engine) == expected_views(truth)
+    assert speed.terminate() == 0, "SIGTERM must end the process cleanly"
+
+    dead = read_topic(settings, settings.dlq_topic)
+    malformed = {(r.partition, r.offset): r for r in truth if r.kind == "malformed"}
+    by_origin = {}
+    for rec in dead:
+        headers = dict(rec.headers)
+        origin = (int(headers["origin.partition"]), int(headers["origin.offset"]))
+        by_origin[origin] = rec
+        expected_reason = parse_event(malformed[origin].value)
+        assert isinstance(expected_reason, Rejection)
+        assert headers["reason"].decode() == expected_reason.reason
+        assert headers["origin.topic"].decode() == settings.topic
+        assert rec.value == malformed[origin].value
+    assert len(dead) == len(malformed) and by_origin.keys() == malformed.keys()
+    assert_landing_holds_every_valid_event_once(settings, truth)
+
+
+def test_kill_9_at_random_moments_loses_and_doubles_nothing(make_settings, tmp_path: Path) -> None:
+    settings = make_settings(landing_flush_ms=300)
+    truth_file = tmp_path / "truth.jsonl"
+    producer = start_producer(
+        settings, truth_file, "--count", "24000", "--rate", "2000", *MIXED_STREAM[2:]
+    )
+    rng = random.Random(1234)
+    for _ in range(5):
+        speed = SpeedProcess(settings).start()
+        time.sleep(rng.uniform(1.0, 3.0))
+        speed.kill()
+    assert producer.wait(300) == 0
+    speed = SpeedProcess(settings).start()
+    engine = make_engine(settings.speed_store_url)
+    wait_caught_up(settings, engine)
+    truth = read_truth(truth_file)
+    assert speed_views(engine) == expected_views(truth)
+    assert speed.terminate() == 0
+    assert_landing_holds_every_valid_event_once(settings, truth)
+
+
+def test_two_processes_one_killed_then_restarted(make_settings, tmp_path: Path) -> None:
+    settings = make_settings(partitions=4)
+    truth_file = tmp_path / "truth.jsonl"
+    producer = start_producer(
+        settings, truth_file, "--count", "20000", "--rate", "2000", *MIXED_STREAM[2:]
+    )
+    first = SpeedProcess(settings, instance=0).start()
+    second = SpeedProcess(settings, instance=1).start()
+    time.sleep(4)
+    first.kill()
+    time.sleep(4)
+    first = SpeedProcess(settings, instance=0).start()
+    assert producer.wait(300) == 0
+    engine = make_engine(settings.speed_store_url)
+    wait_caught_up(settings, engine, timeout=180)
+    truth = read_truth(truth_file)
+    assert speed_views(engine) == expected_views(truth)
+    assert first.terminate() == 0
+    assert second.terminate() == 0
+    assert_landing_holds_every_valid_event_once(settings, truth)
+
+
+def test_sigterm_mid_stream_then_resume_is_exact(make_settings, tmp_path: Path) -> None:
+    settings = make_settings()
+    truth_file = tmp_path / "truth.jsonl"
+    producer = start_producer(settings, truth_file, "--count", "8000", "--rate", "2000")
+    speed = SpeedProcess(settings).start()
+    time.sleep(2)
+    speed.proc.send_signal(signal.SIGTERM)
+    assert speed.proc.wait(60) == 0
+    assert producer.wait(300) == 0
+    speed = SpeedProcess(settings).start()
+    engine = make_engine(settings.speed_store_url)
+    wait_caught_up(settings, engine)
+    assert speed_views(engine) == expected_views(read_truth(truth_file))
+    assert speed.terminate() == 0

@@ -1,0 +1,1 @@
+"""Test support: real services (Kafka, PostgreSQL) for the tests, and ground-truth helpers."""

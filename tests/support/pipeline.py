@@ -1,0 +1,224 @@
+"""Drive the platform through its public commands and read back what it stored.
+
+Ground truth comes from the producer's ``--truth`` file (what the broker acknowledged, with
+partition and offset); expected views come from the one reference implementation.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pyarrow.parquet as pq
+from kafka import KafkaConsumer, TopicPartition
+from sqlalchemy import Engine, select, text
+
+from lambda_contracts.events import Transaction, parse_event
+from lambda_contracts.layout import Layout
+from lambda_contracts.settings import Settings
+from lambda_contracts.store_schema import partition_state
+from lambda_contracts.views import VIEWS, Key, Measures, reference_views
+
+BIN = Path(sys.executable).parent
+
+
+def env_for(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment that makes a platform command use these settings."""
+    env = dict(os.environ)
+    for name, value in settings.model_dump().items():
+        if value is not None:
+            env[f"LAMBDA_{name.upper()}"] = str(value)
+    env.update(extra)
+    env["PATH"] = f"{BIN}:{env.get('PATH', '')}"
+    return env
+
+
+@dataclass(frozen=True)
+class TruthRecord:
+    kind: str
+    partition: int
+    offset: int
+    timestamp: int
+    value: bytes
+
+    @property
+    def event(self) -> Transaction | None:
+        parsed = parse_event(self.value)
+        return parsed if isinstance(parsed, Transaction) else None
+
+
+def produce(
+    settings: Settings, truth_file: Path, *args: str, timeout: float = 600
+) -> list[TruthRecord]:
+    """Run ``lambda-produce`` with these arguments; return what the broker acknowledged."""
+    cmd = [str(BIN / "lambda-produce"), "--quiet", "--truth", str(truth_file), *args]
+    subprocess.run(cmd, env=env_for(settings), check=True, timeout=timeout)
+    return read_truth(truth_file)
+
+
+def read_truth(path: Path) -> list[TruthRecord]:
+    out = []
+    with path.open() as fh:
+        for line in fh:
+            raw = json.loads(line)
+            out.append(
+                TruthRecord(
+                    raw["kind"],
+                    raw["partition"],
+                    raw["offset"],
+                    raw["timestamp"],
+                    base64.b64decode(raw["value_b64"]),
+                )
+            )
+    return out
+
+
+def truth_rows(truth: Iterable[TruthRecord]) -> list[dict[str, Any]]:
+    """Valid events as landing rows, in log order (partition, offset)."""
+    rows = []
+    for rec in sorted(truth, key=lambda r: (r.partition, r.offset)):
+        event = rec.event
+        if event is not None:
+            row = event.to_row()
+            row.update(
+                kafka_partition=rec.partition, kafka_offset=rec.offset, kafka_ts=rec.timestamp
+            )
+            rows.append(row)
+    return rows
+
+
+def expected_views(truth: Iterable[TruthRecord]) -> dict[str, dict[Key, Measures]]:
+    return reference_views(truth_rows(truth))
+
+
+def speed_views(engine: Engine, min_bucket: int = 0) -> dict[str, dict[Key, Measures]]:
+    """Speed rows with ingest bucket >= min_bucket, rolled up over buckets, per view."""
+    out = {}
+    with engine.connect() as conn:
+        for view in VIEWS:
+            keys = ", ".join(view.key_columns)
+            sql = (
+                f"SELECT {keys}, {', '.join(view.rollup_expressions())} FROM speed_{view.name} "
+                f"WHERE ingest_bucket >= :b GROUP BY {keys}"
+            )
+            n = len(view.key_columns)
+            out[view.name] = {
+                tuple(row[:n]): tuple(int(v) for v in row[n:])
+                for row in conn.execute(text(sql), {"b": min_bucket})
+            }
+    return out
+
+
+def stored_offsets(engine: Engine, topic: str) -> dict[int, int]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(partition_state.c.kafka_partition, partition_state.c.next_offset).where(
+                partition_state.c.topic == topic
+            )
+        )
+        return dict(rows.all())
+
+
+def end_offsets(settings: Settings) -> dict[int, int]:
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+    try:
+        tps = [TopicPartition(settings.topic, p) for p in range(settings.partitions)]
+        return {tp.partition: off for tp, off in consumer.end_offsets(tps).items()}
+    finally:
+        consumer.close()
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.25) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def wait_caught_up(settings: Settings, engine: Engine, timeout: float = 120) -> None:
+    """Until the store's offsets reach the topic's end offsets on every partition."""
+    ends = end_offsets(settings)
+
+    def caught_up() -> bool:
+        stored = stored_offsets(engine, settings.topic)
+        return all(stored.get(p, 0) >= end for p, end in ends.items() if end > 0)
+
+    wait_until(caught_up, timeout, "the speed layer to catch up")
+
+
+def landed_rows(layout: Layout) -> list[dict[str, Any]]:
+    """Every row of every landing file (duplicates across files included)."""
+    rows: list[dict[str, Any]] = []
+    for path in layout.landing_files():
+        rows.extend(pq.read_table(path).to_pylist())
+    return rows
+
+
+def read_topic(settings: Settings, topic: str, timeout_ms: int = 5000) -> list[Any]:
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=settings.bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=timeout_ms,
+    )
+    try:
+        return list(consumer)
+    finally:
+        consumer.close()
+
+
+class SpeedProcess:
+    """One ``lambda-speed`` process, started with the test's settings."""
+
+    _started: ClassVar[list[subprocess.Popen[bytes]]] = []
+
+    @classmethod
+    def kill_all(cls) -> None:
+        for proc in cls._started:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(30)
+        cls._started.clear()
+
+    def __init__(self, settings: Settings, instance: int = 0, log_dir: Path | None = None) -> None:
+        self.settings = settings
+        self.instance = instance
+        self.log_path = (log_dir or settings.data_dir) / f"speed-{instance}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> SpeedProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [str(BIN / "lambda-speed"), "--instance", str(self.instance), "--no-metrics"],
+            env=env_for(self.settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self._started.append(self.proc)
+        log.close()
+        return self
+
+    def terminate(self, timeout: float = 60) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(30)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None

@@ -1,0 +1,112 @@
+"""Start a real Kafka broker and a real PostgreSQL server for the tests, on private ports.
+
+The broker is the same one ``make up`` runs (infra.kafka_broker), on other ports and a
+temporary data directory, so tests never touch a developer's running platform.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+
+from infra.services import kafka_service
+from infra.supervisor import Supervisor
+from lambda_contracts.settings import Settings
+
+
+@dataclass
+class Broker:
+    settings: Settings
+    supervisor: Supervisor
+
+    def start(self) -> None:
+        self.supervisor.start(kafka_service(self.settings))
+
+    def stop(self) -> None:
+        self.supervisor.stop("kafka", timeout_s=30)
+
+    def kill(self) -> None:
+        """SIGKILL the broker (a crash, not a clean stop)."""
+        pid = self.supervisor.pid("kafka")
+        if pid:
+            os.killpg(pid, 9)
+            while self.supervisor.pid("kafka"):
+                time.sleep(0.1)
+
+
+def start_broker(data_dir: Path, port: int, controller_port: int) -> Broker:
+    settings = Settings(
+        data_dir=data_dir,
+        kafka_bootstrap=f"127.0.0.1:{port}",
+        kafka_controller_port=controller_port,
+        kafka_heap="384m",
+    )
+    assert settings.logs_dir is not None
+    broker = Broker(settings, Supervisor(data_dir / "run", settings.logs_dir))
+    broker.start()
+    return broker
+
+
+def _pg_bin(name: str) -> str:
+    for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
+        return str(candidate)
+    found = shutil.which(name)
+    if found:
+        return found
+    raise RuntimeError(f"PostgreSQL's {name} not found: install the postgresql package")
+
+
+@dataclass
+class Postgres:
+    directory: Path
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str) -> None:
+        cmd = list(args)
+        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed: {result.stderr or result.stdout}")
+
+    def start(self) -> None:
+        if os.geteuid() == 0:
+            shutil.chown(self.directory, "postgres", "postgres")
+        data = self.directory / "data"
+        if not data.exists():
+            self._run(_pg_bin("initdb"), "-D", str(data), "-U", "postgres", "-A", "trust")
+        opts = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(
+            _pg_bin("pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            opts,
+            "-w",
+            "-l",
+            str(self.directory / "pg.log"),
+            "start",
+        )
+
+    def new_database(self) -> str:
+        """A fresh, empty database; returns its SQLAlchemy URL."""
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        engine = create_engine(self.url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(text(f"CREATE DATABASE {name}"))
+        engine.dispose()
+        return self.url.rsplit("/", 1)[0] + f"/{name}"
+
+    def stop(self) -> None:
+        self._run(_pg_bin("pg_ctl"), "-D", str(self.directory / "data"), "-m", "fast", "-w", "stop")

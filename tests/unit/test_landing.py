@@ -1,0 +1,103 @@
+"""Landing zone: file naming, progress, watermark, and the writer's sealing rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from lambda_contracts.layout import Layout, PartitionProgress
+from speed_layer.landing import LandingWriter
+
+BUCKET = 1000
+
+
+def landing_row(partition: int, offset: int, kafka_ts: int) -> dict[str, object]:
+    return {
+        "transaction_id": f"{partition}-{offset}",
+        "created_time": kafka_ts - 5,
+        "source_account_id": "A",
+        "target_account_id": "B",
+        "amount_cents": offset,
+        "kafka_partition": partition,
+        "kafka_offset": offset,
+        "kafka_ts": kafka_ts,
+    }
+
+
+def writer(tmp_path: Path, grace_ms: int = 100) -> LandingWriter:
+    return LandingWriter(
+        Layout(tmp_path), BUCKET, flush_ms=60_000, flush_records=10**6, grace_ms=grace_ms
+    )
+
+
+def test_watermark_needs_every_partition(tmp_path: Path) -> None:
+    layout = Layout(tmp_path)
+    assert layout.landing_watermark(partitions=2, bucket_ms=BUCKET) == 0
+    layout.write_progress(PartitionProgress(0, 10, 5_500))
+    assert layout.landing_watermark(partitions=2, bucket_ms=BUCKET) == 0  # partition 1 silent
+    layout.write_progress(PartitionProgress(1, 3, 3_999))
+    assert layout.landing_watermark(partitions=2, bucket_ms=BUCKET) == 3_000
+    layout.write_progress(PartitionProgress(1, 4, 7_000))
+    assert layout.landing_watermark(partitions=2, bucket_ms=BUCKET) == 5_000
+
+
+def test_flush_writes_one_file_per_bucket_named_by_offsets(tmp_path: Path) -> None:
+    w = writer(tmp_path)
+    assert w.assign(0) == 0
+    for offset, ts in [(0, 1_100), (1, 1_900), (2, 2_050), (3, 2_999)]:
+        w.add(0, offset, landing_row(0, offset, ts))
+    w.add(0, 4, None)  # an invalid record: consumed, not landed
+    w.flush(0)
+    layout = Layout(tmp_path)
+    names = [(p.parent.name, p.name) for p in layout.landing_files()]
+    assert names == [("bucket=1000", "p0-0-1.parquet"), ("bucket=2000", "p0-2-3.parquet")]
+    assert pq.read_table(layout.landing_files()[1]).column("kafka_offset").to_pylist() == [2, 3]
+    progress = layout.read_progress(0)
+    assert progress == PartitionProgress(0, next_offset=5, sealed_through_ms=2_999)
+
+
+def test_replayed_offsets_are_not_landed_twice(tmp_path: Path) -> None:
+    w = writer(tmp_path)
+    w.assign(0)
+    w.add(0, 0, landing_row(0, 0, 1_000))
+    w.flush(0)
+    w2 = writer(tmp_path)  # a restarted process
+    assert w2.assign(0) == 1
+    w2.add(0, 0, landing_row(0, 0, 1_000))  # replayed below the landed cursor: skipped
+    w2.add(0, 1, landing_row(0, 1, 1_200))
+    w2.flush(0)
+    offsets = sorted(
+        o
+        for p in Layout(tmp_path).landing_files()
+        for o in pq.read_table(p).column("kafka_offset").to_pylist()
+    )
+    assert offsets == [0, 1]
+
+
+def test_idle_partition_seals_only_when_nothing_is_unlanded(tmp_path: Path) -> None:
+    w = writer(tmp_path, grace_ms=100)
+    w.assign(0)
+    w.add(0, 0, landing_row(0, 0, 1_000))
+    # Caught up to offset 1, but the row is still only buffered: no seal.
+    w.seal_caught_up({0: 1}, checked_at_ms=10_000)
+    assert Layout(tmp_path).read_progress(0) is None
+    w.flush(0)
+    # The broker has a record we have not consumed: no seal beyond what is landed.
+    w.seal_caught_up({0: 2}, checked_at_ms=10_000)
+    assert Layout(tmp_path).read_progress(0).sealed_through_ms == 1_000
+    # Everything up to the end offset is landed: sealed to the check time less the grace.
+    w.seal_caught_up({0: 1}, checked_at_ms=10_000)
+    assert Layout(tmp_path).read_progress(0).sealed_through_ms == 9_900
+    # Sealing never goes backwards.
+    w.seal_caught_up({0: 1}, checked_at_ms=5_000)
+    assert Layout(tmp_path).read_progress(0).sealed_through_ms == 9_900
+
+
+def test_unassigned_partition_is_not_sealed_by_anyone(tmp_path: Path) -> None:
+    w = writer(tmp_path)
+    w.assign(0)
+    w.seal_caught_up({0: 0, 1: 0}, checked_at_ms=50_000)
+    layout = Layout(tmp_path)
+    assert layout.read_progress(1) is None
+    assert layout.landing_watermark(partitions=2, bucket_ms=BUCKET) == 0
