@@ -22,7 +22,14 @@ from lambda_contracts.settings import Settings, get_settings
 app = typer.Typer(add_completion=False, help=__doc__)
 console = Console()
 
-ALL_SERVICE_NAMES = ["kafka", "speed", "airflow", "serving", "producer"]
+
+
+def _service_names(settings: Settings) -> list[str]:
+    """Every name a service of this platform may run under, in start order."""
+    names = [s.name for s in platform_services(settings, demo=True, demo_rate=0)]
+    # Speed processes beyond the configured count may still run from an earlier ``up``.
+    extra = [f"speed-{i}" for i in range(settings.speed_processes, 16)]
+    return names[:1] + extra + names[1:]
 
 
 def _supervisor(settings: Settings) -> Supervisor:
@@ -60,7 +67,7 @@ def down() -> None:
     """Stop every service (SIGTERM, wait, then SIGKILL); leave no process behind."""
     settings = get_settings()
     sup = _supervisor(settings)
-    for name in reversed(ALL_SERVICE_NAMES):
+    for name in reversed(_service_names(settings)):
         if sup.stop(name):
             console.print(f"stopped {name}")
     console.print("all services are down")
@@ -74,9 +81,11 @@ def status() -> None:
     table = Table("service", "pid", "health", "log")
     known = {s.name: s for s in platform_services(settings, True, 0)}
     any_running = False
-    for name in ALL_SERVICE_NAMES:
+    for name in _service_names(settings):
         pid = sup.pid(name)
         service = known.get(name)
+        if pid is None and service is None:
+            continue
         if pid is None:
             health = "down"
         else:
@@ -94,6 +103,8 @@ def _print_where(settings: Settings) -> None:
         f"""
 [bold]Lambda platform is up[/bold]
   Kafka bootstrap : {settings.kafka_bootstrap}  (topics {settings.topic}, {settings.dlq_topic})
+  Speed metrics   : http://127.0.0.1:{settings.speed_metrics_port}/metrics  ({settings.speed_processes} process(es))
+  Speed store     : {settings.speed_store_url}
   Data directory  : {layout.data_dir}
   Logs            : {settings.logs_dir}
   Status / stop   : make status  |  make down

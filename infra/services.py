@@ -58,6 +58,17 @@ def kafka_service(settings: Settings) -> Service:
     )
 
 
+def speed_service(settings: Settings, instance: int) -> Service:
+    port = settings.speed_metrics_port + instance
+    return Service(
+        name=f"speed-{instance}",
+        command=lambda: [sys.executable, "-m", "speed_layer.main", "--instance", str(instance)],
+        healthy=lambda: port_open("127.0.0.1", port),
+        start_timeout_s=60,
+        stop_timeout_s=30,
+    )
+
+
 def demo_producer_service(settings: Settings, rate: float) -> Service:
     return Service(
         name="producer",
@@ -84,7 +95,9 @@ def demo_producer_service(settings: Settings, rate: float) -> Service:
 
 
 def platform_services(settings: Settings, demo: bool, demo_rate: float) -> list[Service]:
+    """Every service of local mode, in start order (``down`` stops in reverse)."""
     services = [kafka_service(settings)]
+    services += [speed_service(settings, i) for i in range(settings.speed_processes)]
     if demo:
         services.append(demo_producer_service(settings, demo_rate))
     return services

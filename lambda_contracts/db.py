@@ -7,10 +7,12 @@ share one file) and synchronous=NORMAL: a commit survives a process crash (kill 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from lambda_contracts.store_schema import metadata
 
@@ -34,5 +36,17 @@ def make_engine(url: str, create: bool = True, sqlite_synchronous: str = "NORMAL
     else:
         engine = create_engine(url, pool_pre_ping=True)
     if create:
-        metadata.create_all(engine)
+        create_tables(engine)
     return engine
+
+
+def create_tables(engine: Engine, attempts: int = 5) -> None:
+    """Create missing tables; processes starting together may race, so retry what lost."""
+    for attempt in range(attempts):
+        try:
+            metadata.create_all(engine)
+            return
+        except (OperationalError, ProgrammingError, IntegrityError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))

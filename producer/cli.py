@@ -87,7 +87,9 @@ def produce(
     late_max_hours: Annotated[float, typer.Option(help="how late a late event can be")] = 72.0,
     malformed: Annotated[float, typer.Option(help="fraction of malformed records")] = 0.0,
     seed: Annotated[int, typer.Option(help="random seed")] = 42,
-    id_prefix: Annotated[str, typer.Option(help="prefix of generated TransactionIDs")] = "",
+    id_prefix: Annotated[
+        str | None, typer.Option(help="prefix of generated TransactionIDs (default: per run)")
+    ] = None,
     from_file: Annotated[Path | None, typer.Option(help="send JSONL values from a file")] = None,
     truth: Annotated[Path | None, typer.Option(help="write acknowledged records as JSONL")] = None,
     topic: Annotated[str | None, typer.Option(help="topic (default: settings)")] = None,

@@ -1,4 +1,4 @@
-"""A broker restart keeps acknowledged events; a producer across an outage loses none, doubles none."""
+"""A broker restart keeps acknowledged events; a producer across an outage loses or doubles none."""
 
 from __future__ import annotations
 

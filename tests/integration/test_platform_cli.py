@@ -1,0 +1,104 @@
+"""``make up`` / ``make down`` through the platform CLI, and the lecture's examples against it.
+
+Runs the real local platform on its default ports (the lecture's code hard-codes
+localhost:9092) with a temporary data directory.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from infra.services import port_open
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def platform(cmd: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "lambda-platform"), cmd], env=env, capture_output=True, text=True,
+        timeout=timeout, cwd=ROOT,
+    )
+
+
+def processes_using(path: Path) -> list[str]:
+    """Command lines of live processes that mention path (in argv or environment)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            environ = (entry / "environ").read_bytes()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if str(path).encode() in cmdline + environ:
+            found.append(cmdline.replace(b"\0", b" ").decode(errors="replace"))
+    return found
+
+
+def pids(data_dir: Path) -> dict[str, str]:
+    run = data_dir / "run"
+    return {p.stem: p.read_text() for p in run.glob("*.pid")} if run.exists() else {}
+
+
+def read_lines_until(proc: subprocess.Popen[str], count: int, timeout: float) -> list[str]:
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    while len(lines) < count and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line:
+            lines.append(line.strip())
+    return lines
+
+
+def test_up_twice_lecture_examples_then_down_leaves_nothing(tmp_path: Path) -> None:
+    if port_open("127.0.0.1", 9092):
+        pytest.skip("a platform already runs on localhost:9092 (make down first)")
+    data_dir = tmp_path / "platform-data"
+    env = {**os.environ, "LAMBDA_DATA_DIR": str(data_dir), "DEMO": "1",
+           "PATH": f"{BIN}:{os.environ['PATH']}"}
+    try:
+        first = platform("up", env)
+        assert first.returncode == 0, first.stdout + first.stderr
+        started = pids(data_dir)
+        assert {"kafka", "speed-0", "producer"} <= started.keys()
+
+        second = platform("up", env)
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert "already running" in second.stdout
+        assert pids(data_dir) == started, "a second `up` must not restart running services"
+
+        status = platform("status", env)
+        assert status.returncode == 0 and "unhealthy" not in status.stdout
+
+        lecture = ROOT / "tests" / "lecture"
+        producer = subprocess.Popen([sys.executable, str(lecture / "producer.py")], env=env,
+                                    stdout=subprocess.DEVNULL)
+        consumer = subprocess.Popen([sys.executable, "-u", str(lecture / "consumer.py")], env=env,
+                                    stdout=subprocess.PIPE, text=True)
+        try:
+            lines = read_lines_until(consumer, 3, timeout=60)
+        finally:
+            producer.kill()
+            consumer.kill()
+            producer.wait()
+            consumer.wait()
+        assert lines == ["{'counter': 0}", "{'counter': 1}", "{'counter': 2}"]
+    finally:
+        down = platform("down", env)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert processes_using(data_dir) == []
+    assert pids(data_dir) == {}
+    assert not port_open("127.0.0.1", 9092)
+    again = platform("status", env)
+    assert again.returncode == 3  # nothing runs
