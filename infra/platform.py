@@ -23,7 +23,6 @@ app = typer.Typer(add_completion=False, help=__doc__)
 console = Console()
 
 
-
 def _service_names(settings: Settings) -> list[str]:
     """Every name a service of this platform may run under, in start order."""
     names = [s.name for s in platform_services(settings, demo=True, demo_rate=0)]
@@ -103,7 +102,7 @@ def _print_where(settings: Settings) -> None:
         f"""
 [bold]Lambda platform is up[/bold]
   Kafka bootstrap : {settings.kafka_bootstrap}  (topics {settings.topic}, {settings.dlq_topic})
-  Speed metrics   : http://127.0.0.1:{settings.speed_metrics_port}/metrics  ({settings.speed_processes} process(es))
+  Speed metrics   : http://127.0.0.1:{settings.speed_metrics_port}/metrics (+1 per process)
   Speed store     : {settings.speed_store_url}
   Data directory  : {layout.data_dir}
   Logs            : {settings.logs_dir}

@@ -47,11 +47,17 @@ def test_watermark_is_never_early_and_advances_past_idle_partitions(
         futures = []
         for i in range(2400):  # ~12 s at 200/s, to partitions 0 and 1 only: 2 and 3 stay idle
             event = Transaction(
-                TransactionID=f"w{i}", CreatedTime=int(time.time() * 1000),
-                SourceAccountID=f"a{i % 7}", TargetAccountID="t", Amount=Decimal("1.25"),
+                TransactionID=f"w{i}",
+                CreatedTime=int(time.time() * 1000),
+                SourceAccountID=f"a{i % 7}",
+                TargetAccountID="t",
+                Amount=Decimal("1.25"),
             )
-            futures.append(producer.send(settings.topic, value=event.to_json_bytes(),
-                                         key=event.key, partition=i % 2))
+            futures.append(
+                producer.send(
+                    settings.topic, value=event.to_json_bytes(), key=event.key, partition=i % 2
+                )
+            )
             time.sleep(0.005)
         producer.flush()
         for f in futures:
@@ -78,8 +84,11 @@ def test_watermark_is_never_early_and_advances_past_idle_partitions(
     producer.join()
 
     last_bucket_end = max(ts for _, _, ts in sent) // BUCKET_MS * BUCKET_MS + BUCKET_MS
-    wait_until(lambda: snapshot(layout, settings.partitions)[0] >= last_bucket_end, 60,
-               "the watermark to pass the last bucket while two partitions are idle")
+    wait_until(
+        lambda: snapshot(layout, settings.partitions)[0] >= last_bucket_end,
+        60,
+        "the watermark to pass the last bucket while two partitions are idle",
+    )
     samples.append(snapshot(layout, settings.partitions))
 
     advanced = [w for w, _ in samples if w > 0]

@@ -22,10 +22,16 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
-def platform(cmd: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def platform(
+    cmd: str, env: dict[str, str], timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(BIN / "lambda-platform"), cmd], env=env, capture_output=True, text=True,
-        timeout=timeout, cwd=ROOT,
+        [str(BIN / "lambda-platform"), cmd],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
     )
 
 
@@ -65,8 +71,12 @@ def test_up_twice_lecture_examples_then_down_leaves_nothing(tmp_path: Path) -> N
     if port_open("127.0.0.1", 9092):
         pytest.skip("a platform already runs on localhost:9092 (make down first)")
     data_dir = tmp_path / "platform-data"
-    env = {**os.environ, "LAMBDA_DATA_DIR": str(data_dir), "DEMO": "1",
-           "PATH": f"{BIN}:{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "LAMBDA_DATA_DIR": str(data_dir),
+        "DEMO": "1",
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+    }
     try:
         first = platform("up", env)
         assert first.returncode == 0, first.stdout + first.stderr
@@ -82,10 +92,15 @@ def test_up_twice_lecture_examples_then_down_leaves_nothing(tmp_path: Path) -> N
         assert status.returncode == 0 and "unhealthy" not in status.stdout
 
         lecture = ROOT / "tests" / "lecture"
-        producer = subprocess.Popen([sys.executable, str(lecture / "producer.py")], env=env,
-                                    stdout=subprocess.DEVNULL)
-        consumer = subprocess.Popen([sys.executable, "-u", str(lecture / "consumer.py")], env=env,
-                                    stdout=subprocess.PIPE, text=True)
+        producer = subprocess.Popen(
+            [sys.executable, str(lecture / "producer.py")], env=env, stdout=subprocess.DEVNULL
+        )
+        consumer = subprocess.Popen(
+            [sys.executable, "-u", str(lecture / "consumer.py")],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         try:
             lines = read_lines_until(consumer, 3, timeout=60)
         finally:
