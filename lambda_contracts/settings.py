@@ -43,6 +43,12 @@ class Settings(BaseSettings):
         default=1000, ge=0, description="clock-skew margin when sealing an idle partition"
     )
 
+    spark_master: str = "local[2]"
+    spark_driver_memory: str = "2g"
+    spark_shuffle_partitions: int = Field(default=4, ge=1)
+    batch_keep_versions: int = Field(default=5, ge=1)
+    batch_schedule_minutes: int = Field(default=5, ge=1)
+
     @model_validator(mode="after")
     def _derive(self) -> Settings:
         self.data_dir = self.data_dir.resolve()

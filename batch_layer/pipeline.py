@@ -1,0 +1,96 @@
+"""The batch run as plain functions; the Airflow DAGs and ``lambda-batch`` only wire them.
+
+wait for sealed data (``choose_horizon``) → recompute (spark-submit) → validate → publish
+(CURRENT flip + run record with drift) → expire absorbed speed rows → prune old versions.
+Each step is idempotent: retrying it after a failure gives the same result.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from typing import Any
+
+from batch_layer.speed_sync import expire_speed_rows, record_run, stored_report
+from batch_layer.submit import spark_submit_command, submit_env
+from batch_layer.validate import validate_version, view_totals
+from batch_layer.versions import prune, publish
+from lambda_contracts.db import make_engine
+from lambda_contracts.layout import Layout
+from lambda_contracts.settings import Settings
+from lambda_contracts.views import GLOBAL_MINUTE
+
+
+class NothingToDo(RuntimeError):
+    """The landing watermark has not passed the current horizon: no new sealed bucket."""
+
+
+def choose_horizon(settings: Settings) -> int | None:
+    """The landing watermark, if it is past the published horizon; else None."""
+    layout = Layout(settings.data_dir)
+    watermark = layout.landing_watermark(settings.partitions, settings.bucket_ms)
+    current = layout.read_current()
+    if watermark <= (current.horizon_ms if current else 0):
+        return None
+    return watermark
+
+
+def recompute(settings: Settings, horizon_ms: int, version: str, run_id: str) -> None:
+    """Run the Spark job through spark-submit (raises if it fails)."""
+    cmd = spark_submit_command(settings, horizon_ms, version, run_id)
+    subprocess.run(cmd, check=True, env=submit_env())
+
+
+def publish_version(settings: Settings, version: str) -> dict[str, Any]:
+    """Flip CURRENT to a validated version and record the run with its drift report."""
+    assert settings.speed_store_url is not None
+    layout = Layout(settings.data_dir)
+    engine = make_engine(settings.speed_store_url)
+    try:
+        previous = layout.read_current()
+        if previous and previous.version == version:  # a retry after a successful publish
+            report = stored_report(engine, version)
+            if report is not None:
+                return report
+            previous = None
+        before = view_totals(layout, previous.version)[GLOBAL_MINUTE.name] if previous else (0, 0)
+        after = view_totals(layout, version)[GLOBAL_MINUTE.name]
+        pointer = publish(layout, version)
+        return record_run(
+            engine,
+            version,
+            pointer.horizon_ms,
+            previous.horizon_ms if previous else 0,
+            pointer.published_at_ms,
+            after[0],
+            before[0],
+            after[1],
+            before[1],
+        )
+    finally:
+        engine.dispose()
+
+
+def expire(settings: Settings, horizon_ms: int) -> int:
+    assert settings.speed_store_url is not None
+    engine = make_engine(settings.speed_store_url)
+    try:
+        return expire_speed_rows(engine, horizon_ms)
+    finally:
+        engine.dispose()
+
+
+def run_once(
+    settings: Settings, version: str, run_id: str, horizon_ms: int | None = None
+) -> dict[str, Any]:
+    """The whole batch run in one call (used by ``lambda-batch run`` and tests)."""
+    horizon = horizon_ms if horizon_ms is not None else choose_horizon(settings)
+    if horizon is None:
+        raise NothingToDo("the landing watermark has not passed the published horizon")
+    recompute(settings, horizon, version, run_id)
+    layout = Layout(settings.data_dir)
+    checks = validate_version(layout, version)
+    report = publish_version(settings, version)
+    report["expired_speed_rows"] = expire(settings, horizon)
+    report["pruned"] = prune(layout, settings.batch_keep_versions)
+    report["events"] = checks["events"]
+    return report

@@ -1,0 +1,91 @@
+"""What a publish means for the speed store: drift measurement and expiry of absorbed rows.
+
+Readers already ignore speed rows below the published horizon, so expiry is cleanup only. The
+drift is what the speed layer had counted for the buckets a run absorbed ([previous H, H))
+against what batch computed for them; it is stored in ``batch_runs`` and logged.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import Engine, delete, func, select
+
+from lambda_contracts.store_schema import batch_runs, view_tables
+from lambda_contracts.views import GLOBAL_MINUTE, VIEWS
+
+
+def speed_totals(engine: Engine, from_bucket: int, below_bucket: int) -> tuple[int, int]:
+    """(events, amount in cents) the speed layer counted in ingest buckets [from, below)."""
+    table = view_tables[GLOBAL_MINUTE.name]
+    with engine.connect() as conn:
+        count, amount = conn.execute(
+            select(
+                func.coalesce(func.sum(table.c.txn_count), 0),
+                func.coalesce(func.sum(table.c.amount_sum), 0),
+            ).where(table.c.ingest_bucket >= from_bucket, table.c.ingest_bucket < below_bucket)
+        ).one()
+    return int(count), int(amount)
+
+
+def record_run(
+    engine: Engine,
+    version: str,
+    horizon_ms: int,
+    previous_horizon_ms: int,
+    published_at_ms: int,
+    batch_events: int,
+    batch_events_before: int,
+    batch_amount: int,
+    batch_amount_before: int,
+) -> dict[str, Any]:
+    """Store the run with the speed-vs-batch drift for the absorbed buckets."""
+    speed_events, speed_amount = speed_totals(engine, previous_horizon_ms, horizon_ms)
+    absorbed_events = batch_events - batch_events_before
+    absorbed_amount = batch_amount - batch_amount_before
+    report = {
+        "version": version,
+        "horizon_ms": horizon_ms,
+        "previous_horizon_ms": previous_horizon_ms,
+        "absorbed_events_batch": absorbed_events,
+        "absorbed_events_speed": speed_events,
+        "drift_events": absorbed_events - speed_events,
+        "drift_cents": absorbed_amount - speed_amount,
+    }
+    with engine.begin() as conn:
+        conn.execute(delete(batch_runs).where(batch_runs.c.version == version))
+        conn.execute(
+            batch_runs.insert().values(
+                version=version,
+                horizon_ms=horizon_ms,
+                previous_horizon_ms=previous_horizon_ms,
+                published_at_ms=published_at_ms,
+                batch_events=batch_events,
+                speed_events=speed_events,
+                drift_events=report["drift_events"],
+                drift_cents=report["drift_cents"],
+                report=json.dumps(report),
+            )
+        )
+    return report
+
+
+def stored_report(engine: Engine, version: str) -> dict[str, Any] | None:
+    """The report recorded when ``version`` was published, if it was."""
+    with engine.connect() as conn:
+        raw = conn.execute(select(batch_runs.c.report).where(batch_runs.c.version == version))
+        row = raw.first()
+    return json.loads(row[0]) if row else None
+
+
+def expire_speed_rows(engine: Engine, horizon_ms: int) -> int:
+    """Delete speed rows that the published batch version already covers."""
+    deleted = 0
+    with engine.begin() as conn:
+        for view in VIEWS:
+            table = view_tables[view.name]
+            deleted += conn.execute(
+                delete(table).where(table.c.ingest_bucket < horizon_ms)
+            ).rowcount
+    return deleted

@@ -1,0 +1,64 @@
+"""The spark-submit command line of the recompute job, derived from settings.
+
+The master is configuration (``LAMBDA_SPARK_MASTER``): ``local[2]`` by default, a
+``spark://host:7077`` standalone cluster in docker compose, YARN or k8s elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from lambda_contracts.settings import Settings
+
+JOB_FILE = Path(__file__).with_name("spark_job.py")
+
+
+def spark_conf(settings: Settings) -> dict[str, str]:
+    """Spark settings sized for a 2-core machine by default."""
+    return {
+        "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
+        "spark.default.parallelism": str(settings.spark_shuffle_partitions),
+        "spark.ui.enabled": "false",
+        "spark.log.level": "WARN",
+        "spark.sql.adaptive.enabled": "true",
+        "spark.sql.parquet.compression.codec": "snappy",
+        "spark.driver.extraJavaOptions": "-XX:+UseG1GC",
+    }
+
+
+def spark_env() -> dict[str, str]:
+    """The job and its Python workers run in this virtualenv's interpreter."""
+    return {"PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+
+
+def spark_submit_binary() -> str:
+    local = Path(sys.executable).with_name("spark-submit")
+    return str(local) if local.exists() else (shutil.which("spark-submit") or "spark-submit")
+
+
+def job_arguments(horizon_ms: int, version: str, run_id: str) -> list[str]:
+    return ["--horizon", str(horizon_ms), "--version", version, "--run-id", run_id]
+
+
+def spark_submit_command(
+    settings: Settings, horizon_ms: int, version: str, run_id: str
+) -> list[str]:
+    cmd = [
+        spark_submit_binary(),
+        "--master",
+        settings.spark_master,
+        "--name",
+        f"lambda-{version}",
+        "--driver-memory",
+        settings.spark_driver_memory,
+    ]
+    for key, value in spark_conf(settings).items():
+        cmd += ["--conf", f"{key}={value}"]
+    return [*cmd, str(JOB_FILE), *job_arguments(horizon_ms, version, run_id)]
+
+
+def submit_env() -> dict[str, str]:
+    return {**os.environ, **spark_env()}

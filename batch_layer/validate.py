@@ -1,0 +1,62 @@
+"""Check a staged version before it is published: its numbers must reconcile.
+
+- every input record was read (Parquet footers == rows Spark counted);
+- input − replays − duplicates == events == each view's total count;
+- every view's total amount is the same (views differ in keys, not in what they count).
+A failure raises, so the DAG run fails and CURRENT keeps the previous version.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+
+from batch_layer.versions import read_manifest
+from lambda_contracts.layout import Layout
+from lambda_contracts.views import VIEWS
+
+
+class ValidationFailed(RuntimeError):
+    """The version's manifest and views disagree; it must not be published."""
+
+
+def view_totals(layout: Layout, version: str) -> dict[str, tuple[int, int]]:
+    """(sum of counts, sum of amounts) of each view of a version."""
+    totals = {}
+    con = duckdb.connect()
+    try:
+        for view in VIEWS:
+            files = sorted(layout.view_dir(version, view.name).glob("*.parquet"))
+            if not files:
+                totals[view.name] = (0, 0)
+                continue
+            count, amount = con.execute(
+                "SELECT coalesce(sum(txn_count), 0), coalesce(sum(amount_sum), 0) "
+                "FROM read_parquet(?)",
+                [[str(f) for f in files]],
+            ).fetchone()
+            totals[view.name] = (int(count), int(amount))
+    finally:
+        con.close()
+    return totals
+
+
+def validate_version(layout: Layout, version: str) -> dict[str, Any]:
+    """Return a summary of the checks; raise ValidationFailed if any fails."""
+    m = read_manifest(layout, version)
+    problems = []
+    if m["input_records"] != m["records_read"]:
+        problems.append(f"read {m['records_read']} of {m['input_records']} input records")
+    expected = m["input_records"] - m["replays_removed"] - m["duplicates_removed"]
+    if expected != m["events"]:
+        problems.append(f"input - removed = {expected} but {m['events']} events")
+    totals = view_totals(layout, version)
+    for name, (count, _) in totals.items():
+        if count != expected:
+            problems.append(f"view {name} counts {count} events, expected {expected}")
+    if len({amount for _, amount in totals.values()}) > 1:
+        problems.append(f"views disagree on the total amount: {totals}")
+    if problems:
+        raise ValidationFailed(f"version {version}: " + "; ".join(problems))
+    return {"version": version, "events": expected, "views": totals}

@@ -1,0 +1,92 @@
+"""Batch versions: ids, the atomic CURRENT flip, rollback and pruning of old versions.
+
+A version directory appears complete (renamed from staging by the Spark job); it becomes
+visible to readers only when CURRENT names it. CURRENT is one small JSON file replaced
+atomically, so a reader sees the old version or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from lambda_contracts.layout import BatchPointer, Layout
+
+VERSION_ID = re.compile(r"^v\d{8}T\d{6}Z-[A-Za-z0-9_.-]+$")
+
+
+class VersionError(RuntimeError):
+    """A version is missing, incomplete or cannot be published."""
+
+
+def new_version_id(run_id: str, now: datetime | None = None) -> str:
+    """Sortable by time, unique per run, stable across retries of the same run."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)[-40:]
+    return f"v{stamp}-{safe}"
+
+
+def read_manifest(layout: Layout, version: str) -> dict[str, Any]:
+    path = layout.manifest_file(version)
+    if not path.exists():
+        raise VersionError(f"version {version} has no manifest (incomplete or unknown)")
+    return json.loads(path.read_text())
+
+
+def list_versions(layout: Layout) -> list[str]:
+    """Complete versions, oldest first."""
+    if not layout.versions_dir.exists():
+        return []
+    return sorted(
+        p.name
+        for p in layout.versions_dir.iterdir()
+        if VERSION_ID.match(p.name) and (p / "manifest.json").exists()
+    )
+
+
+def publish(layout: Layout, version: str) -> BatchPointer:
+    """Make ``version`` CURRENT (atomic). Refuses a version whose horizon goes backwards."""
+    manifest = read_manifest(layout, version)
+    current = layout.read_current()
+    if current and current.version == version:
+        return current  # already published: a retried task is a no-op
+    if current and manifest["horizon_ms"] < current.horizon_ms:
+        raise VersionError(
+            f"{version} has horizon {manifest['horizon_ms']} < current {current.horizon_ms}; "
+            "use rollback to go back on purpose"
+        )
+    pointer = BatchPointer(version, manifest["horizon_ms"], int(time.time() * 1000))
+    layout.write_current(pointer)
+    return pointer
+
+
+def rollback(layout: Layout, to_version: str | None = None) -> BatchPointer:
+    """Point CURRENT at an earlier complete version (the previous one by default)."""
+    versions = list_versions(layout)
+    current = layout.read_current()
+    if to_version is None:
+        older = [v for v in versions if current is None or v < current.version]
+        if not older:
+            raise VersionError("no earlier version to roll back to")
+        to_version = older[-1]
+    manifest = read_manifest(layout, to_version)
+    pointer = BatchPointer(to_version, manifest["horizon_ms"], int(time.time() * 1000))
+    layout.write_current(pointer)
+    return pointer
+
+
+def prune(layout: Layout, keep: int) -> list[str]:
+    """Delete all but the newest ``keep`` versions (never CURRENT); clear staging leftovers."""
+    current = layout.read_current()
+    versions = list_versions(layout)
+    doomed = [v for v in versions[:-keep] if current is None or v != current.version]
+    for version in doomed:
+        shutil.rmtree(layout.version_dir(version), ignore_errors=True)
+    staging = layout.versions_dir / "_staging"
+    if staging.exists():
+        shutil.rmtree(staging, ignore_errors=True)
+    return doomed
