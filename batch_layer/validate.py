@@ -1,7 +1,7 @@
 """Check a staged version before it is published: its numbers must reconcile.
 
 - every input record was read (Parquet footers == rows Spark counted);
-- input − replays − duplicates == events == each view's total count;
+- input - replays - duplicates == events == each view's total count;
 - every view's total amount is the same (views differ in keys, not in what they count).
 A failure raises, so the DAG run fails and CURRENT keeps the previous version.
 """
