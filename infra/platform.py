@@ -7,13 +7,16 @@ are; ``down`` stops every service cleanly; ``status`` shows each service, its pi
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from infra.airflow_env import airflow_env
 from infra.services import platform_services
 from infra.supervisor import ServiceError, Supervisor
 from lambda_contracts.layout import Layout
@@ -70,6 +73,16 @@ def down() -> None:
         if sup.stop(name):
             console.print(f"stopped {name}")
     console.print("all services are down")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def airflow(ctx: typer.Context) -> None:
+    """Run an ``airflow`` CLI command against the local platform's Airflow (e.g. ``dags list``)."""
+    settings = get_settings()
+    env = {**os.environ, **airflow_env(settings)}
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    completed = subprocess.run(["airflow", *ctx.args], env=env)
+    raise typer.Exit(completed.returncode)
 
 
 @app.command()

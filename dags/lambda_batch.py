@@ -1,0 +1,140 @@
+"""
+### lambda_batch — recompute the batch views from the landing zone
+
+Every few minutes (``LAMBDA_BATCH_SCHEDULE_MINUTES``, default 5):
+
+1. **wait_for_sealed_data** — a reschedule-mode sensor: the landing watermark must pass the
+   published horizon. Its XCom is the new horizon *H* (exclusive, ms).
+2. **name_version** — a version id, fixed for the run so retries rewrite the same version.
+3. **recompute** — ``spark-submit`` of ``batch_layer/spark_job.py``: all landed records with
+   ingest bucket < H, deduplicated, every declared view, a staged version with a manifest.
+4. **validate** — the manifest reconciles (input − removed = every view's total count).
+5. **publish** — flips ``CURRENT`` atomically; emits an event on the ``lambda-batch-views``
+   asset carrying the version and horizon (Assets view), and records the run.
+6. **expire_speed_rows** — deletes speed rows with ingest bucket < H (cleanup only).
+7. **report** — logs the drift between speed and batch for the absorbed buckets; prunes old
+   versions.
+
+The logic lives in ``batch_layer``; this file only wires it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk import Asset, PokeReturnValue, dag, task
+
+from batch_layer.submit import JOB_FILE, spark_conf, spark_env
+from lambda_contracts.settings import get_settings
+
+BATCH_VIEWS = Asset("lambda-batch-views", uri="file:///lambda/batch/CURRENT")
+SETTINGS = get_settings()
+DEFAULT_ARGS = {
+    "retries": 3,
+    "retry_delay": timedelta(seconds=20),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=5),
+}
+
+
+@dag(
+    dag_id="lambda_batch",
+    schedule=timedelta(minutes=SETTINGS.batch_schedule_minutes),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["lambda", "batch"],
+    doc_md=__doc__,
+)
+def lambda_batch() -> None:
+    @task.sensor(poke_interval=20, timeout=timedelta(hours=2), mode="reschedule")
+    def wait_for_sealed_data() -> PokeReturnValue:
+        from batch_layer.pipeline import choose_horizon
+
+        horizon = choose_horizon(get_settings())
+        return PokeReturnValue(is_done=horizon is not None, xcom_value=horizon)
+
+    @task
+    def name_version(run_id: str | None = None) -> str:
+        from batch_layer.versions import new_version_id
+
+        return new_version_id(run_id or "run")
+
+    horizon = wait_for_sealed_data()
+    version = name_version()
+
+    recompute = SparkSubmitOperator(
+        task_id="recompute",
+        conn_id="spark_default",
+        application=str(JOB_FILE),
+        name="lambda-batch",
+        application_args=[
+            "--horizon",
+            "{{ ti.xcom_pull(task_ids='wait_for_sealed_data') }}",
+            "--version",
+            "{{ ti.xcom_pull(task_ids='name_version') }}",
+            "--run-id",
+            "{{ run_id }}",
+        ],
+        conf=spark_conf(SETTINGS),
+        driver_memory=SETTINGS.spark_driver_memory,
+        env_vars=spark_env(),
+        verbose=False,
+    )
+
+    @task
+    def validate(version: str) -> dict[str, Any]:
+        from batch_layer.validate import validate_version
+        from lambda_contracts.layout import Layout
+
+        return validate_version(Layout(get_settings().data_dir), version)
+
+    @task(outlets=[BATCH_VIEWS])
+    def publish(version: str, checks: dict[str, Any], outlet_events: Any = None) -> dict[str, Any]:
+        from batch_layer.pipeline import publish_version
+        from lambda_contracts.buckets import ms_to_iso
+
+        report = publish_version(get_settings(), version)
+        horizon_iso = ms_to_iso(report["horizon_ms"])
+        print(f"published {version}: horizon {horizon_iso}, {checks['events']} events")
+        if outlet_events is not None:  # the asset event shows version and horizon in the UI
+            outlet_events[BATCH_VIEWS].extra = {
+                "version": version,
+                "horizon_ms": report["horizon_ms"],
+                "horizon": horizon_iso,
+                "events": checks["events"],
+            }
+        return report
+
+    @task
+    def expire_speed_rows(report: dict[str, Any]) -> int:
+        from batch_layer.pipeline import expire
+
+        return expire(get_settings(), report["horizon_ms"])
+
+    @task
+    def report(report: dict[str, Any], expired: int) -> dict[str, Any]:
+        from batch_layer.versions import prune
+        from lambda_contracts.layout import Layout
+
+        settings = get_settings()
+        pruned = prune(Layout(settings.data_dir), settings.batch_keep_versions)
+        print(
+            f"drift for buckets [{report['previous_horizon_ms']}, {report['horizon_ms']}): "
+            f"{report['drift_events']} events, {report['drift_cents']} cents "
+            f"(batch {report['absorbed_events_batch']}, speed {report['absorbed_events_speed']}); "
+            f"expired {expired} speed rows; pruned {pruned}"
+        )
+        return {**report, "expired_speed_rows": expired, "pruned": pruned}
+
+    checks = validate(version)
+    [horizon, version] >> recompute >> checks
+    published = publish(version, checks)
+    report(published, expire_speed_rows(published))
+
+
+lambda_batch()

@@ -1,0 +1,74 @@
+"""Airflow's configuration for local mode, as environment variables, from the platform settings.
+
+Small on purpose: LocalExecutor with parallelism 2, one DAG-parsing process, one API worker
+(Airflow's defaults start ~40 processes). Login is Airflow's simple auth manager with user
+``admin`` and a password generated at first start, kept in a file readable only by its owner.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+from lambda_contracts.layout import Layout
+from lambda_contracts.settings import PROJECT_ROOT, Settings
+
+API_HOST = "127.0.0.1"
+
+
+def _secret_file(path: Path, make: str) -> str:
+    """Read a secret, creating it (mode 0600) on first use."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(make)
+    return path.read_text()
+
+
+def password_file(settings: Settings) -> Path:
+    return Layout(settings.data_dir).airflow_dir / "admin-password.json"
+
+
+def admin_password(settings: Settings) -> str:
+    raw = _secret_file(password_file(settings), json.dumps({"admin": secrets.token_urlsafe(18)}))
+    return json.loads(raw)["admin"]
+
+
+def spark_connection(settings: Settings) -> str:
+    """The ``spark_default`` connection: its host is the whole master URL."""
+    return json.dumps({"conn_type": "spark", "host": settings.spark_master})
+
+
+def airflow_env(settings: Settings, api_port: int = 8080) -> dict[str, str]:
+    home = Layout(settings.data_dir).airflow_dir
+    home.mkdir(parents=True, exist_ok=True)
+    admin_password(settings)
+    jwt_secret = _secret_file(home / "jwt-secret", secrets.token_urlsafe(32))
+    api_url = f"http://{API_HOST}:{api_port}"
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "2",
+        "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "2",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api_url}/execution/",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(password_file(settings)),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        "AIRFLOW__SCHEDULER__STANDALONE_DAG_PROCESSOR": "True",
+        "AIRFLOW__API__HOST": API_HOST,
+        "AIRFLOW__API__PORT": str(api_port),
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__API__BASE_URL": api_url,
+        "AIRFLOW__API_AUTH__JWT_SECRET": jwt_secret,
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        "AIRFLOW_CONN_SPARK_DEFAULT": spark_connection(settings),
+    }
