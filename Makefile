@@ -41,6 +41,9 @@ lint: $(STAMP)
 test: $(STAMP) $(JARS_STAMP) lint
 	$(BIN)/pytest -ra $(PYTEST_ARGS)
 
+batch: $(STAMP)
+	$(BIN)/python -m infra.trigger_batch
+
 bench: $(STAMP) $(JARS_STAMP)
 	$(BIN)/python -m bench.run_all
 

@@ -8,7 +8,7 @@ Every few minutes (``LAMBDA_BATCH_SCHEDULE_MINUTES``, default 5):
 2. **name_version** — a version id, fixed for the run so retries rewrite the same version.
 3. **recompute** — ``spark-submit`` of ``batch_layer/spark_job.py``: all landed records with
    ingest bucket < H, deduplicated, every declared view, a staged version with a manifest.
-4. **validate** — the manifest reconciles (input − removed = every view's total count).
+4. **validate** — the manifest reconciles (input - removed = every view's total count).
 5. **publish** — flips ``CURRENT`` atomically; emits an event on the ``lambda-batch-views``
    asset carrying the version and horizon (Assets view), and records the run.
 6. **expire_speed_rows** — deletes speed rows with ingest bucket < H (cleanup only).

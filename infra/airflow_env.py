@@ -16,6 +16,7 @@ from lambda_contracts.layout import Layout
 from lambda_contracts.settings import PROJECT_ROOT, Settings
 
 API_HOST = "127.0.0.1"
+AIRFLOW_PORT = 8080
 
 
 def _secret_file(path: Path, make: str) -> str:
@@ -42,7 +43,7 @@ def spark_connection(settings: Settings) -> str:
     return json.dumps({"conn_type": "spark", "host": settings.spark_master})
 
 
-def airflow_env(settings: Settings, api_port: int = 8080) -> dict[str, str]:
+def airflow_env(settings: Settings, api_port: int = AIRFLOW_PORT) -> dict[str, str]:
     home = Layout(settings.data_dir).airflow_dir
     home.mkdir(parents=True, exist_ok=True)
     admin_password(settings)

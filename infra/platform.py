@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from infra.airflow_env import airflow_env
+from infra.airflow_env import AIRFLOW_PORT, API_HOST, admin_password, airflow_env, password_file
 from infra.services import platform_services
 from infra.supervisor import ServiceError, Supervisor
 from lambda_contracts.layout import Layout
@@ -117,6 +117,8 @@ def _print_where(settings: Settings) -> None:
   Kafka bootstrap : {settings.kafka_bootstrap}  (topics {settings.topic}, {settings.dlq_topic})
   Speed metrics   : http://127.0.0.1:{settings.speed_metrics_port}/metrics (+1 per process)
   Speed store     : {settings.speed_store_url}
+  Airflow UI      : http://{API_HOST}:{AIRFLOW_PORT}  user admin, password in {password_file(settings)}
+                    (password: {admin_password(settings)})
   Data directory  : {layout.data_dir}
   Logs            : {settings.logs_dir}
   Status / stop   : make status  |  make down

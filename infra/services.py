@@ -6,16 +6,23 @@ this list; ``platform up`` starts them in order and ``down`` stops them in rever
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 import sys
+from pathlib import Path
 
+import httpx
 from kafka import KafkaConsumer
 from kafka.errors import KafkaError
 
+from infra.airflow_env import AIRFLOW_PORT, API_HOST, airflow_env
 from infra.kafka_broker import broker_command
 from infra.supervisor import Service
 from infra.topics import ensure_topics
 from lambda_contracts.settings import Settings
+
+VENV_BIN = Path(sys.executable).parent
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -69,6 +76,40 @@ def speed_service(settings: Settings, instance: int) -> Service:
     )
 
 
+def airflow_healthy(port: int) -> bool:
+    try:
+        response = httpx.get(f"http://{API_HOST}:{port}/api/v2/monitor/health", timeout=2)
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200
+
+
+def airflow_services(settings: Settings) -> list[Service]:
+    """Airflow 3's parts as separate supervised processes; the metadata DB is migrated first."""
+    env = {**airflow_env(settings), "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}"}
+    airflow = str(VENV_BIN / "airflow")
+
+    def api_server() -> list[str]:
+        subprocess.run(
+            [airflow, "db", "migrate"], env={**os.environ, **env}, check=True, capture_output=True
+        )
+        return [airflow, "api-server"]
+
+    return [
+        Service(
+            "airflow-api",
+            api_server,
+            lambda: airflow_healthy(AIRFLOW_PORT),
+            env,
+            start_timeout_s=180,
+            stop_timeout_s=30,
+        ),
+        Service("airflow-scheduler", lambda: [airflow, "scheduler"], lambda: True, env),
+        Service("airflow-dag-processor", lambda: [airflow, "dag-processor"], lambda: True, env),
+        Service("airflow-triggerer", lambda: [airflow, "triggerer"], lambda: True, env),
+    ]
+
+
 def demo_producer_service(settings: Settings, rate: float) -> Service:
     return Service(
         name="producer",
@@ -98,6 +139,7 @@ def platform_services(settings: Settings, demo: bool, demo_rate: float) -> list[
     """Every service of local mode, in start order (``down`` stops in reverse)."""
     services = [kafka_service(settings)]
     services += [speed_service(settings, i) for i in range(settings.speed_processes)]
+    services += airflow_services(settings)
     if demo:
         services.append(demo_producer_service(settings, demo_rate))
     return services

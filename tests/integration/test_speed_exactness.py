@@ -23,8 +23,10 @@ from tests.support.pipeline import (
     read_topic,
     read_truth,
     speed_views,
+    stored_offsets,
     truth_rows,
     wait_caught_up,
+    wait_until,
 )
 
 pytestmark = pytest.mark.integration
@@ -147,12 +149,12 @@ def test_sigterm_mid_stream_then_resume_is_exact(make_settings, tmp_path: Path) 
     truth_file = tmp_path / "truth.jsonl"
     producer = start_producer(settings, truth_file, "--count", "8000", "--rate", "2000")
     speed = SpeedProcess(settings).start()
-    time.sleep(2)
+    engine = make_engine(settings.speed_store_url)
+    wait_until(lambda: stored_offsets(engine, settings.topic), 60, "the first committed batch")
     speed.proc.send_signal(signal.SIGTERM)
     assert speed.proc.wait(60) == 0
     assert producer.wait(300) == 0
     speed = SpeedProcess(settings).start()
-    engine = make_engine(settings.speed_store_url)
     wait_caught_up(settings, engine)
     assert speed_views(engine) == expected_views(read_truth(truth_file))
     assert speed.terminate() == 0
