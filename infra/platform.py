@@ -117,8 +117,8 @@ def _print_where(settings: Settings) -> None:
   Kafka bootstrap : {settings.kafka_bootstrap}  (topics {settings.topic}, {settings.dlq_topic})
   Speed metrics   : http://127.0.0.1:{settings.speed_metrics_port}/metrics (+1 per process)
   Speed store     : {settings.speed_store_url}
-  Airflow UI      : http://{API_HOST}:{AIRFLOW_PORT}  user admin, password in {password_file(settings)}
-                    (password: {admin_password(settings)})
+  Airflow UI      : http://{API_HOST}:{AIRFLOW_PORT} user admin, password {admin_password(settings)}
+                    (kept in {password_file(settings)}, mode 0600)
   Data directory  : {layout.data_dir}
   Logs            : {settings.logs_dir}
   Status / stop   : make status  |  make down
