@@ -37,7 +37,7 @@ def choose_horizon(settings: Settings) -> int | None:
 def recompute(settings: Settings, horizon_ms: int, version: str, run_id: str) -> None:
     """Run the Spark job through spark-submit (raises if it fails)."""
     cmd = spark_submit_command(settings, horizon_ms, version, run_id)
-    subprocess.run(cmd, check=True, env=submit_env())
+    subprocess.run(cmd, check=True, env=submit_env(settings))
 
 
 def publish_version(settings: Settings, version: str) -> dict[str, Any]:

@@ -31,7 +31,11 @@ def spark_conf(settings: Settings) -> dict[str, str]:
 
 def spark_env() -> dict[str, str]:
     """The job and its Python workers run in this virtualenv's interpreter."""
-    return {"PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    return {
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+        "SPARK_LOCAL_IP": "127.0.0.1",  # local mode binds loopback only
+    }
 
 
 def spark_submit_binary() -> str:
@@ -60,5 +64,6 @@ def spark_submit_command(
     return [*cmd, str(JOB_FILE), *job_arguments(horizon_ms, version, run_id)]
 
 
-def submit_env() -> dict[str, str]:
-    return {**os.environ, **spark_env()}
+def submit_env(settings: Settings) -> dict[str, str]:
+    """The job's environment: these settings and the Spark variables."""
+    return {**os.environ, **settings.as_env(), **spark_env()}

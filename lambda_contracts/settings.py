@@ -58,6 +58,14 @@ class Settings(BaseSettings):
             self.speed_store_url = f"sqlite:///{self.data_dir / 'speed' / 'speed.db'}"
         return self
 
+    def as_env(self) -> dict[str, str]:
+        """These settings as ``LAMBDA_*`` variables, for a child process (spark-submit, CLIs)."""
+        return {
+            f"LAMBDA_{name.upper()}": str(value)
+            for name, value in self.model_dump().items()
+            if value is not None
+        }
+
     @property
     def bootstrap_servers(self) -> list[str]:
         return [s.strip() for s in self.kafka_bootstrap.split(",") if s.strip()]

@@ -15,15 +15,9 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from lambda_contracts.buckets import ingest_bucket
-from lambda_contracts.durable import write_atomic
-from lambda_contracts.layout import LANDING_COLUMNS, Layout, PartitionProgress
-
-_ARROW_TYPES = {"string": pa.string(), "int64": pa.int64(), "int32": pa.int32()}
-LANDING_SCHEMA = pa.schema([(name, _ARROW_TYPES[kind]) for name, kind in LANDING_COLUMNS])
+from lambda_contracts.landing_files import write_landing_file
+from lambda_contracts.layout import Layout, PartitionProgress
 
 
 @dataclass
@@ -94,14 +88,9 @@ class LandingWriter:
         """Write every buffered row of the partition durably, then record the progress."""
         buf = self._parts[partition]
         max_ts = buf.sealed_through_ms
-        for bucket, group in groupby(
-            buf.rows, key=lambda r: ingest_bucket(r["kafka_ts"], self.bucket_ms)
-        ):
+        for bucket, group in groupby(buf.rows, key=self._bucket_of):
             rows = list(group)
-            first, last = rows[0]["kafka_offset"], rows[-1]["kafka_offset"]
-            table = pa.Table.from_pylist(rows, schema=LANDING_SCHEMA)
-            target = self.layout.landing_file(bucket, partition, first, last)
-            write_atomic(target, lambda tmp, t=table: pq.write_table(t, tmp))
+            write_landing_file(self.layout, bucket, partition, rows)
             max_ts = max(max_ts, rows[-1]["kafka_ts"])
         if buf.consumed_next == buf.landed_next and max_ts == buf.sealed_through_ms:
             return
@@ -109,6 +98,9 @@ class LandingWriter:
         buf.landed_next = buf.consumed_next
         buf.sealed_through_ms = max_ts
         self._write_progress(partition, buf)
+
+    def _bucket_of(self, row: dict[str, Any]) -> int:
+        return ingest_bucket(row["kafka_ts"], self.bucket_ms)
 
     def seal_caught_up(self, end_offsets: dict[int, int], checked_at_ms: int) -> None:
         """Seal time for partitions with nothing unlanded below their end offset.

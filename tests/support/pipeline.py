@@ -33,11 +33,7 @@ BIN = Path(sys.executable).parent
 
 def env_for(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment that makes a platform command use these settings."""
-    env = dict(os.environ)
-    for name, value in settings.model_dump().items():
-        if value is not None:
-            env[f"LAMBDA_{name.upper()}"] = str(value)
-    env.update(extra)
+    env = {**os.environ, **settings.as_env(), **extra}
     env["PATH"] = f"{BIN}:{env.get('PATH', '')}"
     return env
 
@@ -222,3 +218,43 @@ class SpeedProcess:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+
+def batch_views(layout: Layout, version: str) -> dict[str, dict[Key, Measures]]:
+    """The batch views of a version, as {view: {key: measures}}."""
+    import duckdb
+
+    out: dict[str, dict[Key, Measures]] = {}
+    con = duckdb.connect()
+    for view in VIEWS:
+        files = [str(p) for p in layout.view_dir(version, view.name).glob("*.parquet")]
+        cols = ", ".join([*view.key_columns, *view.measure_names])
+        n = len(view.key_columns)
+        rows = (
+            con.execute(f"SELECT {cols} FROM read_parquet(?)", [files]).fetchall() if files else []
+        )
+        out[view.name] = {tuple(r[:n]): tuple(int(v) for v in r[n:]) for r in rows}
+    con.close()
+    return out
+
+
+def merge_views(*parts: dict[str, dict[Key, Measures]]) -> dict[str, dict[Key, Measures]]:
+    """Combine partial views key by key with each view's own monoid."""
+    out: dict[str, dict[Key, Measures]] = {}
+    for view in VIEWS:
+        merged: dict[Key, Measures] = {}
+        for part in parts:
+            for key, value in part.get(view.name, {}).items():
+                merged[key] = view.combine(merged[key], value) if key in merged else value
+        out[view.name] = merged
+    return out
+
+
+def wait_watermark(settings: Settings, at_least: int, timeout: float = 90) -> int:
+    layout = Layout(settings.data_dir)
+
+    def current() -> int:
+        return layout.landing_watermark(settings.partitions, settings.bucket_ms)
+
+    wait_until(lambda: current() >= at_least, timeout, f"the landing watermark to reach {at_least}")
+    return current()

@@ -1,0 +1,109 @@
+"""
+### lambda_rebuild — full rebuild, optionally re-landing a range of buckets from Kafka first
+
+Triggered by hand (no schedule). Parameters:
+
+- **reland_from_ms / reland_to_ms** — if both are set, the records of ingest buckets in
+  [from, to) are read again from Kafka and re-landed (for buckets whose landing files were lost
+  or damaged; Kafka must still retain them). Overlap with existing files is harmless.
+- **horizon_ms** — the horizon of the rebuilt version; default: the landing watermark. It may
+  not be older than the published horizon (use ``lambda-batch rollback`` to go back).
+
+Then, like ``lambda_batch``: recompute every view from the whole landing zone in Spark,
+validate, publish, expire absorbed speed rows, report.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk import Param, dag, task
+
+from batch_layer.submit import JOB_FILE, spark_conf, spark_env
+from lambda_contracts.settings import get_settings
+
+SETTINGS = get_settings()
+
+
+@dag(
+    dag_id="lambda_rebuild",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=20)},
+    tags=["lambda", "batch", "rebuild"],
+    doc_md=__doc__,
+    params={
+        "horizon_ms": Param(None, type=["null", "integer"], description="default: watermark"),
+        "reland_from_ms": Param(None, type=["null", "integer"], description="first bucket"),
+        "reland_to_ms": Param(None, type=["null", "integer"], description="exclusive end"),
+    },
+)
+def lambda_rebuild() -> None:
+    @task
+    def reland_range(params: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        from batch_layer.reland import reland
+
+        params = params or {}
+        start, stop = params.get("reland_from_ms"), params.get("reland_to_ms")
+        if start is None or stop is None:
+            return None
+        summary = reland(get_settings(), int(start), int(stop))
+        print(f"re-landed {summary['records']} records into {len(summary['files'])} files")
+        return summary
+
+    @task
+    def choose(params: dict[str, Any] | None = None) -> dict[str, Any]:
+        from batch_layer.versions import new_version_id
+        from lambda_contracts.layout import Layout
+
+        settings = get_settings()
+        layout = Layout(settings.data_dir)
+        horizon = (params or {}).get("horizon_ms") or layout.landing_watermark(
+            settings.partitions, settings.bucket_ms
+        )
+        current = layout.read_current()
+        if current and horizon < current.horizon_ms:
+            raise ValueError(f"horizon {horizon} is older than the published {current.horizon_ms}")
+        return {"horizon_ms": int(horizon), "version": new_version_id("rebuild")}
+
+    plan = choose()
+    recompute = SparkSubmitOperator(
+        task_id="recompute",
+        conn_id="spark_default",
+        application=str(JOB_FILE),
+        name="lambda-rebuild",
+        application_args=[
+            "--horizon",
+            "{{ ti.xcom_pull(task_ids='choose')['horizon_ms'] }}",
+            "--version",
+            "{{ ti.xcom_pull(task_ids='choose')['version'] }}",
+            "--run-id",
+            "{{ run_id }}",
+        ],
+        conf=spark_conf(SETTINGS),
+        driver_memory=SETTINGS.spark_driver_memory,
+        env_vars=spark_env(),
+    )
+
+    @task
+    def validate_and_publish(plan: dict[str, Any]) -> dict[str, Any]:
+        from batch_layer.pipeline import expire, publish_version
+        from batch_layer.validate import validate_version
+        from lambda_contracts.layout import Layout
+
+        settings = get_settings()
+        validate_version(Layout(settings.data_dir), plan["version"])
+        report = publish_version(settings, plan["version"])
+        report["expired_speed_rows"] = expire(settings, report["horizon_ms"])
+        print(f"rebuilt {plan['version']} at horizon {report['horizon_ms']}: {report}")
+        return report
+
+    reland_range() >> plan >> recompute >> validate_and_publish(plan)
+
+
+lambda_rebuild()

@@ -1,0 +1,32 @@
+"""Writing one landing file: the Parquet schema of the master dataset and its durable write.
+
+Both writers of the landing zone use this — the speed layer (as it consumes) and the batch
+layer's re-landing of a range from Kafka — so their files are interchangeable: same schema,
+same name for the same offsets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lambda_contracts.durable import write_atomic
+from lambda_contracts.layout import LANDING_COLUMNS, Layout
+
+_ARROW_TYPES = {"string": pa.string(), "int64": pa.int64(), "int32": pa.int32()}
+LANDING_SCHEMA = pa.schema([(name, _ARROW_TYPES[kind]) for name, kind in LANDING_COLUMNS])
+
+
+def write_landing_file(
+    layout: Layout, bucket_ms: int, partition: int, rows: Sequence[dict[str, Any]]
+) -> Path:
+    """Durably write rows (one partition, one bucket, offset order) named by their offsets."""
+    first, last = rows[0]["kafka_offset"], rows[-1]["kafka_offset"]
+    table = pa.Table.from_pylist(list(rows), schema=LANDING_SCHEMA)
+    target = layout.landing_file(bucket_ms, partition, first, last)
+    write_atomic(target, lambda tmp: pq.write_table(table, tmp))
+    return target

@@ -1,0 +1,113 @@
+"""The batch layer on real Spark over a landing zone written by the real speed layer."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from batch_layer.pipeline import run_once
+from batch_layer.submit import spark_submit_command, submit_env
+from batch_layer.versions import list_versions, new_version_id
+from lambda_contracts.db import make_engine
+from lambda_contracts.layout import Layout
+from lambda_contracts.views import reference_views
+from tests.support.pipeline import (
+    SpeedProcess,
+    batch_views,
+    expected_views,
+    merge_views,
+    produce,
+    speed_views,
+    truth_rows,
+    wait_caught_up,
+    wait_until,
+    wait_watermark,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+BUCKET_MS = 3000
+MIXED = [
+    "--rate",
+    "1500",
+    "--accounts",
+    "40",
+    "--duplicates",
+    "0.05",
+    "--conflicts",
+    "0.03",
+    "--late",
+    "0.05",
+    "--malformed",
+    "0.03",
+]
+
+
+def bucket_end(ts: int) -> int:
+    return ts - ts % BUCKET_MS + BUCKET_MS
+
+
+def test_batch_equals_reference_parity_merge_and_killed_job(make_settings, tmp_path: Path) -> None:
+    settings = make_settings(bucket_ms=BUCKET_MS, landing_flush_ms=300, idle_seal_grace_ms=200)
+    layout = Layout(settings.data_dir)
+    engine = make_engine(settings.speed_store_url)
+    speed = SpeedProcess(settings).start()
+
+    # Phase 1: a mixed stream, then a batch run over all of it.
+    truth1 = produce(settings, tmp_path / "t1.jsonl", "--count", "4000", "--id-prefix", "a", *MIXED)
+    wait_caught_up(settings, engine)
+    h1 = wait_watermark(settings, bucket_end(max(r.timestamp for r in truth1)))
+    speed_before = speed_views(engine)
+    expected1 = expected_views(truth1)
+    assert speed_before == expected1
+
+    v1 = new_version_id("phase1")
+    report = run_once(settings, v1, "phase1", horizon_ms=h1)
+    batch1 = batch_views(layout, v1)
+    assert batch1 == expected1, "batch views differ from the reference semantics"
+    assert batch1 == speed_before, "speed/batch parity broken"
+    assert report["drift_events"] == 0 and report["drift_cents"] == 0
+    assert layout.read_current().version == v1
+    assert speed_views(engine, min_bucket=0) == merge_views()  # rows below H1 were expired
+
+    # Phase 2: new events plus re-sent phase-1 events (duplicates across the horizon).
+    resend = tmp_path / "resend.jsonl"
+    resend.write_bytes(b"\n".join([r.value for r in truth1 if r.kind == "valid"][:50]) + b"\n")
+    truth2 = produce(settings, tmp_path / "t2.jsonl", "--count", "3000", "--id-prefix", "b", *MIXED)
+    truth3 = produce(settings, tmp_path / "t3.jsonl", "--from-file", str(resend), "--rate", "0")
+    wait_caught_up(settings, engine)
+    everything = truth1 + truth2 + truth3
+    merged = merge_views(batch_views(layout, v1), speed_views(engine, min_bucket=h1))
+    assert merged == expected_views(everything), "batch(H) + speed(>= H) != ground truth"
+
+    # A recompute killed mid-write leaves CURRENT and the visible versions untouched.
+    h2 = wait_watermark(settings, bucket_end(max(r.timestamp for r in everything)))
+    v2 = new_version_id("killed")
+    staging = layout.versions_dir / "_staging" / v2
+    job = subprocess.Popen(
+        spark_submit_command(settings, h2, v2, "killed"),
+        env=submit_env(settings),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_until(
+        lambda: any(staging.rglob("*.parquet")) or job.poll() is not None,
+        180,
+        "the job to start writing",
+    )
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait()
+    assert layout.read_current().version == v1
+    assert list_versions(layout) == [v1]
+
+    v3 = new_version_id("after-kill")
+    run_once(settings, v3, "after-kill", horizon_ms=h2)
+    assert layout.read_current().version == v3
+    rows_below_h2 = [r for r in truth_rows(everything) if r["kafka_ts"] < h2]
+    assert batch_views(layout, v3) == reference_views(rows_below_h2)
+    assert speed.terminate() == 0
