@@ -26,7 +26,7 @@ class VersionError(RuntimeError):
 def new_version_id(run_id: str, now: datetime | None = None) -> str:
     """Sortable by time, unique per run, stable across retries of the same run."""
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)[-40:]
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)[:40]
     return f"v{stamp}-{safe}"
 
 

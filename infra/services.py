@@ -110,6 +110,18 @@ def airflow_services(settings: Settings) -> list[Service]:
     ]
 
 
+def serving_service(settings: Settings) -> Service:
+    def healthy() -> bool:
+        try:
+            url = f"http://{settings.api_host}:{settings.api_port}/healthz"
+            return httpx.get(url, timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    return Service("serving", lambda: [sys.executable, "-m", "serving.main"], healthy,
+                   start_timeout_s=60)
+
+
 def demo_producer_service(settings: Settings, rate: float) -> Service:
     return Service(
         name="producer",
@@ -140,6 +152,7 @@ def platform_services(settings: Settings, demo: bool, demo_rate: float) -> list[
     services = [kafka_service(settings)]
     services += [speed_service(settings, i) for i in range(settings.speed_processes)]
     services += airflow_services(settings)
+    services.append(serving_service(settings))
     if demo:
         services.append(demo_producer_service(settings, demo_rate))
     return services

@@ -6,10 +6,11 @@ local mode needs no configuration; docker compose and tests override through the
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +50,11 @@ class Settings(BaseSettings):
     batch_keep_versions: int = Field(default=5, ge=1)
     batch_schedule_minutes: int = Field(default=5, ge=1)
 
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_token: SecretStr | None = Field(default=None, description="bearer token for /v1")
+    api_cors_origins: list[str] = Field(default_factory=list)
+
     @model_validator(mode="after")
     def _derive(self) -> Settings:
         self.data_dir = self.data_dir.resolve()
@@ -60,11 +66,16 @@ class Settings(BaseSettings):
 
     def as_env(self) -> dict[str, str]:
         """These settings as ``LAMBDA_*`` variables, for a child process (spark-submit, CLIs)."""
-        return {
-            f"LAMBDA_{name.upper()}": str(value)
-            for name, value in self.model_dump().items()
-            if value is not None
-        }
+        env = {}
+        for name, value in self.model_dump().items():
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            elif isinstance(value, list):
+                value = json.dumps(value)
+            env[f"LAMBDA_{name.upper()}"] = str(value)
+        return env
 
     @property
     def bootstrap_servers(self) -> list[str]:

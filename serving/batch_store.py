@@ -1,0 +1,97 @@
+"""Batch views through DuckDB: each published version loaded once into sorted in-memory tables.
+
+One process-wide DuckDB connection; each request uses its own cursor and fetches its result
+fully. A version's Parquet files are loaded the first time a request names it (the CURRENT
+read of that request), sorted by the view key so per-account lookups touch few row groups;
+the newest few versions stay loaded so requests that began before a publish still finish.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import OrderedDict
+
+import duckdb
+
+from lambda_contracts.layout import BatchPointer, Layout
+from lambda_contracts.views import VIEWS, Key, Measures, View
+
+KEEP_LOADED = 3
+
+
+class BatchStore:
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self.con = duckdb.connect()
+        self._lock = threading.Lock()
+        self._tables: OrderedDict[str, dict[str, str]] = OrderedDict()
+        self._names = itertools.count()
+
+    def current(self) -> BatchPointer | None:
+        """Read CURRENT (once per request) and make sure its version is loaded."""
+        pointer = self.layout.read_current()
+        if pointer is not None:
+            self._ensure_loaded(pointer.version)
+        return pointer
+
+    def _ensure_loaded(self, version: str) -> None:
+        if version in self._tables:
+            return
+        with self._lock:
+            if version in self._tables:
+                return
+            tables = {}
+            for view in VIEWS:
+                name = f"bv_{next(self._names)}_{view.name}"
+                files = sorted(
+                    str(p) for p in self.layout.view_dir(version, view.name).glob("*.parquet")
+                )
+                cols = ", ".join(view.key_columns)
+                if files:
+                    self.con.execute(
+                        f"CREATE TABLE {name} AS SELECT * FROM read_parquet(?) ORDER BY {cols}",
+                        [files],
+                    )
+                else:  # an empty version (nothing landed yet below its horizon)
+                    dims = ", ".join(f"{d} VARCHAR" for d in view.dimensions)
+                    measures = ", ".join(f"{m} BIGINT" for m in view.measure_names)
+                    self.con.execute(
+                        f"CREATE TABLE {name} ({dims + ', ' if dims else ''}"
+                        f"window_start BIGINT, {measures})"
+                    )
+                tables[view.name] = name
+            self._tables[version] = tables
+            while len(self._tables) > KEEP_LOADED:
+                _, old = self._tables.popitem(last=False)
+                for table in old.values():
+                    self.con.execute(f"DROP TABLE IF EXISTS {table}")
+
+    def rows(
+        self,
+        version: str,
+        view: View,
+        start_ms: int,
+        end_ms: int,
+        group_by: tuple[str, ...],
+        filters: dict[str, str] | None = None,
+    ) -> list[tuple[Key, Measures]]:
+        """Rows of a view in [start, end) of window_start, grouped by ``group_by``."""
+        table = self._tables[version][view.name]
+        where = ["window_start >= ?", "window_start < ?"]
+        params: list[object] = [start_ms, end_ms]
+        for column, value in (filters or {}).items():
+            assert column in view.dimensions
+            where.append(f"{column} = ?")
+            params.append(value)
+        select = [*group_by, *view.rollup_expressions()]
+        sql = f"SELECT {', '.join(select)} FROM {table} WHERE {' AND '.join(where)}"
+        if group_by:
+            sql += f" GROUP BY {', '.join(group_by)}"
+        cursor = self.con.cursor()
+        try:
+            fetched = cursor.execute(sql, params).fetchall()
+        finally:
+            cursor.close()
+        n = len(group_by)
+        return [(tuple(r[:n]), tuple(int(v) for v in r[n:])) for r in fetched if r[n] is not None]

@@ -1,0 +1,41 @@
+"""Prometheus metrics of the serving process (a registry per app, no global state)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+@dataclass
+class ServingMetrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.latency = Histogram(
+            "serving_request_seconds",
+            "Request latency",
+            ["route", "status"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 2.5),
+            registry=r,
+        )
+        self.events = Counter(
+            "serving_merged_events",
+            "Events in answers, by the side they came from",
+            ["side"],
+            registry=r,
+        )
+        self.staleness = Gauge(
+            "serving_staleness_seconds", "Age of the newest data on each side", ["side"], registry=r
+        )
+
+    def refresh_staleness(self, queries) -> None:  # type: ignore[no-untyped-def]
+        now = time.time()
+        speed = queries.speed.watermark_ms()
+        if speed:
+            self.staleness.labels("speed").set(now - speed / 1000)
+        pointer = queries.batch.layout.read_current()
+        if pointer:
+            self.staleness.labels("batch").set(now - pointer.horizon_ms / 1000)

@@ -1,0 +1,41 @@
+"""Turning merged measures and a snapshot into response fields."""
+
+from __future__ import annotations
+
+from lambda_contracts.buckets import ms_to_iso
+from lambda_contracts.views import Measures
+from serving.queries import QueryService, Snapshot
+from serving.schemas import Meta, Point, average, money
+
+
+def meta(snap: Snapshot, queries: QueryService) -> Meta:
+    pointer = snap.pointer
+    return Meta(
+        batch_version=pointer.version if pointer else None,
+        batch_horizon=ms_to_iso(pointer.horizon_ms) if pointer else None,
+        batch_horizon_ms=pointer.horizon_ms if pointer else None,
+        speed_watermark=ms_to_iso(queries.speed.watermark_ms()),
+        as_of=ms_to_iso(snap.as_of_ms) or "",
+        events_from_batch=snap.batch_events,
+        events_from_speed=snap.speed_events,
+    )
+
+
+def measures_fields(value: Measures | None) -> dict:
+    """count, sum, min, max, avg from (count, sum, min, max) in cents; zeros when empty."""
+    if value is None:
+        return {"count": 0, "sum": money(0), "min": None, "max": None, "avg": None}
+    count, total, low, high = value
+    return {
+        "count": count,
+        "sum": money(total),
+        "min": money(low),
+        "max": money(high),
+        "avg": average(total, count),
+    }
+
+
+def point(window_start: int, value: Measures) -> Point:
+    fields = measures_fields(value)
+    fields.pop("avg")
+    return Point(window_start=ms_to_iso(window_start) or "", window_start_ms=window_start, **fields)

@@ -1,0 +1,46 @@
+"""How fresh answers are: batch version and horizon, landing watermark, speed lag, last run."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from lambda_contracts.buckets import ms_to_iso
+from lambda_contracts.layout import Layout
+from serving.deps import QueriesDep, SettingsDep
+from serving.routes.common import meta
+from serving.schemas import Freshness, PartitionLag
+
+router = APIRouter(prefix="/v1", tags=["freshness"])
+
+
+@router.get("/freshness", response_model=Freshness)
+def freshness(request: Request, settings: SettingsDep, queries: QueriesDep) -> Freshness:
+    snap = queries.snapshot()
+    watermark = Layout(settings.data_dir).landing_watermark(settings.partitions, settings.bucket_ms)
+    ends = request.app.state.end_offsets.get()
+    stored = {p["kafka_partition"]: p["next_offset"] for p in queries.speed.partitions()}
+    lag = []
+    for partition in range(settings.partitions):
+        offset = stored.get(partition, 0)
+        end = ends.get(partition) if ends else None
+        lag.append(
+            PartitionLag(
+                partition=partition,
+                stored_offset=offset,
+                end_offset=end,
+                lag=None if end is None else max(end - offset, 0),
+            )
+        )
+    last = queries.speed.last_run()
+    pointer = snap.pointer
+    return Freshness(
+        batch_version=pointer.version if pointer else None,
+        batch_horizon=ms_to_iso(pointer.horizon_ms) if pointer else None,
+        batch_horizon_ms=pointer.horizon_ms if pointer else None,
+        landing_watermark=ms_to_iso(watermark) if watermark else None,
+        landing_watermark_ms=watermark,
+        speed_watermark=ms_to_iso(queries.speed.watermark_ms()),
+        speed_lag=lag,
+        last_batch_run={k: v for k, v in last.items() if k != "report"} if last else None,
+        meta=meta(snap, queries),
+    )

@@ -1,0 +1,43 @@
+"""Operations: liveness, readiness, Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from serving.deps import QueriesDep
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """The process answers."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(queries: QueriesDep) -> JSONResponse:
+    """Ready when the speed store answers and the CURRENT batch version (if any) is loaded."""
+    checks: dict[str, str] = {}
+    try:
+        queries.speed.ping()
+        checks["speed_store"] = "ok"
+    except Exception as exc:  # any failure means not ready; the reason is reported
+        checks["speed_store"] = f"error: {exc.__class__.__name__}"
+    try:
+        pointer = queries.batch.current()
+        checks["batch_views"] = f"ok ({pointer.version})" if pointer else "ok (none published yet)"
+    except Exception as exc:
+        checks["batch_views"] = f"error: {exc.__class__.__name__}"
+    ready = all(v.startswith("ok") for v in checks.values())
+    return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+
+@router.get("/metrics", include_in_schema=False)
+def metrics(request: Request) -> Response:
+    request.app.state.metrics.refresh_staleness(request.app.state.queries)
+    return Response(
+        generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
+    )

@@ -1,0 +1,57 @@
+"""Global answers: totals, their time series, and the top accounts."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from serving.deps import QueriesDep, RangeDep, SeriesRangeDep
+from serving.routes.common import measures_fields, meta, point
+from serving.schemas import AccountTotal, Series, TopAccounts, Totals, money
+
+router = APIRouter(prefix="/v1", tags=["totals"])
+
+
+class RankBy(StrEnum):
+    sum = "sum"
+    count = "count"
+
+
+@router.get("/totals", response_model=Totals)
+def totals(span: RangeDep, queries: QueriesDep) -> Totals:
+    """Number and total amount of all payments with CreatedTime in [start, end)."""
+    snap = queries.snapshot()
+    fields = measures_fields(queries.summary(snap, span.start_ms, span.end_ms))
+    return Totals(count=fields["count"], sum=fields["sum"], meta=meta(snap, queries))
+
+
+@router.get("/totals/series", response_model=Series)
+def totals_series(spec: SeriesRangeDep, queries: QueriesDep) -> Series:
+    """All payments per minute, hour or day (UTC)."""
+    span, granularity = spec
+    snap = queries.snapshot()
+    points = queries.series(snap, span.start_ms, span.end_ms, granularity)
+    return Series(
+        granularity=granularity.value,
+        points=[point(w, v) for w, v in points],
+        meta=meta(snap, queries),
+    )
+
+
+@router.get("/top-accounts", response_model=TopAccounts)
+def top_accounts(
+    span: RangeDep,
+    queries: QueriesDep,
+    by: Annotated[RankBy, Query(description="rank by total amount or by count")] = RankBy.sum,
+    limit: Annotated[int, Query(ge=1, le=1000, description="how many accounts")] = 10,
+) -> TopAccounts:
+    """Accounts with the largest total amount (or count) in [start, end); ties by account id."""
+    snap = queries.snapshot()
+    ranked = queries.top_accounts(snap, span.start_ms, span.end_ms, by is RankBy.sum, limit)
+    return TopAccounts(
+        by=by.value,
+        accounts=[AccountTotal(account_id=a, count=v[0], sum=money(v[1])) for a, v in ranked],
+        meta=meta(snap, queries),
+    )

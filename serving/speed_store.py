@@ -1,0 +1,75 @@
+"""Speed rows through SQLAlchemy: only ingest buckets at or above the batch horizon."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, func, literal_column, select, text
+
+from lambda_contracts.store_schema import batch_runs, partition_state, view_tables
+from lambda_contracts.views import Key, Measures, View
+
+
+class SpeedReader:
+    def __init__(self, engine: Engine, topic: str) -> None:
+        self.engine = engine
+        self.topic = topic
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def rows(
+        self,
+        view: View,
+        horizon_ms: int,
+        start_ms: int,
+        end_ms: int,
+        group_by: tuple[str, ...],
+        filters: dict[str, str] | None = None,
+    ) -> list[tuple[Key, Measures]]:
+        """Speed rows with ingest bucket >= horizon in [start, end), grouped by ``group_by``."""
+        table = view_tables[view.name]
+        stmt = select(
+            *(table.c[c] for c in group_by),
+            *(literal_column(expr) for expr in view.rollup_expressions()),
+        ).where(
+            table.c.ingest_bucket >= horizon_ms,
+            table.c.window_start >= start_ms,
+            table.c.window_start < end_ms,
+        )
+        for column, value in (filters or {}).items():
+            stmt = stmt.where(table.c[column] == value)
+        if group_by:
+            stmt = stmt.group_by(*(table.c[c] for c in group_by))
+        with self.engine.connect() as conn:
+            fetched = conn.execute(stmt).all()
+        n = len(group_by)
+        return [(tuple(r[:n]), tuple(int(v) for v in r[n:])) for r in fetched if r[n] is not None]
+
+    def partitions(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(partition_state).where(partition_state.c.topic == self.topic)
+            ).mappings()
+            return [dict(r) for r in rows]
+
+    def watermark_ms(self) -> int | None:
+        """Newest Kafka timestamp whose effect is in the speed store."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(func.max(partition_state.c.max_kafka_ts)).where(
+                    partition_state.c.topic == self.topic
+                )
+            ).scalar()
+
+    def last_run(self) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(
+                    select(batch_runs).order_by(batch_runs.c.published_at_ms.desc()).limit(1)
+                )
+                .mappings()
+                .first()
+            )
+            return dict(row) if row else None
