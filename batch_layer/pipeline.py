@@ -13,7 +13,7 @@ from typing import Any
 from batch_layer.speed_sync import expire_speed_rows, record_run, stored_report
 from batch_layer.submit import spark_submit_command, submit_env
 from batch_layer.validate import validate_version, view_totals
-from batch_layer.versions import prune, publish
+from batch_layer.versions import prune, publish, safe_expiry_horizon
 from lambda_contracts.db import make_engine
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
@@ -71,10 +71,13 @@ def publish_version(settings: Settings, version: str) -> dict[str, Any]:
 
 
 def expire(settings: Settings, horizon_ms: int) -> int:
+    """Delete speed rows below ``horizon_ms`` and below every version kept for rollback."""
     assert settings.speed_store_url is not None
+    layout = Layout(settings.data_dir)
+    below = min(horizon_ms, safe_expiry_horizon(layout, settings.batch_keep_versions))
     engine = make_engine(settings.speed_store_url)
     try:
-        return expire_speed_rows(engine, horizon_ms)
+        return expire_speed_rows(engine, below)
     finally:
         engine.dispose()
 

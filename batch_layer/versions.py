@@ -79,6 +79,20 @@ def rollback(layout: Layout, to_version: str | None = None) -> BatchPointer:
     return pointer
 
 
+def safe_expiry_horizon(layout: Layout, keep: int) -> int:
+    """The horizon below which speed rows may go: that of the oldest version still kept.
+
+    Keeping speed rows back to the oldest retained version makes a rollback to any of them
+    exact, and leaves in-flight readers of the previous version their rows.
+    """
+    current = layout.read_current()
+    if current is None:
+        return 0
+    kept = list_versions(layout)[-keep:]
+    horizons = [read_manifest(layout, v)["horizon_ms"] for v in kept] + [current.horizon_ms]
+    return min(horizons)
+
+
 def prune(layout: Layout, keep: int) -> list[str]:
     """Delete all but the newest ``keep`` versions (never CURRENT); clear staging leftovers."""
     current = layout.read_current()

@@ -118,8 +118,9 @@ def serving_service(settings: Settings) -> Service:
         except httpx.HTTPError:
             return False
 
-    return Service("serving", lambda: [sys.executable, "-m", "serving.main"], healthy,
-                   start_timeout_s=60)
+    return Service(
+        "serving", lambda: [sys.executable, "-m", "serving.main"], healthy, start_timeout_s=60
+    )
 
 
 def demo_producer_service(settings: Settings, rate: float) -> Service:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TypeVar
 
 from lambda_contracts.layout import BatchPointer
 from lambda_contracts.views import ACCOUNT_MINUTE, GLOBAL_MINUTE, Key, Measures, View
@@ -17,6 +18,7 @@ from serving.merge import merge_rows, roll_up, total
 from serving.speed_store import SpeedReader
 
 COUNT = 0  # position of the count measure in AMOUNT_MEASURES
+T = TypeVar("T")
 
 
 class Granularity(StrEnum):
@@ -56,6 +58,21 @@ class QueryService:
 
     def snapshot(self) -> Snapshot:
         return Snapshot(self.batch.current())
+
+    def consistent(self, compute: Callable[[Snapshot], T], attempts: int = 5) -> tuple[Snapshot, T]:
+        """Run ``compute`` on one snapshot; redo it if a publish happened meanwhile.
+
+        A publish may be followed by expiry of speed rows below the new horizon. If CURRENT is
+        unchanged after the speed rows were read, no newer version — hence no expiry that this
+        snapshot depends on — happened before the read ended, so the answer is consistent.
+        """
+        for _ in range(attempts):
+            snap = self.snapshot()
+            result = compute(snap)
+            after = self.batch.layout.read_current()
+            if after == snap.pointer:
+                return snap, result
+        return snap, result  # publishes every few minutes: unreachable in practice
 
     def _merged(
         self,

@@ -64,5 +64,6 @@ def make_settings(broker: Broker, tmp_path: Path) -> Callable[..., Settings]:
 @pytest.fixture(autouse=True)
 def _no_leftover_speed_processes() -> Iterator[None]:
     """A failed test must not leave its speed-layer processes running into the next one."""
+    already = SpeedProcess.started_count()
     yield
-    SpeedProcess.kill_all()
+    SpeedProcess.kill_started_after(already)

@@ -17,8 +17,9 @@ AccountId = Annotated[str, Path(min_length=1, max_length=255, description="Sourc
 @router.get("/{account_id}/summary", response_model=Summary)
 def account_summary(account_id: AccountId, span: RangeDep, queries: QueriesDep) -> Summary:
     """count, sum, min, max, avg of an account's payments with CreatedTime in [start, end)."""
-    snap = queries.snapshot()
-    value = queries.summary(snap, span.start_ms, span.end_ms, account_id)
+    snap, value = queries.consistent(
+        lambda s: queries.summary(s, span.start_ms, span.end_ms, account_id)
+    )
     return Summary(account_id=account_id, **measures_fields(value), meta=meta(snap, queries))
 
 
@@ -26,8 +27,9 @@ def account_summary(account_id: AccountId, span: RangeDep, queries: QueriesDep) 
 def account_series(account_id: AccountId, spec: SeriesRangeDep, queries: QueriesDep) -> Series:
     """One point per minute, hour or day (UTC) that has payments of the account."""
     span, granularity = spec
-    snap = queries.snapshot()
-    points = queries.series(snap, span.start_ms, span.end_ms, granularity, account_id)
+    snap, points = queries.consistent(
+        lambda s: queries.series(s, span.start_ms, span.end_ms, granularity, account_id)
+    )
     return Series(
         account_id=account_id,
         granularity=granularity.value,

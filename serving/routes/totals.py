@@ -22,8 +22,8 @@ class RankBy(StrEnum):
 @router.get("/totals", response_model=Totals)
 def totals(span: RangeDep, queries: QueriesDep) -> Totals:
     """Number and total amount of all payments with CreatedTime in [start, end)."""
-    snap = queries.snapshot()
-    fields = measures_fields(queries.summary(snap, span.start_ms, span.end_ms))
+    snap, value = queries.consistent(lambda s: queries.summary(s, span.start_ms, span.end_ms))
+    fields = measures_fields(value)
     return Totals(count=fields["count"], sum=fields["sum"], meta=meta(snap, queries))
 
 
@@ -31,8 +31,9 @@ def totals(span: RangeDep, queries: QueriesDep) -> Totals:
 def totals_series(spec: SeriesRangeDep, queries: QueriesDep) -> Series:
     """All payments per minute, hour or day (UTC)."""
     span, granularity = spec
-    snap = queries.snapshot()
-    points = queries.series(snap, span.start_ms, span.end_ms, granularity)
+    snap, points = queries.consistent(
+        lambda s: queries.series(s, span.start_ms, span.end_ms, granularity)
+    )
     return Series(
         granularity=granularity.value,
         points=[point(w, v) for w, v in points],
@@ -48,8 +49,9 @@ def top_accounts(
     limit: Annotated[int, Query(ge=1, le=1000, description="how many accounts")] = 10,
 ) -> TopAccounts:
     """Accounts with the largest total amount (or count) in [start, end); ties by account id."""
-    snap = queries.snapshot()
-    ranked = queries.top_accounts(snap, span.start_ms, span.end_ms, by is RankBy.sum, limit)
+    snap, ranked = queries.consistent(
+        lambda s: queries.top_accounts(s, span.start_ms, span.end_ms, by is RankBy.sum, limit)
+    )
     return TopAccounts(
         by=by.value,
         accounts=[AccountTotal(account_id=a, count=v[0], sum=money(v[1])) for a, v in ranked],

@@ -180,12 +180,17 @@ class SpeedProcess:
     _started: ClassVar[list[subprocess.Popen[bytes]]] = []
 
     @classmethod
-    def kill_all(cls) -> None:
-        for proc in cls._started:
+    def started_count(cls) -> int:
+        return len(cls._started)
+
+    @classmethod
+    def kill_started_after(cls, index: int) -> None:
+        """Kill processes started since ``started_count()`` returned ``index``."""
+        for proc in cls._started[index:]:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(30)
-        cls._started.clear()
+        del cls._started[index:]
 
     def __init__(self, settings: Settings, instance: int = 0, log_dir: Path | None = None) -> None:
         self.settings = settings

@@ -1,0 +1,300 @@
+"""The serving API over a real landing zone, real Spark batch views and a live speed store.
+
+Answers must equal the ground truth for ranges before, after and across the batch horizon,
+also while new batch versions are published (with speed rows expired right behind them).
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from batch_layer.pipeline import run_once
+from batch_layer.versions import new_version_id
+from infra.topics import ensure_topics
+from lambda_contracts.db import make_engine
+from lambda_contracts.layout import Layout
+from lambda_contracts.settings import Settings
+from lambda_contracts.views import reference_views
+from serving.main import create_app
+from tests.support.pipeline import (
+    SpeedProcess,
+    TruthRecord,
+    produce,
+    truth_rows,
+    wait_caught_up,
+    wait_watermark,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+BUCKET_MS = 3000
+MIXED = [
+    "--rate",
+    "1500",
+    "--accounts",
+    "30",
+    "--duplicates",
+    "0.05",
+    "--conflicts",
+    "0.03",
+    "--late",
+    "0.05",
+    "--late-max-hours",
+    "30",
+    "--malformed",
+    "0.02",
+]
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    truth: list[TruthRecord]
+    horizon_ms: int
+    speed: SpeedProcess
+
+    @property
+    def views(self) -> dict[str, dict[tuple, tuple]]:
+        return reference_views(truth_rows(self.truth))
+
+
+def bucket_end(ts: int) -> int:
+    return ts - ts % BUCKET_MS + BUCKET_MS
+
+
+@pytest.fixture(scope="module")
+def platform(broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    tmp = tmp_path_factory.mktemp("serving")
+    suffix = uuid.uuid4().hex[:8]
+    settings = Settings(
+        data_dir=tmp / "data",
+        kafka_bootstrap=broker.settings.kafka_bootstrap,
+        topic=f"tx-{suffix}",
+        dlq_topic=f"tx-{suffix}.dlq",
+        speed_group=f"g-{suffix}",
+        bucket_ms=BUCKET_MS,
+        landing_flush_ms=300,
+        idle_seal_grace_ms=200,
+        batch_keep_versions=1,
+    )
+    ensure_topics(settings)
+    engine = make_engine(settings.speed_store_url)
+    speed = SpeedProcess(settings).start()
+    truth = produce(settings, tmp / "t1.jsonl", "--count", "3000", "--id-prefix", "a", *MIXED)
+    wait_caught_up(settings, engine)
+    horizon = wait_watermark(settings, bucket_end(max(r.timestamp for r in truth)))
+    run_once(settings, new_version_id("first"), "first", horizon_ms=horizon)
+    resend = tmp / "resend.jsonl"
+    resend.write_bytes(b"\n".join([r.value for r in truth if r.kind == "valid"][:40]) + b"\n")
+    truth += produce(settings, tmp / "t2.jsonl", "--count", "2000", "--id-prefix", "b", *MIXED)
+    truth += produce(settings, tmp / "t3.jsonl", "--from-file", str(resend), "--rate", "0")
+    wait_caught_up(settings, engine)
+    yield Platform(settings, truth, horizon, speed)
+    speed.terminate()
+
+
+@pytest.fixture(scope="module")
+def client(platform: Platform) -> Iterator[TestClient]:
+    with TestClient(create_app(platform.settings)) as c:
+        yield c
+
+
+def minute_filter(views: dict, view: str, start: int, end: int, account: str | None = None):
+    for key, value in views[view].items():
+        if account is not None and key[0] != account:
+            continue
+        if start <= key[-1] < end:
+            yield key, value
+
+
+def expected_summary(p: Platform, start: int, end: int, account: str | None = None) -> dict:
+    view = "global_minute" if account is None else "account_minute"
+    values = [v for _, v in minute_filter(p.views, view, start, end, account)]
+    if not values:
+        return {"count": 0, "sum": "0.00", "min": None, "max": None}
+    return {
+        "count": sum(v[0] for v in values),
+        "sum": f"{Decimal(sum(v[1] for v in values)) / 100:.2f}",
+        "min": f"{Decimal(min(v[2] for v in values)) / 100:.2f}",
+        "max": f"{Decimal(max(v[3] for v in values)) / 100:.2f}",
+    }
+
+
+def expected_series(p: Platform, start: int, end: int, size: int, account: str | None = None):
+    view = "global_minute" if account is None else "account_minute"
+    buckets: dict[int, list[tuple]] = {}
+    for key, value in minute_filter(p.views, view, start, end, account):
+        buckets.setdefault(key[-1] - key[-1] % size, []).append(value)
+    return [
+        {
+            "window_start_ms": w,
+            "count": sum(v[0] for v in vs),
+            "sum": f"{Decimal(sum(v[1] for v in vs)) / 100:.2f}",
+        }
+        for w, vs in sorted(buckets.items())
+    ]
+
+
+def ranges(p: Platform) -> dict[str, tuple[int, int]]:
+    created = [k[-1] for k in p.views["global_minute"]]
+    first, last = min(created), max(created) + 60_000
+    h = p.horizon_ms - p.horizon_ms % 60_000
+    return {
+        "all": (first, last),
+        "before": (first, h),
+        "after": (h, last),
+        "across": (h - 120_000, h + 120_000),
+    }
+
+
+def top_accounts(p: Platform, n: int = 3) -> list[str]:
+    per: dict[str, int] = {}
+    for key, value in p.views["account_minute"].items():
+        per[key[0]] = per.get(key[0], 0) + value[1]
+    return sorted(per, key=lambda a: (-per[a], a))[:n]
+
+
+def test_answers_span_both_sides(client: TestClient, platform: Platform) -> None:
+    meta = client.get(
+        "/v1/totals", params=dict(zip(("start", "end"), ranges(platform)["all"], strict=True))
+    ).json()["meta"]
+    assert meta["events_from_batch"] > 0 and meta["events_from_speed"] > 0
+    assert meta["batch_horizon_ms"] == platform.horizon_ms
+
+
+@pytest.mark.parametrize("name", ["all", "before", "after", "across"])
+def test_totals_summary_and_series_equal_ground_truth(
+    client: TestClient, platform: Platform, name: str
+) -> None:
+    start, end = ranges(platform)[name]
+    params = {"start": start, "end": end}
+    totals = client.get("/v1/totals", params=params).json()
+    expected = expected_summary(platform, start, end)
+    assert (totals["count"], totals["sum"]) == (expected["count"], expected["sum"])
+    for account in [*top_accounts(platform), "no-such-account"]:
+        got = client.get(f"/v1/accounts/{account}/summary", params=params).json()
+        want = expected_summary(platform, start, end, account)
+        assert {k: got[k] for k in want} == want, account
+    for granularity, size in (("minute", 60_000), ("hour", 3_600_000), ("day", 86_400_000)):
+        series = client.get("/v1/totals/series", params={**params, "granularity": granularity})
+        points = [
+            {k: pt[k] for k in ("window_start_ms", "count", "sum")}
+            for pt in series.json()["points"]
+        ]
+        assert points == expected_series(platform, start, end, size), granularity
+    account = top_accounts(platform, 1)[0]
+    series = client.get(f"/v1/accounts/{account}/series", params={**params, "granularity": "hour"})
+    points = [
+        {k: pt[k] for k in ("window_start_ms", "count", "sum")} for pt in series.json()["points"]
+    ]
+    assert points == expected_series(platform, start, end, 3_600_000, account)
+
+
+def test_top_accounts_by_sum_and_count(client: TestClient, platform: Platform) -> None:
+    start, end = ranges(platform)["all"]
+    by_sum = client.get("/v1/top-accounts", params={"start": start, "end": end, "limit": 5}).json()
+    assert [a["account_id"] for a in by_sum["accounts"]] == top_accounts(platform, 5)
+    by_count = client.get(
+        "/v1/top-accounts", params={"start": start, "end": end, "by": "count", "limit": 3}
+    ).json()
+    counts = {}
+    for key, value in platform.views["account_minute"].items():
+        counts[key[0]] = counts.get(key[0], 0) + value[0]
+    want = sorted(counts, key=lambda a: (-counts[a], a))[:3]
+    assert [(a["account_id"], a["count"]) for a in by_count["accounts"]] == [
+        (a, counts[a]) for a in want
+    ]
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "message"),
+    [
+        ("/v1/totals", {"start": "yesterday", "end": "1"}, "start: 'yesterday' is neither"),
+        ("/v1/totals", {"start": "2000", "end": "1000"}, "end must be after start"),
+        ("/v1/totals", {"start": "1000", "end": "1000"}, "end must be after start"),
+        (
+            "/v1/totals/series",
+            {"start": "0", "end": str(30 * 86_400_000), "granularity": "minute"},
+            "range too large for granularity minute",
+        ),
+        ("/v1/totals/series", {"start": "0", "end": "1000", "granularity": "week"}, "minute"),
+        ("/v1/top-accounts", {"start": "0", "end": "1000", "limit": "0"}, "greater than"),
+        ("/v1/top-accounts", {"start": "0", "end": "1000", "limit": "5000"}, "less than"),
+        ("/v1/totals", {"start": "0"}, "end"),
+    ],
+)
+def test_bad_input_is_422_with_a_clear_message(
+    client: TestClient, path: str, params: dict[str, str], message: str
+) -> None:
+    response = client.get(path, params=params)
+    assert response.status_code == 422
+    assert message in response.text
+
+
+def test_freshness_and_operations(client: TestClient, platform: Platform) -> None:
+    fresh = client.get("/v1/freshness").json()
+    assert fresh["batch_horizon_ms"] == platform.horizon_ms
+    assert fresh["landing_watermark_ms"] >= platform.horizon_ms
+    assert [p["lag"] for p in fresh["speed_lag"]] == [0] * platform.settings.partitions
+    assert fresh["last_batch_run"]["drift_events"] == 0
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json()["ready"] is True
+    metrics = client.get("/metrics").text
+    assert "serving_request_seconds_bucket" in metrics
+    assert 'serving_merged_events_total{side="speed"}' in metrics
+    assert client.get("/docs").status_code == 200
+
+
+def test_bearer_token_when_configured(platform: Platform) -> None:
+    settings = platform.settings.model_copy(update={"api_token": SecretStr("s3cret")})
+    with TestClient(create_app(settings)) as secured:
+        params = {"start": "0", "end": "1000"}
+        assert secured.get("/v1/totals", params=params).status_code == 401
+        wrong = {"Authorization": "Bearer nope"}
+        assert secured.get("/v1/totals", params=params, headers=wrong).status_code == 401
+        ok = {"Authorization": "Bearer s3cret"}
+        assert secured.get("/v1/totals", params=params, headers=ok).status_code == 200
+        assert secured.get("/healthz").status_code == 200
+
+
+def test_publishing_during_queries_never_loses_or_doubles(
+    client: TestClient, platform: Platform
+) -> None:
+    """batch_keep_versions=1: each publish expires speed rows right below its horizon."""
+    settings = platform.settings
+    horizon = wait_watermark(settings, bucket_end(max(r.timestamp for r in platform.truth)))
+    start, end = ranges(platform)["all"]
+    expected = expected_summary(platform, start, end)
+    answers: list[dict[str, Any]] = []
+    failures: list[BaseException] = []
+    done = threading.Event()
+
+    def publish_twice() -> None:
+        try:
+            for i in range(2):
+                run_once(settings, new_version_id(f"during-{i}"), f"during-{i}", horizon_ms=horizon)
+        except BaseException as exc:  # reported to the main thread
+            failures.append(exc)
+        finally:
+            done.set()
+
+    publisher = threading.Thread(target=publish_twice)
+    publisher.start()
+    while not done.is_set():
+        answers.append(client.get("/v1/totals", params={"start": start, "end": end}).json())
+    publisher.join()
+    assert not failures, failures
+    versions = {a["meta"]["batch_version"] for a in answers}
+    assert len(versions) >= 2, "no publish happened during the queries"
+    for answer in answers:
+        assert (answer["count"], answer["sum"]) == (expected["count"], expected["sum"]), answer
+    assert Layout(settings.data_dir).read_current().horizon_ms == horizon
