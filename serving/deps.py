@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Query, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from lambda_contracts.events import MAX_CREATED_TIME_MS
@@ -53,23 +54,28 @@ class TimeRange:
     end_ms: int
 
 
-def _unprocessable(message: str) -> HTTPException:
-    return HTTPException(422, message)
+def _unprocessable(param: str, message: str, value: object) -> RequestValidationError:
+    """A 422 in FastAPI's documented validation-error shape, naming the query parameter."""
+    return RequestValidationError(
+        [{"type": "value_error", "loc": ("query", param), "msg": message, "input": value}]
+    )
 
 
 def time_range(
     start: Annotated[str, Query(description="inclusive; ISO 8601 or epoch ms (event time)")],
     end: Annotated[str, Query(description="exclusive; ISO 8601 or epoch ms (event time)")],
 ) -> TimeRange:
-    try:
-        start_ms, end_ms = parse_instant(start, "start"), parse_instant(end, "end")
-    except ValueError as exc:
-        raise _unprocessable(str(exc)) from exc
-    for name, value in (("start", start_ms), ("end", end_ms)):
-        if not 0 <= value <= MAX_CREATED_TIME_MS + 1:
-            raise _unprocessable(f"{name}: out of range")
+    parsed = {}
+    for name, raw in (("start", start), ("end", end)):
+        try:
+            parsed[name] = parse_instant(raw, name)
+        except ValueError as exc:
+            raise _unprocessable(name, str(exc), raw) from exc
+        if not 0 <= parsed[name] <= MAX_CREATED_TIME_MS + 1:
+            raise _unprocessable(name, f"{name}: out of range (epoch ms 0 to year 9999)", raw)
+    start_ms, end_ms = parsed["start"], parsed["end"]
     if end_ms <= start_ms:
-        raise _unprocessable("end must be after start")
+        raise _unprocessable("end", "end must be after start", end)
     return TimeRange(start_ms, end_ms)
 
 
@@ -85,8 +91,10 @@ def series_range(
     points = -(-(span.end_ms - span.start_ms) // granularity.ms)
     if points > MAX_POINTS:
         raise _unprocessable(
+            "granularity",
             f"range too large for granularity {granularity.value}: {points} points "
-            f"(at most {MAX_POINTS}); use a coarser granularity or a shorter range"
+            f"(at most {MAX_POINTS}); use a coarser granularity or a shorter range",
+            granularity.value,
         )
     return span, granularity
 

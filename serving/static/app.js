@@ -35,7 +35,9 @@ function drawChart(series, horizonMs, startMs, endMs) {
   svg.append(el("text", { class: "axis", x: 4, y: pad }, String(max)));
   if (horizonMs !== null && horizonMs > startMs && horizonMs < endMs) {
     svg.append(el("line", { class: "boundary", id: "boundary", x1: x(horizonMs), x2: x(horizonMs), y1: pad / 2, y2: H - pad }));
-    svg.append(el("text", { class: "axis", x: x(horizonMs) + 4, y: pad / 2 + 10 }, "batch | speed"));
+    const nearRight = x(horizonMs) > W * 0.7;
+    svg.append(el("text", { class: "axis", x: x(horizonMs) + (nearRight ? -4 : 4), y: pad / 2 + 10,
+      "text-anchor": nearRight ? "end" : "start" }, "batch | speed"));
   }
 }
 

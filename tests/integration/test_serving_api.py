@@ -6,13 +6,17 @@ also while new batch versions are published (with speed rows expired right behin
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
@@ -26,11 +30,14 @@ from lambda_contracts.settings import Settings
 from lambda_contracts.views import reference_views
 from serving.main import create_app
 from tests.support.pipeline import (
+    BIN,
     SpeedProcess,
     TruthRecord,
+    env_for,
     produce,
     truth_rows,
     wait_caught_up,
+    wait_until,
     wait_watermark,
 )
 
@@ -298,3 +305,89 @@ def test_publishing_during_queries_never_loses_or_doubles(
     for answer in answers:
         assert (answer["count"], answer["sum"]) == (expected["count"], expected["sum"]), answer
     assert Layout(settings.data_dir).read_current().horizon_ms == horizon
+
+
+# --- over real HTTP: a uvicorn server started like `make up` starts it ---------------------
+
+API_PORT = 18000
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def server(platform: Platform) -> Iterator[str]:
+    env = env_for(platform.settings, LAMBDA_API_PORT=str(API_PORT))
+    log = (platform.settings.data_dir / "serving.log").open("wb")
+    proc = subprocess.Popen(
+        [str(BIN / "lambda-serve")], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    base = f"http://127.0.0.1:{API_PORT}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(up, 60, "the API server")
+    yield base
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(30)
+    log.close()
+    # uvicorn shuts down gracefully, then re-raises the signal it caught
+    assert code in (0, -signal.SIGTERM)
+    assert (
+        "Application shutdown complete" in (platform.settings.data_dir / "serving.log").read_text()
+    )
+
+
+def test_openapi_contract_no_5xx_and_schema_conformance(server: str) -> None:
+    """schemathesis generates requests from /openapi.json; none may 5xx or break the schema."""
+    result = subprocess.run(
+        [
+            str(BIN / "schemathesis"),
+            "run",
+            f"{server}/openapi.json",
+            "--checks",
+            "not_a_server_error,response_schema_conformance",
+            "--max-examples",
+            "30",
+            "--no-color",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+def test_dashboard_renders_live_data_in_a_real_browser(server: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 720})
+            requests: list[str] = []
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(server + "/")
+            page.wait_for_selector("body[data-loaded=true]", timeout=20_000)
+            bars = page.locator("rect.bar")
+            assert bars.count() > 0
+            assert page.locator("#top tbody tr").count() > 0
+            assert "batch version v" in page.inner_text("#freshness")
+            page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+        finally:
+            browser.close()
+    assert all(url.startswith(server) for url in requests), "the dashboard must work offline"
