@@ -37,6 +37,7 @@ status: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 
 test: $(STAMP) $(JARS_STAMP) lint
 	$(BIN)/pytest -ra $(PYTEST_ARGS)

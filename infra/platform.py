@@ -77,9 +77,13 @@ def down() -> None:
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def airflow(ctx: typer.Context) -> None:
-    """Run an ``airflow`` CLI command against the local platform's Airflow (e.g. ``dags list``)."""
+    """Run an ``airflow`` command with the platform's Airflow configuration (e.g. ``dags list``).
+
+    Variables already set in the environment win, so docker compose can run each Airflow
+    component through this command with its own database and host settings.
+    """
     settings = get_settings()
-    env = {**os.environ, **airflow_env(settings)}
+    env = {**airflow_env(settings), **os.environ}
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
     completed = subprocess.run(["airflow", *ctx.args], env=env)
     raise typer.Exit(completed.returncode)

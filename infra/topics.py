@@ -43,3 +43,9 @@ def ensure_topics(settings: Settings) -> list[str]:
         return created
     finally:
         admin.close()
+
+
+if __name__ == "__main__":
+    from lambda_contracts.settings import get_settings
+
+    print("created:", ", ".join(ensure_topics(get_settings())) or "nothing (all exist)")

@@ -1,0 +1,26 @@
+# One image for every platform service in docker compose: the same code and pinned
+# dependencies as local mode (speed layer, serving, Airflow, Spark master/worker, producer).
+FROM python:3.11-slim-bookworm
+
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends openjdk-17-jre-headless procps tini \
+ && rm -rf /var/lib/apt/lists/*
+ENV JAVA_HOME=/usr/lib/jvm/java-17-openjdk-amd64 \
+    PYTHONUNBUFFERED=1 \
+    LAMBDA_DATA_DIR=/data
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY requirements ./requirements
+COPY lambda_contracts ./lambda_contracts
+COPY speed_layer ./speed_layer
+COPY batch_layer ./batch_layer
+COPY serving ./serving
+COPY producer ./producer
+COPY infra ./infra
+COPY dags ./dags
+RUN pip install --no-cache-dir -c requirements/constraints.txt -e . \
+ && pip install --no-cache-dir -c requirements/constraints.txt 'pyspark==4.3.0'
+
+VOLUME ["/data"]
+ENTRYPOINT ["/usr/bin/tini", "--"]
