@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
+from infra.local_broker import Broker, start_broker
 from infra.topics import ensure_topics
 from lambda_contracts.settings import Settings
 from tests.support.pipeline import SpeedProcess
-from tests.support.services import Broker, Postgres, start_broker
+from tests.support.services import Postgres
 
 TEST_KAFKA_PORT = 19092
 TEST_CONTROLLER_PORT = 19093

@@ -8,11 +8,11 @@ from collections import Counter
 
 import pytest
 
+from infra.local_broker import Broker, start_broker
 from infra.topics import ensure_topics
 from lambda_contracts.settings import Settings
 from producer.cli import make_producer
 from tests.support.pipeline import read_topic
-from tests.support.services import Broker, start_broker
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

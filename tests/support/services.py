@@ -1,57 +1,15 @@
-"""Start a real Kafka broker and a real PostgreSQL server for the tests, on private ports.
-
-The broker is the same one ``make up`` runs (infra.kafka_broker), on other ports and a
-temporary data directory, so tests never touch a developer's running platform.
-"""
+"""Real services for the tests: a private Kafka broker (infra.local_broker) and PostgreSQL."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
-
-from infra.services import kafka_service
-from infra.supervisor import Supervisor
-from lambda_contracts.settings import Settings
-
-
-@dataclass
-class Broker:
-    settings: Settings
-    supervisor: Supervisor
-
-    def start(self) -> None:
-        self.supervisor.start(kafka_service(self.settings))
-
-    def stop(self) -> None:
-        self.supervisor.stop("kafka", timeout_s=30)
-
-    def kill(self) -> None:
-        """SIGKILL the broker (a crash, not a clean stop)."""
-        pid = self.supervisor.pid("kafka")
-        if pid:
-            os.killpg(pid, 9)
-            while self.supervisor.pid("kafka"):
-                time.sleep(0.1)
-
-
-def start_broker(data_dir: Path, port: int, controller_port: int) -> Broker:
-    settings = Settings(
-        data_dir=data_dir,
-        kafka_bootstrap=f"127.0.0.1:{port}",
-        kafka_controller_port=controller_port,
-        kafka_heap="384m",
-    )
-    assert settings.logs_dir is not None
-    broker = Broker(settings, Supervisor(data_dir / "run", settings.logs_dir))
-    broker.start()
-    return broker
 
 
 def _pg_bin(name: str) -> str:

@@ -35,5 +35,6 @@ def test_kafka_is_the_official_image_in_kraft_mode() -> None:
     kafka = COMPOSE["services"]["kafka"]
     assert kafka["image"].startswith("apache/kafka:4.")
     assert kafka["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
-    assert all(p.startswith("127.0.0.1:") for s in COMPOSE["services"].values()
-               for p in s.get("ports", []))
+    assert all(
+        p.startswith("127.0.0.1:") for s in COMPOSE["services"].values() for p in s.get("ports", [])
+    )

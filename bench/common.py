@@ -1,0 +1,72 @@
+"""Shared bench plumbing: a private broker, timing, and the report file."""
+
+from __future__ import annotations
+
+import json
+import platform
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from infra.local_broker import Broker, start_broker
+from infra.topics import ensure_topics
+from lambda_contracts.settings import Settings
+
+RESULTS = Path(__file__).resolve().parent / "results"
+BENCH_KAFKA_PORT = 39092
+
+
+@contextmanager
+def bench_broker() -> Iterator[Broker]:
+    """A private broker (ports 39092/39093) on a temporary data directory."""
+    with tempfile.TemporaryDirectory(prefix="lambda-bench-kafka-") as tmp:
+        broker = start_broker(Path(tmp), BENCH_KAFKA_PORT, BENCH_KAFKA_PORT + 1)
+        try:
+            yield broker
+        finally:
+            broker.stop()
+
+
+def bench_settings(broker: Broker, data_dir: Path, name: str, **overrides: Any) -> Settings:
+    settings = Settings(
+        data_dir=data_dir,
+        kafka_bootstrap=broker.settings.kafka_bootstrap,
+        topic=name,
+        dlq_topic=f"{name}.dlq",
+        speed_group=f"{name}-speed",
+        **overrides,
+    )
+    ensure_topics(settings)
+    return settings
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+class Timer:
+    def __enter__(self) -> Timer:
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self.start
+
+
+def write_report(name: str, figures: dict[str, Any]) -> Path:
+    """Print the figures and keep them as JSON under bench/results/."""
+    RESULTS.mkdir(exist_ok=True)
+    figures = {
+        "bench": name,
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": f"{platform.machine()}, {platform.python_version()}",
+        **figures,
+    }
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(figures, indent=1))
+    print(json.dumps(figures, indent=1))
+    return path

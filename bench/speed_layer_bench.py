@@ -1,0 +1,146 @@
+"""Speed-layer throughput vs raw kafka-python consumption, and freshness at a fixed rate.
+
+    .venv/bin/python -m bench.speed_layer_bench [--events 200000] [--rate 2000] [--seconds 30]
+
+Throughput: the same pre-produced messages are read (1) by a bare kafka-python consumer that
+only iterates them — the ceiling for this client — and (2) by one speed-layer process (validate,
+dedup, aggregate, land, commit), side by side in one run.
+Freshness: events produced at a fixed rate; a monitor polls the store's offsets every 5 ms;
+an event's latency is the first time its offset is counted minus its broker timestamp.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from kafka import KafkaConsumer
+
+from bench.common import Timer, bench_broker, bench_settings, percentile, write_report
+from bench.kafka_throughput import payloads
+from lambda_contracts.db import make_engine
+from producer.cli import make_producer
+from tests.support.pipeline import SpeedProcess, stored_offsets, wait_until
+
+
+def raw_consume(settings, total: int) -> float:  # type: ignore[no-untyped-def]
+    consumer = KafkaConsumer(
+        settings.topic,
+        bootstrap_servers=settings.bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_poll_records=5000,
+    )
+    seen = 0
+    with Timer() as t:
+        while seen < total:
+            for batch in consumer.poll(timeout_ms=1000).values():
+                seen += len(batch)
+    consumer.close()
+    return total / t.seconds
+
+
+def speed_consume(settings, total: int) -> float:  # type: ignore[no-untyped-def]
+    engine = make_engine(settings.speed_store_url)
+    speed = SpeedProcess(settings).start()
+    # Start the clock when the process has joined and committed its first batch.
+    wait_until(lambda: sum(stored_offsets(engine, settings.topic).values()) > 0, 120, "start")
+    first = sum(stored_offsets(engine, settings.topic).values())
+    with Timer() as t:
+        wait_until(
+            lambda: sum(stored_offsets(engine, settings.topic).values()) >= total,
+            600,
+            "the speed layer to consume everything",
+            interval=0.05,
+        )
+    speed.terminate()
+    return (total - first) / t.seconds
+
+
+def freshness(settings, rate: float, seconds: float) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    engine = make_engine(settings.speed_store_url)
+    speed = SpeedProcess(settings).start()
+    wait_until(lambda: True, 1, "")
+    time.sleep(5)  # joined the group
+    records = payloads(int(rate * seconds))
+    producer = make_producer(settings.bootstrap_servers, linger_ms=0)
+    sent: list = []
+    counted: dict[tuple[int, int], float] = {}  # (partition, next_offset) -> first seen (ms)
+    done = threading.Event()
+
+    def monitor() -> None:
+        while not done.is_set():
+            now = time.time() * 1000
+            for p, off in stored_offsets(engine, settings.topic).items():
+                counted.setdefault((p, off), now)
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=monitor)
+    watcher.start()
+    start = time.monotonic()
+    for i, (key, value) in enumerate(records):
+        delay = start + i / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        sent.append(producer.send(settings.topic, key=key, value=value))
+    producer.flush()
+    metas = [f.get(30) for f in sent]
+    time.sleep(3)
+    done.set()
+    watcher.join()
+    speed.terminate()
+    per_partition: dict[int, list[tuple[int, float]]] = {}
+    for (p, off), at in counted.items():
+        per_partition.setdefault(p, []).append((off, at))
+    latencies = []
+    for meta in metas:
+        marks = sorted(per_partition.get(meta.partition, []))
+        seen_at = next((at for off, at in marks if off > meta.offset), None)
+        if seen_at is not None:
+            latencies.append(seen_at - meta.timestamp)
+    return {
+        "events": len(metas),
+        "measured": len(latencies),
+        "p50_ms": round(percentile(latencies, 50), 1),
+        "p99_ms": round(percentile(latencies, 99), 1),
+        "max_ms": round(max(latencies), 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--rate", type=float, default=2000)
+    parser.add_argument("--seconds", type=float, default=30)
+    args = parser.parse_args()
+    with bench_broker() as broker, tempfile.TemporaryDirectory() as tmp:
+        settings = bench_settings(broker, Path(tmp) / "a", "bench-speed")
+        producer = make_producer(settings.bootstrap_servers, linger_ms=20, batch_size=262_144)
+        for key, value in payloads(args.events):
+            producer.send(settings.topic, key=key, value=value)
+        producer.flush()
+        producer.close()
+        raw = raw_consume(settings, args.events)
+        speed = speed_consume(settings, args.events)
+        fresh_settings = bench_settings(broker, Path(tmp) / "b", "bench-fresh")
+        fresh = freshness(fresh_settings, args.rate, args.seconds)
+    write_report(
+        "speed_layer",
+        {
+            "command": "python -m bench.speed_layer_bench "
+            f"--events {args.events} --rate {args.rate} --seconds {args.seconds}",
+            "raw_kafka_python_events_per_s": round(raw),
+            "speed_layer_events_per_s": round(speed),
+            "speed_vs_raw": round(speed / raw, 3),
+            "freshness_at_rate": args.rate,
+            "freshness": fresh,
+            "store": "SQLite (WAL, synchronous=NORMAL), one process",
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
