@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -27,6 +28,7 @@ from batch_layer.validate import validate_version
 from bench.common import Timer, bench_broker, bench_settings, percentile, write_report
 from bench.synthetic import write_landing
 from lambda_contracts.db import make_engine
+from lambda_contracts.events import Transaction
 from lambda_contracts.layout import Layout
 from producer.cli import make_producer
 from serving.batch_store import BatchStore
@@ -113,20 +115,21 @@ def freshness(settings, base: str, rate: float, seconds: float) -> dict[str, flo
     poller = threading.Thread(target=poll)
     poller.start()
     start = time.monotonic()
-    for i, (key, value) in enumerate(records):
+    for i in range(total):
         delay = start + i / rate - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        # fresh CreatedTime so the events fall inside the polled window
-        value = value.replace(
-            b'"CreatedTime":',
-            b'"CreatedTime":' + str(int(time.time() * 1000)).encode() + b',"_":',
-            1,
+        event = Transaction(
+            TransactionID=f"fresh-{i}",
+            CreatedTime=int(time.time() * 1000),
+            SourceAccountID=str(100000 + i % 997),
+            TargetAccountID="200000",
+            Amount=Decimal("10.00"),
         )
-        producer.send(settings.topic, key=key, value=value)
+        producer.send(settings.topic, key=event.key, value=event.to_json_bytes())
         sent_at.append(time.time() * 1000)
     producer.flush()
-    wait_until(lambda: seen and seen[-1][1] >= len(records), 60, "all events visible")
+    wait_until(lambda: seen and seen[-1][1] >= total, 60, "all events visible")
     done.set()
     poller.join()
     latencies, j = [], 0
@@ -137,7 +140,7 @@ def freshness(settings, base: str, rate: float, seconds: float) -> dict[str, flo
             latencies.append(seen[j][0] - at)
     return {
         "rate": rate,
-        "events": len(records),
+        "events": total,
         "p50_ms": round(percentile(latencies, 50)),
         "p99_ms": round(percentile(latencies, 99)),
     }
