@@ -33,7 +33,10 @@ BIN = Path(sys.executable).parent
 
 def env_for(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment that makes a platform command use these settings."""
-    env = {**os.environ, **settings.as_env(), **extra}
+    # Airflow settings inherited from this process (tests/dags points them at a throw-away
+    # home) must not leak into a command that derives its own from the settings.
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env = {**inherited, **settings.as_env(), **extra}
     env["PATH"] = f"{BIN}:{env.get('PATH', '')}"
     return env
 
