@@ -43,7 +43,7 @@ def spark_submit_binary() -> str:
     return str(local) if local.exists() else (shutil.which("spark-submit") or "spark-submit")
 
 
-def job_arguments(horizon_ms: int, version: str, run_id: str) -> list[str]:
+def job_arguments(horizon_ms: int | str, version: str, run_id: str) -> list[str]:
     return ["--horizon", str(horizon_ms), "--version", version, "--run-id", run_id]
 
 
@@ -67,3 +67,22 @@ def spark_submit_command(
 def submit_env(settings: Settings) -> dict[str, str]:
     """The job's environment: these settings and the Spark variables."""
     return {**os.environ, **settings.as_env(), **spark_env()}
+
+
+def spark_submit_operator(task_id: str, name: str, horizon: str, version: str, settings: Settings):  # type: ignore[no-untyped-def]
+    """The Airflow task that really submits the job (both DAGs use it).
+
+    ``horizon`` and ``version`` are Jinja templates rendered at run time (XCom pulls).
+    """
+    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+    return SparkSubmitOperator(
+        task_id=task_id,
+        conn_id="spark_default",
+        application=str(JOB_FILE),
+        name=name,
+        application_args=job_arguments(horizon, version, "{{ run_id }}"),
+        conf=spark_conf(settings),
+        driver_memory=settings.spark_driver_memory,
+        env_vars=spark_env(),
+    )

@@ -70,3 +70,23 @@ def write_report(name: str, figures: dict[str, Any]) -> Path:
     path.write_text(json.dumps(figures, indent=1))
     print(json.dumps(figures, indent=1))
     return path
+
+
+def consume_all(settings: Settings, total: int) -> float:
+    """Seconds a bare kafka-python consumer takes to iterate ``total`` records of the topic."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        settings.topic,
+        bootstrap_servers=settings.bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_poll_records=5000,
+    )
+    seen = 0
+    with Timer() as timer:
+        while seen < total:
+            for batch in consumer.poll(timeout_ms=1000).values():
+                seen += len(batch)
+    consumer.close()
+    return timer.seconds

@@ -10,9 +10,7 @@ import tempfile
 from decimal import Decimal
 from pathlib import Path
 
-from kafka import KafkaConsumer
-
-from bench.common import Timer, bench_broker, bench_settings, write_report
+from bench.common import Timer, bench_broker, bench_settings, consume_all, write_report
 from lambda_contracts.events import Transaction
 from producer.cli import make_producer
 
@@ -45,20 +43,7 @@ def main() -> None:
                 producer.send(settings.topic, key=key, value=value)
             producer.flush()
         producer.close()
-        consumer = KafkaConsumer(
-            settings.topic,
-            bootstrap_servers=settings.bootstrap_servers,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-            max_poll_records=5000,
-            fetch_max_bytes=52_428_800,
-        )
-        seen = 0
-        with Timer() as consume:
-            while seen < len(records):
-                for batch in consumer.poll(timeout_ms=1000).values():
-                    seen += len(batch)
-        consumer.close()
+        consume_seconds = consume_all(settings, len(records))
     write_report(
         "kafka_throughput",
         {
@@ -66,7 +51,7 @@ def main() -> None:
             "events": args.events,
             "avg_value_bytes": round(size, 1),
             "produce_events_per_s": round(args.events / produce.seconds),
-            "consume_events_per_s": round(args.events / consume.seconds),
+            "consume_events_per_s": round(args.events / consume_seconds),
             "producer": "kafka-python, acks=all, idempotent, linger 20 ms",
         },
     )

@@ -17,9 +17,14 @@ import threading
 import time
 from pathlib import Path
 
-from kafka import KafkaConsumer
-
-from bench.common import Timer, bench_broker, bench_settings, percentile, write_report
+from bench.common import (
+    Timer,
+    bench_broker,
+    bench_settings,
+    consume_all,
+    percentile,
+    write_report,
+)
 from bench.kafka_throughput import payloads
 from lambda_contracts.db import make_engine
 from producer.cli import make_producer
@@ -27,20 +32,7 @@ from tests.support.pipeline import SpeedProcess, stored_offsets, wait_until
 
 
 def raw_consume(settings, total: int) -> float:  # type: ignore[no-untyped-def]
-    consumer = KafkaConsumer(
-        settings.topic,
-        bootstrap_servers=settings.bootstrap_servers,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        max_poll_records=5000,
-    )
-    seen = 0
-    with Timer() as t:
-        while seen < total:
-            for batch in consumer.poll(timeout_ms=1000).values():
-                seen += len(batch)
-    consumer.close()
-    return total / t.seconds
+    return total / consume_all(settings, total)
 
 
 def speed_consume(settings, total: int) -> float:  # type: ignore[no-untyped-def]

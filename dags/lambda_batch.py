@@ -24,10 +24,9 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import Asset, PokeReturnValue, dag, task
 
-from batch_layer.submit import JOB_FILE, spark_conf, spark_env
+from batch_layer.submit import spark_submit_operator
 from lambda_contracts.settings import get_settings
 
 BATCH_VIEWS = Asset("lambda-batch-views", uri="file:///lambda/batch/CURRENT")
@@ -67,23 +66,12 @@ def lambda_batch() -> None:
     horizon = wait_for_sealed_data()
     version = name_version()
 
-    recompute = SparkSubmitOperator(
-        task_id="recompute",
-        conn_id="spark_default",
-        application=str(JOB_FILE),
-        name="lambda-batch",
-        application_args=[
-            "--horizon",
-            "{{ ti.xcom_pull(task_ids='wait_for_sealed_data') }}",
-            "--version",
-            "{{ ti.xcom_pull(task_ids='name_version') }}",
-            "--run-id",
-            "{{ run_id }}",
-        ],
-        conf=spark_conf(SETTINGS),
-        driver_memory=SETTINGS.spark_driver_memory,
-        env_vars=spark_env(),
-        verbose=False,
+    recompute = spark_submit_operator(
+        "recompute",
+        "lambda-batch",
+        horizon="{{ ti.xcom_pull(task_ids='wait_for_sealed_data') }}",
+        version="{{ ti.xcom_pull(task_ids='name_version') }}",
+        settings=SETTINGS,
     )
 
     @task

@@ -19,10 +19,9 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import Param, dag, task
 
-from batch_layer.submit import JOB_FILE, spark_conf, spark_env
+from batch_layer.submit import spark_submit_operator
 from lambda_contracts.settings import get_settings
 
 SETTINGS = get_settings()
@@ -72,22 +71,12 @@ def lambda_rebuild() -> None:
         return {"horizon_ms": int(horizon), "version": new_version_id("rebuild")}
 
     plan = choose()
-    recompute = SparkSubmitOperator(
-        task_id="recompute",
-        conn_id="spark_default",
-        application=str(JOB_FILE),
-        name="lambda-rebuild",
-        application_args=[
-            "--horizon",
-            "{{ ti.xcom_pull(task_ids='choose')['horizon_ms'] }}",
-            "--version",
-            "{{ ti.xcom_pull(task_ids='choose')['version'] }}",
-            "--run-id",
-            "{{ run_id }}",
-        ],
-        conf=spark_conf(SETTINGS),
-        driver_memory=SETTINGS.spark_driver_memory,
-        env_vars=spark_env(),
+    recompute = spark_submit_operator(
+        "recompute",
+        "lambda-rebuild",
+        horizon="{{ ti.xcom_pull(task_ids='choose')['horizon_ms'] }}",
+        version="{{ ti.xcom_pull(task_ids='choose')['version'] }}",
+        settings=SETTINGS,
     )
 
     @task
