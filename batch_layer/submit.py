@@ -26,6 +26,11 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.adaptive.enabled": "true",
         "spark.sql.parquet.compression.codec": "snappy",
         "spark.driver.extraJavaOptions": "-XX:+UseG1GC",
+        # The landing zone is many small files: list them in the driver (no listing job) and
+        # pack several into one task.
+        "spark.sql.sources.parallelPartitionDiscovery.threshold": "1000000",
+        "spark.sql.files.openCostInBytes": "1048576",
+        "spark.sql.files.maxPartitionBytes": "268435456",
     }
 
 
