@@ -46,7 +46,8 @@ batch: $(STAMP)
 	$(BIN)/python -m infra.trigger_batch
 
 bench: $(STAMP) $(JARS_STAMP)
-	$(BIN)/python -m bench.run_all
+	for b in kafka_throughput speed_layer_bench batch_recompute serving_bench; do \
+		$(BIN)/python -m bench.$$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) .cache data
