@@ -85,7 +85,9 @@ class Supervisor:
             command = service.command()
         except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:
             raise ServiceError(f"{service.name} cannot be prepared: {exc}") from exc
-        env = {**os.environ, **service.env}
+        # Every descendant inherits this tag, even one that starts its own session (Airflow's
+        # task runners do): ``stop`` finds them by it.
+        env = {**os.environ, **service.env, TAG_VARIABLE: self.tag(service.name)}
         with self.log_file(service.name).open("ab") as log:
             log.write(f"\n--- start {time.strftime('%Y-%m-%dT%H:%M:%S')} ---\n".encode())
             log.flush()
@@ -100,8 +102,12 @@ class Supervisor:
         self.pid_file(service.name).write_text(str(proc.pid))
         return proc.pid
 
+    def tag(self, name: str) -> str:
+        return f"{self.run_dir}/{name}"
+
     def stop(self, name: str, timeout_s: float = 20.0) -> bool:
-        """SIGTERM the service's process group, wait, then SIGKILL. True if it was running."""
+        """SIGTERM the service's process group, wait, then SIGKILL; then the same for any
+        process that still carries the service's tag. True if it was running."""
         pid = self.pid(name)
         if pid is None:
             return False
@@ -113,8 +119,41 @@ class Supervisor:
             _signal_group(pid, signal.SIGKILL)
             while _group_alive(pid):
                 time.sleep(0.1)
+        self._stop_tagged(self.tag(name), timeout_s)
         self.pid_file(name).unlink(missing_ok=True)
         return True
+
+    def _stop_tagged(self, tag: str, timeout_s: float) -> None:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            stragglers = _tagged(tag)
+            for pid in stragglers:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            deadline = time.monotonic() + timeout_s
+            while stragglers and time.monotonic() < deadline:
+                stragglers = [p for p in stragglers if _alive(p)]
+                time.sleep(0.1)
+            if not stragglers:
+                return
+
+
+TAG_VARIABLE = "LAMBDA_SUPERVISED_AS"
+
+
+def _tagged(tag: str) -> list[int]:
+    """Live processes whose environment carries ``TAG_VARIABLE=tag``."""
+    marker = f"{TAG_VARIABLE}={tag}".encode() + b"\0"
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes() + b"\0"
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if marker in environ and _alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
 
 
 def _alive(pid: int) -> bool:
