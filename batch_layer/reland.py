@@ -16,7 +16,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from lambda_contracts.buckets import ingest_bucket
 from lambda_contracts.events import Transaction, parse_event
-from lambda_contracts.landing_files import write_landing_file
+from lambda_contracts.landing_files import landing_row, write_landing_file
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
 
@@ -61,12 +61,7 @@ def reland(settings: Settings, from_ms: int, to_ms: int) -> dict[str, Any]:
                         break
                     parsed = parse_event(rec.value)
                     if isinstance(parsed, Transaction):
-                        row = parsed.to_row()
-                        row.update(
-                            kafka_partition=tp.partition,
-                            kafka_offset=rec.offset,
-                            kafka_ts=rec.timestamp,
-                        )
+                        row = landing_row(parsed, tp.partition, rec.offset, rec.timestamp)
                         rows[tp.partition].append(row)
                 if consumer.position(tp) >= stop:
                     pending.discard(tp)

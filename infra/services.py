@@ -54,6 +54,10 @@ def kafka_healthy(settings: Settings) -> bool:
         consumer.close()
 
 
+def _create_topics(settings: Settings) -> None:
+    ensure_topics(settings)
+
+
 def kafka_service(settings: Settings) -> Service:
     return Service(
         name="kafka",
@@ -61,7 +65,7 @@ def kafka_service(settings: Settings) -> Service:
         healthy=lambda: kafka_healthy(settings),
         start_timeout_s=90,
         stop_timeout_s=30,
-        after_start=lambda: ensure_topics(settings) and None,
+        after_start=lambda: _create_topics(settings),
     )
 
 

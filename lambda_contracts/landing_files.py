@@ -15,10 +15,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lambda_contracts.durable import write_atomic
+from lambda_contracts.events import Transaction
 from lambda_contracts.layout import LANDING_COLUMNS, Layout
 
 _ARROW_TYPES = {"string": pa.string(), "int64": pa.int64(), "int32": pa.int32()}
 LANDING_SCHEMA = pa.schema([(name, _ARROW_TYPES[kind]) for name, kind in LANDING_COLUMNS])
+
+
+def landing_row(event: Transaction, partition: int, offset: int, kafka_ts: int) -> dict[str, Any]:
+    """A valid event as a landing row: its columns plus where it sits in the log."""
+    row = event.to_row()
+    row["kafka_partition"] = partition
+    row["kafka_offset"] = offset
+    row["kafka_ts"] = kafka_ts
+    return row
 
 
 def write_landing_file(

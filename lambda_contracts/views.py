@@ -12,7 +12,7 @@ Amounts are integer cents, so every measure is exact.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -146,6 +146,18 @@ GLOBAL_MINUTE = View(
 
 VIEWS: tuple[View, ...] = (ACCOUNT_MINUTE, GLOBAL_MINUTE)
 VIEWS_BY_NAME: dict[str, View] = {v.name: v for v in VIEWS}
+
+
+def keyed(rows: Iterable[Sequence[Any]], key_len: int) -> list[tuple[Key, Measures]]:
+    """Flat query rows (key columns, then measures) as (key, measures) pairs of ints.
+
+    A row whose first measure is NULL is an aggregate over nothing and is dropped.
+    """
+    return [
+        (tuple(r[:key_len]), tuple(int(v) for v in r[key_len:]))
+        for r in rows
+        if r[key_len] is not None
+    ]
 
 
 def dedup_first(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

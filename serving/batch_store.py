@@ -15,7 +15,7 @@ from collections import OrderedDict
 import duckdb
 
 from lambda_contracts.layout import BatchPointer, Layout
-from lambda_contracts.views import VIEWS, Key, Measures, View
+from lambda_contracts.views import VIEWS, Key, Measures, View, keyed
 
 KEEP_LOADED = 3
 
@@ -93,5 +93,4 @@ class BatchStore:
             fetched = cursor.execute(sql, params).fetchall()
         finally:
             cursor.close()
-        n = len(group_by)
-        return [(tuple(r[:n]), tuple(int(v) for v in r[n:])) for r in fetched if r[n] is not None]
+        return keyed(fetched, len(group_by))

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Engine, func, literal_column, select, text
 
 from lambda_contracts.store_schema import batch_runs, partition_state, view_tables
-from lambda_contracts.views import Key, Measures, View
+from lambda_contracts.views import Key, Measures, View, keyed
 
 
 class SpeedReader:
@@ -44,8 +44,7 @@ class SpeedReader:
             stmt = stmt.group_by(*(table.c[c] for c in group_by))
         with self.engine.connect() as conn:
             fetched = conn.execute(stmt).all()
-        n = len(group_by)
-        return [(tuple(r[:n]), tuple(int(v) for v in r[n:])) for r in fetched if r[n] is not None]
+        return keyed(fetched, len(group_by))
 
     def partitions(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from typing import Any
 
 import structlog
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
@@ -22,6 +21,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 
 from lambda_contracts.db import make_engine
 from lambda_contracts.events import Rejection, parse_event
+from lambda_contracts.landing_files import landing_row
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
 from speed_layer.dlq import DeadLetters
@@ -132,14 +132,19 @@ class SpeedLayer:
     def _partition_batch(
         self, partition: int, records: list[ConsumerRecord]
     ) -> PartitionBatch | None:
+        """Land what is not landed yet; count (or dead-letter) what the store lacks."""
         stored = self.stored[partition]
-        batch = PartitionBatch(partition, stored, stored if stored is not None else -1)
+        landed_next = self.landing.landed_next(partition)
+        batch = PartitionBatch(partition, stored, stored if stored is not None else 0)
+        counted_any = False
         for rec in records:
             counted = stored is None or rec.offset >= stored
-            parsed = parse_event(rec.value)
+            if not counted and rec.offset < landed_next:
+                continue  # a replay below both cursors: already in both sinks
             if rec.timestamp_type != LOG_APPEND_TIME and not self._warned_timestamp_type:
                 self._warned_timestamp_type = True
                 log.warning("topic is not LogAppendTime: ingest buckets follow producer clocks")
+            parsed = parse_event(rec.value)
             if isinstance(parsed, Rejection):
                 self.landing.add(partition, rec.offset, None)
                 if counted:
@@ -147,17 +152,15 @@ class SpeedLayer:
                     self.dlq.send(rec.key, rec.value, parsed.reason, origin)
                     batch.rejected += 1
             else:
-                row: dict[str, Any] = parsed.to_row()
-                row["kafka_partition"] = partition
-                row["kafka_offset"] = rec.offset
-                row["kafka_ts"] = rec.timestamp
+                row = landing_row(parsed, partition, rec.offset, rec.timestamp)
                 self.landing.add(partition, rec.offset, row)
                 if counted:
                     batch.rows.append(row)
             if counted:
+                counted_any = True
                 batch.next_offset = rec.offset + 1
                 batch.max_kafka_ts = max(batch.max_kafka_ts, rec.timestamp)
-        return batch if batch.next_offset != (stored if stored is not None else -1) else None
+        return batch if counted_any else None
 
     # --- housekeeping ---------------------------------------------------------------------
     def housekeeping(self) -> None:

@@ -20,7 +20,7 @@ from tests.support.pipeline import (
     expected_views,
     produce,
     wait_caught_up,
-    wait_watermark,
+    wait_sealed,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -58,8 +58,7 @@ def test_dags_test_batch_then_rebuild_with_reland(make_settings, tmp_path: Path)
         "0.02",
     )
     wait_caught_up(settings, engine)
-    last = max(r.timestamp for r in truth)
-    wait_watermark(settings, last - last % BUCKET_MS + BUCKET_MS)
+    wait_sealed(settings, truth)
     assert speed.terminate() == 0
 
     migrated = airflow(settings, "db", "migrate")

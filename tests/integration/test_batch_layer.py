@@ -20,35 +20,18 @@ from tests.support.pipeline import (
     batch_views,
     expected_views,
     merge_views,
+    mixed_stream,
     produce,
     speed_views,
     truth_rows,
     wait_caught_up,
+    wait_sealed,
     wait_until,
-    wait_watermark,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 BUCKET_MS = 3000
-MIXED = [
-    "--rate",
-    "1500",
-    "--accounts",
-    "40",
-    "--duplicates",
-    "0.05",
-    "--conflicts",
-    "0.03",
-    "--late",
-    "0.05",
-    "--malformed",
-    "0.03",
-]
-
-
-def bucket_end(ts: int) -> int:
-    return ts - ts % BUCKET_MS + BUCKET_MS
 
 
 def test_batch_equals_reference_parity_merge_and_killed_job(make_settings, tmp_path: Path) -> None:
@@ -58,9 +41,17 @@ def test_batch_equals_reference_parity_merge_and_killed_job(make_settings, tmp_p
     speed = SpeedProcess(settings).start()
 
     # Phase 1: a mixed stream, then a batch run over all of it.
-    truth1 = produce(settings, tmp_path / "t1.jsonl", "--count", "4000", "--id-prefix", "a", *MIXED)
+    truth1 = produce(
+        settings,
+        tmp_path / "t1.jsonl",
+        "--count",
+        "4000",
+        "--id-prefix",
+        "a",
+        *mixed_stream(1500, 40),
+    )
     wait_caught_up(settings, engine)
-    h1 = wait_watermark(settings, bucket_end(max(r.timestamp for r in truth1)))
+    h1 = wait_sealed(settings, truth1)
     speed_before = speed_views(engine)
     expected1 = expected_views(truth1)
     assert speed_before == expected1
@@ -77,7 +68,15 @@ def test_batch_equals_reference_parity_merge_and_killed_job(make_settings, tmp_p
     # Phase 2: new events plus re-sent phase-1 events (duplicates across the horizon).
     resend = tmp_path / "resend.jsonl"
     resend.write_bytes(b"\n".join([r.value for r in truth1 if r.kind == "valid"][:50]) + b"\n")
-    truth2 = produce(settings, tmp_path / "t2.jsonl", "--count", "3000", "--id-prefix", "b", *MIXED)
+    truth2 = produce(
+        settings,
+        tmp_path / "t2.jsonl",
+        "--count",
+        "3000",
+        "--id-prefix",
+        "b",
+        *mixed_stream(1500, 40),
+    )
     truth3 = produce(settings, tmp_path / "t3.jsonl", "--from-file", str(resend), "--rate", "0")
     wait_caught_up(settings, engine)
     everything = truth1 + truth2 + truth3
@@ -85,7 +84,7 @@ def test_batch_equals_reference_parity_merge_and_killed_job(make_settings, tmp_p
     assert merged == expected_views(everything), "batch(H) + speed(>= H) != ground truth"
 
     # A recompute killed mid-write leaves CURRENT and the visible versions untouched.
-    h2 = wait_watermark(settings, bucket_end(max(r.timestamp for r in everything)))
+    h2 = wait_sealed(settings, everything)
     v2 = new_version_id("killed")
     staging = layout.versions_dir / "_staging" / v2
     job = subprocess.Popen(

@@ -34,32 +34,17 @@ from tests.support.pipeline import (
     SpeedProcess,
     TruthRecord,
     env_for,
+    mixed_stream,
     produce,
     truth_rows,
     wait_caught_up,
+    wait_sealed,
     wait_until,
-    wait_watermark,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 BUCKET_MS = 3000
-MIXED = [
-    "--rate",
-    "1500",
-    "--accounts",
-    "30",
-    "--duplicates",
-    "0.05",
-    "--conflicts",
-    "0.03",
-    "--late",
-    "0.05",
-    "--late-max-hours",
-    "30",
-    "--malformed",
-    "0.02",
-]
 
 
 @dataclass
@@ -72,10 +57,6 @@ class Platform:
     @property
     def views(self) -> dict[str, dict[tuple, tuple]]:
         return reference_views(truth_rows(self.truth))
-
-
-def bucket_end(ts: int) -> int:
-    return ts - ts % BUCKET_MS + BUCKET_MS
 
 
 @pytest.fixture(scope="module")
@@ -96,13 +77,29 @@ def platform(broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platf
     ensure_topics(settings)
     engine = make_engine(settings.speed_store_url)
     speed = SpeedProcess(settings).start()
-    truth = produce(settings, tmp / "t1.jsonl", "--count", "3000", "--id-prefix", "a", *MIXED)
+    truth = produce(
+        settings,
+        tmp / "t1.jsonl",
+        "--count",
+        "3000",
+        "--id-prefix",
+        "a",
+        *mixed_stream(1500, 30, late_max_hours=30),
+    )
     wait_caught_up(settings, engine)
-    horizon = wait_watermark(settings, bucket_end(max(r.timestamp for r in truth)))
+    horizon = wait_sealed(settings, truth)
     run_once(settings, new_version_id("first"), "first", horizon_ms=horizon)
     resend = tmp / "resend.jsonl"
     resend.write_bytes(b"\n".join([r.value for r in truth if r.kind == "valid"][:40]) + b"\n")
-    truth += produce(settings, tmp / "t2.jsonl", "--count", "2000", "--id-prefix", "b", *MIXED)
+    truth += produce(
+        settings,
+        tmp / "t2.jsonl",
+        "--count",
+        "2000",
+        "--id-prefix",
+        "b",
+        *mixed_stream(1500, 30, late_max_hours=30),
+    )
     truth += produce(settings, tmp / "t3.jsonl", "--from-file", str(resend), "--rate", "0")
     wait_caught_up(settings, engine)
     yield Platform(settings, truth, horizon, speed)
@@ -278,7 +275,7 @@ def test_publishing_during_queries_never_loses_or_doubles(
 ) -> None:
     """batch_keep_versions=1: each publish expires speed rows right below its horizon."""
     settings = platform.settings
-    horizon = wait_watermark(settings, bucket_end(max(r.timestamp for r in platform.truth)))
+    horizon = wait_sealed(settings, platform.truth)
     start, end = ranges(platform)["all"]
     expected = expected_summary(platform, start, end)
     answers: list[dict[str, Any]] = []

@@ -20,6 +20,7 @@ from tests.support.pipeline import (
     env_for,
     expected_views,
     landed_rows,
+    mixed_stream,
     read_topic,
     read_truth,
     speed_views,
@@ -30,23 +31,6 @@ from tests.support.pipeline import (
 )
 
 pytestmark = pytest.mark.integration
-
-MIXED_STREAM = [
-    "--rate",
-    "0",
-    "--accounts",
-    "60",
-    "--duplicates",
-    "0.05",
-    "--conflicts",
-    "0.03",
-    "--late",
-    "0.05",
-    "--late-max-hours",
-    "72",
-    "--malformed",
-    "0.03",
-]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -73,7 +57,7 @@ def start_producer(settings: Settings, truth_file: Path, *args: str) -> subproce
 def test_aggregates_dlq_and_landing_are_exact(make_settings, store_url, tmp_path: Path) -> None:
     settings = make_settings(speed_store_url=store_url)
     truth_file = tmp_path / "truth.jsonl"
-    producer = start_producer(settings, truth_file, "--count", "6000", *MIXED_STREAM)
+    producer = start_producer(settings, truth_file, "--count", "6000", *mixed_stream(0, 60))
     assert producer.wait(300) == 0
     truth = read_truth(truth_file)
     kinds = {r.kind for r in truth}
@@ -104,9 +88,7 @@ def test_aggregates_dlq_and_landing_are_exact(make_settings, store_url, tmp_path
 def test_kill_9_at_random_moments_loses_and_doubles_nothing(make_settings, tmp_path: Path) -> None:
     settings = make_settings(landing_flush_ms=300)
     truth_file = tmp_path / "truth.jsonl"
-    producer = start_producer(
-        settings, truth_file, "--count", "24000", "--rate", "2000", *MIXED_STREAM[2:]
-    )
+    producer = start_producer(settings, truth_file, "--count", "24000", *mixed_stream(2000, 60))
     rng = random.Random(1234)
     for _ in range(5):
         speed = SpeedProcess(settings).start()
@@ -125,9 +107,7 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(make_settings, tmp_p
 def test_two_processes_one_killed_then_restarted(make_settings, tmp_path: Path) -> None:
     settings = make_settings(partitions=4)
     truth_file = tmp_path / "truth.jsonl"
-    producer = start_producer(
-        settings, truth_file, "--count", "20000", "--rate", "2000", *MIXED_STREAM[2:]
-    )
+    producer = start_producer(settings, truth_file, "--count", "20000", *mixed_stream(2000, 60))
     first = SpeedProcess(settings, instance=0).start()
     second = SpeedProcess(settings, instance=1).start()
     time.sleep(4)

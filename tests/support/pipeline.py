@@ -20,13 +20,15 @@ from typing import Any, ClassVar
 
 import pyarrow.parquet as pq
 from kafka import KafkaConsumer, TopicPartition
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, select
 
-from lambda_contracts.events import Transaction, parse_event
+from lambda_contracts.events import MAX_CREATED_TIME_MS, Transaction, parse_event
+from lambda_contracts.landing_files import landing_row
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
 from lambda_contracts.store_schema import partition_state
-from lambda_contracts.views import VIEWS, Key, Measures, reference_views
+from lambda_contracts.views import VIEWS, Key, Measures, keyed, reference_views
+from serving.speed_store import SpeedReader
 
 BIN = Path(sys.executable).parent
 
@@ -87,11 +89,7 @@ def truth_rows(truth: Iterable[TruthRecord]) -> list[dict[str, Any]]:
     for rec in sorted(truth, key=lambda r: (r.partition, r.offset)):
         event = rec.event
         if event is not None:
-            row = event.to_row()
-            row.update(
-                kafka_partition=rec.partition, kafka_offset=rec.offset, kafka_ts=rec.timestamp
-            )
-            rows.append(row)
+            rows.append(landing_row(event, rec.partition, rec.offset, rec.timestamp))
     return rows
 
 
@@ -101,20 +99,12 @@ def expected_views(truth: Iterable[TruthRecord]) -> dict[str, dict[Key, Measures
 
 def speed_views(engine: Engine, min_bucket: int = 0) -> dict[str, dict[Key, Measures]]:
     """Speed rows with ingest bucket >= min_bucket, rolled up over buckets, per view."""
-    out = {}
-    with engine.connect() as conn:
-        for view in VIEWS:
-            keys = ", ".join(view.key_columns)
-            sql = (
-                f"SELECT {keys}, {', '.join(view.rollup_expressions())} FROM speed_{view.name} "
-                f"WHERE ingest_bucket >= :b GROUP BY {keys}"
-            )
-            n = len(view.key_columns)
-            out[view.name] = {
-                tuple(row[:n]): tuple(int(v) for v in row[n:])
-                for row in conn.execute(text(sql), {"b": min_bucket})
-            }
-    return out
+    reader = SpeedReader(engine, topic="")
+    everything = (0, MAX_CREATED_TIME_MS + 1)
+    return {
+        view.name: dict(reader.rows(view, min_bucket, *everything, view.key_columns))
+        for view in VIEWS
+    }
 
 
 def stored_offsets(engine: Engine, topic: str) -> dict[int, int]:
@@ -241,7 +231,7 @@ def batch_views(layout: Layout, version: str) -> dict[str, dict[Key, Measures]]:
         rows = (
             con.execute(f"SELECT {cols} FROM read_parquet(?)", [files]).fetchall() if files else []
         )
-        out[view.name] = {tuple(r[:n]): tuple(int(v) for v in r[n:]) for r in rows}
+        out[view.name] = dict(keyed(rows, n))
     con.close()
     return out
 
@@ -256,6 +246,24 @@ def merge_views(*parts: dict[str, dict[Key, Measures]]) -> dict[str, dict[Key, M
                 merged[key] = view.combine(merged[key], value) if key in merged else value
         out[view.name] = merged
     return out
+
+
+def mixed_stream(rate: int, accounts: int, late_max_hours: int = 72) -> list[str]:
+    """Producer arguments for a stream with every kind of trouble: exact and conflicting
+    duplicates, late events and malformed records."""
+    return [
+        "--rate", str(rate), "--accounts", str(accounts), "--duplicates", "0.05",
+        "--conflicts", "0.03", "--late", "0.05", "--late-max-hours", str(late_max_hours),
+        "--malformed", "0.03",
+    ]  # fmt: skip
+
+
+def wait_sealed(settings: Settings, truth: Iterable[TruthRecord], timeout: float = 90) -> int:
+    """Until the landing watermark passes the bucket of the newest record; returns it."""
+    newest = max(r.timestamp for r in truth)
+    return wait_watermark(
+        settings, newest - newest % settings.bucket_ms + settings.bucket_ms, timeout
+    )
 
 
 def wait_watermark(settings: Settings, at_least: int, timeout: float = 90) -> int:
