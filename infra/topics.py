@@ -40,9 +40,28 @@ def ensure_topics(settings: Settings) -> list[str]:
                 created.append(spec.name)
             except TopicAlreadyExistsError:
                 pass
+        _wait_until_led(admin, [s.name for s in platform_topics(settings)])
         return created
     finally:
         admin.close()
+
+
+def _wait_until_led(admin: KafkaAdminClient, names: list[str], timeout_s: float = 30.0) -> None:
+    """Return once every partition of the topics has a leader, so clients that start right
+    after see them in their first metadata (a consumer that misses a new topic may wait for
+    its next metadata refresh)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        described = admin.describe_topics(names)
+        if all(
+            t["partitions"]
+            and all(p["leader_id"] >= 0 and p["error_code"] == 0 for p in t["partitions"])
+            for t in described
+        ):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics {names} have partitions without a leader")
+        time.sleep(0.2)
 
 
 if __name__ == "__main__":

@@ -82,6 +82,13 @@ class View:
     def measure_names(self) -> tuple[str, ...]:
         return tuple(m.name for m in self.measures)
 
+    def measure_index(self, label: str) -> int:
+        return [m.label for m in self.measures].index(label)
+
+    def labelled(self, value: Measures) -> dict[str, int]:
+        """Measures by their API label (count, sum, min, max)."""
+        return {m.label: v for m, v in zip(self.measures, value, strict=True)}
+
     def key_of(self, row: Mapping[str, Any]) -> Key:
         created = row["created_time"]
         return (*(row[d] for d in self.dimensions), created - created % self.window_ms)

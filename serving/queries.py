@@ -17,7 +17,6 @@ from serving.batch_store import BatchStore
 from serving.merge import merge_rows, roll_up, total
 from serving.speed_store import SpeedReader
 
-COUNT = 0  # position of the count measure in AMOUNT_MEASURES
 T = TypeVar("T")
 
 
@@ -89,8 +88,9 @@ class QueryService:
             else []
         )
         speed_rows = self.speed.rows(view, snap.horizon_ms, start_ms, end_ms, group_by, filters)
-        from_batch = sum(m[COUNT] for _, m in batch_rows)
-        from_speed = sum(m[COUNT] for _, m in speed_rows)
+        count = view.measure_index("count")
+        from_batch = sum(m[count] for _, m in batch_rows)
+        from_speed = sum(m[count] for _, m in speed_rows)
         snap.batch_events += from_batch
         snap.speed_events += from_speed
         self.observe("batch", from_batch)
@@ -104,26 +104,27 @@ class QueryService:
         end_ms: int,
         granularity: Granularity,
         account_id: str | None = None,
-    ) -> list[tuple[int, Measures]]:
+    ) -> list[tuple[int, dict[str, int]]]:
         view = GLOBAL_MINUTE if account_id is None else ACCOUNT_MINUTE
         filters = None if account_id is None else {"source_account_id": account_id}
         minutes = self._merged(snap, view, start_ms, end_ms, ("window_start",), filters)
         size = granularity.ms
         rolled = roll_up(view, minutes, lambda k: (k[0] - k[0] % size,))
-        return sorted((k[0], v) for k, v in rolled.items())
+        return sorted((k[0], view.labelled(v)) for k, v in rolled.items())
 
     def summary(
         self, snap: Snapshot, start_ms: int, end_ms: int, account_id: str | None = None
-    ) -> Measures | None:
+    ) -> dict[str, int] | None:
         view = GLOBAL_MINUTE if account_id is None else ACCOUNT_MINUTE
         filters = None if account_id is None else {"source_account_id": account_id}
-        return total(view, self._merged(snap, view, start_ms, end_ms, (), filters).values())
+        value = total(view, self._merged(snap, view, start_ms, end_ms, (), filters).values())
+        return None if value is None else view.labelled(value)
 
     def top_accounts(
         self, snap: Snapshot, start_ms: int, end_ms: int, by_sum: bool, limit: int
-    ) -> list[tuple[str, Measures]]:
+    ) -> list[tuple[str, dict[str, int]]]:
         view = ACCOUNT_MINUTE
         per_account = self._merged(snap, view, start_ms, end_ms, ("source_account_id",))
-        measure = 1 if by_sum else COUNT
+        measure = view.measure_index("sum" if by_sum else "count")
         ranked = sorted(per_account.items(), key=lambda kv: (-kv[1][measure], kv[0][0]))
-        return [(k[0], v) for k, v in ranked[:limit]]
+        return [(k[0], view.labelled(v)) for k, v in ranked[:limit]]

@@ -25,6 +25,8 @@ app = typer.Typer(add_completion=False, help=__doc__)
 
 def configure_logging() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    # Group membership changes (join, sync, assignment) are worth seeing in the service log.
+    logging.getLogger("kafka.coordinator").setLevel(logging.INFO)
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
@@ -53,6 +55,7 @@ def run(
         auto_offset_reset="earliest",
         max_poll_records=settings.speed_max_poll_records,
         fetch_max_wait_ms=50,
+        metadata_max_age_ms=10_000,  # notice new topics/partitions within seconds
     )
     producer = KafkaProducer(
         bootstrap_servers=settings.bootstrap_servers,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from lambda_contracts.buckets import ms_to_iso
-from lambda_contracts.views import Measures
 from serving.queries import QueryService, Snapshot
 from serving.schemas import Meta, Point, average, money
 
@@ -21,21 +20,20 @@ def meta(snap: Snapshot, queries: QueryService) -> Meta:
     )
 
 
-def measures_fields(value: Measures | None) -> dict:
-    """count, sum, min, max, avg from (count, sum, min, max) in cents; zeros when empty."""
+def measures_fields(value: dict[str, int] | None) -> dict:
+    """count, sum, min, max (cents → money) and the derived avg; zeros when empty."""
     if value is None:
         return {"count": 0, "sum": money(0), "min": None, "max": None, "avg": None}
-    count, total, low, high = value
     return {
-        "count": count,
-        "sum": money(total),
-        "min": money(low),
-        "max": money(high),
-        "avg": average(total, count),
+        "count": value["count"],
+        "sum": money(value["sum"]),
+        "min": money(value["min"]),
+        "max": money(value["max"]),
+        "avg": average(value["sum"], value["count"]),
     }
 
 
-def point(window_start: int, value: Measures) -> Point:
+def point(window_start: int, value: dict[str, int]) -> Point:
     fields = measures_fields(value)
     fields.pop("avg")
     return Point(window_start=ms_to_iso(window_start) or "", window_start_ms=window_start, **fields)

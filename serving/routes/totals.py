@@ -54,6 +54,8 @@ def top_accounts(
     )
     return TopAccounts(
         by=by.value,
-        accounts=[AccountTotal(account_id=a, count=v[0], sum=money(v[1])) for a, v in ranked],
+        accounts=[
+            AccountTotal(account_id=a, count=v["count"], sum=money(v["sum"])) for a, v in ranked
+        ],
         meta=meta(snap, queries),
     )

@@ -128,8 +128,8 @@ def test_sigterm_mid_stream_then_resume_is_exact(make_settings, tmp_path: Path) 
     settings = make_settings()
     truth_file = tmp_path / "truth.jsonl"
     producer = start_producer(settings, truth_file, "--count", "8000", "--rate", "2000")
+    engine = make_engine(settings.speed_store_url)  # tables exist before the process starts
     speed = SpeedProcess(settings).start()
-    engine = make_engine(settings.speed_store_url)
     wait_until(lambda: stored_offsets(engine, settings.topic), 60, "the first committed batch")
     speed.proc.send_signal(signal.SIGTERM)
     assert speed.proc.wait(60) == 0

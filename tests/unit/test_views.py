@@ -118,3 +118,15 @@ def test_rollup_and_merge_sql_agree_with_python_combine() -> None:
             ).fetchone()
             expected = list(itertools.accumulate([40, 12, 7], m.kind.combine))[-1]
             assert rolled[0] == expected
+
+
+def test_measures_are_addressed_by_their_label() -> None:
+    assert [ACCOUNT_MINUTE.measure_index(x) for x in ("count", "sum", "min", "max")] == [0, 1, 2, 3]
+    assert GLOBAL_MINUTE.labelled((3, 350, 50, 200)) == {
+        "count": 3,
+        "sum": 350,
+        "min": 50,
+        "max": 200,
+    }
+    with pytest.raises(ValueError):
+        GLOBAL_MINUTE.measure_index("avg")  # derived, not stored
