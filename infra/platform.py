@@ -7,8 +7,10 @@ are; ``down`` stops every service cleanly; ``status`` shows each service, its pi
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -17,7 +19,8 @@ from rich.console import Console
 from rich.table import Table
 
 from infra.airflow_env import AIRFLOW_PORT, API_HOST, admin_password, airflow_env, password_file
-from infra.services import platform_services
+from infra.keeper import Keeper, clear_records, read_record
+from infra.services import keeper_service, platform_services, speed_health
 from infra.supervisor import ServiceError, Supervisor
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings, get_settings
@@ -31,7 +34,7 @@ def _service_names(settings: Settings) -> list[str]:
     names = [s.name for s in platform_services(settings, demo=True, demo_rate=0)]
     # Speed processes beyond the configured count may still run from an earlier ``up``.
     extra = [f"speed-{i}" for i in range(settings.speed_processes, 16)]
-    return names[:1] + extra + names[1:]
+    return names[:1] + extra + names[1:] + ["keeper"]
 
 
 def _supervisor(settings: Settings) -> Supervisor:
@@ -51,8 +54,11 @@ def up(
     """Start every service that is down and wait until each is healthy."""
     settings = get_settings()
     sup = _supervisor(settings)
-    services = platform_services(settings, demo and _demo_enabled(), demo_rate)
-    for service in services:
+    demo = demo and _demo_enabled()
+    services = platform_services(settings, demo, demo_rate)
+    if sup.pid("keeper") is None:
+        clear_records(sup, [s.name for s in services])
+    for service in [*services, keeper_service(demo, demo_rate)]:
         already = sup.pid(service.name)
         try:
             pid = sup.start(service)
@@ -62,6 +68,19 @@ def up(
         state = "already running" if already else "started"
         console.print(f"[green]✓ {service.name}[/green] {state} (pid {pid})")
     _print_where(settings)
+
+
+@app.command(hidden=True)
+def keep(
+    demo: Annotated[bool, typer.Option()] = True,
+    demo_rate: Annotated[float, typer.Option()] = 20.0,
+) -> None:
+    """Run the keeper in the foreground (``up`` starts it): restart services that die."""
+    settings = get_settings()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    Keeper(_supervisor(settings), platform_services(settings, demo, demo_rate)).run(stop)
 
 
 @app.command()
@@ -91,26 +110,44 @@ def airflow(ctx: typer.Context) -> None:
 
 @app.command()
 def status() -> None:
-    """Show each service, its pid and its health."""
+    """Show each service, its pid, its health and how often the keeper restarted it."""
     settings = get_settings()
     sup = _supervisor(settings)
-    table = Table("service", "pid", "health", "log")
+    table = Table("service", "pid", "health", "restarts", "log")
     known = {s.name: s for s in platform_services(settings, True, 0)}
-    any_running = False
+    any_running = any_unhealthy = False
     for name in _service_names(settings):
         pid = sup.pid(name)
         service = known.get(name)
-        if pid is None and service is None:
+        if pid is None and service is None and name != "keeper":
             continue
         if pid is None:
             health = "down"
+            any_unhealthy = any_unhealthy or name != "producer"
         else:
             any_running = True
-            health = "healthy" if service is None or service.healthy() else "unhealthy"
-        table.add_row(name, str(pid or "-"), health, str(sup.log_file(name)))
+            health = _health(settings, name, service)
+            any_unhealthy = any_unhealthy or not health.startswith("healthy")
+        restarts = read_record(sup, name).restarts
+        table.add_row(name, str(pid or "-"), health, str(restarts), str(sup.log_file(name)))
     console.print(table)
     if not any_running:
         sys.exit(3)
+    if any_unhealthy:
+        sys.exit(1)
+
+
+def _health(settings: Settings, name: str, service: object) -> str:
+    """One cell of ``status``: speed processes say how long they are stalled and how far behind."""
+    if name.startswith("speed-"):
+        report = speed_health(settings, int(name.split("-", 1)[1]))
+        if report is None:
+            return "unhealthy (no health endpoint)"
+        if report.get("status") == "ok":
+            return f"healthy (lag {report.get('lag')})"
+        return f"STALLED {report.get('stalled_s')}s (lag {report.get('lag')})"
+    healthy = getattr(service, "healthy", None)
+    return "healthy" if healthy is None or healthy() else "unhealthy"
 
 
 def _print_where(settings: Settings) -> None:

@@ -69,12 +69,20 @@ def kafka_service(settings: Settings) -> Service:
     )
 
 
+def speed_health(settings: Settings, instance: int) -> dict[str, object] | None:
+    """The speed process's own health report (``/readyz`` on its metrics port), or None."""
+    url = f"http://127.0.0.1:{settings.speed_metrics_port + instance}/readyz"
+    try:
+        return httpx.get(url, timeout=2).json()
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
 def speed_service(settings: Settings, instance: int) -> Service:
-    port = settings.speed_metrics_port + instance
     return Service(
         name=f"speed-{instance}",
         command=lambda: [sys.executable, "-m", "speed_layer.main", "--instance", str(instance)],
-        healthy=lambda: port_open("127.0.0.1", port),
+        healthy=lambda: (speed_health(settings, instance) or {}).get("status") == "ok",
         start_timeout_s=60,
         stop_timeout_s=30,
     )
@@ -147,6 +155,23 @@ def demo_producer_service(settings: Settings, rate: float) -> Service:
             "--malformed",
             "0.005",
             "--quiet",
+        ],
+        healthy=lambda: True,
+    )
+
+
+def keeper_service(demo: bool, demo_rate: float) -> Service:
+    """The resident keeper that restarts the other services when they die."""
+    return Service(
+        name="keeper",
+        command=lambda: [
+            sys.executable,
+            "-m",
+            "infra.platform",
+            "keep",
+            "--demo" if demo else "--no-demo",
+            "--demo-rate",
+            str(demo_rate),
         ],
         healthy=lambda: True,
     )

@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     speed_metrics_port: int = 9464
     landing_flush_ms: int = Field(default=2000, ge=50, description="max age of unlanded records")
     landing_flush_records: int = Field(default=50_000, ge=1)
+    speed_unhealthy_after_s: float = Field(
+        default=30.0, gt=0, description="no progress with records waiting: report unhealthy"
+    )
+    speed_exit_after_s: float = Field(
+        default=120.0, gt=0, description="no progress with records waiting: exit for a restart"
+    )
     idle_seal_grace_ms: int = Field(
         default=1000, ge=0, description="clock-skew margin when sealing an idle partition"
     )

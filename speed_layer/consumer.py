@@ -12,12 +12,14 @@ for lag tools, but the store's offsets are the truth.
 from __future__ import annotations
 
 import contextlib
+import random
 import threading
 import time
 
 import structlog
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import KafkaError
 
 from lambda_contracts.db import make_engine
 from lambda_contracts.events import Rejection, parse_event
@@ -25,6 +27,7 @@ from lambda_contracts.landing_files import landing_row
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
 from speed_layer.dlq import DeadLetters
+from speed_layer.health import Health
 from speed_layer.landing import LandingWriter
 from speed_layer.metrics import SpeedMetrics
 from speed_layer.store import FencedError, PartitionBatch, SpeedStore
@@ -34,6 +37,14 @@ log = structlog.get_logger("speed_layer")
 LOG_APPEND_TIME = 1
 HOUSEKEEPING_S = 1.0
 DEDUP_EXPIRY_S = 60.0
+POLL_MS = 100
+SHUTDOWN_TIMEOUT_MS = 5000  # a stop must not wait on a broker that is gone
+RETRY_BASE_S, RETRY_MAX_S = 0.5, 10.0
+
+
+def retry_delay(failures: int) -> float:
+    """Exponential backoff with jitter for the ``failures``-th consecutive Kafka error."""
+    return min(RETRY_MAX_S, RETRY_BASE_S * 2 ** max(0, failures - 1)) * random.uniform(0.8, 1.2)
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -56,12 +67,14 @@ class SpeedLayer:
         consumer: KafkaConsumer,
         dead_letters: DeadLetters,
         metrics: SpeedMetrics,
+        health: Health | None = None,
     ) -> None:
         assert settings.speed_store_url is not None
         self.settings = settings
         self.consumer = consumer
         self.dlq = dead_letters
         self.metrics = metrics
+        self.health = health or Health(settings.speed_unhealthy_after_s)
         self.layout = Layout(settings.data_dir)
         self.store = SpeedStore(
             make_engine(settings.speed_store_url),
@@ -164,49 +177,115 @@ class SpeedLayer:
 
     # --- housekeeping ---------------------------------------------------------------------
     def housekeeping(self) -> None:
-        """Flush old landing buffers, seal caught-up partitions, export lag and watermark."""
+        """Flush old landing buffers, seal caught-up partitions, export lag and watermark, and
+        tell the health watch how far the watched partitions are."""
         self.landing.flush_due()
-        tps = [TopicPartition(self.settings.topic, p) for p in self.stored]
-        if not tps:
-            return
+        own = sorted(self.stored)
+        # With no partitions of its own, the process watches the whole topic: a group whose
+        # members all hold nothing while records wait (a lost assignment) is a stall too.
+        watched = own or list(range(self.settings.partitions))
+        tps = [TopicPartition(self.settings.topic, p) for p in watched]
         checked_at_ms = int(time.time() * 1000)
-        ends = self.consumer.end_offsets(tps)
+        try:
+            ends = self.consumer.end_offsets(tps)
+        except KafkaError as exc:
+            # No answer, no confirmation: the watchdog's stall clock keeps running.
+            self.metrics.kafka_errors.labels("end_offsets").inc()
+            log.warning("end offsets unavailable", error=repr(exc))
+            return
         end_by_partition = {tp.partition: end for tp, end in ends.items()}
-        self.landing.seal_caught_up(end_by_partition, checked_at_ms)
-        for partition, end in end_by_partition.items():
-            stored = self.stored.get(partition)
-            self.metrics.lag.labels(str(partition)).set(end - (stored or 0))
+        if own:
+            stored: dict[int, int | None] = {p: self.stored[p] for p in own}
+            self.landing.seal_caught_up(end_by_partition, checked_at_ms)
+            for partition in own:
+                lag = end_by_partition.get(partition, 0) - (stored[partition] or 0)
+                self.metrics.lag.labels(str(partition)).set(lag)
+        else:
+            known = self.store.load_offsets()
+            stored = {p: known.get(p) for p in watched}
+        self.health.observe(stored, end_by_partition, own)
         watermark = self.layout.landing_watermark(self.settings.partitions, self.settings.bucket_ms)
         self.metrics.watermark.set(watermark)
 
+    def rewind(self) -> None:
+        """Forget what is only in memory and read again from the durable cursors.
+
+        After a Kafka error in the middle of a batch (a DLQ send that was not acknowledged, a
+        fetch that failed) the consumer's position may be past records whose effect is not in
+        the store or the landing zone yet. Seeking every owned partition back to the lower of
+        its two cursors, exactly as on a new assignment, makes the retry exactly-once.
+        """
+        self.dlq.forget_pending()
+        owned = {TopicPartition(self.settings.topic, p) for p in self.stored}
+        if owned:
+            self.take(owned)
+
     def run(self, stop: threading.Event) -> None:
-        """Poll until ``stop`` is set; then land what is buffered, commit and leave the group."""
+        """Poll until ``stop`` is set; then land what is buffered, commit and leave the group.
+
+        Kafka errors (timeouts, lost connections, unacknowledged DLQ sends) never end the
+        loop: the batch is rewound to the durable cursors and retried with backoff.
+        """
         self.consumer.subscribe([self.settings.topic], listener=_Rebalance(self))
         last_housekeeping = 0.0
         last_expiry = time.monotonic()
         window_start, window_events = time.monotonic(), 0.0
+        failures = 0
         try:
             while not stop.is_set():
-                polled = self.consumer.poll(
-                    timeout_ms=100, max_records=self.settings.speed_max_poll_records
-                )
-                window_events += self.process(polled)
-                now = time.monotonic()
-                if now - last_housekeeping >= HOUSEKEEPING_S:
-                    self.housekeeping()
-                    self.consumer.commit_async()
-                    self.metrics.events_per_s.set(window_events / (now - window_start))
-                    window_start, window_events = now, 0.0
-                    last_housekeeping = now
+                try:
+                    window_events += self._poll_once(stop)
+                    now = time.monotonic()
+                    if now - last_housekeeping >= HOUSEKEEPING_S:
+                        self.housekeeping()
+                        self.consumer.commit_async()
+                        self.metrics.events_per_s.set(window_events / (now - window_start))
+                        window_start, window_events = now, 0.0
+                        last_housekeeping = now
+                    failures = 0
+                except KafkaError as exc:
+                    failures += 1
+                    delay = retry_delay(failures)
+                    self.metrics.kafka_errors.labels("poll_batch").inc()
+                    log.warning(
+                        "kafka error; rewinding to the durable cursors and retrying",
+                        error=repr(exc),
+                        retry_in_s=round(delay, 2),
+                        failures=failures,
+                    )
+                    self.rewind()
+                    stop.wait(delay)
+                    continue
                 if now - last_expiry >= DEDUP_EXPIRY_S:
                     self.store.expire_dedup(int(time.time() * 1000))
                     last_expiry = now
         finally:
-            for partition in self.landing.partitions:
-                self.landing.flush(partition)
-            try:
-                self.consumer.commit()
-            except Exception as exc:  # the store holds the truth; this is for lag tools only
-                log.warning("final kafka commit failed", error=str(exc))
-            self.consumer.close()
-            log.info("stopped")
+            self._shutdown()
+
+    def _poll_once(self, stop: threading.Event) -> int:
+        """One poll and its batch. An empty poll that returned early (no broker, no
+        assignment) waits out the poll interval, so a client without a broker never spins."""
+        started = time.monotonic()
+        polled = self.consumer.poll(
+            timeout_ms=POLL_MS, max_records=self.settings.speed_max_poll_records
+        )
+        if not polled:
+            remaining = POLL_MS / 1000 - (time.monotonic() - started)
+            if remaining > 0:
+                stop.wait(remaining)
+            return 0
+        return self.process(polled)
+
+    def _shutdown(self) -> None:
+        """Land what is buffered, then leave the group; bounded even without a broker."""
+        for partition in self.landing.partitions:
+            self.landing.flush(partition)
+        try:
+            self.consumer.commit(timeout_ms=SHUTDOWN_TIMEOUT_MS)
+        except Exception as exc:  # the store holds the truth; this is for lag tools only
+            log.warning("final kafka commit failed", error=repr(exc))
+        try:
+            self.consumer.close(autocommit=False, timeout_ms=SHUTDOWN_TIMEOUT_MS)
+        except Exception as exc:
+            log.warning("consumer close failed", error=repr(exc))
+        log.info("stopped")

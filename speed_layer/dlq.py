@@ -36,7 +36,12 @@ class DeadLetters:
         ]
         self._futures.append(self.producer.send(self.topic, key=key, value=value, headers=headers))
 
-    def flush(self, timeout_s: float = 60.0) -> None:
+    def forget_pending(self) -> None:
+        """Drop unacknowledged sends after a failed flush: the rewound batch sends them again
+        (the DLQ may then hold a record twice; its origin headers identify it)."""
+        self._futures = []
+
+    def flush(self, timeout_s: float = 30.0) -> None:
         """Block until every sent record is acknowledged; raise if one was not."""
         if not self._futures:
             return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 @dataclass
@@ -25,12 +25,24 @@ class SpeedMetrics:
         self.watermark = Gauge(
             "speed_landing_watermark_ms", "End of the newest sealed ingest bucket", registry=r
         )
+        self.stalled_seconds = Gauge(
+            "speed_stalled_seconds",
+            "Seconds without progress while records are waiting (0 when healthy)",
+            registry=r,
+        )
+        self.healthy = Gauge(
+            "speed_healthy", "1 unless stalled past the unhealthy bound", registry=r
+        )
+        self.healthy.set(1)
+        self.kafka_errors = Counter(
+            "speed_kafka_errors",
+            "Transient Kafka errors retried with backoff",
+            ["operation"],
+            registry=r,
+        )
         self.batch_seconds = Histogram(
             "speed_batch_commit_seconds",
             "Time to commit one poll batch to the store",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
             registry=r,
         )
-
-    def serve(self, port: int, host: str = "127.0.0.1") -> None:
-        start_http_server(port, addr=host, registry=self.registry)

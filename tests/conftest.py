@@ -68,3 +68,11 @@ def _no_leftover_speed_processes() -> Iterator[None]:
     already = SpeedProcess.started_count()
     yield
     SpeedProcess.kill_started_after(already)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_leftover_module_speed_processes() -> Iterator[None]:
+    """The same for processes a module-scoped fixture started (also when its set-up failed)."""
+    already = SpeedProcess.started_count()
+    yield
+    SpeedProcess.kill_started_after(already)

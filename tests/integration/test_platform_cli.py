@@ -7,6 +7,8 @@ localhost:9092) with a temporary data directory.
 from __future__ import annotations
 
 import os
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -56,6 +58,13 @@ def pids(data_dir: Path) -> dict[str, str]:
     return {p.stem: p.read_text() for p in run.glob("*.pid")} if run.exists() else {}
 
 
+def wait_for(predicate, timeout: float) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(1)
+
+
 def read_lines_until(proc: subprocess.Popen[str], count: int, timeout: float) -> list[str]:
     lines: list[str] = []
     deadline = time.monotonic() + timeout
@@ -74,6 +83,8 @@ def test_up_twice_lecture_examples_then_down_leaves_nothing(tmp_path: Path) -> N
     env = {
         **os.environ,
         "LAMBDA_DATA_DIR": str(data_dir),
+        "LAMBDA_SPEED_UNHEALTHY_AFTER_S": "5",
+        "COLUMNS": "250",  # one table row per service in `status`
         "DEMO": "1",
         "PATH": f"{BIN}:{os.environ['PATH']}",
     }
@@ -89,7 +100,25 @@ def test_up_twice_lecture_examples_then_down_leaves_nothing(tmp_path: Path) -> N
         assert pids(data_dir) == started, "a second `up` must not restart running services"
 
         status = platform("status", env)
-        assert status.returncode == 0 and "unhealthy" not in status.stdout
+        assert status.returncode == 0 and "unhealthy" not in status.stdout, status.stdout
+
+        # A speed process that dies is brought back by the keeper, and status counts it.
+        os.killpg(int(started["speed-0"]), signal.SIGKILL)
+        wait_for(lambda: pids(data_dir).get("speed-0") not in (None, started["speed-0"]), 60)
+        wait_for(lambda: platform("status", env).returncode == 0, 90)
+        restarted = platform("status", env).stdout
+        assert re.search(r"speed-0\s.*healthy.*│\s*1\s*│", restarted), restarted
+
+        # A frozen broker: the speed layer reports itself stalled, status says so and fails.
+        kafka_pid = int(pids(data_dir)["kafka"])
+        os.killpg(kafka_pid, signal.SIGSTOP)
+        try:
+            time.sleep(12)
+            frozen = platform("status", env)
+        finally:
+            os.killpg(kafka_pid, signal.SIGCONT)
+        assert frozen.returncode == 1 and "STALLED" in frozen.stdout, frozen.stdout
+        wait_for(lambda: platform("status", env).returncode == 0, 120)
 
         lecture = ROOT / "tests" / "lecture"
         producer = subprocess.Popen(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -12,20 +11,16 @@ import pytest
 
 from lambda_contracts.db import make_engine
 from lambda_contracts.events import Rejection, parse_event
-from lambda_contracts.layout import Layout
-from lambda_contracts.settings import Settings
 from tests.support.pipeline import (
-    BIN,
     SpeedProcess,
-    env_for,
+    assert_landing_holds_every_valid_event_once,
     expected_views,
-    landed_rows,
     mixed_stream,
     read_topic,
     read_truth,
     speed_views,
+    start_producer,
     stored_offsets,
-    truth_rows,
     wait_caught_up,
     wait_until,
 )
@@ -38,20 +33,6 @@ def store_url(request: pytest.FixtureRequest) -> str | None:
     if request.param == "sqlite":
         return None  # the default: SQLite under the data directory
     return request.getfixturevalue("postgres").new_database()
-
-
-def assert_landing_holds_every_valid_event_once(settings: Settings, truth) -> None:
-    landed = {
-        (r["kafka_partition"], r["kafka_offset"]): r for r in landed_rows(Layout(settings.data_dir))
-    }
-    expected = {(r["kafka_partition"], r["kafka_offset"]): r for r in truth_rows(truth)}
-    assert landed.keys() == expected.keys()
-    assert all(landed[k] == expected[k] for k in expected)
-
-
-def start_producer(settings: Settings, truth_file: Path, *args: str) -> subprocess.Popen[bytes]:
-    cmd = [str(BIN / "lambda-produce"), "--quiet", "--truth", str(truth_file), *args]
-    return subprocess.Popen(cmd, env=env_for(settings))
 
 
 def test_aggregates_dlq_and_landing_are_exact(make_settings, store_url, tmp_path: Path) -> None:

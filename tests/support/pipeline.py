@@ -10,6 +10,7 @@ import base64
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ import pyarrow.parquet as pq
 from kafka import KafkaConsumer, TopicPartition
 from sqlalchemy import Engine, select
 
+from infra.services import speed_health
 from lambda_contracts.events import MAX_CREATED_TIME_MS, Transaction, parse_event
 from lambda_contracts.landing_files import landing_row
 from lambda_contracts.layout import Layout
@@ -127,10 +129,14 @@ def end_offsets(settings: Settings) -> dict[int, int]:
 
 
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.25) -> None:  # type: ignore[no-untyped-def]
+    """Poll ``predicate``; on time-out fail with what was awaited and the speed processes'
+    last log lines, so a failed wait shows its cause rather than only its symptom."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for {what}{SpeedProcess.recent_logs()}"
+            )
         time.sleep(interval)
 
 
@@ -142,7 +148,7 @@ def wait_caught_up(settings: Settings, engine: Engine, timeout: float = 120) -> 
         stored = stored_offsets(engine, settings.topic)
         return all(stored.get(p, 0) >= end for p, end in ends.items() if end > 0)
 
-    wait_until(caught_up, timeout, "the speed layer to catch up")
+    wait_until(caught_up, timeout, f"the speed layer to catch up to {ends}")
 
 
 def landed_rows(layout: Layout) -> list[dict[str, Any]]:
@@ -168,9 +174,15 @@ def read_topic(settings: Settings, topic: str, timeout_ms: int = 5000) -> list[A
 
 
 class SpeedProcess:
-    """One ``lambda-speed`` process, started with the test's settings."""
+    """One ``lambda-speed`` process, started with the test's settings.
 
-    _started: ClassVar[list[subprocess.Popen[bytes]]] = []
+    Every process started is registered before it runs, so the fixtures can stop it whether
+    the test (or a fixture's set-up) succeeded or not; use it as a context manager where a
+    process must not outlive a block.
+    """
+
+    _started: ClassVar[list[SpeedProcess]] = []
+    LOG_TAIL_LINES: ClassVar[int] = 40
 
     @classmethod
     def started_count(cls) -> int:
@@ -179,30 +191,59 @@ class SpeedProcess:
     @classmethod
     def kill_started_after(cls, index: int) -> None:
         """Kill processes started since ``started_count()`` returned ``index``."""
-        for proc in cls._started[index:]:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(30)
+        for speed in cls._started[index:]:
+            speed.kill()
         del cls._started[index:]
 
-    def __init__(self, settings: Settings, instance: int = 0, log_dir: Path | None = None) -> None:
+    @classmethod
+    def recent_logs(cls) -> str:
+        """The last log lines of every registered process, for a failure message."""
+        parts = []
+        for speed in cls._started:
+            try:
+                lines = speed.log_path.read_text(errors="replace").splitlines()
+            except FileNotFoundError:
+                lines = []
+            state = "running" if speed.alive() else f"exited {speed.returncode()}"
+            tail = "\n    ".join(lines[-cls.LOG_TAIL_LINES :])
+            parts.append(f"\n--- {speed.log_path} ({state}), last lines:\n    {tail}")
+        return "".join(parts)
+
+    def __init__(
+        self,
+        settings: Settings,
+        instance: int = 0,
+        log_dir: Path | None = None,
+        metrics: bool = False,
+    ) -> None:
         self.settings = settings
         self.instance = instance
         self.log_path = (log_dir or settings.data_dir) / f"speed-{instance}.log"
+        self.metrics = metrics
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> SpeedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [str(BIN / "lambda-speed"), "--instance", str(self.instance), "--no-metrics"],
-            env=env_for(self.settings),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        self._started.append(self.proc)
-        log.close()
+        self._started.append(self)
+        with self.log_path.open("ab") as log:
+            flag = "--metrics" if self.metrics else "--no-metrics"
+            self.proc = subprocess.Popen(
+                [str(BIN / "lambda-speed"), "--instance", str(self.instance), flag],
+                env=env_for(self.settings),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         return self
+
+    def __enter__(self) -> SpeedProcess:
+        return self.start() if self.proc is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.alive():
+            try:
+                self.terminate(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
 
     def terminate(self, timeout: float = 60) -> int:
         assert self.proc is not None
@@ -210,12 +251,43 @@ class SpeedProcess:
         return self.proc.wait(timeout)
 
     def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(30)
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def returncode(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    def health(self) -> dict[str, Any] | None:
+        """The process's ``/readyz`` report (needs ``metrics=True``), or None if unreachable."""
+        return speed_health(self.settings, self.instance)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def assert_landing_holds_every_valid_event_once(
+    settings: Settings, truth: Iterable[TruthRecord]
+) -> None:
+    """Every acknowledged valid event is landed, once, with its exact content."""
+    landed = {
+        (r["kafka_partition"], r["kafka_offset"]): r for r in landed_rows(Layout(settings.data_dir))
+    }
+    expected = {(r["kafka_partition"], r["kafka_offset"]): r for r in truth_rows(truth)}
+    assert landed.keys() == expected.keys()
+    assert all(landed[k] == expected[k] for k in expected)
+
+
+def start_producer(settings: Settings, truth_file: Path, *args: str) -> subprocess.Popen[bytes]:
+    """``lambda-produce`` in the background, writing what the broker acknowledged."""
+    cmd = [str(BIN / "lambda-produce"), "--quiet", "--truth", str(truth_file), *args]
+    return subprocess.Popen(cmd, env=env_for(settings))
 
 
 def batch_views(layout: Layout, version: str) -> dict[str, dict[Key, Measures]]:

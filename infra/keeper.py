@@ -1,0 +1,119 @@
+"""The keeper: restarts a local-mode service that died, with backoff, like compose's restart policy.
+
+``lambda-platform up`` starts it last and ``down`` stops it first, so it never fights an
+operator's stop. Each restart is counted in ``run/<service>.restarts.json``, which
+``make status`` shows. A service that keeps dying is restarted after 1, 2, 4 … up to
+``backoff_max_s`` seconds; one that stayed up for ``stable_after_s`` starts the count of
+consecutive failures again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import structlog
+
+from infra.supervisor import Service, ServiceError, Supervisor
+
+log = structlog.get_logger("keeper")
+
+
+@dataclass
+class RestartRecord:
+    restarts: int = 0  # restarts since the platform was brought up
+    consecutive: int = 0  # failures without a stable run in between
+    last_restart_at: float = 0.0  # epoch seconds
+    down_since: float | None = None  # epoch seconds the keeper first saw it down
+
+
+def record_path(supervisor: Supervisor, name: str) -> Path:
+    return supervisor.run_dir / f"{name}.restarts.json"
+
+
+def read_record(supervisor: Supervisor, name: str) -> RestartRecord:
+    try:
+        return RestartRecord(**json.loads(record_path(supervisor, name).read_text()))
+    except (FileNotFoundError, ValueError, TypeError):
+        return RestartRecord()
+
+
+def clear_records(supervisor: Supervisor, names: Sequence[str]) -> None:
+    for name in names:
+        record_path(supervisor, name).unlink(missing_ok=True)
+
+
+def backoff_s(consecutive: int, backoff_max_s: float) -> float:
+    """Delay before the next restart after ``consecutive`` failures (0 for the first)."""
+    return 0.0 if consecutive <= 0 else min(backoff_max_s, 2.0 ** (consecutive - 1))
+
+
+class Keeper:
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        services: Sequence[Service],
+        backoff_max_s: float = 60.0,
+        stable_after_s: float = 60.0,
+    ) -> None:
+        self.supervisor = supervisor
+        self.services = list(services)
+        self.backoff_max_s = backoff_max_s
+        self.stable_after_s = stable_after_s
+
+    def check_once(self) -> list[str]:
+        """Restart every service that is down and due; return the names restarted."""
+        restarted = []
+        for service in self.services:
+            record = read_record(self.supervisor, service.name)
+            now = time.time()
+            if self.supervisor.pid(service.name) is not None:
+                if record.consecutive and now - record.last_restart_at >= self.stable_after_s:
+                    record.consecutive = 0
+                    self._write(service.name, record)
+                continue
+            if record.down_since is None:
+                record.down_since = now
+                log.warning("service is down", service=service.name)
+            if now - record.down_since < backoff_s(record.consecutive, self.backoff_max_s):
+                self._write(service.name, record)
+                continue
+            record.restarts += 1
+            record.consecutive += 1
+            record.last_restart_at = now
+            record.down_since = None
+            self._write(service.name, record)
+            try:
+                pid = self.supervisor.start(service)
+                log.info("restarted", service=service.name, pid=pid, restarts=record.restarts)
+                restarted.append(service.name)
+            except ServiceError as exc:
+                log.error("restart failed", service=service.name, error=str(exc))
+        return restarted
+
+    def run(self, stop: threading.Event, interval_s: float = 1.0) -> None:
+        while not stop.wait(interval_s):
+            self.check_once()
+            _reap_children()
+
+    def _write(self, name: str, record: RestartRecord) -> None:
+        path = record_path(self.supervisor, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(record)))
+        tmp.replace(path)
+
+
+def _reap_children() -> None:
+    """Collect the exit status of restarted services that ended (they are our children)."""
+    with contextlib.suppress(ChildProcessError):
+        while True:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                return
