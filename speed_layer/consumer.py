@@ -226,6 +226,8 @@ class SpeedLayer:
         Kafka errors (timeouts, lost connections, unacknowledged DLQ sends) never end the
         loop: the batch is rewound to the durable cursors and retried with backoff.
         """
+        if not self._await_topic(stop):
+            return
         self.consumer.subscribe([self.settings.topic], listener=_Rebalance(self))
         last_housekeeping = 0.0
         last_expiry = time.monotonic()
@@ -261,6 +263,28 @@ class SpeedLayer:
                     last_expiry = now
         finally:
             self._shutdown()
+
+    def _await_topic(self, stop: threading.Event) -> bool:
+        """Wait until the client's metadata knows the topic's partitions, then subscribe.
+
+        A group leader whose metadata lacks the topic assigns nothing and must rebalance again
+        once the metadata arrives; that second rebalance is the one kafka-python 3.0.12 could
+        lose (bench/speed_start_loop.py). Joining with the metadata already known avoids the
+        extra rebalance with any client. False if stopped first.
+        """
+        failures = 0
+        while not stop.is_set():
+            try:
+                if self.consumer.partitions_for_topic(self.settings.topic):
+                    return True
+                problem = "topic does not exist (yet)"
+            except KafkaError as exc:
+                problem = repr(exc)
+            failures += 1
+            delay = retry_delay(failures)
+            log.warning("waiting for the topic", topic=self.settings.topic, problem=problem)
+            stop.wait(delay)
+        return False
 
     def _poll_once(self, stop: threading.Event) -> int:
         """One poll and its batch. An empty poll that returned early (no broker, no
