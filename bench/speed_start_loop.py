@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -88,6 +89,8 @@ def main(
     port: Annotated[int, typer.Option()] = 39092,
 ) -> None:
     """Run the loop; print one line per round and a summary; keep logs of failed rounds."""
+    # SIGTERM unwinds like Ctrl-C, so the broker and burners below are always stopped.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     work = Path(tempfile.mkdtemp(prefix="speed-loop-"))
     broker = start_broker(work / "kafka", port, port + 1)
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(stress)]

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.services import kafka_service
+from infra.services import kafka_service, port_open
 from infra.supervisor import Supervisor
 from lambda_contracts.settings import Settings
 
@@ -37,6 +37,11 @@ class Broker:
 
 
 def start_broker(data_dir: Path, port: int, controller_port: int) -> Broker:
+    """Start a private broker; refuse ports another process holds (its broker would otherwise
+    answer the health check, and the tests would run against a stranger)."""
+    busy = [p for p in (port, controller_port) if port_open("127.0.0.1", p)]
+    if busy:
+        raise RuntimeError(f"port(s) {busy} already in use: stop whatever listens there first")
     settings = Settings(
         data_dir=data_dir,
         kafka_bootstrap=f"127.0.0.1:{port}",

@@ -1,14 +1,23 @@
-"""Create the platform's topics idempotently from their one definition."""
+"""Create the platform's topics idempotently from their one definition, and refuse an existing
+topic that contradicts it (a CreateTime topic would put ingest buckets on producers' clocks; a
+different partition count breaks the landing watermark's "every partition" rule)."""
 
 from __future__ import annotations
 
 import time
 
-from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from lambda_contracts.settings import Settings
-from lambda_contracts.topics import platform_topics
+from lambda_contracts.topics import TopicSpec, platform_topics
+
+# Settings whose value changes what the platform computes; others (retention) may differ.
+BINDING_CONFIGS = ("message.timestamp.type",)
+
+
+class TopicMismatchError(RuntimeError):
+    """An existing topic does not match the platform's definition of it."""
 
 
 def admin_client(settings: Settings, timeout_s: float = 30.0) -> KafkaAdminClient:
@@ -41,9 +50,41 @@ def ensure_topics(settings: Settings) -> list[str]:
             except TopicAlreadyExistsError:
                 pass
         _wait_until_led(admin, [s.name for s in platform_topics(settings)])
+        for spec in platform_topics(settings):
+            check_topic(admin, spec)
         return created
     finally:
         admin.close()
+
+
+def topic_configs(admin: KafkaAdminClient, name: str) -> dict[str, str]:
+    """The topic's effective configuration, name -> value."""
+    responses = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)])
+    configs: dict[str, str] = {}
+    for response in responses:
+        for resource in response.resources:
+            for entry in resource[4]:  # (name, value, read_only, source, sensitive, synonyms)
+                configs[entry[0]] = entry[1]
+    return configs
+
+
+def check_topic(admin: KafkaAdminClient, spec: TopicSpec) -> None:
+    """Raise TopicMismatchError, saying what differs and how to fix it, unless the topic has
+    the declared partition count and binding configs."""
+    described = admin.describe_topics([spec.name])
+    partitions = len(described[0]["partitions"]) if described else 0
+    problems = []
+    if partitions != spec.partitions:
+        problems.append(f"{partitions} partitions, declared {spec.partitions} (LAMBDA_PARTITIONS)")
+    actual = topic_configs(admin, spec.name)
+    for key in BINDING_CONFIGS:
+        if key in spec.configs and actual.get(key) != spec.configs[key]:
+            problems.append(f"{key}={actual.get(key)}, declared {spec.configs[key]}")
+    if problems:
+        raise TopicMismatchError(
+            f"topic {spec.name!r} exists with " + "; ".join(problems) + ". Set the platform's "
+            "settings to match it, or recreate the topic (kafka-topics.sh --delete)."
+        )
 
 
 def _wait_until_led(admin: KafkaAdminClient, names: list[str], timeout_s: float = 30.0) -> None:
@@ -55,7 +96,7 @@ def _wait_until_led(admin: KafkaAdminClient, names: list[str], timeout_s: float 
         described = admin.describe_topics(names)
         if all(
             t["partitions"]
-            and all(p["leader_id"] >= 0 and p["error_code"] == 0 for p in t["partitions"])
+            and all(p["leader"] >= 0 and p["error_code"] == 0 for p in t["partitions"])
             for t in described
         ):
             return

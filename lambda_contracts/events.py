@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -33,7 +34,26 @@ def _number_only(value: Any) -> Any:
     return value
 
 
-NonEmptyId = Annotated[str, StringConstraints(strict=True, min_length=1, strip_whitespace=True)]
+# Identifiers are stored as keys by every store (VARCHAR on PostgreSQL, where a NUL byte cannot
+# be stored at all): bounded in length, printable characters only. store_schema sizes its key
+# columns from ID_MAX_LENGTH, so a valid event always fits.
+ID_MAX_LENGTH = 128
+
+
+def _printable(value: str) -> str:
+    for position, char in enumerate(value):
+        if ord(char) < 0x20 or ord(char) == 0x7F:
+            raise ValueError(
+                f"must not contain control characters (U+{ord(char):04X} at position {position})"
+            )
+    return value
+
+
+NonEmptyId = Annotated[
+    str,
+    StringConstraints(strict=True, min_length=1, max_length=ID_MAX_LENGTH, strip_whitespace=True),
+    AfterValidator(_printable),
+]
 Amount = Annotated[
     Decimal,
     BeforeValidator(_number_only),

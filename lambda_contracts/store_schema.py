@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text
 
+from lambda_contracts.events import ID_MAX_LENGTH
 from lambda_contracts.views import VIEWS, View
 
 metadata = MetaData()
@@ -35,7 +36,7 @@ partition_state = Table(
 dedup = Table(
     "speed_dedup",
     metadata,
-    Column("transaction_id", String(255), primary_key=True),
+    Column("transaction_id", String(ID_MAX_LENGTH), primary_key=True),
     Column("ingest_ts", BigInteger, nullable=False, index=True),
 )
 
@@ -55,7 +56,7 @@ batch_runs = Table(
 
 
 def _view_table(view: View) -> Table:
-    columns = [Column(d, String(255), primary_key=True) for d in view.dimensions]
+    columns = [Column(d, String(ID_MAX_LENGTH), primary_key=True) for d in view.dimensions]
     columns.append(Column("window_start", BigInteger, primary_key=True))
     columns.append(Column("ingest_bucket", BigInteger, primary_key=True, index=True))
     columns += [Column(m.name, BigInteger, nullable=False) for m in view.measures]

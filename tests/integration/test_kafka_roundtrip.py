@@ -6,10 +6,10 @@ from collections import defaultdict
 
 import pytest
 from kafka import KafkaConsumer
-from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.partitioner.default import murmur2
 
-from infra.topics import ensure_topics
+from infra.topics import TopicMismatchError, ensure_topics, topic_configs
 from producer.cli import make_producer
 
 pytestmark = pytest.mark.integration
@@ -69,13 +69,32 @@ def test_topics_are_created_once_with_their_definition(make_settings) -> None:
     admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
     try:
         topics = admin.describe_topics([settings.topic, settings.dlq_topic])
-        configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, settings.topic)])
+        configs = topic_configs(admin, settings.topic)
     finally:
         admin.close()
-    assert {t["name"]: len(t["partitions"]) for t in topics} == {
+    assert {t["topic"]: len(t["partitions"]) for t in topics} == {
         settings.topic: 6,
         settings.dlq_topic: 1,
     }
-    topic_config = configs["topic"][settings.topic]
-    assert topic_config["message.timestamp.type"]["value"] == "LogAppendTime"
-    assert topic_config["retention.ms"]["value"] == str(7 * 24 * 3600 * 1000)
+    assert configs["message.timestamp.type"] == "LogAppendTime"
+    assert configs["retention.ms"] == str(7 * 24 * 3600 * 1000)
+
+
+@pytest.mark.parametrize(
+    ("partitions", "configs", "complaint"),
+    [
+        (6, {"message.timestamp.type": "LogAppendTime"}, "6 partitions, declared 4"),
+        (4, {"message.timestamp.type": "CreateTime"}, "message.timestamp.type=CreateTime"),
+    ],
+)
+def test_an_existing_topic_that_contradicts_the_definition_is_refused(
+    make_settings, partitions: int, configs: dict[str, str], complaint: str
+) -> None:
+    settings = make_settings(create_topics=False, partitions=4)
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    try:
+        admin.create_topics([NewTopic(settings.topic, partitions, 1, topic_configs=configs)])
+    finally:
+        admin.close()
+    with pytest.raises(TopicMismatchError, match=complaint):
+        ensure_topics(settings)

@@ -47,6 +47,19 @@ INVALID = [
     (record(TransactionID=100001), "TransactionID: Input should be a valid string"),
     (record(SourceAccountID=""), "SourceAccountID: String should have at least 1 character"),
     (record(TargetAccountID=5), "TargetAccountID: Input should be a valid string"),
+    (record(TransactionID="x" * 129), "TransactionID: String should have at most 128 characters"),
+    (
+        record(SourceAccountID="a" * 256),
+        "SourceAccountID: String should have at most 128 characters",
+    ),
+    (
+        record(TransactionID="a\u0000b"),
+        "TransactionID: must not contain control characters (U+0000 at position 1)",
+    ),
+    (
+        record(TargetAccountID="line\nbreak"),
+        "TargetAccountID: must not contain control characters (U+000A at position 4)",
+    ),
     (record(CreatedTime="2019-02-14"), "CreatedTime: Input should be a valid integer"),
     (record(CreatedTime=1550149860000.5), "CreatedTime: Input should be a valid integer"),
     (record(CreatedTime=True), "CreatedTime: Input should be a valid integer"),
