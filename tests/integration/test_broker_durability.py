@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def own_broker(tmp_path_factory: pytest.TempPathFactory):
-    broker = start_broker(tmp_path_factory.mktemp("kafka-durability"), 29092, 29093)
+    broker = start_broker(tmp_path_factory.mktemp("kafka-durability"), 19392, 19393)
     yield broker
     broker.stop()
 
