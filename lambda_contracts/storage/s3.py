@@ -13,6 +13,7 @@ into listings; with one client the object semantics stay exactly S3's.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -56,12 +57,40 @@ class S3Config:
     read_timeout_s: float = 30.0
 
 
+# Error codes that mean "these credentials are not accepted" (versitygw answers an unknown
+# access key with 404 XAdminUserNotFound where AWS says 403 InvalidAccessKeyId).
+_CREDENTIAL_ERRORS = frozenset(
+    {
+        "AccessDenied",
+        "ExpiredToken",
+        "InvalidAccessKeyId",
+        "InvalidToken",
+        "SignatureDoesNotMatch",
+        "XAdminUserNotFound",
+    }
+)
+
+
 def _status(error: ClientError) -> int:
     return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
 
 
 def _code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
+
+
+_session_lock = threading.Lock()
+_session: botocore.session.Session | None = None
+
+
+def _create_client(**kwargs: Any) -> Any:
+    """A botocore S3 client from one shared session (creating a session loads its service
+    data, ~0.4 s; sessions are not thread-safe, the clients they make are)."""
+    global _session
+    with _session_lock:
+        if _session is None:
+            _session = botocore.session.get_session()
+        return _session.create_client("s3", **kwargs)
 
 
 class S3Store(ObjectStore):
@@ -75,9 +104,7 @@ class S3Store(ObjectStore):
 
     def _make_client(self, retries: int) -> Any:
         cfg = self.config
-        session = botocore.session.get_session()
-        return session.create_client(
-            "s3",
+        return _create_client(
             region_name=cfg.region,
             endpoint_url=cfg.endpoint,
             aws_access_key_id=cfg.access_key,
@@ -217,8 +244,9 @@ class S3Store(ObjectStore):
         where = self.describe()
         base = self.config.location.prefix
         try:
-            self._client.head_bucket(Bucket=self.bucket)
-            # Reading the prefix too: credentials may see the bucket but not our keys.
+            # A GET, not a HEAD: its error body names the cause (NoSuchBucket,
+            # SignatureDoesNotMatch, ...) where a HEAD has a bare status. Listing our prefix
+            # also proves the credentials may read our keys, not only see the bucket.
             self._client.list_objects_v2(
                 Bucket=self.bucket, Prefix=f"{base}/" if base else "", MaxKeys=1
             )
@@ -233,12 +261,12 @@ class S3Store(ObjectStore):
             ) from exc
         except ClientError as exc:
             status, code = _status(exc), _code(exc)
-            if status == 404 or code == "NoSuchBucket":
+            if code == "NoSuchBucket":
                 raise StorageCheckError(
                     f"bucket {self.bucket!r} does not exist at {self.config.endpoint or 'AWS'}; "
                     "create it or fix LAMBDA_STORAGE_URL"
                 ) from exc
-            if status in (401, 403):
+            if status in (401, 403) or code in _CREDENTIAL_ERRORS:
                 raise StorageCheckError(
                     f"S3 refused the credentials for {where} (HTTP {status} {code}): wrong "
                     "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or no access to the bucket"
