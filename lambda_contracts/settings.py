@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from lambda_contracts.storage.url import parse_s3_url
+from lambda_contracts.storage_url import parse_s3_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,8 +7,7 @@ on it at start-up. See ``base`` for the guarantees every backend keeps.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from lambda_contracts.settings import Settings
 from lambda_contracts.storage.base import (
     ObjectInfo,
     ObjectNotFound,
@@ -18,10 +17,7 @@ from lambda_contracts.storage.base import (
     Versioned,
 )
 from lambda_contracts.storage.local import LocalStore
-from lambda_contracts.storage.url import S3Location, parse_s3_url
-
-if TYPE_CHECKING:  # settings import storage.url, so only the type comes from there
-    from lambda_contracts.settings import Settings
+from lambda_contracts.storage_url import S3Location, parse_s3_url
 
 __all__ = [
     "LocalStore",

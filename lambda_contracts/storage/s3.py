@@ -35,7 +35,7 @@ from lambda_contracts.storage.base import (
     validate_key,
     validate_prefix,
 )
-from lambda_contracts.storage.url import S3Location
+from lambda_contracts.storage_url import S3Location
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,8 @@
-"""Parsing ``s3://bucket/prefix`` storage URLs (no S3 client needed, so settings can use it)."""
+"""Parsing ``s3://bucket/prefix`` storage URLs.
+
+Outside the ``storage`` package on purpose: settings validate the URL with it, and importing
+settings (every DAG file does, at parse time) must not pull in pyarrow or botocore.
+"""
 
 from __future__ import annotations
 
