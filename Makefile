@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 JARS_STAMP := .cache/kafka/libs/.fetched
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: up down status test lint batch bench install jars clean
+.PHONY: up down status test lint batch bench install jars s3gw clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ $(JARS_STAMP): infra/kafka/pom.xml
 
 install: $(STAMP)
 jars: $(JARS_STAMP)
+
+# versitygw, the S3 server of tests and local runs, built once into .cache/versitygw/bin.
+s3gw:
+	bash infra/s3/build_versitygw.sh
 
 up: $(STAMP) $(JARS_STAMP)
 	$(BIN)/lambda-platform up

@@ -10,8 +10,10 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from lambda_contracts.storage_url import parse_s3_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,6 +23,12 @@ class Settings(BaseSettings):
 
     data_dir: Path = PROJECT_ROOT / "data"
     logs_dir: Path | None = None
+
+    storage_url: str | None = Field(
+        default=None, description="s3://bucket/prefix for the master dataset; None: data_dir"
+    )
+    s3_endpoint: str | None = Field(default=None, description="S3 API URL; None: AWS")
+    s3_region: str = "us-east-1"
 
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_controller_port: int = 9093
@@ -60,6 +68,13 @@ class Settings(BaseSettings):
     api_port: int = 8000
     api_token: SecretStr | None = Field(default=None, description="bearer token for /v1")
     api_cors_origins: list[str] = Field(default_factory=list)
+
+    @field_validator("storage_url")
+    @classmethod
+    def _valid_storage_url(cls, url: str | None) -> str | None:
+        if url is not None:
+            parse_s3_url(url)  # a typo stops the process here, not at the first write
+        return url
 
     @model_validator(mode="after")
     def _derive(self) -> Settings:

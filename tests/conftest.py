@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from infra.local_broker import Broker, start_broker
+from infra.s3_server import S3Server, start_s3_server
 from infra.topics import ensure_topics
 from lambda_contracts.settings import Settings
 from tests.support.pipeline import SpeedProcess
@@ -20,6 +21,8 @@ from tests.support.services import Postgres
 TEST_KAFKA_PORT = 19092
 TEST_CONTROLLER_PORT = 19093
 TEST_PG_PORT = 15432
+TEST_S3_PORT = 17070
+TEST_S3_BUCKET = "lambda-test"
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +40,20 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
     yield pg
     pg.stop()
     shutil.rmtree(pg.directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """versitygw on a temp directory with bucket ``TEST_S3_BUCKET`` (built on first use)."""
+    server = start_s3_server(
+        tmp_path_factory.mktemp("s3"),
+        TEST_S3_PORT,
+        access_key="lambda-test",
+        secret_key="lambda-test-secret",
+        buckets=(TEST_S3_BUCKET,),
+    )
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -1,0 +1,140 @@
+"""A local S3 server: versitygw (Apache-2.0) serving a directory through its posix backend.
+
+Tests and local multi-host runs use it as the S3-compatible store. It is a real S3 API server
+that decides conditional PUTs (If-Match / If-None-Match) atomically, so the CAS of the storage
+contract is exercised for real. Run under the project's Supervisor: its own process group,
+a pid file and a log file, SIGTERM then SIGKILL on stop.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from infra.supervisor import Service, Supervisor
+from lambda_contracts.settings import PROJECT_ROOT
+
+BUILD_SCRIPT = PROJECT_ROOT / "infra" / "s3" / "build_versitygw.sh"
+SERVICE = "s3"
+
+
+def build_versitygw() -> Path:
+    """The versitygw binary, built from source the first time (about 1.5 min), then cached."""
+    result = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"building versitygw failed: {result.stderr.strip()}")
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+@dataclass
+class S3Server:
+    """One running versitygw; ``root`` holds one sub-directory per bucket."""
+
+    root: Path
+    host: str
+    port: int
+    access_key: str
+    secret_key: str
+    supervisor: Supervisor
+    binary: Path
+    buckets: tuple[str, ...] = ()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def command(self) -> list[str]:
+        return [
+            str(self.binary),
+            "--port", f"{self.host}:{self.port}",
+            "--access", self.access_key,
+            "--secret", self.secret_key,
+            "--quiet",  # no per-request line in the log
+            "posix",
+            str(self.root),
+        ]  # fmt: skip
+
+    def answering(self) -> bool:
+        """Whether the server answers HTTP at all (an anonymous request gets a 403: fine)."""
+        try:
+            httpx.get(self.endpoint, timeout=1)
+        except httpx.HTTPError:
+            return False
+        return True
+
+    def service(self) -> Service:
+        return Service(
+            name=SERVICE,
+            command=self.command,
+            healthy=self.answering,
+            start_timeout_s=30,
+            stop_timeout_s=10,
+        )
+
+    def start(self) -> None:
+        if self.supervisor.pid(SERVICE) is None and self.answering():
+            # Otherwise we would "start" against someone else's server on that port.
+            raise RuntimeError(f"{self.endpoint} is already served by another process")
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.supervisor.start(self.service())
+
+    def stop(self) -> None:
+        self.supervisor.stop(SERVICE, timeout_s=10)
+
+    def create_bucket(self, name: str) -> None:
+        """Create the bucket unless it exists (idempotent, like the service's other steps)."""
+        import botocore.session
+        from botocore.config import Config
+        from botocore.exceptions import ClientError
+
+        client = botocore.session.get_session().create_client(
+            "s3",
+            region_name="us-east-1",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            config=Config(s3={"addressing_style": "path"}),
+        )
+        try:
+            client.create_bucket(Bucket=name)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] not in (
+                "BucketAlreadyOwnedByYou",
+                "BucketAlreadyExists",
+            ):
+                raise
+
+
+def start_s3_server(
+    directory: Path,
+    port: int,
+    access_key: str,
+    secret_key: str,
+    host: str = "127.0.0.1",
+    buckets: tuple[str, ...] = (),
+) -> S3Server:
+    """Build versitygw if needed, serve ``directory/root`` on host:port, create the buckets.
+
+    Pid file and log go to ``directory/run`` and ``directory/logs``.
+    """
+    server = S3Server(
+        root=directory / "root",
+        host=host,
+        port=port,
+        access_key=access_key,
+        secret_key=secret_key,
+        supervisor=Supervisor(directory / "run", directory / "logs"),
+        binary=build_versitygw(),
+        buckets=buckets,
+    )
+    server.start()
+    try:
+        for bucket in buckets:
+            server.create_bucket(bucket)
+    except Exception:
+        server.stop()
+        raise
+    return server
