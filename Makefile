@@ -43,7 +43,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 
-test: $(STAMP) $(JARS_STAMP) lint
+test: $(STAMP) $(JARS_STAMP) s3gw lint
 	$(BIN)/pytest -ra $(PYTEST_ARGS)
 
 batch: $(STAMP)
