@@ -9,7 +9,6 @@ consecutive failures again.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import threading
@@ -31,6 +30,7 @@ class RestartRecord:
     consecutive: int = 0  # failures without a stable run in between
     last_restart_at: float = 0.0  # epoch seconds
     down_since: float | None = None  # epoch seconds the keeper first saw it down
+    last_exit: int | None = None  # exit code of the last process the keeper started, if known
 
 
 def record_path(supervisor: Supervisor, name: str) -> Path:
@@ -66,11 +66,14 @@ class Keeper:
         self.services = list(services)
         self.backoff_max_s = backoff_max_s
         self.stable_after_s = stable_after_s
+        self._children: dict[int, str] = {}  # pid -> service, processes this keeper started
 
-    def check_once(self) -> list[str]:
+    def check_once(self, stop: threading.Event | None = None) -> list[str]:
         """Restart every service that is down and due; return the names restarted."""
         restarted = []
         for service in self.services:
+            if stop is not None and stop.is_set():
+                break
             record = read_record(self.supervisor, service.name)
             now = time.time()
             if self.supervisor.pid(service.name) is not None:
@@ -91,6 +94,7 @@ class Keeper:
             self._write(service.name, record)
             try:
                 pid = self.supervisor.start(service)
+                self._children[pid] = service.name
                 log.info("restarted", service=service.name, pid=pid, restarts=record.restarts)
                 restarted.append(service.name)
             except ServiceError as exc:
@@ -99,8 +103,24 @@ class Keeper:
 
     def run(self, stop: threading.Event, interval_s: float = 1.0) -> None:
         while not stop.wait(interval_s):
-            self.check_once()
-            _reap_children()
+            self._reap()
+            self.check_once(stop)
+
+    def _reap(self) -> None:
+        """Collect the exit status of the processes this keeper started (never other children
+        of its process: a test may run the keeper next to processes it waits for itself)."""
+        for pid, name in list(self._children.items()):
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done, status = pid, 0
+            if done == 0:
+                continue
+            del self._children[pid]
+            record = read_record(self.supervisor, name)
+            record.last_exit = os.waitstatus_to_exitcode(status) if status else None
+            self._write(name, record)
+            log.warning("service exited", service=name, pid=pid, exit_code=record.last_exit)
 
     def _write(self, name: str, record: RestartRecord) -> None:
         path = record_path(self.supervisor, name)
@@ -108,12 +128,3 @@ class Keeper:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(asdict(record)))
         tmp.replace(path)
-
-
-def _reap_children() -> None:
-    """Collect the exit status of restarted services that ended (they are our children)."""
-    with contextlib.suppress(ChildProcessError):
-        while True:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-            if pid == 0:
-                return

@@ -56,7 +56,9 @@ def up(
     sup = _supervisor(settings)
     demo = demo and _demo_enabled()
     services = platform_services(settings, demo, demo_rate)
-    if sup.pid("keeper") is None:
+    # The keeper must not restart a service while ``up`` starts it too: stop it, start what
+    # is down, then start it again (with fresh restart counts if it was not running).
+    if not sup.stop("keeper"):
         clear_records(sup, [s.name for s in services])
     for service in [*services, keeper_service(demo, demo_rate)]:
         already = sup.pid(service.name)

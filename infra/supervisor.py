@@ -110,6 +110,9 @@ class Supervisor:
         process that still carries the service's tag. True if it was running."""
         pid = self.pid(name)
         if pid is None:
+            # Nothing under the pid file, but a process may still carry the tag (one started
+            # between a spawn and its pid file, or a child that outlived its group).
+            self._stop_tagged(self.tag(name), timeout_s)
             return False
         _signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout_s

@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     speed_exit_after_s: float = Field(
         default=120.0, gt=0, description="no progress with records waiting: exit for a restart"
     )
+    speed_idle_exit_extra_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="extra patience of a process that owns no partition (a rebalance held open)",
+    )
     idle_seal_grace_ms: int = Field(
         default=1000, ge=0, description="clock-skew margin when sealing an idle partition"
     )

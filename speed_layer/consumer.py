@@ -44,18 +44,34 @@ RETRY_BASE_S, RETRY_MAX_S = 0.5, 10.0
 
 def retry_delay(failures: int) -> float:
     """Exponential backoff with jitter for the ``failures``-th consecutive Kafka error."""
-    return min(RETRY_MAX_S, RETRY_BASE_S * 2 ** max(0, failures - 1)) * random.uniform(0.8, 1.2)
+    exponent = min(max(0, failures - 1), 16)
+    return min(RETRY_MAX_S, RETRY_BASE_S * 2**exponent) * random.uniform(0.8, 1.2)
 
 
 class _Rebalance(ConsumerRebalanceListener):
+    """Runs inside ``consumer.poll()`` on the polling thread (kafka-python 2.x).
+
+    kafka-python only logs an exception raised here, so a failed ``take`` (the store or the
+    landing progress unreadable for a moment) would leave a partition assigned but never
+    sought: the layer is told to resynchronise from the loop instead.
+    """
+
     def __init__(self, layer: SpeedLayer) -> None:
         self.layer = layer
 
     def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        self.layer.release(revoked)
+        try:
+            self.layer.release(revoked)
+        except Exception:
+            log.exception("releasing partitions failed; resynchronising")
+            self.layer.resync_needed = True
 
     def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self.layer.take(assigned)
+        try:
+            self.layer.take(assigned)
+        except Exception:
+            log.exception("taking partitions failed; resynchronising")
+            self.layer.resync_needed = True
 
 
 class SpeedLayer:
@@ -90,6 +106,7 @@ class SpeedLayer:
             settings.idle_seal_grace_ms,
         )
         self.stored: dict[int, int | None] = {}  # partition -> store's next offset
+        self.resync_needed = False
         self._warned_timestamp_type = False
 
     # --- assignment ---------------------------------------------------------------------
@@ -180,7 +197,7 @@ class SpeedLayer:
         """Flush old landing buffers, seal caught-up partitions, export lag and watermark, and
         tell the health watch how far the watched partitions are."""
         self.landing.flush_due()
-        own = sorted(self.stored)
+        own = sorted(tp.partition for tp in self.consumer.assignment())
         # With no partitions of its own, the process watches the whole topic: a group whose
         # members all hold nothing while records wait (a lost assignment) is a stall too.
         watched = own or list(range(self.settings.partitions))
@@ -195,17 +212,36 @@ class SpeedLayer:
             return
         end_by_partition = {tp.partition: end for tp, end in ends.items()}
         if own:
-            stored: dict[int, int | None] = {p: self.stored[p] for p in own}
+            stored = {p: self._counted_through(p) for p in own}
             self.landing.seal_caught_up(end_by_partition, checked_at_ms)
             for partition in own:
                 lag = end_by_partition.get(partition, 0) - (stored[partition] or 0)
                 self.metrics.lag.labels(str(partition)).set(lag)
+                if lag < 0:
+                    log.error(
+                        "stored offset is beyond the end of the log (topic recreated or "
+                        "truncated?): records there would be skipped",
+                        partition=partition,
+                        stored=stored[partition],
+                        end=end_by_partition.get(partition),
+                    )
         else:
             known = self.store.load_offsets()
             stored = {p: known.get(p) for p in watched}
         self.health.observe(stored, end_by_partition, own)
         watermark = self.layout.landing_watermark(self.settings.partitions, self.settings.bucket_ms)
         self.metrics.watermark.set(watermark)
+
+    def _counted_through(self, partition: int) -> int | None:
+        """The store's next offset; for a partition the store has never counted, where the
+        consumer stands (all its records may be gone by retention: then nothing waits)."""
+        stored = self.stored.get(partition)
+        if stored is not None or partition not in self.stored:
+            return stored
+        try:
+            return self.consumer.position(TopicPartition(self.settings.topic, partition))
+        except KafkaError:
+            return None
 
     def rewind(self) -> None:
         """Forget what is only in memory and read again from the durable cursors.
@@ -216,7 +252,11 @@ class SpeedLayer:
         its two cursors, exactly as on a new assignment, makes the retry exactly-once.
         """
         self.dlq.forget_pending()
-        owned = {TopicPartition(self.settings.topic, p) for p in self.stored}
+        self.resync_needed = False
+        for partition in list(self.stored):
+            self.landing.forget(partition)
+        self.stored.clear()
+        owned = set(self.consumer.assignment())
         if owned:
             self.take(owned)
 
@@ -226,8 +266,6 @@ class SpeedLayer:
         Kafka errors (timeouts, lost connections, unacknowledged DLQ sends) never end the
         loop: the batch is rewound to the durable cursors and retried with backoff.
         """
-        if not self._await_topic(stop):
-            return
         self.consumer.subscribe([self.settings.topic], listener=_Rebalance(self))
         last_housekeeping = 0.0
         last_expiry = time.monotonic()
@@ -236,6 +274,8 @@ class SpeedLayer:
         try:
             while not stop.is_set():
                 try:
+                    if self.resync_needed:
+                        self.rewind()
                     window_events += self._poll_once(stop)
                     now = time.monotonic()
                     if now - last_housekeeping >= HOUSEKEEPING_S:
@@ -263,28 +303,6 @@ class SpeedLayer:
                     last_expiry = now
         finally:
             self._shutdown()
-
-    def _await_topic(self, stop: threading.Event) -> bool:
-        """Wait until the client's metadata knows the topic's partitions, then subscribe.
-
-        A group leader whose metadata lacks the topic assigns nothing and must rebalance again
-        once the metadata arrives; that second rebalance is the one kafka-python 3.0.12 could
-        lose (bench/speed_start_loop.py). Joining with the metadata already known avoids the
-        extra rebalance with any client. False if stopped first.
-        """
-        failures = 0
-        while not stop.is_set():
-            try:
-                if self.consumer.partitions_for_topic(self.settings.topic):
-                    return True
-                problem = "topic does not exist (yet)"
-            except KafkaError as exc:
-                problem = repr(exc)
-            failures += 1
-            delay = retry_delay(failures)
-            log.warning("waiting for the topic", topic=self.settings.topic, problem=problem)
-            stop.wait(delay)
-        return False
 
     def _poll_once(self, stop: threading.Event) -> int:
         """One poll and its batch. An empty poll that returned early (no broker, no

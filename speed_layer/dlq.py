@@ -12,6 +12,10 @@ from typing import Any
 
 from kafka import KafkaProducer
 
+# A rejected record may be as large as the broker allows; with the DLQ headers it could exceed
+# the producer's request size and never be sent. Longer values are cut, and say so.
+MAX_VALUE_BYTES = 900_000
+
 
 class DeadLetters:
     def __init__(self, producer: KafkaProducer, topic: str) -> None:
@@ -34,6 +38,9 @@ class DeadLetters:
             ("origin.offset", str(offset).encode()),
             ("origin.timestamp", str(timestamp).encode()),
         ]
+        if value is not None and len(value) > MAX_VALUE_BYTES:
+            headers.append(("value.truncated_from", str(len(value)).encode()))
+            value = value[:MAX_VALUE_BYTES]
         self._futures.append(self.producer.send(self.topic, key=key, value=value, headers=headers))
 
     def forget_pending(self) -> None:

@@ -83,6 +83,8 @@ class Watchdog(threading.Thread):
         stop: threading.Event,
         grace_s: float = 20.0,
         hard_exit: Callable[[int], None] = os._exit,
+        stopping: threading.Event | None = None,
+        idle_extra_s: float = 0.0,
     ) -> None:
         super().__init__(name="speed-watchdog", daemon=True)
         self.health = health
@@ -93,13 +95,21 @@ class Watchdog(threading.Thread):
         self.hard_exit = hard_exit
         self.tripped = threading.Event()
         self._halt = threading.Event()
+        self.stopping = stopping or threading.Event()
+        self.idle_extra_s = idle_extra_s
 
     def run(self) -> None:
         while not self._halt.wait(1.0):
             report = self.health.report()
             self.metrics.stalled_seconds.set(report.stalled_s)
             self.metrics.healthy.set(1 if report.healthy else 0)
-            if report.stalled_s >= self.exit_after_s:
+            if self.stopping.is_set():
+                return  # a requested shutdown is not a stall
+            # A member with no partitions waits out a rebalance that another member holds
+            # open (up to max.poll.interval) before it counts as stalled itself, so idle
+            # members do not all exit at once because one owner is slow.
+            bound = self.exit_after_s + (0 if report.partitions else self.idle_extra_s)
+            if report.stalled_s >= bound:
                 self._trip(report)
                 return
 

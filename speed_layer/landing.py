@@ -54,6 +54,11 @@ class LandingWriter:
             self.flush(partition)
             del self._parts[partition]
 
+    def forget(self, partition: int) -> None:
+        """Drop a partition's buffer unwritten: its records will be read (and landed) again
+        from the durable progress, by this process or by the partition's new owner."""
+        self._parts.pop(partition, None)
+
     @property
     def partitions(self) -> list[int]:
         return list(self._parts)

@@ -93,28 +93,40 @@ def run(
     configure_logging()
     settings = get_settings()
     stop = threading.Event()
+    stopping = threading.Event()  # asked to stop by a signal: the watchdog stands down
+
+    def on_signal(*_: object) -> None:
+        stopping.set()
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
     speed_metrics = SpeedMetrics()
     health = Health(settings.speed_unhealthy_after_s)
     if metrics:
         port = serve(health, speed_metrics, settings.speed_metrics_port + instance)
         structlog.get_logger("speed_layer").info("serving metrics and health", port=port)
     # The watchdog runs from the start: a client that never reaches its broker is a stall.
-    watchdog = Watchdog(health, speed_metrics, settings.speed_exit_after_s, stop)
+    watchdog = Watchdog(
+        health,
+        speed_metrics,
+        settings.speed_exit_after_s,
+        stop,
+        stopping=stopping,
+        idle_extra_s=settings.speed_idle_exit_extra_s,
+    )
     watchdog.start()
     try:
         consumer = connect(lambda: make_consumer(settings, instance), stop)
         producer = connect(lambda: make_dlq_producer(settings, instance), stop)
-        if consumer is None or producer is None:
-            return
-        layer = SpeedLayer(
-            settings, consumer, DeadLetters(producer, settings.dlq_topic), speed_metrics, health
-        )
-        try:
-            layer.run(stop)
-        finally:
-            producer.close(timeout=5)
+        if consumer is not None and producer is not None:
+            layer = SpeedLayer(
+                settings, consumer, DeadLetters(producer, settings.dlq_topic), speed_metrics, health
+            )
+            try:
+                layer.run(stop)
+            finally:
+                producer.close(timeout=5)
     finally:
         watchdog.halt()
     if watchdog.tripped.is_set():

@@ -164,6 +164,9 @@ def test_a_stalled_speed_layer_exits_is_restarted_and_stays_exact(
         assert "speed layer stalled" in log and f'"exit_code": {EXIT_STALLED}' in log
         truth = read_truth(truth_file)
         assert speed_views(engine) == expected_views(truth)
+        stop_keeper.set()
+        keeper_thread.join(10)
+        supervisor.stop(service.name)  # SIGTERM lands what is still buffered
         assert_landing_holds_every_valid_event_once(settings, truth)
     finally:
         stop_keeper.set()
