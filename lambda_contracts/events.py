@@ -31,7 +31,7 @@ from pydantic import (
 
 INT64_MAX = 2**63 - 1
 MAX_AMOUNT_CENTS = 1_000_000_000  # 10,000,000.00 per event: above any payment of the domain
-MAX_AMOUNT = Decimal(MAX_AMOUNT_CENTS).scaleb(-2)
+MAX_AMOUNT = MAX_AMOUNT_CENTS // 100  # in currency units, as on the wire
 MAX_EVENTS_PER_SUM = INT64_MAX // MAX_AMOUNT_CENTS  # events of the largest amount a sum holds
 MAX_CREATED_TIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 
@@ -103,8 +103,7 @@ def encode_json(obj: dict[str, Any]) -> bytes:
 
 def _json_default(value: Any) -> Any:
     # A 2-decimal amount below 1e12 (MAX_AMOUNT is far below) survives float's shortest repr
-    # exactly (its ulp < 0.01),
-    # and readers parse it back with parse_float=Decimal.
+    # exactly (its ulp < 0.01), and readers parse it back with parse_float=Decimal.
     if isinstance(value, Decimal):
         return float(value)
     raise TypeError(f"cannot serialise {type(value).__name__}")
