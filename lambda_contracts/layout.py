@@ -35,6 +35,10 @@ LANDING_COLUMNS: tuple[tuple[str, str], ...] = (
     ("kafka_ts", "int64"),
 )
 
+# Log order, the order of "first copy wins" in both layers' dedup: (Kafka timestamp, partition,
+# offset). The timestamp is LogAppendTime, so within a partition this is offset order.
+LOG_ORDER: tuple[str, ...] = ("kafka_ts", "kafka_partition", "kafka_offset")
+
 LANDING_FILE = re.compile(r"^p(?P<partition>\d+)-(?P<first>\d+)-(?P<last>\d+)\.parquet$")
 BUCKET_DIR = re.compile(r"^bucket=(?P<bucket>\d+)$")
 

@@ -12,17 +12,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from lambda_contracts.buckets import ingest_bucket
+from lambda_contracts.layout import LOG_ORDER
 from lambda_contracts.views import VIEWS, Key, Measures
 
 Row = Mapping[str, Any]
 
 
-def log_order(row: Row) -> tuple[int, int, int]:
-    """The position of a record in log order: (Kafka timestamp, partition, offset).
-
-    "First in log order wins" means first by this key, in both layers.
-    """
-    return (row["kafka_ts"], row["kafka_partition"], row["kafka_offset"])
+def log_order(row: Row) -> tuple[int, ...]:
+    """The position of a record in log order (``LOG_ORDER``: Kafka timestamp, partition,
+    offset): "first in log order wins" means first by this key, in both layers."""
+    return tuple(row[column] for column in LOG_ORDER)
 
 
 def fold_rows(rows: list[Row], bucket_ms: int) -> dict[str, dict[Key, Measures]]:
