@@ -56,7 +56,7 @@ DEFAULT_ARGS = {
 def lambda_batch() -> None:
     @task.sensor(poke_interval=20, timeout=timedelta(hours=2), mode="reschedule")
     def wait_for_sealed_data() -> PokeReturnValue:
-        from airflow.exceptions import AirflowSkipException
+        from airflow.sdk.exceptions import AirflowSkipException
 
         from batch_layer.horizon import choose_horizon
         from batch_layer.pipeline import pinned_version
@@ -95,7 +95,7 @@ def lambda_batch() -> None:
 
     @task(outlets=[BATCH_VIEWS])
     def publish(version: str, checks: dict[str, Any], outlet_events: Any = None) -> dict[str, Any]:
-        from airflow.exceptions import AirflowSkipException
+        from airflow.sdk.exceptions import AirflowSkipException
 
         from batch_layer.pipeline import publish_version
         from batch_layer.versions import PinnedError
