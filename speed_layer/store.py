@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+import psycopg
 from sqlalchemy import Connection, Engine, Table, and_, delete, literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
@@ -58,10 +59,6 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, sqlite3.OperationalError):
         message = str(exc).lower()
         return "locked" in message or "busy" in message
-    try:
-        import psycopg
-    except ImportError:  # pragma: no cover - psycopg is a dependency
-        return False
     # A psycopg OperationalError without SQLSTATE: the server or the network went away.
     return isinstance(exc, psycopg.OperationalError)
 
