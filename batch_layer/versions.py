@@ -5,8 +5,8 @@ visible to readers only when CURRENT names it. CURRENT is one small JSON file re
 atomically, so a reader sees the old version or the new one, never a mix.
 
 Only validated versions are published or rolled back to: validation records its verdict in
-the version's manifest (``validation``). A rollback pins CURRENT: runs keep computing but do
-not publish over the operator's choice until ``resume``.
+the version's manifest (``validation``). A rollback pins CURRENT: batch runs are skipped and
+nothing is published over the operator's choice until ``resume``.
 """
 
 from __future__ import annotations
