@@ -1,4 +1,4 @@
-"""``lambda-batch``: run a batch recompute by hand, list versions, roll back.
+"""``lambda-batch``: run a batch recompute by hand, list versions, roll back and resume.
 
 In local mode Airflow runs the same steps on a schedule (``dags/lambda_batch.py``); this CLI is
 for operators and tests.
@@ -14,8 +14,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from batch_layer.horizon import HorizonError
 from batch_layer.pipeline import NothingToDo, run_once
-from batch_layer.versions import list_versions, new_version_id, read_manifest, rollback
+from batch_layer.validate import ValidationFailed, validate_version
+from batch_layer.versions import (
+    is_validated,
+    list_versions,
+    new_version_id,
+    read_manifest,
+    resume,
+    rollback,
+)
 from lambda_contracts.buckets import ms_to_iso
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import get_settings
@@ -27,15 +36,21 @@ console = Console()
 @app.command()
 def run(
     horizon: Annotated[int | None, typer.Option(help="horizon in ms (default: watermark)")] = None,
+    rebuild: Annotated[
+        bool, typer.Option(help="allow the published horizon again, or an older one")
+    ] = False,
 ) -> None:
     """Recompute, validate, publish, expire and prune — once."""
     settings = get_settings()
     run_id = f"manual_{uuid.uuid4().hex[:8]}"
     try:
-        report = run_once(settings, new_version_id(run_id), run_id, horizon)
+        report = run_once(settings, new_version_id(run_id), run_id, horizon, rebuild)
     except NothingToDo as exc:
         console.print(f"nothing to do: {exc}")
         raise typer.Exit(0) from exc
+    except HorizonError as exc:
+        console.print(f"[red]bad horizon[/red]: {exc}")
+        raise typer.Exit(2) from exc
     console.print_json(json.dumps(report))
 
 
@@ -44,13 +59,16 @@ def list_cmd() -> None:
     """Versions on disk, newest last; the CURRENT one is marked."""
     layout = Layout(get_settings().data_dir)
     current = layout.read_current()
-    table = Table("", "version", "horizon", "events", "duplicates removed")
+    table = Table("", "version", "validated", "horizon", "events", "duplicates removed")
     for version in list_versions(layout):
         m = read_manifest(layout, version)
-        mark = "*" if current and current.version == version else ""
+        mark = ""
+        if current and current.version == version:
+            mark = "* pinned" if current.pinned else "*"
         table.add_row(
             mark,
             version,
+            "yes" if is_validated(m) else "no",
             ms_to_iso(m["horizon_ms"]),
             str(m["events"]),
             str(m["duplicates_removed"]),
@@ -62,9 +80,30 @@ def list_cmd() -> None:
 def rollback_cmd(
     to: Annotated[str | None, typer.Option(help="version (default: the previous one)")] = None,
 ) -> None:
-    """Point CURRENT back at an earlier version."""
+    """Point CURRENT back at an earlier validated version and pin it there."""
     pointer = rollback(Layout(get_settings().data_dir), to)
-    console.print(f"CURRENT is now {pointer.version} (horizon {ms_to_iso(pointer.horizon_ms)})")
+    console.print(
+        f"CURRENT is now {pointer.version} (horizon {ms_to_iso(pointer.horizon_ms)}), pinned: "
+        "runs will not publish until `lambda-batch resume`"
+    )
+
+
+@app.command("resume")
+def resume_cmd() -> None:
+    """Unpin CURRENT after a rollback: the next run publishes again."""
+    pointer = resume(Layout(get_settings().data_dir))
+    console.print(f"CURRENT {pointer.version if pointer else '(none)'} is not pinned")
+
+
+@app.command("validate")
+def validate_cmd(version: str) -> None:
+    """Validate a version and record the verdict in its manifest (e.g. an older version)."""
+    try:
+        checks = validate_version(Layout(get_settings().data_dir), version)
+    except ValidationFailed as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    console.print(f"{version} is valid: {checks['events']} events")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The batch run as plain functions; the Airflow DAGs and ``lambda-batch`` only wire them.
 
-wait for sealed data (``choose_horizon``) → recompute (spark-submit) → validate → publish
+wait for sealed data (``horizon.choose_horizon``) → recompute (spark-submit) → validate → publish
 (CURRENT flip + run record with drift) → expire absorbed speed rows → prune old versions.
 Each step is idempotent: retrying it after a failure gives the same result.
 """
@@ -10,10 +10,11 @@ from __future__ import annotations
 import subprocess
 from typing import Any
 
+from batch_layer.horizon import choose_horizon, rebuild_floor
 from batch_layer.speed_sync import expire_speed_rows, record_run, stored_report
 from batch_layer.submit import spark_submit_command, submit_env
 from batch_layer.validate import validate_version, view_totals
-from batch_layer.versions import prune, publish, safe_expiry_horizon
+from batch_layer.versions import PinnedError, prune, publish, safe_expiry_horizon
 from lambda_contracts.db import make_engine
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
@@ -21,17 +22,13 @@ from lambda_contracts.views import GLOBAL_MINUTE
 
 
 class NothingToDo(RuntimeError):
-    """The landing watermark has not passed the current horizon: no new sealed bucket."""
+    """No new sealed bucket past the published horizon, or CURRENT is pinned by a rollback."""
 
 
-def choose_horizon(settings: Settings) -> int | None:
-    """The landing watermark, if it is past the published horizon; else None."""
-    layout = Layout(settings.data_dir)
-    watermark = layout.landing_watermark(settings.partitions, settings.bucket_ms)
-    current = layout.read_current()
-    if watermark <= (current.horizon_ms if current else 0):
-        return None
-    return watermark
+def pinned_version(settings: Settings) -> str | None:
+    """The version a rollback pinned CURRENT to, if any: runs must not publish over it."""
+    current = Layout(settings.data_dir).read_current()
+    return current.version if current and current.pinned else None
 
 
 def recompute(settings: Settings, horizon_ms: int, version: str, run_id: str) -> None:
@@ -40,8 +37,11 @@ def recompute(settings: Settings, horizon_ms: int, version: str, run_id: str) ->
     subprocess.run(cmd, check=True, env=submit_env(settings))
 
 
-def publish_version(settings: Settings, version: str) -> dict[str, Any]:
-    """Flip CURRENT to a validated version and record the run with its drift report."""
+def publish_version(settings: Settings, version: str, rebuild: bool = False) -> dict[str, Any]:
+    """Flip CURRENT to a validated version and record the run with its drift report.
+
+    Raises PinnedError while a rollback pins CURRENT, HorizonError if the horizon went stale.
+    """
     assert settings.speed_store_url is not None
     layout = Layout(settings.data_dir)
     engine = make_engine(settings.speed_store_url)
@@ -54,7 +54,8 @@ def publish_version(settings: Settings, version: str) -> dict[str, Any]:
             previous = None
         before = view_totals(layout, previous.version)[GLOBAL_MINUTE.name] if previous else (0, 0)
         after = view_totals(layout, version)[GLOBAL_MINUTE.name]
-        pointer = publish(layout, version)
+        floor = rebuild_floor(settings) if rebuild else 0
+        pointer = publish(layout, version, rebuild=rebuild, floor_ms=floor)
         return record_run(
             engine,
             version,
@@ -83,16 +84,30 @@ def expire(settings: Settings, horizon_ms: int) -> int:
 
 
 def run_once(
-    settings: Settings, version: str, run_id: str, horizon_ms: int | None = None
+    settings: Settings,
+    version: str,
+    run_id: str,
+    horizon_ms: int | None = None,
+    rebuild: bool = False,
 ) -> dict[str, Any]:
-    """The whole batch run in one call (used by ``lambda-batch run`` and tests)."""
-    horizon = horizon_ms if horizon_ms is not None else choose_horizon(settings)
+    """The whole batch run in one call (used by ``lambda-batch run`` and tests).
+
+    Raises NothingToDo when there is no new sealed bucket or CURRENT is pinned (checked
+    before and, as the publish guard, after the recompute), HorizonError for a bad horizon.
+    """
+    pinned = pinned_version(settings)
+    if pinned:
+        raise NothingToDo(f"CURRENT is pinned to {pinned} by a rollback (lambda-batch resume)")
+    horizon = choose_horizon(settings, horizon_ms, rebuild)
     if horizon is None:
         raise NothingToDo("the landing watermark has not passed the published horizon")
     recompute(settings, horizon, version, run_id)
     layout = Layout(settings.data_dir)
     checks = validate_version(layout, version)
-    report = publish_version(settings, version)
+    try:
+        report = publish_version(settings, version, rebuild)
+    except PinnedError as exc:
+        raise NothingToDo(str(exc)) from exc
     report["expired_speed_rows"] = expire(settings, horizon)
     report["pruned"] = prune(layout, settings.batch_keep_versions)
     report["events"] = checks["events"]

@@ -26,7 +26,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from lambda_contracts.durable import fsync_dir
-from lambda_contracts.layout import LANDING_COLUMNS, LANDING_FILE, Layout
+from lambda_contracts.layout import LANDING_COLUMNS, LANDING_FILE, LOG_ORDER, Layout
 from lambda_contracts.settings import Settings
 from lambda_contracts.views import VIEWS
 
@@ -55,7 +55,7 @@ def dedup_sql(relation: str) -> str:
     One aggregation does both dedups: a crash replay is a second copy of the same
     (partition, offset), hence of the same TransactionID, and is dropped with the duplicates.
     """
-    order = "struct(kafka_ts, kafka_partition, kafka_offset)"
+    order = f"struct({', '.join(LOG_ORDER)})"
     cols = ", ".join(f"first.{c} AS {c}" for c in EVENT_COLUMNS)
     return (
         f"SELECT {cols}, copies FROM ("

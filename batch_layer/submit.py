@@ -11,7 +11,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from lambda_contracts.settings import Settings
+from lambda_contracts.settings import Settings, blank_secrets, without_secrets
 
 JOB_FILE = Path(__file__).with_name("spark_job.py")
 
@@ -35,8 +35,12 @@ def spark_conf(settings: Settings) -> dict[str, str]:
 
 
 def spark_env() -> dict[str, str]:
-    """The job and its Python workers run in this virtualenv's interpreter."""
+    """The job and its Python workers run in this virtualenv's interpreter.
+
+    Inherited secrets are blanked: the job needs none of them (see ``submit_env``).
+    """
     return {
+        **blank_secrets(),
         "PYSPARK_PYTHON": sys.executable,
         "PYSPARK_DRIVER_PYTHON": sys.executable,
         "SPARK_LOCAL_IP": "127.0.0.1",  # local mode binds loopback only
@@ -70,8 +74,8 @@ def spark_submit_command(
 
 
 def submit_env(settings: Settings) -> dict[str, str]:
-    """The job's environment: these settings and the Spark variables."""
-    return {**os.environ, **settings.as_env(), **spark_env()}
+    """The job's environment: these settings and the Spark variables, and no secrets."""
+    return without_secrets({**os.environ, **settings.as_env(), **spark_env()})
 
 
 def spark_submit_operator(task_id: str, name: str, horizon: str, version: str, settings: Settings):  # type: ignore[no-untyped-def]

@@ -3,7 +3,8 @@
 - every input record was read (Parquet footers == rows Spark counted);
 - input - replays - duplicates == events == each view's total count;
 - every view's total amount is the same (views differ in keys, not in what they count).
-A failure raises, so the DAG run fails and CURRENT keeps the previous version.
+The verdict is recorded in the manifest: only a validated version can be published or rolled
+back to. A failure raises, so the DAG run fails and CURRENT keeps the previous version.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 import duckdb
 
-from batch_layer.versions import read_manifest
+from batch_layer.versions import read_manifest, record_validation
 from lambda_contracts.layout import Layout
 from lambda_contracts.views import VIEWS
 
@@ -58,5 +59,7 @@ def validate_version(layout: Layout, version: str) -> dict[str, Any]:
     if len({amount for _, amount in totals.values()}) > 1:
         problems.append(f"views disagree on the total amount: {totals}")
     if problems:
+        record_validation(layout, version, False, {"problems": problems})
         raise ValidationFailed(f"version {version}: " + "; ".join(problems))
+    record_validation(layout, version, True, {"events": expected})
     return {"version": version, "events": expected, "views": totals}

@@ -3,6 +3,10 @@
 A version directory appears complete (renamed from staging by the Spark job); it becomes
 visible to readers only when CURRENT names it. CURRENT is one small JSON file replaced
 atomically, so a reader sees the old version or the new one, never a mix.
+
+Only validated versions are published or rolled back to: validation records its verdict in
+the version's manifest (``validation``). A rollback pins CURRENT: batch runs are skipped and
+nothing is published over the operator's choice until ``resume``.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from batch_layer.horizon import check_horizon
+from lambda_contracts.durable import write_json_atomic
 from lambda_contracts.layout import BatchPointer, Layout
 
 VERSION_ID = re.compile(r"^v\d{8}T\d{6}Z-[A-Za-z0-9_.-]+$")
@@ -21,6 +27,10 @@ VERSION_ID = re.compile(r"^v\d{8}T\d{6}Z-[A-Za-z0-9_.-]+$")
 
 class VersionError(RuntimeError):
     """A version is missing, incomplete or cannot be published."""
+
+
+class PinnedError(VersionError):
+    """CURRENT is pinned by a rollback: nothing is published until ``lambda-batch resume``."""
 
 
 def new_version_id(run_id: str, now: datetime | None = None) -> str:
@@ -37,6 +47,25 @@ def read_manifest(layout: Layout, version: str) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def record_validation(layout: Layout, version: str, ok: bool, detail: dict[str, Any]) -> None:
+    """Store the validation verdict in the version's manifest (atomically replaced)."""
+    manifest = read_manifest(layout, version)
+    manifest["validation"] = {"ok": ok, "at_ms": int(time.time() * 1000), **detail}
+    write_json_atomic(layout.manifest_file(version), manifest)
+
+
+def is_validated(manifest: dict[str, Any]) -> bool:
+    return bool(manifest.get("validation", {}).get("ok"))
+
+
+def require_validated(layout: Layout, version: str) -> dict[str, Any]:
+    """The manifest of ``version``; raise VersionError unless it passed validation."""
+    manifest = read_manifest(layout, version)
+    if not is_validated(manifest):
+        raise VersionError(f"version {version} is not validated; it cannot be made CURRENT")
+    return manifest
+
+
 def list_versions(layout: Layout) -> list[str]:
     """Complete versions, oldest first."""
     if not layout.versions_dir.exists():
@@ -48,33 +77,55 @@ def list_versions(layout: Layout) -> list[str]:
     )
 
 
-def publish(layout: Layout, version: str) -> BatchPointer:
-    """Make ``version`` CURRENT (atomic). Refuses a version whose horizon goes backwards."""
-    manifest = read_manifest(layout, version)
+def publish(layout: Layout, version: str, rebuild: bool = False, floor_ms: int = 0) -> BatchPointer:
+    """Make a validated ``version`` CURRENT (atomic).
+
+    The last guard: refuses while CURRENT is pinned, and re-checks the horizon against the
+    published one, which may have moved since the run chose it (``check_horizon``).
+    """
+    manifest = require_validated(layout, version)
     current = layout.read_current()
     if current and current.version == version:
         return current  # already published: a retried task is a no-op
-    if current and manifest["horizon_ms"] < current.horizon_ms:
-        raise VersionError(
-            f"{version} has horizon {manifest['horizon_ms']} < current {current.horizon_ms}; "
-            "use rollback to go back on purpose"
-        )
+    if current and current.pinned:
+        raise PinnedError(f"CURRENT is pinned to {current.version}; not publishing {version}")
+    check_horizon(
+        manifest["horizon_ms"],
+        bucket_ms=manifest["bucket_ms"],
+        watermark_ms=None,
+        current_ms=current.horizon_ms if current else 0,
+        rebuild=rebuild,
+        floor_ms=floor_ms,
+    )
     pointer = BatchPointer(version, manifest["horizon_ms"], int(time.time() * 1000))
     layout.write_current(pointer)
     return pointer
 
 
 def rollback(layout: Layout, to_version: str | None = None) -> BatchPointer:
-    """Point CURRENT at an earlier complete version (the previous one by default)."""
-    versions = list_versions(layout)
+    """Point CURRENT at an earlier validated version (the previous one by default) and pin it."""
     current = layout.read_current()
     if to_version is None:
-        older = [v for v in versions if current is None or v < current.version]
+        older = [
+            v
+            for v in list_versions(layout)
+            if (current is None or v < current.version) and is_validated(read_manifest(layout, v))
+        ]
         if not older:
-            raise VersionError("no earlier version to roll back to")
+            raise VersionError("no earlier validated version to roll back to")
         to_version = older[-1]
-    manifest = read_manifest(layout, to_version)
-    pointer = BatchPointer(to_version, manifest["horizon_ms"], int(time.time() * 1000))
+    manifest = require_validated(layout, to_version)
+    pointer = BatchPointer(to_version, manifest["horizon_ms"], int(time.time() * 1000), True)
+    layout.write_current(pointer)
+    return pointer
+
+
+def resume(layout: Layout) -> BatchPointer | None:
+    """Unpin CURRENT so the next run publishes again (a no-op if it is not pinned)."""
+    current = layout.read_current()
+    if current is None or not current.pinned:
+        return current
+    pointer = BatchPointer(current.version, current.horizon_ms, current.published_at_ms, False)
     layout.write_current(pointer)
     return pointer
 

@@ -4,12 +4,16 @@
 Every few minutes (``LAMBDA_BATCH_SCHEDULE_MINUTES``, default 5):
 
 1. **wait_for_sealed_data** — a reschedule-mode sensor: the landing watermark must pass the
-   published horizon. Its XCom is the new horizon *H* (exclusive, ms).
+   published horizon. Its XCom is the new horizon *H* (exclusive, ms), chosen and checked by
+   ``batch_layer.horizon.choose_horizon``. While a rollback pins ``CURRENT`` the run is
+   skipped (logged): nothing is published over the operator's choice until
+   ``lambda-batch resume``.
 2. **name_version** — a version id, fixed for the run so retries rewrite the same version.
 3. **recompute** — ``spark-submit`` of ``batch_layer/spark_job.py``: all landed records with
    ingest bucket < H, deduplicated, every declared view, a staged version with a manifest.
 4. **validate** — the manifest reconciles (input - removed = every view's total count).
-5. **publish** — flips ``CURRENT`` atomically; emits an event on the ``lambda-batch-views``
+5. **publish** — flips ``CURRENT`` atomically (skipped, and logged, if a rollback pinned it
+   meanwhile; refused if the horizon went stale); emits an event on the ``lambda-batch-views``
    asset carrying the version and horizon (Assets view), and records the run.
 6. **expire_speed_rows** — deletes speed rows with ingest bucket < H (cleanup only).
 7. **report** — logs the drift between speed and batch for the absorbed buckets; prunes old
@@ -52,9 +56,17 @@ DEFAULT_ARGS = {
 def lambda_batch() -> None:
     @task.sensor(poke_interval=20, timeout=timedelta(hours=2), mode="reschedule")
     def wait_for_sealed_data() -> PokeReturnValue:
-        from batch_layer.pipeline import choose_horizon
+        from airflow.sdk.exceptions import AirflowSkipException
 
-        horizon = choose_horizon(get_settings())
+        from batch_layer.horizon import choose_horizon
+        from batch_layer.pipeline import pinned_version
+
+        settings = get_settings()
+        pinned = pinned_version(settings)
+        if pinned:
+            print(f"CURRENT is pinned to {pinned} by a rollback: skipping (lambda-batch resume)")
+            raise AirflowSkipException(f"CURRENT is pinned to {pinned}")
+        horizon = choose_horizon(settings)
         return PokeReturnValue(is_done=horizon is not None, xcom_value=horizon)
 
     @task
@@ -83,10 +95,17 @@ def lambda_batch() -> None:
 
     @task(outlets=[BATCH_VIEWS])
     def publish(version: str, checks: dict[str, Any], outlet_events: Any = None) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowSkipException
+
         from batch_layer.pipeline import publish_version
+        from batch_layer.versions import PinnedError
         from lambda_contracts.buckets import ms_to_iso
 
-        report = publish_version(get_settings(), version)
+        try:
+            report = publish_version(get_settings(), version)
+        except PinnedError as exc:
+            print(f"not publishing {version}: {exc} (lambda-batch resume to publish again)")
+            raise AirflowSkipException(str(exc)) from exc
         horizon_iso = ms_to_iso(report["horizon_ms"])
         print(f"published {version}: horizon {horizon_iso}, {checks['events']} events")
         if outlet_events is not None:  # the asset event shows version and horizon in the UI

@@ -6,8 +6,11 @@ Triggered by hand (no schedule). Parameters:
 - **reland_from_ms / reland_to_ms** — if both are set, the records of ingest buckets in
   [from, to) are read again from Kafka and re-landed (for buckets whose landing files were lost
   or damaged; Kafka must still retain them). Overlap with existing files is harmless.
-- **horizon_ms** — the horizon of the rebuilt version; default: the landing watermark. It may
-  not be older than the published horizon (use ``lambda-batch rollback`` to go back).
+- **horizon_ms** — the horizon of the rebuilt version; default: the landing watermark. Checked
+  by ``batch_layer.horizon.choose_horizon``: on a bucket boundary, at most the watermark, and
+  no older than the speed rows kept for rollback reach.
+
+A rebuild does not publish while a rollback pins ``CURRENT`` (``lambda-batch resume`` first).
 
 Then, like ``lambda_batch``: recompute every view from the whole landing zone in Spark,
 validate, publish, expire absorbed speed rows, report.
@@ -57,18 +60,16 @@ def lambda_rebuild() -> None:
 
     @task
     def choose(params: dict[str, Any] | None = None) -> dict[str, Any]:
+        from batch_layer.horizon import choose_horizon
         from batch_layer.versions import new_version_id
-        from lambda_contracts.layout import Layout
 
-        settings = get_settings()
-        layout = Layout(settings.data_dir)
-        horizon = (params or {}).get("horizon_ms") or layout.landing_watermark(
-            settings.partitions, settings.bucket_ms
+        requested = (params or {}).get("horizon_ms")
+        horizon = choose_horizon(
+            get_settings(), None if requested is None else int(requested), rebuild=True
         )
-        current = layout.read_current()
-        if current and horizon < current.horizon_ms:
-            raise ValueError(f"horizon {horizon} is older than the published {current.horizon_ms}")
-        return {"horizon_ms": int(horizon), "version": new_version_id("rebuild")}
+        if horizon is None:
+            raise ValueError("nothing is landed and sealed yet")
+        return {"horizon_ms": horizon, "version": new_version_id("rebuild")}
 
     plan = choose()
     recompute = spark_submit_operator(
@@ -87,7 +88,7 @@ def lambda_rebuild() -> None:
 
         settings = get_settings()
         validate_version(Layout(settings.data_dir), plan["version"])
-        report = publish_version(settings, plan["version"])
+        report = publish_version(settings, plan["version"], rebuild=True)
         report["expired_speed_rows"] = expire(settings, report["horizon_ms"])
         print(f"rebuilt {plan['version']} at horizon {report['horizon_ms']}: {report}")
         return report

@@ -3,6 +3,13 @@
 Every layer that reads or writes an event goes through this module, so "what is a valid event"
 and "why was this record rejected" have one answer. Amounts are parsed as ``Decimal`` straight
 from the JSON text and carried as integer cents afterwards: sums never drift.
+
+Amounts are bounded so that no sum the platform keeps in 64 bits can overflow: every store
+(SQLite, PostgreSQL, Spark with ANSI mode, DuckDB) holds a view's sum as BIGINT, and SQLite
+(the default speed store) has no wider integer. ``MAX_AMOUNT_CENTS * MAX_EVENTS_PER_SUM``
+fits int64, so a sum over up to ``MAX_EVENTS_PER_SUM`` events (~9.2 billion) is exact: far
+more than one view key (an account's or the whole platform's minute) or the speed store's
+unexpired rows ever hold. Raising the amount bound lowers the event bound in proportion.
 """
 
 from __future__ import annotations
@@ -23,7 +30,10 @@ from pydantic import (
     ValidationError,
 )
 
-MAX_AMOUNT = 1_000_000_000_000  # cents stay far inside int64 when summed
+INT64_MAX = 2**63 - 1
+MAX_AMOUNT_CENTS = 1_000_000_000  # 10,000,000.00 per event: above any payment of the domain
+MAX_AMOUNT = MAX_AMOUNT_CENTS // 100  # in currency units, as on the wire
+MAX_EVENTS_PER_SUM = INT64_MAX // MAX_AMOUNT_CENTS  # events of the largest amount a sum holds
 MAX_CREATED_TIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 
 
@@ -112,8 +122,8 @@ def encode_json(obj: dict[str, Any]) -> bytes:
 
 
 def _json_default(value: Any) -> Any:
-    # A 2-decimal amount below 1e12 survives float's shortest repr exactly (its ulp < 0.01),
-    # and readers parse it back with parse_float=Decimal.
+    # A 2-decimal amount below 1e12 (MAX_AMOUNT is far below) survives float's shortest repr
+    # exactly (its ulp < 0.01), and readers parse it back with parse_float=Decimal.
     if isinstance(value, Decimal):
         return float(value)
     raise TypeError(f"cannot serialise {type(value).__name__}")

@@ -35,6 +35,10 @@ LANDING_COLUMNS: tuple[tuple[str, str], ...] = (
     ("kafka_ts", "int64"),
 )
 
+# Log order, the order of "first copy wins" in both layers' dedup: (Kafka timestamp, partition,
+# offset). The timestamp is LogAppendTime, so within a partition this is offset order.
+LOG_ORDER: tuple[str, ...] = ("kafka_ts", "kafka_partition", "kafka_offset")
+
 LANDING_FILE = re.compile(r"^p(?P<partition>\d+)-(?P<first>\d+)-(?P<last>\d+)\.parquet$")
 BUCKET_DIR = re.compile(r"^bucket=(?P<bucket>\d+)$")
 
@@ -54,11 +58,16 @@ class PartitionProgress:
 
 @dataclass(frozen=True)
 class BatchPointer:
-    """The CURRENT batch version and the exclusive ingest horizon its views cover."""
+    """The CURRENT batch version and the exclusive ingest horizon its views cover.
+
+    ``pinned``: an operator rolled back to this version; no run publishes over it until
+    ``lambda-batch resume``.
+    """
 
     version: str
     horizon_ms: int
     published_at_ms: int
+    pinned: bool = False
 
 
 @dataclass(frozen=True)
@@ -157,7 +166,9 @@ class Layout:
         raw = read_json(self.current_file)
         if raw is None:
             return None
-        return BatchPointer(raw["version"], raw["horizon_ms"], raw["published_at_ms"])
+        return BatchPointer(
+            raw["version"], raw["horizon_ms"], raw["published_at_ms"], raw.get("pinned", False)
+        )
 
     def write_current(self, pointer: BatchPointer) -> None:
         write_json_atomic(
@@ -166,6 +177,7 @@ class Layout:
                 "version": pointer.version,
                 "horizon_ms": pointer.horizon_ms,
                 "published_at_ms": pointer.published_at_ms,
+                "pinned": pointer.pinned,
             },
         )
 

@@ -2,16 +2,25 @@
 
 Defaults run everything on this machine (Kafka on 127.0.0.1:9092, SQLite under ``data/``), so
 local mode needs no configuration; docker compose and tests override through the environment.
+
+Secrets (``SecretStr`` fields, e.g. the API token) reach a child process only when it needs
+them: ``as_env()`` leaves them out unless asked, ``without_secrets`` strips them from an
+inherited environment, and an empty variable reads as unset, so a launcher that can only add
+variables (Airflow's SparkSubmitOperator) blanks them with ``blank_secrets()``. URLs are
+printed through ``masked_url``.
 """
 
 from __future__ import annotations
 
 import json
+import typing
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 from lambda_contracts.storage_url import parse_s3_url
 
@@ -19,7 +28,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LAMBDA_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="LAMBDA_", extra="ignore", env_ignore_empty=True)
 
     data_dir: Path = PROJECT_ROOT / "data"
     logs_dir: Path | None = None
@@ -90,13 +99,29 @@ class Settings(BaseSettings):
             self.speed_store_url = f"sqlite:///{self.data_dir / 'speed' / 'speed.db'}"
         return self
 
-    def as_env(self) -> dict[str, str]:
-        """These settings as ``LAMBDA_*`` variables, for a child process (spark-submit, CLIs)."""
+    @classmethod
+    def secret_env_names(cls) -> frozenset[str]:
+        """The ``LAMBDA_*`` variables that hold secrets (the ``SecretStr`` fields)."""
+        return frozenset(
+            f"LAMBDA_{name.upper()}"
+            for name, info in cls.model_fields.items()
+            if info.annotation is SecretStr or SecretStr in typing.get_args(info.annotation)
+        )
+
+    def as_env(self, include_secrets: bool = False) -> dict[str, str]:
+        """These settings as ``LAMBDA_*`` variables, for a child process (spark-submit, CLIs).
+
+        Secrets are left out unless the child needs them (``include_secrets``): a Spark job
+        or a batch task has no use for the API token, and its environment is widely visible
+        (Spark UI, process listings, task logs).
+        """
         env = {}
         for name, value in self.model_dump().items():
             if value is None:
                 continue
             if isinstance(value, SecretStr):
+                if not include_secrets:
+                    continue
                 value = value.get_secret_value()
             elif isinstance(value, list):
                 value = json.dumps(value)
@@ -104,8 +129,31 @@ class Settings(BaseSettings):
         return env
 
     @property
+    def speed_store_url_masked(self) -> str | None:
+        """The speed store URL fit for a terminal or a log: its password masked."""
+        return masked_url(self.speed_store_url)
+
+    @property
     def bootstrap_servers(self) -> list[str]:
         return [s.strip() for s in self.kafka_bootstrap.split(",") if s.strip()]
+
+
+def without_secrets(env: Mapping[str, str]) -> dict[str, str]:
+    """An inherited environment (e.g. ``os.environ``) minus the secret ``LAMBDA_*`` variables."""
+    secret = Settings.secret_env_names()
+    return {k: v for k, v in env.items() if k not in secret}
+
+
+def blank_secrets() -> dict[str, str]:
+    """Variables that hide inherited secrets from a child (an empty value reads as unset)."""
+    return dict.fromkeys(Settings.secret_env_names(), "")
+
+
+def masked_url(url: str | None) -> str | None:
+    """A database URL fit for logs and terminals: the password replaced by ``***``."""
+    if url is None:
+        return None
+    return make_url(url).render_as_string(hide_password=True)
 
 
 @lru_cache

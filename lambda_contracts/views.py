@@ -4,7 +4,8 @@ Everything that computes a view derives from these declarations:
 - the speed layer folds events with :meth:`View.fold` and upserts with the measures' merge;
 - the batch layer runs :meth:`View.batch_sql` on Spark (and the benchmark on DuckDB);
 - the serving layer rolls rows up with :meth:`View.rollup_sql`;
-- tests compare all of them with :func:`reference_views`, the plain-Python semantics.
+- tests referee all of them with the independent oracle in ``tests/support/oracle.py``
+  (:func:`reference_views` below is built on the production fold, so it cannot referee it).
 
 Measures are monoids (count, sum, min, max); an average is derived as sum / count when read.
 Amounts are integer cents, so every measure is exact.

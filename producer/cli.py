@@ -24,7 +24,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lambda_contracts.events import Transaction, parse_event
 from lambda_contracts.settings import get_settings
-from producer.simulator import SimRecord, Simulator, SimulatorConfig
+from producer.simulator import SimRecord, Simulator, SimulatorConfig, run_id_prefix
 
 app = typer.Typer(add_completion=False, help=__doc__)
 console = Console(stderr=True)
@@ -114,7 +114,7 @@ def produce(
                 late_max_hours=late_max_hours,
                 malformed=malformed,
                 seed=seed,
-                id_prefix=id_prefix,
+                id_prefix=run_id_prefix() if id_prefix is None else id_prefix,
             )
         )
         source = iter(lambda: sim.next(int(time.time() * 1000)), None)

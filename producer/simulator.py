@@ -10,10 +10,17 @@ from __future__ import annotations
 
 import itertools
 import random
+import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 
 from lambda_contracts.events import Transaction
+
+
+def run_id_prefix() -> str:
+    """A TransactionID prefix unique to this run: a restarted producer (same seed, counter from
+    1) must not re-send the IDs of an earlier run, which dedup would drop as duplicates."""
+    return f"{uuid.uuid4().hex[:12]}-"
 
 
 @dataclass(frozen=True)
@@ -27,7 +34,7 @@ class SimulatorConfig:
     malformed: float = 0.0
     max_amount: int = 5000
     seed: int = 42
-    id_prefix: str = ""
+    id_prefix: str = ""  # the CLI gives each run its own (run_id_prefix) unless told one
 
 
 @dataclass(frozen=True)

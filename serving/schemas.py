@@ -90,6 +90,9 @@ class PartitionLag(BaseModel):
 
 class Freshness(BaseModel):
     batch_version: str | None
+    batch_pinned: bool = Field(
+        description="a rollback pinned this version: no batch run publishes until resumed"
+    )
     batch_horizon: str | None
     batch_horizon_ms: int | None
     landing_watermark: str | None

@@ -1,33 +1,27 @@
 """Turn a poll batch into aggregate deltas, derived from the view declarations.
 
-Runs once per poll batch inside the store transaction. Pure functions: the store supplies the
-TransactionIDs it already knows; this module decides duplicates (first in log order wins) and
-folds the survivors per view, keyed additionally by ingest bucket.
+Runs once per poll batch inside the store transaction. Pure functions: the store's dedup insert
+decides which rows count (the database arbitrates between processes); this module gives the
+log order those decisions follow and folds the survivors per view, keyed additionally by
+ingest bucket.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from lambda_contracts.buckets import ingest_bucket
+from lambda_contracts.layout import LOG_ORDER
 from lambda_contracts.views import VIEWS, Key, Measures
 
 Row = Mapping[str, Any]
 
 
-def split_duplicates(rows: Iterable[Row], seen: set[str]) -> tuple[list[Row], int]:
-    """Rows (in log order) whose TransactionID is not in ``seen``; adds the kept ids to it."""
-    kept = []
-    duplicates = 0
-    for row in rows:
-        tid = row["transaction_id"]
-        if tid in seen:
-            duplicates += 1
-            continue
-        seen.add(tid)
-        kept.append(row)
-    return kept, duplicates
+def log_order(row: Row) -> tuple[int, ...]:
+    """The position of a record in log order (``LOG_ORDER``: Kafka timestamp, partition,
+    offset): "first in log order wins" means first by this key, in both layers."""
+    return tuple(row[column] for column in LOG_ORDER)
 
 
 def fold_rows(rows: list[Row], bucket_ms: int) -> dict[str, dict[Key, Measures]]:

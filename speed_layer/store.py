@@ -5,26 +5,84 @@ so the store's offsets always describe exactly what its aggregates contain: afte
 consumer seeks to them and neither loses nor double-counts an event. The offset update is
 conditional on the offset this process last read (optimistic fencing): a process that lost its
 partitions in a rebalance but still runs (a zombie) fails its commit instead of counting twice.
+
+Several processes share the store, so the database, not a read before the write, decides:
+- duplicates are decided by the dedup insert itself (``ON CONFLICT ... DO UPDATE WHERE`` the
+  stored copy is older than the dedup horizon ``RETURNING``): the row lock serialises two
+  processes that see one TransactionID, and exactly one of them counts it;
+- every statement touches its rows in a fixed order (dedup ids, then partitions, then view
+  keys, each sorted), so two transactions never wait on each other's locks in a cycle;
+- a transaction that still fails transiently (deadlock, serialization failure, lost
+  connection, SQLite busy) is retried whole with backoff (:func:`retry_transient`).
 """
 
 from __future__ import annotations
 
+import random
+import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
+import psycopg
 from sqlalchemy import Connection, Engine, Table, and_, delete, literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 
 from lambda_contracts.store_schema import dedup, partition_state, view_tables
 from lambda_contracts.views import VIEWS_BY_NAME, Key, Measures
-from speed_layer.aggregation import Row, fold_rows, split_duplicates
+from speed_layer.aggregation import Row, fold_rows, log_order
 
-ID_CHUNK = 900  # stays under SQLite's bound-parameter limit on every build
+T = TypeVar("T")
+
+# SQLSTATEs after which re-running the whole transaction can succeed: serialization failure,
+# deadlock, connection exceptions (class 08) and server shutdown/restart (57P01-57P03).
+TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03"})
 
 
 class FencedError(RuntimeError):
     """Another consumer advanced a partition first: this process no longer owns it."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether re-running the failed transaction may succeed (never for a fenced commit)."""
+    if isinstance(exc, FencedError):
+        return False
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        exc = exc.orig if exc.orig is not None else exc
+    sqlstate = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+    if sqlstate:
+        return sqlstate in TRANSIENT_SQLSTATES or sqlstate.startswith("08")
+    if isinstance(exc, sqlite3.OperationalError):
+        message = str(exc).lower()
+        return "locked" in message or "busy" in message
+    # A psycopg OperationalError without SQLSTATE: the server or the network went away.
+    return isinstance(exc, psycopg.OperationalError)
+
+
+def retry_transient(
+    action: Callable[[], T],
+    attempts: int = 6,
+    base_delay_s: float = 0.05,
+    max_delay_s: float = 2.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Run ``action`` (a whole transaction); re-run it after a transient database error.
+
+    Backoff is exponential with full jitter, so two processes that deadlocked do not collide
+    again in lockstep. Other errors, and the last transient one, propagate.
+    """
+    for attempt in range(attempts):
+        try:
+            return action()
+        except Exception as exc:
+            if attempt == attempts - 1 or not is_transient(exc):
+                raise
+            sleep(random.uniform(0, min(max_delay_s, base_delay_s * 2**attempt)))
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 @dataclass
@@ -73,40 +131,62 @@ class SpeedStore:
             return {p: o for p, o in rows}
 
     def apply(self, batches: Iterable[PartitionBatch]) -> AppliedBatch:
-        """Commit the batches' effect atomically; raise FencedError if a partition moved."""
-        batches = [b for b in batches if b.next_offset != b.expected_offset]
+        """Commit the batches' effect atomically; raise FencedError if a partition moved.
+
+        A transient database error re-runs the whole transaction (nothing of a failed attempt
+        was committed); a FencedError is final.
+        """
+        batches = sorted(
+            (b for b in batches if b.next_offset != b.expected_offset), key=lambda b: b.partition
+        )
         if not batches:
             return AppliedBatch(0, 0, 0)
-        with self.engine.begin() as conn:
-            seen = self._known_ids(conn, [row for b in batches for row in b.rows])
-            kept_all: list[Row] = []
-            duplicates_all = 0
-            for batch in batches:
-                kept, duplicates = split_duplicates(batch.rows, seen)
-                self._advance(conn, batch, len(kept), duplicates)
-                kept_all += kept
-                duplicates_all += duplicates
-            self._upsert_views(conn, fold_rows(kept_all, self.bucket_ms))
-            self._remember_ids(conn, {r["transaction_id"]: r["kafka_ts"] for r in kept_all})
-        rejected = sum(b.rejected for b in batches)
-        return AppliedBatch(len(kept_all), duplicates_all, rejected)
+        return retry_transient(lambda: self._apply_once(batches))
 
-    def _known_ids(self, conn: Connection, rows: list[Row]) -> set[str]:
-        """TransactionIDs of the batch already seen within the dedup horizon of each row."""
-        if not rows:
-            return set()
-        horizon_of = {r["transaction_id"]: r["kafka_ts"] - self.dedup_horizon_ms for r in rows}
-        ids = list(horizon_of)
-        known: set[str] = set()
-        for start in range(0, len(ids), ID_CHUNK):
-            chunk = ids[start : start + ID_CHUNK]
-            found = conn.execute(
-                select(dedup.c.transaction_id, dedup.c.ingest_ts).where(
-                    dedup.c.transaction_id.in_(chunk)
-                )
-            )
-            known.update(tid for tid, ts in found if ts >= horizon_of[tid])
-        return known
+    def _apply_once(self, batches: list[PartitionBatch]) -> AppliedBatch:
+        with self.engine.begin() as conn:
+            kept = self._keep_new(conn, [row for b in batches for row in b.rows])
+            kept_rows = {id(row) for row in kept}
+            for batch in batches:
+                kept_here = sum(id(row) in kept_rows for row in batch.rows)
+                self._advance(conn, batch, kept_here, len(batch.rows) - kept_here)
+            self._upsert_views(conn, fold_rows(kept, self.bucket_ms))
+        total = sum(len(b.rows) for b in batches)
+        rejected = sum(b.rejected for b in batches)
+        return AppliedBatch(len(kept), total - len(kept), rejected)
+
+    def _keep_new(self, conn: Connection, rows: list[Row]) -> list[Row]:
+        """The rows that count (are no duplicate), in log order, as decided by the database.
+
+        A row is a duplicate when the kept copy of its TransactionID stored in ``speed_dedup``
+        is at most the dedup horizon older (by Kafka timestamp). The insert decides and
+        records it in one statement: it inserts the id, or overwrites a stored copy older than
+        the horizon, and returns the ids it wrote — those rows count. One statement holds one
+        copy per id, so copies of an id within the batch go in successive waves, in log order:
+        the second copy is judged against the first if that one was kept.
+        """
+        waves: dict[str, list[Row]] = {}
+        for row in sorted(rows, key=log_order):
+            waves.setdefault(row["transaction_id"], []).append(row)
+        insert = _insert(conn, dedup)
+        claim = insert.on_conflict_do_update(
+            index_elements=["transaction_id"],
+            set_={"ingest_ts": insert.excluded.ingest_ts},
+            where=dedup.c.ingest_ts < insert.excluded.ingest_ts - self.dedup_horizon_ms,
+        ).returning(dedup.c.transaction_id)
+        kept: list[Row] = []
+        while waves:
+            ids = sorted(waves)  # a fixed lock order across processes
+            params = [{"transaction_id": t, "ingest_ts": waves[t][0]["kafka_ts"]} for t in ids]
+            claimed = set(conn.execute(claim, params).scalars())
+            for tid in ids:
+                row = waves[tid].pop(0)
+                if tid in claimed:
+                    kept.append(row)
+                if not waves[tid]:
+                    del waves[tid]
+        kept.sort(key=log_order)
+        return kept
 
     def _advance(self, conn: Connection, batch: PartitionBatch, kept: int, duplicates: int) -> None:
         """Move the partition's stored offset, only from where this process last read it."""
@@ -161,10 +241,10 @@ class SpeedStore:
             view = VIEWS_BY_NAME[view_name]
             table = view_tables[view_name]
             key_cols = [*view.key_columns, "ingest_bucket"]
-            values = [
+            values = [  # sorted by key: a fixed lock order across processes
                 dict(zip(key_cols, key, strict=True))
                 | dict(zip(view.measure_names, measures, strict=True))
-                for key, measures in delta.items()
+                for key, measures in sorted(delta.items())
             ]
             merge = {
                 m.name: literal_column(
@@ -174,15 +254,6 @@ class SpeedStore:
             }
             stmt = _insert(conn, table).on_conflict_do_update(index_elements=key_cols, set_=merge)
             conn.execute(stmt, values)
-
-    def _remember_ids(self, conn: Connection, new_ids: dict[str, int]) -> None:
-        if not new_ids:
-            return
-        stmt = _insert(conn, dedup)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["transaction_id"], set_={"ingest_ts": stmt.excluded.ingest_ts}
-        )
-        conn.execute(stmt, [{"transaction_id": t, "ingest_ts": ts} for t, ts in new_ids.items()])
 
     def expire_dedup(self, now_ms: int) -> int:
         """Forget TransactionIDs older than the dedup horizon (bounded state)."""

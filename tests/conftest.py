@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import uuid
@@ -18,10 +19,11 @@ from lambda_contracts.settings import Settings
 from tests.support.pipeline import SpeedProcess
 from tests.support.services import Postgres
 
-TEST_KAFKA_PORT = 19092
-TEST_CONTROLLER_PORT = 19093
-TEST_PG_PORT = 15432
-TEST_S3_PORT = 17070
+# Overridable so two test runs on one machine do not clash.
+TEST_KAFKA_PORT = int(os.environ.get("LAMBDA_TEST_KAFKA_PORT", "19092"))
+TEST_CONTROLLER_PORT = int(os.environ.get("LAMBDA_TEST_CONTROLLER_PORT", "19093"))
+TEST_PG_PORT = int(os.environ.get("LAMBDA_TEST_PG_PORT", "15432"))
+TEST_S3_PORT = int(os.environ.get("LAMBDA_TEST_S3_PORT", "17070"))
 TEST_S3_BUCKET = "lambda-test"
 
 

@@ -35,6 +35,7 @@ def freshness(request: Request, settings: SettingsDep, queries: QueriesDep) -> F
     pointer = snap.pointer
     return Freshness(
         batch_version=pointer.version if pointer else None,
+        batch_pinned=pointer.pinned if pointer else False,
         batch_horizon=ms_to_iso(pointer.horizon_ms) if pointer else None,
         batch_horizon_ms=pointer.horizon_ms if pointer else None,
         landing_watermark=ms_to_iso(watermark) if watermark else None,

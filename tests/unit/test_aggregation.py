@@ -1,12 +1,18 @@
-"""Speed-layer folding: dedup in log order and per-ingest-bucket keys."""
+"""Speed-layer folding: log order, per-ingest-bucket keys, and the dedup rule in the store."""
 
 from __future__ import annotations
 
-from speed_layer.aggregation import fold_rows, split_duplicates
+from lambda_contracts.db import make_engine
+from speed_layer.aggregation import fold_rows, log_order
+from speed_layer.store import PartitionBatch, SpeedStore
 
 
-def r(tid: str, cents: int, kafka_ts: int, account: str = "A") -> dict[str, object]:
+def r(
+    tid: str, cents: int, kafka_ts: int, account: str = "A", offset: int = 0
+) -> dict[str, object]:
     return {
+        "kafka_partition": 0,
+        "kafka_offset": offset,
         "transaction_id": tid,
         "created_time": 60_000,
         "source_account_id": account,
@@ -16,12 +22,25 @@ def r(tid: str, cents: int, kafka_ts: int, account: str = "A") -> dict[str, obje
     }
 
 
-def test_duplicates_are_counted_not_summed_first_wins() -> None:
-    seen = {"old"}
-    kept, dups = split_duplicates([r("old", 1, 0), r("a", 5, 0), r("a", 9, 0), r("b", 2, 0)], seen)
-    assert [k["amount_cents"] for k in kept] == [5, 2]
-    assert dups == 2
-    assert seen == {"old", "a", "b"}
+def test_duplicates_are_counted_not_summed_first_wins_within_the_horizon() -> None:
+    store = SpeedStore(make_engine("sqlite://"), "tx", bucket_ms=300_000, dedup_horizon_ms=100)
+    first = [r("old", 1, 0, offset=0)]
+    store.apply([PartitionBatch(0, None, 1, first)])
+    # "old" again 100 ms later (a duplicate) and 101 ms after that (a new event); "a" twice
+    rows = [r("old", 3, 100, offset=1), r("a", 5, 150, offset=2), r("a", 9, 150, offset=3)]
+    rows += [r("b", 2, 160, offset=4), r("old", 4, 201, offset=5)]
+    applied = store.apply([PartitionBatch(0, 1, 6, rows)])
+    assert (applied.events, applied.duplicates) == (3, 2)
+    with store.engine.connect() as conn:
+        total = conn.exec_driver_sql("SELECT sum(amount_sum) FROM speed_global_minute").scalar()
+    assert total == 1 + 5 + 2 + 4
+
+
+def test_log_order_is_timestamp_then_partition_then_offset() -> None:
+    a = r("a", 1, 10) | {"kafka_partition": 1, "kafka_offset": 0}
+    b = r("b", 1, 10) | {"kafka_partition": 0, "kafka_offset": 7}
+    c = r("c", 1, 9) | {"kafka_partition": 2, "kafka_offset": 9}
+    assert sorted([a, b, c], key=log_order) == [c, b, a]
 
 
 def test_ingest_bucket_is_part_of_the_speed_key() -> None:

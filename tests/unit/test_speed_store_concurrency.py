@@ -1,0 +1,152 @@
+"""What keeps several speed processes on one store safe: a fixed lock order, dedup decided by
+the insert, and whole-transaction retry of transient errors only."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from lambda_contracts.db import make_engine
+from speed_layer.store import FencedError, PartitionBatch, SpeedStore, is_transient, retry_transient
+from tests.support.oracle import oracle_views
+from tests.unit.test_speed_store_properties import stored_views
+
+
+def row(tid: str, account: str, minute: int, partition: int, offset: int, ts: int) -> dict:
+    return {
+        "transaction_id": tid,
+        "created_time": minute * 60_000,
+        "source_account_id": account,
+        "target_account_id": "z",
+        "amount_cents": 100 + offset,
+        "kafka_partition": partition,
+        "kafka_offset": offset,
+        "kafka_ts": ts,
+    }
+
+
+def batch(partition: int, rows: list[dict], expected: int | None = None) -> PartitionBatch:
+    start = expected or 0
+    return PartitionBatch(partition, expected, start + len(rows), rows, 0, rows[-1]["kafka_ts"])
+
+
+def test_rows_are_written_in_key_order_whatever_the_fold_order() -> None:
+    """Two processes locking the same hot rows in opposite orders deadlock on PostgreSQL."""
+    engine = make_engine("sqlite://")
+    written: list[tuple[str, list[Any]]] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def capture(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        if statement.startswith("INSERT"):
+            written.append((statement.split()[2], parameters))
+
+    # log order: minutes 9, 3, 7 and ids z, a, m -> the fold meets keys in descending order
+    rows = [
+        row(t, acct, m, 0, i, 1000 + i)
+        for i, (t, acct, m) in enumerate([("z", "b", 9), ("a", "a", 3), ("m", "c", 7)])
+    ]
+    SpeedStore(engine, "tx", 1000, 10_000).apply([batch(0, rows)])
+    by_table: dict[str, list[Any]] = {}
+    for table, params in written:
+        by_table.setdefault(table, []).append(params)
+    # one multi-row VALUES statement: (id, ts, id, ts, ..., horizon)
+    [dedup_params] = by_table["speed_dedup"]
+    assert [p for p in dedup_params if isinstance(p, str)] == [
+        "a",
+        "m",
+        "z",
+    ]  # the fold met them as z, a, m
+    for table in ("speed_global_minute", "speed_account_minute"):
+        [params] = by_table[table]
+        keys = [tuple(p[:-4]) for p in params]  # key columns come first, measures last
+        assert keys == sorted(keys) and len(keys) == 3
+
+
+def test_a_transaction_failing_transiently_is_retried_whole() -> None:
+    engine = make_engine("sqlite://")
+    store = SpeedStore(engine, "tx", 1000, 10_000)
+    rows = [row("a", "x", 1, 0, 0, 1000), row("a", "x", 1, 0, 1, 1001), row("b", "x", 1, 0, 2, 5)]
+    real = store._upsert_views
+    failures = iter(
+        [OperationalError("UPDATE", {}, sqlite3.OperationalError("database is locked"))]
+    )
+
+    def flaky(conn, delta):  # type: ignore[no-untyped-def]
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure  # after the dedup claims: they must roll back with the attempt
+        real(conn, delta)
+
+    store._upsert_views = flaky  # type: ignore[method-assign]
+    applied = store.apply([batch(0, rows)])
+    assert (applied.events, applied.duplicates) == (2, 1)
+    assert stored_views(engine) == oracle_views(rows, 10_000, 1000)
+
+
+def test_a_fenced_commit_is_not_retried() -> None:
+    engine = make_engine("sqlite://")
+    store = SpeedStore(engine, "tx", 1000, 10_000)
+    first = batch(0, [row("a", "x", 1, 0, 0, 1000)])
+    store.apply([first])
+    calls = []
+
+    def sleep(seconds: float) -> None:
+        calls.append(seconds)
+
+    with pytest.raises(FencedError):
+        retry_transient(lambda: store.apply([first]), sleep=sleep)
+    assert calls == []
+
+
+def _wrapped(orig: Exception, invalidated: bool = False) -> DBAPIError:
+    cls = IntegrityError if isinstance(orig, psycopg.IntegrityError) else OperationalError
+    return cls("INSERT ...", {}, orig, connection_invalidated=invalidated)
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (_wrapped(psycopg.errors.DeadlockDetected("deadlock detected")), True),
+        (_wrapped(psycopg.errors.SerializationFailure("could not serialize")), True),
+        (_wrapped(psycopg.errors.AdminShutdown("terminating connection")), True),
+        (_wrapped(psycopg.OperationalError("server closed the connection")), True),
+        (_wrapped(psycopg.errors.ConnectionFailure("connection failure")), True),
+        (_wrapped(sqlite3.OperationalError("database is locked")), True),
+        (_wrapped(sqlite3.OperationalError("no such table: speed_dedup"), invalidated=True), True),
+        (_wrapped(sqlite3.OperationalError("no such table: speed_dedup")), False),
+        (_wrapped(psycopg.errors.UniqueViolation("duplicate key")), False),
+        (_wrapped(psycopg.errors.UndefinedTable("relation does not exist")), False),
+        (psycopg.errors.DeadlockDetected("unwrapped"), True),
+        (FencedError("partition 0 moved"), False),
+        (ValueError("a bug"), False),
+    ],
+)
+def test_transient_errors_are_told_apart(error: BaseException, transient: bool) -> None:
+    assert is_transient(error) is transient
+
+
+def test_retry_backs_off_then_succeeds_or_gives_up() -> None:
+    delays: list[float] = []
+    outcomes = iter([_wrapped(psycopg.errors.DeadlockDetected("x"))] * 2 + [None])
+
+    def action() -> str:
+        failure = next(outcomes)
+        if failure is not None:
+            raise failure
+        return "done"
+
+    assert retry_transient(action, sleep=delays.append, base_delay_s=0.1) == "done"
+    assert len(delays) == 2 and 0 <= delays[0] <= 0.1 and 0 <= delays[1] <= 0.2
+
+    def always() -> None:
+        raise _wrapped(psycopg.errors.SerializationFailure("x"))
+
+    delays.clear()
+    with pytest.raises(OperationalError):
+        retry_transient(always, attempts=3, sleep=delays.append)
+    assert len(delays) == 2

@@ -1,0 +1,173 @@
+"""Publishing and rolling back only validated versions; a rollback pins CURRENT until resumed;
+one horizon rule for every caller. Versions are written by hand (no Spark)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from fastapi.testclient import TestClient
+
+from batch_layer import pipeline
+from batch_layer.horizon import HorizonError, check_horizon, choose_horizon
+from batch_layer.validate import ValidationFailed, validate_version
+from batch_layer.versions import (
+    PinnedError,
+    VersionError,
+    publish,
+    read_manifest,
+    resume,
+    rollback,
+)
+from lambda_contracts.layout import Layout, PartitionProgress
+from lambda_contracts.settings import Settings
+from lambda_contracts.views import VIEWS
+
+BUCKET = 1000
+
+
+def make_version(layout: Layout, name: str, horizon: int, events: int, view_events: int) -> str:
+    """A complete version whose views count ``view_events`` (valid iff it equals ``events``)."""
+    version = f"v20260101T0000{name}Z-{name}"
+    manifest = {
+        "version": version,
+        "horizon_ms": horizon,
+        "bucket_ms": BUCKET,
+        "input_records": events,
+        "records_read": events,
+        "replays_removed": 0,
+        "duplicates_removed": 0,
+        "events": events,
+    }
+    for view in VIEWS:
+        target = layout.view_dir(version, view.name)
+        target.mkdir(parents=True)
+        columns: dict[str, list[object]] = {d: ["acct"] for d in view.dimensions}
+        columns["window_start"] = [60_000]
+        measures = dict(
+            zip(view.measure_names, (view_events, 10 * view_events, 10, 10), strict=True)
+        )
+        table = pa.table(columns | {name: [value] for name, value in measures.items()})
+        pq.write_table(table, target / "part-0.parquet")
+    layout.manifest_file(version).write_text(json.dumps(manifest))
+    return version
+
+
+def validated(layout: Layout, name: str, horizon: int) -> str:
+    version = make_version(layout, name, horizon, 5, 5)
+    validate_version(layout, version)
+    return version
+
+
+def test_validation_is_recorded_and_only_validated_versions_publish(tmp_path: Path) -> None:
+    layout = Layout(tmp_path)
+    good = make_version(layout, "01", 1000, 5, 5)
+    bad = make_version(layout, "02", 2000, 5, 4)
+    with pytest.raises(VersionError, match="not validated"):
+        publish(layout, good)  # never validated
+    validate_version(layout, good)
+    assert read_manifest(layout, good)["validation"]["ok"] is True
+    with pytest.raises(ValidationFailed):
+        validate_version(layout, bad)
+    assert read_manifest(layout, bad)["validation"]["ok"] is False
+    publish(layout, good)
+    with pytest.raises(VersionError, match="not validated"):
+        publish(layout, bad)
+    assert layout.read_current().version == good
+
+
+def test_rollback_skips_versions_that_failed_validation_and_pins(tmp_path: Path) -> None:
+    layout = Layout(tmp_path)
+    v1 = validated(layout, "01", 1000)
+    v2 = make_version(layout, "02", 2000, 5, 4)
+    with pytest.raises(ValidationFailed):
+        validate_version(layout, v2)
+    v3 = validated(layout, "03", 3000)
+    publish(layout, v3)
+    pointer = rollback(layout)
+    assert (pointer.version, pointer.pinned) == (v1, True)
+    assert layout.read_current() == pointer
+    with pytest.raises(VersionError, match="not validated"):
+        rollback(layout, v2)
+
+
+def test_a_pinned_current_is_not_published_over_until_resumed(tmp_path: Path) -> None:
+    layout = Layout(tmp_path)
+    v1 = validated(layout, "01", 1000)
+    v2 = validated(layout, "02", 2000)
+    publish(layout, v2)
+    rollback(layout, v1)
+    v3 = validated(layout, "03", 3000)
+    with pytest.raises(PinnedError):
+        publish(layout, v3)
+    assert layout.read_current().version == v1
+    assert resume(layout).pinned is False
+    assert publish(layout, v3).version == v3
+
+
+def test_run_once_skips_while_pinned_without_recomputing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(data_dir=tmp_path, bucket_ms=BUCKET, partitions=1)
+    layout = Layout(settings.data_dir)
+    v1 = validated(layout, "01", 1000)
+    publish(layout, validated(layout, "02", 2000))
+    rollback(layout, v1)
+    monkeypatch.setattr(pipeline, "recompute", lambda *a: pytest.fail("recomputed while pinned"))
+    with pytest.raises(pipeline.NothingToDo, match="pinned"):
+        pipeline.run_once(settings, "v20260101T000003Z-x", "x")
+
+
+def test_freshness_shows_the_pin(tmp_path: Path) -> None:
+    from serving.main import create_app
+
+    settings = Settings(data_dir=tmp_path, bucket_ms=BUCKET, partitions=1)
+    layout = Layout(settings.data_dir)
+    v1 = validated(layout, "01", 1000)
+    publish(layout, validated(layout, "02", 2000))
+    app = create_app(settings)
+    with TestClient(app) as client:
+        app.state.end_offsets.get = lambda: None  # no broker in unit tests
+        assert client.get("/v1/freshness").json()["batch_pinned"] is False
+        rollback(layout, v1)
+        body = client.get("/v1/freshness").json()
+        assert (body["batch_version"], body["batch_pinned"]) == (v1, True)
+
+
+@pytest.mark.parametrize(
+    ("horizon", "kwargs", "problem"),
+    [
+        (3000, {}, None),
+        (3500, {}, "bucket boundary"),
+        (5000, {}, "past the landing watermark"),
+        (1000, {}, "older than the published"),
+        (1000, {"rebuild": True, "floor_ms": 1000}, None),
+        (0, {"rebuild": True, "floor_ms": 1000}, "kept for rollback"),
+    ],
+)
+def test_check_horizon(horizon: int, kwargs: dict, problem: str | None) -> None:
+    args = {"bucket_ms": BUCKET, "watermark_ms": 4000, "current_ms": 2000} | kwargs
+    if problem is None:
+        check_horizon(horizon, **args)
+    else:
+        with pytest.raises(HorizonError, match=problem):
+            check_horizon(horizon, **args)
+
+
+def test_choose_horizon_takes_the_watermark_or_checks_the_request(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, bucket_ms=BUCKET, partitions=2)
+    layout = Layout(settings.data_dir)
+    layout.write_progress(PartitionProgress(0, 10, 5500))
+    layout.write_progress(PartitionProgress(1, 10, 4200))
+    assert choose_horizon(settings) == 4000  # the watermark: floor of the slowest partition
+    assert choose_horizon(settings, 3000) == 3000
+    with pytest.raises(HorizonError):
+        choose_horizon(settings, 5000)
+    publish(layout, validated(layout, "01", 4000))
+    assert choose_horizon(settings) is None  # nothing new past the published horizon
+    assert choose_horizon(settings, rebuild=True) == 4000
+    with pytest.raises(HorizonError):
+        choose_horizon(settings, 3000)
