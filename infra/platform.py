@@ -159,7 +159,7 @@ def _print_where(settings: Settings) -> None:
 [bold]Lambda platform is up[/bold]
   Kafka bootstrap : {settings.kafka_bootstrap}  (topics {settings.topic}, {settings.dlq_topic})
   Speed metrics   : http://127.0.0.1:{settings.speed_metrics_port}/metrics (+1 per process)
-  Speed store     : {settings.speed_store_url}
+  Speed store     : {settings.speed_store_url_masked}
   Serving API     : http://{settings.api_host}:{settings.api_port}/v1/...  docs /docs, dashboard /
   Airflow UI      : http://{API_HOST}:{AIRFLOW_PORT} user admin, password {admin_password(settings)}
                     (kept in {password_file(settings)}, mode 0600)

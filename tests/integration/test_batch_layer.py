@@ -14,7 +14,7 @@ from batch_layer.submit import spark_submit_command, submit_env
 from batch_layer.versions import list_versions, new_version_id
 from lambda_contracts.db import make_engine
 from lambda_contracts.layout import Layout
-from lambda_contracts.views import reference_views
+from tests.support.oracle import oracle_views
 from tests.support.pipeline import (
     SpeedProcess,
     batch_views,
@@ -108,5 +108,5 @@ def test_batch_equals_reference_parity_merge_and_killed_job(make_settings, tmp_p
     run_once(settings, v3, "after-kill", horizon_ms=h2)
     assert layout.read_current().version == v3
     rows_below_h2 = [r for r in truth_rows(everything) if r["kafka_ts"] < h2]
-    assert batch_views(layout, v3) == reference_views(rows_below_h2)
+    assert batch_views(layout, v3) == oracle_views(rows_below_h2)
     assert speed.terminate() == 0

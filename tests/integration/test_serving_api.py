@@ -27,16 +27,15 @@ from infra.topics import ensure_topics
 from lambda_contracts.db import make_engine
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
-from lambda_contracts.views import reference_views
 from serving.main import create_app
 from tests.support.pipeline import (
     BIN,
     SpeedProcess,
     TruthRecord,
     env_for,
+    expected_views,
     mixed_stream,
     produce,
-    truth_rows,
     wait_caught_up,
     wait_sealed,
     wait_until,
@@ -56,7 +55,7 @@ class Platform:
 
     @property
     def views(self) -> dict[str, dict[tuple, tuple]]:
-        return reference_views(truth_rows(self.truth))
+        return expected_views(self.truth)
 
 
 @pytest.fixture(scope="module")

@@ -29,8 +29,9 @@ from lambda_contracts.landing_files import landing_row
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
 from lambda_contracts.store_schema import partition_state
-from lambda_contracts.views import VIEWS, Key, Measures, keyed, reference_views
+from lambda_contracts.views import VIEWS, Key, Measures, keyed
 from serving.speed_store import SpeedReader
+from tests.support.oracle import DEFAULT_DEDUP_HORIZON_MS, oracle_views
 
 BIN = Path(sys.executable).parent
 
@@ -95,8 +96,11 @@ def truth_rows(truth: Iterable[TruthRecord]) -> list[dict[str, Any]]:
     return rows
 
 
-def expected_views(truth: Iterable[TruthRecord]) -> dict[str, dict[Key, Measures]]:
-    return reference_views(truth_rows(truth))
+def expected_views(
+    truth: Iterable[TruthRecord], dedup_horizon_ms: int = DEFAULT_DEDUP_HORIZON_MS
+) -> dict[str, dict[Key, Measures]]:
+    """What the views must hold for these acknowledged records: the independent oracle."""
+    return oracle_views(truth_rows(truth), dedup_horizon_ms)
 
 
 def speed_views(engine: Engine, min_bucket: int = 0) -> dict[str, dict[Key, Measures]]:
