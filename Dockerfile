@@ -4,8 +4,10 @@ FROM python:3.11-slim-bookworm
 
 RUN apt-get update \
  && apt-get install -y --no-install-recommends openjdk-17-jre-headless procps tini \
- && rm -rf /var/lib/apt/lists/*
-ENV JAVA_HOME=/usr/lib/jvm/java-17-openjdk-amd64 \
+ && rm -rf /var/lib/apt/lists/* \
+ && ln -s "$(dirname "$(dirname "$(readlink -f "$(command -v java)")")")" /usr/lib/jvm/default-java-17
+# The JDK's directory name carries the architecture (amd64, arm64): point at it by a fixed link.
+ENV JAVA_HOME=/usr/lib/jvm/default-java-17 \
     PYTHONUNBUFFERED=1 \
     LAMBDA_DATA_DIR=/data
 

@@ -16,9 +16,27 @@ from lambda_contracts.settings import Settings, blank_secrets, without_secrets
 JOB_FILE = Path(__file__).with_name("spark_job.py")
 
 
+def runs_locally(settings: Settings) -> bool:
+    """``local[...]``: the whole job is one JVM on this host."""
+    return settings.spark_master.startswith("local")
+
+
+def driver_conf(settings: Settings) -> dict[str, str]:
+    """Where executors reach the driver. Locally nothing leaves loopback; on a cluster the
+    driver binds every interface and advertises ``LAMBDA_SPARK_DRIVER_HOST`` (a name the
+    workers resolve: the compose service or the host name of the Airflow worker)."""
+    if runs_locally(settings) or settings.spark_driver_host is None:
+        return {}
+    return {
+        "spark.driver.host": settings.spark_driver_host,
+        "spark.driver.bindAddress": "0.0.0.0",
+    }
+
+
 def spark_conf(settings: Settings) -> dict[str, str]:
     """Spark settings sized for a 2-core machine by default."""
     return {
+        **driver_conf(settings),
         "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
         "spark.default.parallelism": str(settings.spark_shuffle_partitions),
         "spark.ui.enabled": "false",
@@ -34,17 +52,20 @@ def spark_conf(settings: Settings) -> dict[str, str]:
     }
 
 
-def spark_env() -> dict[str, str]:
+def spark_env(settings: Settings) -> dict[str, str]:
     """The job and its Python workers run in this virtualenv's interpreter.
 
-    Inherited secrets are blanked: the job needs none of them (see ``submit_env``).
+    Inherited secrets are blanked: the job needs none of them (see ``submit_env``). Only a
+    local job is pinned to loopback: executors on other hosts must reach a cluster driver.
     """
-    return {
+    env = {
         **blank_secrets(),
         "PYSPARK_PYTHON": sys.executable,
         "PYSPARK_DRIVER_PYTHON": sys.executable,
-        "SPARK_LOCAL_IP": "127.0.0.1",  # local mode binds loopback only
     }
+    if runs_locally(settings):
+        env["SPARK_LOCAL_IP"] = "127.0.0.1"
+    return env
 
 
 def spark_submit_binary() -> str:
@@ -75,7 +96,7 @@ def spark_submit_command(
 
 def submit_env(settings: Settings) -> dict[str, str]:
     """The job's environment: these settings and the Spark variables, and no secrets."""
-    return without_secrets({**os.environ, **settings.as_env(), **spark_env()})
+    return without_secrets({**os.environ, **settings.as_env(), **spark_env(settings)})
 
 
 def spark_submit_operator(task_id: str, name: str, horizon: str, version: str, settings: Settings):  # type: ignore[no-untyped-def]
@@ -93,5 +114,5 @@ def spark_submit_operator(task_id: str, name: str, horizon: str, version: str, s
         application_args=job_arguments(horizon, version, "{{ run_id }}"),
         conf=spark_conf(settings),
         driver_memory=settings.spark_driver_memory,
-        env_vars=spark_env(),
+        env_vars=spark_env(settings),
     )

@@ -96,6 +96,16 @@ def down() -> None:
     console.print("all services are down")
 
 
+@app.command("admin-password")
+def show_admin_password() -> None:
+    """Print the Airflow UI's admin password (generated at first start, kept mode 0600).
+
+    In docker compose: ``docker compose exec airflow-apiserver lambda-platform admin-password``.
+    """
+    settings = get_settings()
+    console.print(admin_password(settings), highlight=False)
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def airflow(ctx: typer.Context) -> None:
     """Run an ``airflow`` command with the platform's Airflow configuration (e.g. ``dags list``).

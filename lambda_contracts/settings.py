@@ -74,6 +74,9 @@ class Settings(BaseSettings):
 
     spark_master: str = "local[2]"
     spark_driver_memory: str = "2g"
+    spark_driver_host: str | None = Field(
+        default=None, description="address executors use to reach the driver (cluster masters)"
+    )
     spark_shuffle_partitions: int = Field(default=4, ge=1)
     batch_keep_versions: int = Field(default=5, ge=1)
     batch_schedule_minutes: int = Field(default=5, ge=1)

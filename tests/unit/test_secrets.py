@@ -36,7 +36,7 @@ def test_the_spark_job_gets_no_token_from_settings_or_inherited(
 def test_airflow_spark_tasks_blank_the_inherited_token(monkeypatch: pytest.MonkeyPatch) -> None:
     """SparkSubmitOperator adds env_vars to the worker's environment: blanking hides it."""
     monkeypatch.setenv("LAMBDA_API_TOKEN", TOKEN)
-    for key, value in spark_env().items():
+    for key, value in spark_env(Settings()).items():
         monkeypatch.setenv(key, value)
     assert Settings().api_token is None
 
