@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import uuid
@@ -16,14 +15,14 @@ from infra.local_broker import Broker, start_broker
 from infra.s3_server import S3Server, start_s3_server
 from infra.topics import ensure_topics
 from lambda_contracts.settings import Settings
+from tests.support import ports
 from tests.support.pipeline import SpeedProcess
 from tests.support.services import Postgres
 
-# Overridable so two test runs on one machine do not clash.
-TEST_KAFKA_PORT = int(os.environ.get("LAMBDA_TEST_KAFKA_PORT", "19092"))
-TEST_CONTROLLER_PORT = int(os.environ.get("LAMBDA_TEST_CONTROLLER_PORT", "19093"))
-TEST_PG_PORT = int(os.environ.get("LAMBDA_TEST_PG_PORT", "15432"))
-TEST_S3_PORT = int(os.environ.get("LAMBDA_TEST_S3_PORT", "17070"))
+TEST_KAFKA_PORT = ports.KAFKA_PORT
+TEST_CONTROLLER_PORT = ports.CONTROLLER_PORT
+TEST_PG_PORT = ports.PG_PORT
+TEST_S3_PORT = ports.S3_PORT
 TEST_S3_BUCKET = "lambda-test"
 
 

@@ -12,6 +12,7 @@ from infra.local_broker import Broker, start_broker
 from infra.topics import ensure_topics
 from lambda_contracts.settings import Settings
 from producer.cli import make_producer
+from tests.support import ports
 from tests.support.pipeline import read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -19,7 +20,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def own_broker(tmp_path_factory: pytest.TempPathFactory):
-    broker = start_broker(tmp_path_factory.mktemp("kafka-durability"), 19392, 19393)
+    broker = start_broker(tmp_path_factory.mktemp("kafka-durability"), *ports.DURABILITY_BROKER)
     yield broker
     broker.stop()
 

@@ -26,6 +26,7 @@ from infra.topics import ensure_topics
 from lambda_contracts.db import make_engine
 from lambda_contracts.settings import Settings
 from speed_layer.health import EXIT_STALLED
+from tests.support import ports
 from tests.support.pipeline import (
     SpeedProcess,
     assert_landing_holds_every_valid_event_once,
@@ -45,7 +46,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def frozen_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    broker = start_broker(tmp_path_factory.mktemp("kafka-faults"), 19292, 19293)
+    broker = start_broker(tmp_path_factory.mktemp("kafka-faults"), *ports.FAULT_BROKER)
     try:
         yield broker
     finally:
