@@ -34,6 +34,30 @@ console = Console()
 
 
 @app.command()
+def compact(
+    below: Annotated[
+        int | None, typer.Option(help="compact buckets below this ms (default: published horizon)")
+    ] = None,
+) -> None:
+    """Rewrite sealed landing buckets as one file per (bucket, partition)."""
+    from batch_layer.compaction import compact as compact_landing
+
+    layout = Layout(get_settings().data_dir)
+    current = layout.read_current()
+    limit = below if below is not None else (current.horizon_ms if current else 0)
+    watermark = layout.landing_watermark(get_settings().partitions, get_settings().bucket_ms)
+    if limit > watermark:
+        console.print(f"[red]{limit} is above the landing watermark {watermark}: not sealed[/red]")
+        raise typer.Exit(2)
+    done = compact_landing(layout, below_ms=limit)
+    console.print(
+        f"{done.buckets} buckets below {ms_to_iso(limit) if limit else 0}: "
+        f"{done.files_before} files -> {done.files_after}; deleted {done.deleted}, "
+        f"kept {done.kept_for_readers} for readers"
+    )
+
+
+@app.command()
 def run(
     horizon: Annotated[int | None, typer.Option(help="horizon in ms (default: watermark)")] = None,
     rebuild: Annotated[

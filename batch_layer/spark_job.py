@@ -26,6 +26,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from lambda_contracts.durable import fsync_dir
+from lambda_contracts.landing_lock import reading_landing
 from lambda_contracts.layout import LANDING_COLUMNS, LANDING_FILE, LOG_ORDER, Layout
 from lambda_contracts.settings import Settings
 from lambda_contracts.views import VIEWS
@@ -175,7 +176,10 @@ def main() -> None:
     parser.add_argument("--version", required=True, help="version id to write")
     parser.add_argument("--run-id", default="manual")
     args = parser.parse_args()
-    path = run(Settings(), args.horizon, args.version, args.run_id)
+    settings = Settings()
+    # Compaction keeps every landing file this job may list until the job is done.
+    with reading_landing(Layout(settings.data_dir)):
+        path = run(settings, args.horizon, args.version, args.run_id)
     print(json.dumps({"version": args.version, "path": str(path)}))
 
 

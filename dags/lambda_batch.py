@@ -8,15 +8,18 @@ Every few minutes (``LAMBDA_BATCH_SCHEDULE_MINUTES``, default 5):
    ``batch_layer.horizon.choose_horizon``. While a rollback pins ``CURRENT`` the run is
    skipped (logged): nothing is published over the operator's choice until
    ``lambda-batch resume``.
-2. **name_version** — a version id, fixed for the run so retries rewrite the same version.
-3. **recompute** — ``spark-submit`` of ``batch_layer/spark_job.py``: all landed records with
+2. **compact_landing** — sealed buckets below *H* are rewritten as one file per (bucket,
+   partition); superseded small files are deleted once no kept version or running job needs
+   them (``batch_layer.compaction``). Idempotent: a retry finds nothing left to do.
+3. **name_version** — a version id, fixed for the run so retries rewrite the same version.
+4. **recompute** — ``spark-submit`` of ``batch_layer/spark_job.py``: all landed records with
    ingest bucket < H, deduplicated, every declared view, a staged version with a manifest.
-4. **validate** — the manifest reconciles (input - removed = every view's total count).
-5. **publish** — flips ``CURRENT`` atomically (skipped, and logged, if a rollback pinned it
+5. **validate** — the manifest reconciles (input - removed = every view's total count).
+6. **publish** — flips ``CURRENT`` atomically (skipped, and logged, if a rollback pinned it
    meanwhile; refused if the horizon went stale); emits an event on the ``lambda-batch-views``
    asset carrying the version and horizon (Assets view), and records the run.
-6. **expire_speed_rows** — deletes speed rows with ingest bucket < H (cleanup only).
-7. **report** — logs the drift between speed and batch for the absorbed buckets; prunes old
+7. **expire_speed_rows** — deletes speed rows with ingest bucket < H (cleanup only).
+8. **report** — logs the drift between speed and batch for the absorbed buckets; prunes old
    versions.
 
 The logic lives in ``batch_layer``; this file only wires it.
@@ -75,7 +78,20 @@ def lambda_batch() -> None:
 
         return new_version_id(run_id or "run")
 
+    @task
+    def compact_landing(horizon_ms: int) -> dict[str, Any]:
+        from batch_layer.compaction import compact
+        from lambda_contracts.layout import Layout
+
+        done = compact(Layout(get_settings().data_dir), below_ms=int(horizon_ms))
+        print(
+            f"compacted {done.buckets} sealed buckets: {done.files_before} files -> "
+            f"{done.files_after}; deleted {done.deleted} superseded, kept {done.kept_for_readers}"
+        )
+        return {"files_before": done.files_before, "files_after": done.files_after}
+
     horizon = wait_for_sealed_data()
+    compacted = compact_landing(horizon)
     version = name_version()
 
     recompute = spark_submit_operator(
@@ -139,7 +155,7 @@ def lambda_batch() -> None:
         return {**report, "expired_speed_rows": expired, "pruned": pruned}
 
     checks = validate(version)
-    [horizon, version] >> recompute >> checks
+    [compacted, version] >> recompute >> checks
     published = publish(version, checks)
     report(published, expire_speed_rows(published))
 

@@ -43,6 +43,29 @@ LANDING_FILE = re.compile(r"^p(?P<partition>\d+)-(?P<first>\d+)-(?P<last>\d+)\.p
 BUCKET_DIR = re.compile(r"^bucket=(?P<bucket>\d+)$")
 
 
+def landing_file_range(path: Path) -> tuple[int, int, int] | None:
+    """(partition, first offset, last offset) of a landing file's name; None for other files."""
+    m = LANDING_FILE.match(path.name)
+    return (int(m["partition"]), int(m["first"]), int(m["last"])) if m else None
+
+
+def superseded_files(files: list[Path]) -> set[Path]:
+    """Files of one bucket whose offset range lies inside another file's range (same
+    partition): everything they hold is in that other file too."""
+    covered: set[Path] = set()
+    ranges = sorted(
+        ((r, f) for f in files if (r := landing_file_range(f)) is not None),
+        key=lambda item: (item[0][0], item[0][1], -item[0][2]),
+    )
+    reach: dict[int, int] = {}  # partition -> furthest last offset of the files so far
+    for (partition, _first, last), path in ranges:
+        if reach.get(partition, -1) >= last:
+            covered.add(path)
+        else:
+            reach[partition] = last
+    return covered
+
+
 @dataclass(frozen=True)
 class PartitionProgress:
     """How far one partition has been durably landed.
@@ -96,15 +119,25 @@ class Layout:
         return sorted(int(m["bucket"]) for m in found if m)
 
     def landing_files(self, below_ms: int | None = None, from_ms: int = 0) -> list[Path]:
-        """Landing files of buckets in [from_ms, below_ms), in bucket then name order."""
+        """Landing files of buckets in [from_ms, below_ms), in bucket then name order.
+
+        A file whose offset range another file of its bucket covers (a compacted file holds
+        everything the small files it replaced held) is left out: readers see the old files
+        or the compacted one, never both.
+        """
         files: list[Path] = []
         for bucket in self.landed_buckets():
             if bucket < from_ms or (below_ms is not None and bucket >= below_ms):
                 continue
-            files.extend(
-                sorted(p for p in self.bucket_dir(bucket).iterdir() if LANDING_FILE.match(p.name))
-            )
+            found = [p for p in self.bucket_dir(bucket).iterdir() if LANDING_FILE.match(p.name)]
+            covered = superseded_files(found)
+            files.extend(sorted(p for p in found if p not in covered))
         return files
+
+    @property
+    def landing_readers_lock(self) -> Path:
+        """Held shared by jobs reading landing files, exclusively by compaction's deletes."""
+        return self.landing_dir / ".readers.lock"
 
     def progress_file(self, partition: int) -> Path:
         return self.progress_dir / f"partition={partition}.json"

@@ -1,0 +1,155 @@
+"""Compaction of sealed landing buckets: fewer files, the same rows, whatever is killed when."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from batch_layer.compaction import STEPS, compact
+from batch_layer.versions import new_version_id
+from lambda_contracts.landing_files import write_landing_file
+from lambda_contracts.landing_lock import reading_landing
+from lambda_contracts.layout import Layout, superseded_files
+
+BUCKET_MS = 60_000
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _row(partition: int, offset: int, ts: int) -> dict[str, object]:
+    return {
+        "transaction_id": f"t{partition}-{offset}",
+        "created_time": ts - 5,
+        "source_account_id": f"a{offset % 7}",
+        "target_account_id": "b",
+        "amount_cents": offset * 3,
+        "kafka_partition": partition,
+        "kafka_offset": offset,
+        "kafka_ts": ts,
+    }
+
+
+def _land(layout: Layout) -> list[tuple[int, int]]:
+    """Two buckets x three partitions, written as the speed layer does: a small file per
+    flush, plus one replayed (overlapping) file. Returns every (partition, offset) landed."""
+    landed = []
+    for partition in range(3):
+        offset = 0
+        for bucket in (0, BUCKET_MS):
+            for _flush in range(5):
+                rows = [_row(partition, offset + i, bucket + offset + i) for i in range(4)]
+                write_landing_file(layout, bucket, partition, rows)
+                landed += [(partition, offset + i) for i in range(4)]
+                offset += 4
+        # A crash replay re-landed part of the last flushes of the second bucket.
+        replay = [_row(partition, o, BUCKET_MS + o) for o in range(offset - 6, offset)]
+        write_landing_file(layout, BUCKET_MS, partition, replay)
+    return landed
+
+
+def _read_listed(layout: Layout) -> Counter[tuple[int, int]]:
+    """What a reader sees through the listing, counting every row it would read."""
+    seen: Counter[tuple[int, int]] = Counter()
+    for path in layout.landing_files():
+        for row in pq.read_table(path).to_pylist():
+            assert row == _row(row["kafka_partition"], row["kafka_offset"], row["kafka_ts"])
+            seen[(row["kafka_partition"], row["kafka_offset"])] += 1
+    return seen
+
+
+def _files_per_bucket_partition(layout: Layout) -> Counter[tuple[int, str]]:
+    return Counter(
+        (int(p.parent.name.split("=")[1]), p.name.split("-")[0]) for p in layout.landing_files()
+    )
+
+
+def test_superseded_means_contained_in_one_other_file_of_the_partition(tmp_path: Path) -> None:
+    names = ["p0-0-9", "p0-0-3", "p0-4-9", "p0-8-12", "p1-0-3", "p0-2-11"]
+    files = [tmp_path / f"{n}.parquet" for n in names]
+    assert {f.stem for f in superseded_files(files)} == {"p0-0-3", "p0-4-9"}
+
+
+def test_compaction_leaves_one_file_per_bucket_and_partition_with_the_same_rows(
+    tmp_path: Path,
+) -> None:
+    layout = Layout(tmp_path)
+    landed = _land(layout)
+    on_disk = len(list(layout.landing_dir.rglob("*.parquet")))
+    report = compact(layout, below_ms=2 * BUCKET_MS)
+
+    assert on_disk == 3 * 11
+    assert set(_files_per_bucket_partition(layout).values()) == {1}
+    assert report.files_before == on_disk and report.files_after == 6
+    assert _read_listed(layout) == Counter(set(landed))  # every offset once
+    assert report.deleted == on_disk  # compacted files have new names: every old one went
+    assert len(list(layout.landing_dir.rglob("*.parquet"))) == 6  # small files are gone
+    again = compact(layout, below_ms=2 * BUCKET_MS)
+    assert again.compacted == [] and again.deleted == 0  # idempotent
+
+
+def test_only_buckets_below_the_limit_are_touched(tmp_path: Path) -> None:
+    layout = Layout(tmp_path)
+    _land(layout)
+    untouched = sorted(layout.bucket_dir(BUCKET_MS).iterdir())
+    compact(layout, below_ms=BUCKET_MS)
+    assert len(layout.landing_files(below_ms=BUCKET_MS)) == 3
+    assert sorted(layout.bucket_dir(BUCKET_MS).iterdir()) == untouched
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_killed_at_any_step_loses_nothing_counts_nothing_twice_and_the_next_run_completes(
+    tmp_path: Path, step: str
+) -> None:
+    layout = Layout(tmp_path)
+    landed = _land(layout)
+    # Before compaction a replay overlaps the files around it: readers already see a few
+    # offsets twice and deduplicate them by (partition, offset).
+    before = _read_listed(layout)
+    assert before.keys() == set(landed)
+    # A kill during an earlier write left a temp file behind (before its fsync and rename).
+    (layout.bucket_dir(0) / ".p0-0-19.parquet.tmp-4242").write_bytes(b"PAR1 half a file")
+    code = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from batch_layer.compaction import compact\n"
+        "from lambda_contracts.layout import Layout\n"
+        "step = sys.argv[2]\n"
+        "compact(Layout(Path(sys.argv[1])), below_ms=int(sys.argv[3]),\n"
+        "        fault=lambda s: os._exit(9) if s == step else None)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    killed = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path), step, str(2 * BUCKET_MS)], env=env
+    )
+    assert killed.returncode == 9
+
+    midway = _read_listed(layout)
+    assert midway.keys() == set(landed)  # nothing lost
+    assert all(midway[k] <= before[k] for k in midway)  # no copy a reader did not see before
+    compact(layout, below_ms=2 * BUCKET_MS)
+    assert _read_listed(layout) == Counter(set(landed))
+    assert set(_files_per_bucket_partition(layout).values()) == {1}
+
+
+def test_files_a_kept_version_names_or_a_running_job_reads_are_kept(tmp_path: Path) -> None:
+    layout = Layout(tmp_path)
+    landed = _land(layout)
+    named = str(layout.landing_files(below_ms=BUCKET_MS)[0])
+    version = layout.version_dir(new_version_id("kept"))
+    version.mkdir(parents=True)
+    (version / "manifest.json").write_text(json.dumps({"input_files": {named: 4}}))
+
+    with reading_landing(layout):  # a batch job is reading
+        during = compact(layout, below_ms=2 * BUCKET_MS)
+    assert during.deleted == 0 and during.kept_for_readers > 0
+    assert _read_listed(layout) == Counter(set(landed))  # superseded files are not listed
+
+    after = compact(layout, below_ms=2 * BUCKET_MS)
+    assert Path(named).exists() and after.kept_for_readers == 1  # still named by v1
+    assert after.deleted == during.kept_for_readers - 1
