@@ -12,8 +12,13 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from lambda_contracts.settings import Settings
 from lambda_contracts.topics import TopicSpec, platform_topics
 
-# Settings whose value changes what the platform computes; others (retention) may differ.
-BINDING_CONFIGS = ("message.timestamp.type",)
+# Settings whose value changes what the platform computes or promises (ingest time, what an
+# acknowledgement means); others (retention) may differ.
+BINDING_CONFIGS = (
+    "message.timestamp.type",
+    "min.insync.replicas",
+    "unclean.leader.election.enable",
+)
 
 
 class TopicMismatchError(RuntimeError):
@@ -43,7 +48,9 @@ def ensure_topics(settings: Settings) -> list[str]:
         for spec in platform_topics(settings):
             if spec.name in existing:
                 continue
-            topic = NewTopic(spec.name, spec.partitions, 1, topic_configs=spec.configs)
+            topic = NewTopic(
+                spec.name, spec.partitions, spec.replication_factor, topic_configs=spec.configs
+            )
             try:
                 admin.create_topics([topic])
                 created.append(spec.name)
@@ -72,10 +79,16 @@ def check_topic(admin: KafkaAdminClient, spec: TopicSpec) -> None:
     """Raise TopicMismatchError, saying what differs and how to fix it, unless the topic has
     the declared partition count and binding configs."""
     described = admin.describe_topics([spec.name])
-    partitions = len(described[0]["partitions"]) if described else 0
+    layout = described[0]["partitions"] if described else []
     problems = []
-    if partitions != spec.partitions:
-        problems.append(f"{partitions} partitions, declared {spec.partitions} (LAMBDA_PARTITIONS)")
+    if len(layout) != spec.partitions:
+        problems.append(f"{len(layout)} partitions, declared {spec.partitions} (LAMBDA_PARTITIONS)")
+    replicas = min((len(p["replicas"]) for p in layout), default=0)
+    if layout and replicas != spec.replication_factor:
+        problems.append(
+            f"replication factor {replicas}, declared {spec.replication_factor} "
+            "(LAMBDA_REPLICATION_FACTOR)"
+        )
     actual = topic_configs(admin, spec.name)
     for key in BINDING_CONFIGS:
         if key in spec.configs and actual.get(key) != spec.configs[key]:

@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     topic: str = "transactions"
     dlq_topic: str = "transactions.dlq"
     partitions: int = Field(default=4, ge=1)
+    replication_factor: int = Field(default=1, ge=1, description="3 on a real cluster")
+    min_insync_replicas: int = Field(
+        default=1, ge=1, description="acks=all waits for this many replicas (2 with RF 3)"
+    )
     retention_ms: int = 7 * 24 * 3600 * 1000
 
     bucket_ms: int = Field(default=300_000, ge=1000, description="ingest bucket size")

@@ -78,6 +78,8 @@ def test_topics_are_created_once_with_their_definition(make_settings) -> None:
     }
     assert configs["message.timestamp.type"] == "LogAppendTime"
     assert configs["retention.ms"] == str(7 * 24 * 3600 * 1000)
+    assert configs["min.insync.replicas"] == str(settings.min_insync_replicas)
+    assert configs["unclean.leader.election.enable"] == "false"
 
 
 @pytest.mark.parametrize(
