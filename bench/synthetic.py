@@ -31,6 +31,7 @@ def write_landing(
     id_offset: int = 0,
     offset_base: dict[int, int] | None = None,
     seed: int = 7,
+    file_rows: int = FILE_ROWS,
 ) -> dict[int, int]:
     """Write ``events`` records; returns the next offset per partition."""
     rng = np.random.default_rng(seed)
@@ -69,8 +70,8 @@ def write_landing(
         buckets = kafka_ts - kafka_ts % bucket_ms
         for bucket in np.unique(buckets):
             idx = np.nonzero(buckets == bucket)[0]
-            for lo in range(0, len(idx), FILE_ROWS):
-                chunk = table.take(pa.array(idx[lo : lo + FILE_ROWS]))
+            for lo in range(0, len(idx), file_rows):
+                chunk = table.take(pa.array(idx[lo : lo + file_rows]))
                 first, last = chunk["kafka_offset"][0].as_py(), chunk["kafka_offset"][-1].as_py()
                 path = layout.landing_file(int(bucket), p, first, last)
                 path.parent.mkdir(parents=True, exist_ok=True)
