@@ -30,7 +30,14 @@ from speed_layer.dlq import DeadLetters
 from speed_layer.health import Health
 from speed_layer.landing import LandingWriter
 from speed_layer.metrics import SpeedMetrics
-from speed_layer.store import FencedError, PartitionBatch, SpeedStore
+from speed_layer.poison import (
+    Piece,
+    is_record_error,
+    rejected_instead,
+    split_by_record,
+    store_reason,
+)
+from speed_layer.store import AppliedBatch, FencedError, PartitionBatch, SpeedStore
 
 log = structlog.get_logger("speed_layer")
 
@@ -108,6 +115,9 @@ class SpeedLayer:
         self.stored: dict[int, int | None] = {}  # partition -> store's next offset
         self.resync_needed = False
         self._warned_timestamp_type = False
+        # The records the current poll batch counts, by (partition, offset): a record the
+        # store refuses is dead-lettered with its original key and value.
+        self._counted: dict[tuple[int, int], ConsumerRecord] = {}
 
     # --- assignment ---------------------------------------------------------------------
     def take(self, assigned: set[TopicPartition]) -> None:
@@ -132,6 +142,7 @@ class SpeedLayer:
     # --- one poll batch -------------------------------------------------------------------
     def process(self, polled: dict[TopicPartition, list[ConsumerRecord]]) -> int:
         """Apply one poll batch; returns the number of events newly counted."""
+        self._counted = {}
         batches = []
         for tp, records in polled.items():
             if tp.partition not in self.stored or not records:
@@ -145,7 +156,15 @@ class SpeedLayer:
             return 0
         started = time.perf_counter()
         try:
-            applied = self.store.apply(batches)
+            try:
+                applied = self.store.apply(batches)
+            except Exception as exc:
+                if not is_record_error(exc):
+                    raise
+                log.warning(
+                    "store refused the batch; applying it record by record", error=repr(exc)
+                )
+                applied = self._apply_record_by_record(batches)
         except FencedError as exc:
             self.metrics.fenced.inc()
             log.warning("fenced", error=str(exc))
@@ -154,10 +173,55 @@ class SpeedLayer:
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         for batch in batches:
             self.stored[batch.partition] = batch.next_offset
+        self._count(applied)
+        return applied.events
+
+    def _count(self, applied: AppliedBatch) -> None:
         self.metrics.events.inc(applied.events)
         self.metrics.duplicates.inc(applied.duplicates)
         self.metrics.rejected.inc(applied.rejected)
-        return applied.events
+
+    def _apply_record_by_record(self, batches: list[PartitionBatch]) -> AppliedBatch:
+        """Isolate the records the store refuses: one transaction per valid record, each
+        moving the partition's stored offset past it, and a refused record dead-lettered (and
+        acknowledged) before the transaction that moves past it as rejected.
+
+        Landing is untouched: the refused record is a valid event of the master dataset, so the
+        next batch run counts it (the publish's drift report shows the difference until then).
+        """
+        events = duplicates = rejected = 0
+        for batch in batches:
+            timestamps = {
+                o: r.timestamp for (p, o), r in self._counted.items() if p == batch.partition
+            }
+            for piece in split_by_record(batch, timestamps):
+                applied = self._apply_piece(piece)
+                self.stored[batch.partition] = piece.batch.next_offset
+                events += applied.events
+                duplicates += applied.duplicates
+                rejected += applied.rejected
+        return AppliedBatch(events, duplicates, rejected)
+
+    def _apply_piece(self, piece: Piece) -> AppliedBatch:
+        """One piece of the fallback; if the store refuses its record, the DLQ gets it."""
+        try:
+            return self.store.apply([piece.batch])
+        except Exception as exc:
+            if piece.row_offset is None or not is_record_error(exc):
+                raise
+            rec = self._counted[(piece.batch.partition, piece.row_offset)]
+            reason = store_reason(exc)
+            log.error(
+                "record refused by the store; dead-lettered",
+                partition=rec.partition,
+                offset=rec.offset,
+                reason=reason,
+            )
+            self.dlq.send(
+                rec.key, rec.value, reason, (rec.topic, rec.partition, rec.offset, rec.timestamp)
+            )
+            self.dlq.flush()
+            return self.store.apply([rejected_instead(piece)])
 
     def _partition_batch(
         self, partition: int, records: list[ConsumerRecord]
@@ -188,6 +252,7 @@ class SpeedLayer:
                     batch.rows.append(row)
             if counted:
                 counted_any = True
+                self._counted[(partition, rec.offset)] = rec
                 batch.next_offset = rec.offset + 1
                 batch.max_kafka_ts = max(batch.max_kafka_ts, rec.timestamp)
         return batch if counted_any else None
