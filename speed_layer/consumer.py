@@ -24,8 +24,9 @@ from kafka.errors import KafkaError
 from lambda_contracts.db import make_engine
 from lambda_contracts.events import Rejection, parse_event
 from lambda_contracts.landing_files import landing_row
-from lambda_contracts.layout import Layout
+from lambda_contracts.layout import Layout, PartitionProgress, landing_watermark
 from lambda_contracts.settings import Settings
+from speed_layer.broker_clock import BrokerClock
 from speed_layer.dlq import DeadLetters
 from speed_layer.health import Health
 from speed_layer.landing import LandingWriter
@@ -118,6 +119,7 @@ class SpeedLayer:
         # The records the current poll batch counts, by (partition, offset): a record the
         # store refuses is dead-lettered with its original key and value.
         self._counted: dict[tuple[int, int], ConsumerRecord] = {}
+        self.broker_clock = BrokerClock()
 
     # --- assignment ---------------------------------------------------------------------
     def take(self, assigned: set[TopicPartition]) -> None:
@@ -151,6 +153,7 @@ class SpeedLayer:
             if batch is not None:
                 batches.append(batch)
         self.metrics.consumed.inc(sum(len(r) for r in polled.values()))
+        self._observe_broker_time(polled)
         self.dlq.flush()
         if not batches:
             return 0
@@ -223,6 +226,13 @@ class SpeedLayer:
             self.dlq.flush()
             return self.store.apply([rejected_instead(piece)])
 
+    def _observe_broker_time(self, polled: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """Each partition's newest timestamp: stamped by its leader before we read it."""
+        learned_at = time.monotonic()
+        for records in polled.values():
+            if records:
+                self.broker_clock.observe(max(r.timestamp for r in records), learned_at)
+
     def _partition_batch(
         self, partition: int, records: list[ConsumerRecord]
     ) -> PartitionBatch | None:
@@ -262,12 +272,14 @@ class SpeedLayer:
         """Flush old landing buffers, seal caught-up partitions, export lag and watermark, and
         tell the health watch how far the watched partitions are."""
         self.landing.flush_due()
+        progress = self.layout.read_all_progress(self.settings.partitions)
+        self._observe_landed_time(progress)
         own = sorted(tp.partition for tp in self.consumer.assignment())
         # With no partitions of its own, the process watches the whole topic: a group whose
         # members all hold nothing while records wait (a lost assignment) is a stall too.
         watched = own or list(range(self.settings.partitions))
         tps = [TopicPartition(self.settings.topic, p) for p in watched]
-        checked_at_ms = int(time.time() * 1000)
+        broker_now_ms = self.broker_clock.now_ms()  # before the end offsets are asked
         try:
             ends = self.consumer.end_offsets(tps)
         except KafkaError as exc:
@@ -278,7 +290,8 @@ class SpeedLayer:
         end_by_partition = {tp.partition: end for tp, end in ends.items()}
         if own:
             stored = {p: self._counted_through(p) for p in own}
-            self.landing.seal_caught_up(end_by_partition, checked_at_ms)
+            if not self.resync_needed:  # positions are trustworthy only after a clean take
+                self.landing.seal_caught_up(end_by_partition, self._positions(own), broker_now_ms)
             for partition in own:
                 lag = end_by_partition.get(partition, 0) - (stored[partition] or 0)
                 self.metrics.lag.labels(str(partition)).set(lag)
@@ -294,8 +307,29 @@ class SpeedLayer:
             known = self.store.load_offsets()
             stored = {p: known.get(p) for p in watched}
         self.health.observe(stored, end_by_partition, own)
-        watermark = self.layout.landing_watermark(self.settings.partitions, self.settings.bucket_ms)
-        self.metrics.watermark.set(watermark)
+        self.metrics.watermark.set(landing_watermark(progress, self.settings.bucket_ms))
+
+    def _observe_landed_time(self, progress: list[PartitionProgress | None]) -> None:
+        """Landed and sealed times of every partition (other processes' too) are broker
+        times or lower bounds of them: a process owning only idle partitions learns from them."""
+        learned_at = time.monotonic()
+        for p in progress:
+            if p is not None and p.sealed_through_ms > 0:
+                self.broker_clock.observe(p.sealed_through_ms, learned_at)
+
+    def _positions(self, partitions: list[int]) -> dict[int, int]:
+        """The consumer's next fetch offset of each counted partition (past commit markers)."""
+        positions = {}
+        for partition in partitions:
+            if partition not in self.stored:
+                continue
+            try:
+                positions[partition] = self.consumer.position(
+                    TopicPartition(self.settings.topic, partition)
+                )
+            except KafkaError:
+                continue  # unknown: sealed by the landed offset alone
+        return positions
 
     def _counted_through(self, partition: int) -> int | None:
         """The store's next offset; for a partition the store has never counted, where the

@@ -7,13 +7,11 @@ and DLQ; the store, the landing zone and the fallback are the real ones.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kafka import TopicPartition
-from kafka.consumer.fetcher import ConsumerRecord
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -23,57 +21,19 @@ from speed_layer.consumer import SpeedLayer
 from speed_layer.metrics import SpeedMetrics
 from speed_layer.poison import is_record_error, split_by_record, store_reason
 from speed_layer.store import FencedError, PartitionBatch
+from tests.support.fakes import TOPIC, FakeConsumer, FakeDLQ, event_record
 
-TOPIC = "tx"
 POISON = "refused"
 
 
-class FakeConsumer:
-    def __init__(self, partitions: int) -> None:
-        self.tps = {TopicPartition(TOPIC, p) for p in range(partitions)}
-        self.sought: dict[TopicPartition, int] = {}
-
-    def seek(self, tp: TopicPartition, offset: int) -> None:
-        self.sought[tp] = offset
-
-    def assignment(self) -> set[TopicPartition]:
-        return self.tps
-
-
-class FakeDLQ:
-    def __init__(self) -> None:
-        self.sent: list[tuple[bytes | None, bytes | None, str, tuple]] = []
-        self.flushed = 0
-
-    def send(self, key: bytes | None, value: bytes | None, reason: str, origin: tuple) -> None:
-        self.sent.append((key, value, reason, origin))
-
-    def flush(self) -> None:
-        self.flushed = len(self.sent)
-
-    def forget_pending(self) -> None:
-        pass
-
-
 def record(partition: int, offset: int, account: str, value: bytes | None = None) -> Any:
-    event = {
-        "TransactionID": f"t{partition}-{offset}",
-        "CreatedTime": 1_550_149_860_000,
-        "SourceAccountID": account,
-        "TargetAccountID": "z",
-        "Amount": 10,
-    }
-    raw = value if value is not None else json.dumps(event).encode()
-    ts = 1_000_000 + offset
-    return ConsumerRecord(
-        TOPIC, partition, 0, offset, ts, 1, account.encode(), raw, [], None, -1, len(raw), -1
-    )
+    return event_record(partition, offset, account, 1_000_000 + offset, value)
 
 
 @pytest.fixture
 def layer(tmp_path: Path) -> SpeedLayer:
     settings = Settings(data_dir=tmp_path, topic=TOPIC, partitions=2)
-    speed = SpeedLayer(settings, FakeConsumer(2), FakeDLQ(), SpeedMetrics())  # type: ignore[arg-type]
+    speed = SpeedLayer(settings, FakeConsumer([0, 1]), FakeDLQ(), SpeedMetrics())  # type: ignore[arg-type]
     with speed.store.engine.begin() as conn:
         conn.execute(
             text(
