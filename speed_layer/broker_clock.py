@@ -16,7 +16,8 @@ topic is idle. The newest observation that gives the higher bound wins.
 Observations come from every record polled and from the landing progress of all partitions
 (what other processes have landed and sealed), so a process that owns only idle partitions
 still learns the brokers' time. Before the first observation there is no bound and nothing is
-sealed by time.
+sealed by time. (On a CreateTime topic, which the consumer warns about, buckets and this bound
+both follow the producers' clocks instead.)
 
 Several brokers: partitions have different leaders, whose clocks differ by their skew, and a
 stamped record may wait for replication before the end offset (high watermark) covers it.
