@@ -191,7 +191,11 @@ def main() -> None:
             ingest.terminate()
             ingest.wait(30)
             engine = make_engine(settings.speed_store_url)
-            queries = QueryService(BatchStore(layout), SpeedReader(engine, settings.topic))
+            queries = QueryService(
+                BatchStore(layout),
+                SpeedReader(engine, settings.topic),
+                partitions=settings.partitions,
+            )
             floors = {kind: floor(queries, kind, args.accounts) for kind in ("summary", "series")}
             fresh = freshness(settings, base, 2000, 15)
         finally:

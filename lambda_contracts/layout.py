@@ -79,6 +79,18 @@ class PartitionProgress:
     sealed_through_ms: int
 
 
+def landing_watermark(progress: list[PartitionProgress | None], bucket_ms: int) -> int:
+    """End of the newest bucket that every partition has completely landed (0 if none).
+
+    A partition that has never reported progress holds the watermark at 0: a bucket is
+    sealed only when all partitions, idle ones included, vouch for it.
+    """
+    if not progress or any(p is None for p in progress):
+        return 0
+    low = min(p.sealed_through_ms for p in progress if p is not None)
+    return low - low % bucket_ms
+
+
 @dataclass(frozen=True)
 class BatchPointer:
     """The CURRENT batch version and the exclusive ingest horizon its views cover.
@@ -158,20 +170,13 @@ class Layout:
             return None
         return PartitionProgress(raw["partition"], raw["next_offset"], raw["sealed_through_ms"])
 
-    def landing_watermark(self, partitions: int, bucket_ms: int) -> int:
-        """End of the newest bucket that every partition has completely landed (0 if none).
+    def read_all_progress(self, partitions: int) -> list[PartitionProgress | None]:
+        """The progress of partitions 0..partitions-1 (None where none was recorded yet)."""
+        return [self.read_progress(p) for p in range(partitions)]
 
-        A partition that has never reported progress holds the watermark at 0: a bucket is
-        sealed only when all partitions, idle ones included, vouch for it.
-        """
-        sealed = []
-        for p in range(partitions):
-            progress = self.read_progress(p)
-            if progress is None:
-                return 0
-            sealed.append(progress.sealed_through_ms)
-        low = min(sealed)
-        return low - low % bucket_ms
+    def landing_watermark(self, partitions: int, bucket_ms: int) -> int:
+        """End of the newest bucket that every partition has completely landed (0 if none)."""
+        return landing_watermark(self.read_all_progress(partitions), bucket_ms)
 
     # --- batch views --------------------------------------------------------------------
     @property

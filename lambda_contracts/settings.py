@@ -73,7 +73,10 @@ class Settings(BaseSettings):
         description="extra patience of a process that owns no partition (a rebalance held open)",
     )
     idle_seal_grace_ms: int = Field(
-        default=1000, ge=0, description="clock-skew margin when sealing an idle partition"
+        default=1000,
+        ge=0,
+        description="margin for broker clock skew and replication delay when sealing idle "
+        "partitions by broker time",
     )
 
     spark_master: str = "local[2]"

@@ -40,12 +40,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics = ServingMetrics()
         app.state.settings = settings
         app.state.metrics = metrics
+        app.state.end_offsets = EndOffsets(settings)
         app.state.queries = QueryService(
             BatchStore(Layout(settings.data_dir)),
             SpeedReader(engine, settings.topic),
             observe=lambda side, n: metrics.events.labels(side).inc(n),
+            end_offsets=lambda: app.state.end_offsets.get(),
+            partitions=settings.partitions,
         )
-        app.state.end_offsets = EndOffsets(settings)
         yield
         app.state.end_offsets.close()
         engine.dispose()

@@ -28,12 +28,16 @@ class ServingMetrics:
             registry=r,
         )
         self.staleness = Gauge(
-            "serving_staleness_seconds", "Age of the newest data on each side", ["side"], registry=r
+            "serving_staleness_seconds",
+            "Age of what each side has counted completely (speed: its watermark over all "
+            "partitions; batch: its horizon)",
+            ["side"],
+            registry=r,
         )
 
     def refresh_staleness(self, queries) -> None:  # type: ignore[no-untyped-def]
         now = time.time()
-        speed = queries.speed.watermark_ms()
+        speed = queries.speed_watermark_ms()
         if speed:
             self.staleness.labels("speed").set(now - speed / 1000)
         pointer = queries.batch.layout.read_current()

@@ -16,6 +16,7 @@ from lambda_contracts.views import ACCOUNT_MINUTE, GLOBAL_MINUTE, Key, Measures,
 from serving.batch_store import BatchStore
 from serving.merge import merge_rows, roll_up, total
 from serving.speed_store import SpeedReader
+from serving.watermark import EndOffsetsReading, speed_watermark_ms
 
 T = TypeVar("T")
 
@@ -50,10 +51,20 @@ class QueryService:
         batch: BatchStore,
         speed: SpeedReader,
         observe: Callable[[str, int], None] = lambda side, events: None,
+        end_offsets: Callable[[], EndOffsetsReading | None] = lambda: None,
+        partitions: int = 1,
     ) -> None:
         self.batch = batch
         self.speed = speed
         self.observe = observe  # told how many events each side contributed
+        self.end_offsets = end_offsets
+        self.partitions = partitions
+
+    def speed_watermark_ms(self, ends: EndOffsetsReading | None = None) -> int | None:
+        """The time up to which every partition is counted by speed (:mod:`serving.watermark`);
+        ``ends``: an end-offsets reading the caller already holds (else one is taken)."""
+        reading = ends if ends is not None else self.end_offsets()
+        return speed_watermark_ms(self.speed.partitions(), self.partitions, reading)
 
     def snapshot(self) -> Snapshot:
         return Snapshot(self.batch.current())

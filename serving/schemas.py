@@ -31,7 +31,13 @@ class Meta(BaseModel):
     batch_version: str | None = Field(description="batch version read (null before the first)")
     batch_horizon: str | None = Field(description="exclusive ingest horizon of that version")
     batch_horizon_ms: int | None
-    speed_watermark: str | None = Field(description="newest ingest time counted by speed")
+    speed_watermark: str | None = Field(
+        description="ingest (Kafka) time up to which EVERY partition is counted by speed: the "
+        "minimum over partitions of the newest counted timestamp, a caught-up partition counting "
+        "as the time its end offset was read; null while a partition with records has counted "
+        "nothing. A stalled partition holds it back."
+    )
+    speed_watermark_ms: int | None = Field(default=None, description="speed_watermark, epoch ms")
     as_of: str = Field(description="when this answer's snapshot was taken")
     events_from_batch: int
     events_from_speed: int
@@ -97,7 +103,8 @@ class Freshness(BaseModel):
     batch_horizon_ms: int | None
     landing_watermark: str | None
     landing_watermark_ms: int
-    speed_watermark: str | None
+    speed_watermark: str | None = Field(description="as in meta")
+    speed_watermark_ms: int | None = None
     speed_lag: list[PartitionLag]
     last_batch_run: dict | None
     meta: Meta

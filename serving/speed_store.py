@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, func, literal_column, select, text
+from sqlalchemy import Engine, literal_column, select, text
 
 from lambda_contracts.store_schema import batch_runs, partition_state, view_tables
 from lambda_contracts.views import Key, Measures, View, keyed
@@ -47,20 +47,12 @@ class SpeedReader:
         return keyed(fetched, len(group_by))
 
     def partitions(self) -> list[dict[str, Any]]:
+        """Each partition's stored offset, counters and newest counted Kafka timestamp."""
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(partition_state).where(partition_state.c.topic == self.topic)
             ).mappings()
             return [dict(r) for r in rows]
-
-    def watermark_ms(self) -> int | None:
-        """Newest Kafka timestamp whose effect is in the speed store."""
-        with self.engine.connect() as conn:
-            return conn.execute(
-                select(func.max(partition_state.c.max_kafka_ts)).where(
-                    partition_state.c.topic == self.topic
-                )
-            ).scalar()
 
     def last_run(self) -> dict[str, Any] | None:
         with self.engine.connect() as conn:

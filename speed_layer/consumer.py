@@ -24,13 +24,21 @@ from kafka.errors import KafkaError
 from lambda_contracts.db import make_engine
 from lambda_contracts.events import Rejection, parse_event
 from lambda_contracts.landing_files import landing_row
-from lambda_contracts.layout import Layout
+from lambda_contracts.layout import Layout, PartitionProgress, landing_watermark
 from lambda_contracts.settings import Settings
+from speed_layer.broker_clock import BrokerClock
 from speed_layer.dlq import DeadLetters
 from speed_layer.health import Health
 from speed_layer.landing import LandingWriter
 from speed_layer.metrics import SpeedMetrics
-from speed_layer.store import FencedError, PartitionBatch, SpeedStore
+from speed_layer.poison import (
+    Piece,
+    is_record_error,
+    rejected_instead,
+    split_by_record,
+    store_reason,
+)
+from speed_layer.store import AppliedBatch, FencedError, PartitionBatch, SpeedStore
 
 log = structlog.get_logger("speed_layer")
 
@@ -108,6 +116,10 @@ class SpeedLayer:
         self.stored: dict[int, int | None] = {}  # partition -> store's next offset
         self.resync_needed = False
         self._warned_timestamp_type = False
+        # The records the current poll batch counts, by (partition, offset): a record the
+        # store refuses is dead-lettered with its original key and value.
+        self._counted: dict[tuple[int, int], ConsumerRecord] = {}
+        self.broker_clock = BrokerClock()
 
     # --- assignment ---------------------------------------------------------------------
     def take(self, assigned: set[TopicPartition]) -> None:
@@ -132,6 +144,7 @@ class SpeedLayer:
     # --- one poll batch -------------------------------------------------------------------
     def process(self, polled: dict[TopicPartition, list[ConsumerRecord]]) -> int:
         """Apply one poll batch; returns the number of events newly counted."""
+        self._counted = {}
         batches = []
         for tp, records in polled.items():
             if tp.partition not in self.stored or not records:
@@ -140,12 +153,21 @@ class SpeedLayer:
             if batch is not None:
                 batches.append(batch)
         self.metrics.consumed.inc(sum(len(r) for r in polled.values()))
+        self._observe_broker_time(polled)
         self.dlq.flush()
         if not batches:
             return 0
         started = time.perf_counter()
         try:
-            applied = self.store.apply(batches)
+            try:
+                applied = self.store.apply(batches)
+            except Exception as exc:
+                if not is_record_error(exc):
+                    raise
+                log.warning(
+                    "store refused the batch; applying it record by record", error=repr(exc)
+                )
+                applied = self._apply_record_by_record(batches)
         except FencedError as exc:
             self.metrics.fenced.inc()
             log.warning("fenced", error=str(exc))
@@ -154,10 +176,62 @@ class SpeedLayer:
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         for batch in batches:
             self.stored[batch.partition] = batch.next_offset
+        self._count(applied)
+        return applied.events
+
+    def _count(self, applied: AppliedBatch) -> None:
         self.metrics.events.inc(applied.events)
         self.metrics.duplicates.inc(applied.duplicates)
         self.metrics.rejected.inc(applied.rejected)
-        return applied.events
+
+    def _apply_record_by_record(self, batches: list[PartitionBatch]) -> AppliedBatch:
+        """Isolate the records the store refuses: one transaction per valid record, each
+        moving the partition's stored offset past it, and a refused record dead-lettered (and
+        acknowledged) before the transaction that moves past it as rejected.
+
+        Landing is untouched: the refused record is a valid event of the master dataset, so the
+        next batch run counts it (the publish's drift report shows the difference until then).
+        """
+        events = duplicates = rejected = 0
+        for batch in batches:
+            timestamps = {
+                o: r.timestamp for (p, o), r in self._counted.items() if p == batch.partition
+            }
+            for piece in split_by_record(batch, timestamps):
+                applied = self._apply_piece(piece)
+                self.stored[batch.partition] = piece.batch.next_offset
+                events += applied.events
+                duplicates += applied.duplicates
+                rejected += applied.rejected
+        return AppliedBatch(events, duplicates, rejected)
+
+    def _apply_piece(self, piece: Piece) -> AppliedBatch:
+        """One piece of the fallback; if the store refuses its record, the DLQ gets it."""
+        try:
+            return self.store.apply([piece.batch])
+        except Exception as exc:
+            if piece.row_offset is None or not is_record_error(exc):
+                raise
+            rec = self._counted[(piece.batch.partition, piece.row_offset)]
+            reason = store_reason(exc)
+            log.error(
+                "record refused by the store; dead-lettered",
+                partition=rec.partition,
+                offset=rec.offset,
+                reason=reason,
+            )
+            self.dlq.send(
+                rec.key, rec.value, reason, (rec.topic, rec.partition, rec.offset, rec.timestamp)
+            )
+            self.dlq.flush()
+            return self.store.apply([rejected_instead(piece)])
+
+    def _observe_broker_time(self, polled: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """Each partition's newest timestamp: stamped by its leader before we read it."""
+        learned_at = time.monotonic()
+        for records in polled.values():
+            if records:
+                self.broker_clock.observe(max(r.timestamp for r in records), learned_at)
 
     def _partition_batch(
         self, partition: int, records: list[ConsumerRecord]
@@ -188,6 +262,7 @@ class SpeedLayer:
                     batch.rows.append(row)
             if counted:
                 counted_any = True
+                self._counted[(partition, rec.offset)] = rec
                 batch.next_offset = rec.offset + 1
                 batch.max_kafka_ts = max(batch.max_kafka_ts, rec.timestamp)
         return batch if counted_any else None
@@ -197,12 +272,14 @@ class SpeedLayer:
         """Flush old landing buffers, seal caught-up partitions, export lag and watermark, and
         tell the health watch how far the watched partitions are."""
         self.landing.flush_due()
+        progress = self.layout.read_all_progress(self.settings.partitions)
+        self._observe_landed_time(progress)
         own = sorted(tp.partition for tp in self.consumer.assignment())
         # With no partitions of its own, the process watches the whole topic: a group whose
         # members all hold nothing while records wait (a lost assignment) is a stall too.
         watched = own or list(range(self.settings.partitions))
         tps = [TopicPartition(self.settings.topic, p) for p in watched]
-        checked_at_ms = int(time.time() * 1000)
+        broker_now_ms = self.broker_clock.now_ms()  # before the end offsets are asked
         try:
             ends = self.consumer.end_offsets(tps)
         except KafkaError as exc:
@@ -213,7 +290,8 @@ class SpeedLayer:
         end_by_partition = {tp.partition: end for tp, end in ends.items()}
         if own:
             stored = {p: self._counted_through(p) for p in own}
-            self.landing.seal_caught_up(end_by_partition, checked_at_ms)
+            if not self.resync_needed:  # positions are trustworthy only after a clean take
+                self.landing.seal_caught_up(end_by_partition, self._positions(own), broker_now_ms)
             for partition in own:
                 lag = end_by_partition.get(partition, 0) - (stored[partition] or 0)
                 self.metrics.lag.labels(str(partition)).set(lag)
@@ -229,8 +307,29 @@ class SpeedLayer:
             known = self.store.load_offsets()
             stored = {p: known.get(p) for p in watched}
         self.health.observe(stored, end_by_partition, own)
-        watermark = self.layout.landing_watermark(self.settings.partitions, self.settings.bucket_ms)
-        self.metrics.watermark.set(watermark)
+        self.metrics.watermark.set(landing_watermark(progress, self.settings.bucket_ms))
+
+    def _observe_landed_time(self, progress: list[PartitionProgress | None]) -> None:
+        """Landed and sealed times of every partition (other processes' too) are broker
+        times or lower bounds of them: a process owning only idle partitions learns from them."""
+        learned_at = time.monotonic()
+        for p in progress:
+            if p is not None and p.sealed_through_ms > 0:
+                self.broker_clock.observe(p.sealed_through_ms, learned_at)
+
+    def _positions(self, partitions: list[int]) -> dict[int, int]:
+        """The consumer's next fetch offset of each counted partition (past commit markers)."""
+        positions = {}
+        for partition in partitions:
+            if partition not in self.stored:
+                continue
+            try:
+                positions[partition] = self.consumer.position(
+                    TopicPartition(self.settings.topic, partition)
+                )
+            except KafkaError:
+                continue  # unknown: sealed by the landed offset alone
+        return positions
 
     def _counted_through(self, partition: int) -> int | None:
         """The store's next offset; for a partition the store has never counted, where the

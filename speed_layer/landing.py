@@ -107,21 +107,37 @@ class LandingWriter:
     def _bucket_of(self, row: dict[str, Any]) -> int:
         return ingest_bucket(row["kafka_ts"], self.bucket_ms)
 
-    def seal_caught_up(self, end_offsets: dict[int, int], checked_at_ms: int) -> None:
+    def seal_caught_up(
+        self, end_offsets: dict[int, int], positions: dict[int, int], broker_now_ms: int | None
+    ) -> None:
         """Seal time for partitions with nothing unlanded below their end offset.
 
-        ``end_offsets`` were asked of the broker at ``checked_at_ms`` (local clock): any record
-        appended before then has a smaller offset, so if everything below the end offset is
-        landed, so is every record stamped before ``checked_at_ms`` (less a clock-skew grace).
+        ``broker_now_ms`` is a lower bound of the brokers' clock taken before ``end_offsets``
+        were asked (see :mod:`speed_layer.broker_clock`): a record appended after the answer
+        is stamped at or after it, and every record below the end offset is landed, so every
+        record stamped before it (less the grace for broker skew and replication) is landed.
+
+        Caught up is judged by the consumer's ``positions``, not by the last record consumed:
+        a transaction's commit marker takes an offset but is never returned as a record.
         """
+        if broker_now_ms is None:
+            return
+        sealed = broker_now_ms - self.grace_ms
         for partition, end in end_offsets.items():
             buf = self._parts.get(partition)
-            if buf is None or buf.rows or buf.landed_next < end:
+            if buf is None or not self._landed_through(buf, end, positions.get(partition)):
                 continue
-            sealed = checked_at_ms - self.grace_ms
             if sealed > buf.sealed_through_ms:
                 buf.sealed_through_ms = sealed
                 self._write_progress(partition, buf)
+
+    @staticmethod
+    def _landed_through(buf: _PartitionBuffer, end: int, position: int | None) -> bool:
+        """Whether every record below ``end`` is landed: nothing buffered or consumed but
+        unrecorded, and the landed offset (or the consumer, past records it skips) at ``end``."""
+        if buf.rows or buf.consumed_next > buf.landed_next:
+            return False
+        return buf.landed_next >= end or (position is not None and position >= end)
 
     def _write_progress(self, partition: int, buf: _PartitionBuffer) -> None:
         self.layout.write_progress(

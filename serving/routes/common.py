@@ -7,13 +7,18 @@ from serving.queries import QueryService, Snapshot
 from serving.schemas import Meta, Point, average, money
 
 
-def meta(snap: Snapshot, queries: QueryService) -> Meta:
+def meta(snap: Snapshot, queries: QueryService, speed_watermark_ms: int | None = None) -> Meta:
+    """The answer's freshness; ``speed_watermark_ms`` if the caller computed it already."""
     pointer = snap.pointer
+    watermark = (
+        speed_watermark_ms if speed_watermark_ms is not None else queries.speed_watermark_ms()
+    )
     return Meta(
         batch_version=pointer.version if pointer else None,
         batch_horizon=ms_to_iso(pointer.horizon_ms) if pointer else None,
         batch_horizon_ms=pointer.horizon_ms if pointer else None,
-        speed_watermark=ms_to_iso(queries.speed.watermark_ms()),
+        speed_watermark=ms_to_iso(watermark),
+        speed_watermark_ms=watermark,
         as_of=ms_to_iso(snap.as_of_ms) or "",
         events_from_batch=snap.batch_events,
         events_from_speed=snap.speed_events,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
 from lambda_contracts.buckets import ms_to_iso
 from lambda_contracts.layout import Layout
@@ -14,10 +14,12 @@ router = APIRouter(prefix="/v1", tags=["freshness"])
 
 
 @router.get("/freshness", response_model=Freshness)
-def freshness(request: Request, settings: SettingsDep, queries: QueriesDep) -> Freshness:
+def freshness(settings: SettingsDep, queries: QueriesDep) -> Freshness:
     snap = queries.snapshot()
     watermark = Layout(settings.data_dir).landing_watermark(settings.partitions, settings.bucket_ms)
-    ends = request.app.state.end_offsets.get()
+    reading = queries.end_offsets()
+    ends = reading.offsets if reading else None
+    speed_watermark = queries.speed_watermark_ms(reading)
     stored = {p["kafka_partition"]: p["next_offset"] for p in queries.speed.partitions()}
     lag = []
     for partition in range(settings.partitions):
@@ -40,8 +42,9 @@ def freshness(request: Request, settings: SettingsDep, queries: QueriesDep) -> F
         batch_horizon_ms=pointer.horizon_ms if pointer else None,
         landing_watermark=ms_to_iso(watermark) if watermark else None,
         landing_watermark_ms=watermark,
-        speed_watermark=ms_to_iso(queries.speed.watermark_ms()),
+        speed_watermark=ms_to_iso(speed_watermark),
+        speed_watermark_ms=speed_watermark,
         speed_lag=lag,
         last_batch_run={k: v for k, v in last.items() if k != "report"} if last else None,
-        meta=meta(snap, queries),
+        meta=meta(snap, queries, speed_watermark),
     )

@@ -2,11 +2,37 @@
 "use strict";
 const REFRESH_MS = 3000;
 const SVG_NS = "http://www.w3.org/2000/svg";
+// When the API wants a bearer token (LAMBDA_API_TOKEN), the user enters it once per tab:
+// sessionStorage keeps it for this tab only, and it goes out only to this origin's /v1.
+const TOKEN_KEY = "lambda.apiToken";
+
+function apiHeaders() {
+  const headers = { Accept: "application/json" };
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (token) headers.Authorization = `Bearer ${token}`;
+  return headers;
+}
+
+class Unauthorized extends Error {}
 
 async function getJSON(url) {
-  const response = await fetch(url, { headers: { Accept: "application/json" } });
+  const response = await fetch(url, { headers: apiHeaders() });
+  if (response.status === 401) throw new Unauthorized("the API needs a valid token");
   if (!response.ok) throw new Error(`${url}: ${response.status}`);
   return response.json();
+}
+
+function setupTokenForm() {
+  const form = document.getElementById("token-form");
+  const input = document.getElementById("token");
+  input.value = sessionStorage.getItem(TOKEN_KEY) ?? "";
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const token = input.value.trim();
+    if (token) sessionStorage.setItem(TOKEN_KEY, token);
+    else sessionStorage.removeItem(TOKEN_KEY);
+    refresh();
+  });
 }
 
 function el(name, attrs, text) {
@@ -16,7 +42,10 @@ function el(name, attrs, text) {
   return node;
 }
 
-function drawChart(series, horizonMs, startMs, endMs) {
+// Bars are event-time minutes. Each merges batch and speed rows: the batch horizon is an
+// ingest time, so a minute before it can still hold late events counted by speed. The chart
+// therefore does not colour bars by side; the split the API reports is in the header.
+function drawChart(series, startMs, endMs) {
   const svg = document.getElementById("chart");
   svg.replaceChildren();
   const W = 900, H = 300, pad = 40;
@@ -25,20 +54,13 @@ function drawChart(series, horizonMs, startMs, endMs) {
   const y = (v) => H - pad - (v / max) * (H - 2 * pad);
   const barW = Math.max(2, (W - 2 * pad) / 60 - 2);
   for (const p of series.points) {
-    const side = horizonMs !== null && p.window_start_ms < horizonMs ? "batch" : "speed";
-    svg.append(el("rect", { class: `bar ${side}`, x: x(p.window_start_ms), y: y(p.count),
+    svg.append(el("rect", { class: "bar", x: x(p.window_start_ms), y: y(p.count),
       width: barW, height: H - pad - y(p.count), "data-count": p.count }));
   }
   svg.append(el("line", { x1: pad, y1: H - pad, x2: W - pad, y2: H - pad, stroke: "#999" }));
   svg.append(el("text", { class: "axis", x: pad, y: H - pad + 16 }, new Date(startMs).toISOString().slice(11, 16)));
   svg.append(el("text", { class: "axis", x: W - pad - 30, y: H - pad + 16 }, new Date(endMs).toISOString().slice(11, 16)));
   svg.append(el("text", { class: "axis", x: 4, y: pad }, String(max)));
-  if (horizonMs !== null && horizonMs > startMs && horizonMs < endMs) {
-    svg.append(el("line", { class: "boundary", id: "boundary", x1: x(horizonMs), x2: x(horizonMs), y1: pad / 2, y2: H - pad }));
-    const nearRight = x(horizonMs) > W * 0.7;
-    svg.append(el("text", { class: "axis", x: x(horizonMs) + (nearRight ? -4 : 4), y: pad / 2 + 10,
-      "text-anchor": nearRight ? "end" : "start" }, "batch | speed"));
-  }
 }
 
 function drawTop(top) {
@@ -65,18 +87,24 @@ async function refresh() {
       getJSON(`/v1/top-accounts?${range}&by=sum&limit=10`),
       getJSON("/v1/freshness"),
     ]);
-    drawChart(series, fresh.batch_horizon_ms, startMs, endMs);
+    drawChart(series, startMs, endMs);
     drawTop(top);
     const lag = fresh.speed_lag.reduce((sum, p) => sum + (p.lag ?? 0), 0);
     document.getElementById("freshness").textContent =
-      `batch version ${fresh.batch_version ?? "none yet"} · horizon ${fresh.batch_horizon ?? "—"} · ` +
-      `landing watermark ${fresh.landing_watermark ?? "—"} · speed watermark ${fresh.speed_watermark ?? "—"} · ` +
+      `batch version ${fresh.batch_version ?? "none yet"} · horizon (ingest time) ${fresh.batch_horizon ?? "—"} · ` +
+      `landing watermark ${fresh.landing_watermark ?? "—"} · speed counted on every partition through ${fresh.speed_watermark ?? "—"} · ` +
       `consumer lag ${lag} · events in view: ${series.meta.events_from_batch} batch + ${series.meta.events_from_speed} speed`;
     document.body.dataset.loaded = "true";
+    document.body.dataset.auth = "ok";
   } catch (err) {
+    if (err instanceof Unauthorized) {
+      document.body.dataset.auth = "needed";
+      document.getElementById("token").focus();
+    }
     document.getElementById("freshness").textContent = `error: ${err.message}`;
   }
 }
 
+setupTokenForm();
 refresh();
 setInterval(refresh, REFRESH_MS);

@@ -1,0 +1,76 @@
+"""Stand-ins for the Kafka clients, to drive the speed layer's loop without a broker.
+
+Only what ``SpeedLayer`` calls outside ``run`` is modelled: seek, assignment, end offsets and
+positions for the consumer; send and flush for the DLQ.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kafka import TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
+
+TOPIC = "tx"
+LOG_APPEND_TIME = 1
+
+
+class FakeConsumer:
+    def __init__(self, partitions: list[int]) -> None:
+        self.tps = {TopicPartition(TOPIC, p) for p in partitions}
+        self.positions: dict[int, int] = {}
+        self.ends: dict[int, int] = {}
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.positions[tp.partition] = offset
+
+    def assignment(self) -> set[TopicPartition]:
+        return self.tps
+
+    def position(self, tp: TopicPartition) -> int:
+        return self.positions[tp.partition]
+
+    def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: self.ends.get(tp.partition, 0) for tp in tps}
+
+    def deliver(self, records: list[Any]) -> dict[TopicPartition, list[Any]]:
+        """A poll result of these records; positions move past them as poll() moves them."""
+        polled: dict[TopicPartition, list[Any]] = {}
+        for rec in records:
+            polled.setdefault(TopicPartition(TOPIC, rec.partition), []).append(rec)
+            self.positions[rec.partition] = rec.offset + 1
+        return polled
+
+
+class FakeDLQ:
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes | None, bytes | None, str, tuple]] = []
+        self.flushed = 0
+
+    def send(self, key: bytes | None, value: bytes | None, reason: str, origin: tuple) -> None:
+        self.sent.append((key, value, reason, origin))
+
+    def flush(self) -> None:
+        self.flushed = len(self.sent)
+
+    def forget_pending(self) -> None:
+        pass
+
+
+def event_record(
+    partition: int, offset: int, account: str, timestamp: int, value: bytes | None = None
+) -> Any:
+    """A ConsumerRecord of a valid event (or of ``value``), stamped with LogAppendTime."""
+    event = {
+        "TransactionID": f"t{partition}-{offset}",
+        "CreatedTime": 1_550_149_860_000,
+        "SourceAccountID": account,
+        "TargetAccountID": "z",
+        "Amount": 10,
+    }
+    raw = value if value is not None else json.dumps(event).encode()
+    return ConsumerRecord(
+        TOPIC, partition, 0, offset, timestamp, LOG_APPEND_TIME, account.encode(), raw, [],
+        None, -1, len(raw), -1,
+    )  # fmt: skip
