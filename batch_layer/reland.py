@@ -42,7 +42,10 @@ def reland(settings: Settings, from_ms: int, to_ms: int) -> dict[str, Any]:
     """Re-land every valid record with ingest bucket in [from_ms, to_ms); return a summary."""
     layout = Layout(settings.data_dir)
     consumer = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False, group_id=None
+        bootstrap_servers=settings.bootstrap_servers,
+        enable_auto_commit=False,
+        group_id=None,
+        isolation_level="read_committed",  # the speed layer lands committed records only
     )
     try:
         tps = [TopicPartition(settings.topic, p) for p in range(settings.partitions)]

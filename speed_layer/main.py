@@ -56,6 +56,8 @@ def make_consumer(settings: Settings, instance: int) -> KafkaConsumer:
         fetch_max_wait_ms=50,
         metadata_max_age_ms=10_000,  # notice new topics/partitions within seconds
         request_timeout_ms=KAFKA_REQUEST_TIMEOUT_MS,
+        # Records of aborted transactions are not events; open transactions are waited for.
+        isolation_level="read_committed",
     )
 
 
