@@ -69,11 +69,15 @@ def dedup_events(landing: DataFrame, horizon_ms: int) -> DataFrame:
        is kept; each next copy is kept iff ``is_new_event`` (the contracts' predicate, applied
        to Spark columns) holds against the last kept one.
 
-    One shuffle, as the former first-copy-wins aggregation had; the fold runs in the JVM and
-    costs O(copies * kept) per id, which is tiny for real duplicates (a retry or a resend).
-    It needs an id's copies in one task's memory: an id reused millions of times would be the
-    limit. A crash replay — the same (partition, offset) landed twice — has the same timestamp
-    as its twin, so it is always a duplicate (0 ≤ D) and is dropped here too.
+    Why this and not a grouped pandas/Arrow UDF: which ids have copies is only known after the
+    shuffle, so a UDF would ship every row through a Python worker (and pandas is no declared
+    dependency); here everything stays in the JVM. One shuffle, as the former first-copy-wins
+    aggregation had; the fold costs O(copies * kept) per id, tiny for real duplicates (a retry,
+    a resend). Measured on 1M rows with 5% duplicates, local[2] on a busy 2-core machine: about
+    1.3-2x the former aggregation. It needs one id's copies in one task's memory: an id reused
+    millions of times would be the limit. A crash replay — the same (partition, offset) landed
+    twice — has the same timestamp as its twin, so it is always a duplicate (0 ≤ D) and is
+    dropped here too.
     """
     from pyspark.sql import functions as F
 
