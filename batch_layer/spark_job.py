@@ -3,9 +3,10 @@
 Run by ``spark-submit`` (``python -m`` works too). Steps:
 
 1. list the landing files of buckets below the horizon H (row counts from Parquet footers);
-2. deduplicate in one aggregation keyed by TransactionID: the first copy in log order
-   (Kafka timestamp, partition, offset) wins — this also drops crash replays, which are copies
-   of the same (partition, offset);
+2. deduplicate by the one dedup rule of ``lambda_contracts.dedup`` (a copy within the dedup
+   horizon D after a kept copy of its TransactionID, in log order, is a duplicate) in one
+   aggregation keyed by TransactionID (:func:`dedup_events`) — this also drops crash
+   replays, which are copies of the same (partition, offset);
 3. compute each view with the SQL derived from its declaration (``View.batch_sql``);
 4. write Parquet into a staging directory with a manifest, then rename it to
    ``versions/<version>``: a killed job leaves only an ignored staging directory.
@@ -22,14 +23,19 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow.parquet as pq
 
+from lambda_contracts.dedup import DEDUP_ORDER, RECORD_TIME, is_new_event
 from lambda_contracts.durable import fsync_dir
 from lambda_contracts.landing_lock import reading_landing
-from lambda_contracts.layout import LANDING_COLUMNS, LANDING_FILE, LOG_ORDER, Layout
+from lambda_contracts.layout import LANDING_COLUMNS, LANDING_FILE, Layout
 from lambda_contracts.settings import Settings
 from lambda_contracts.views import VIEWS
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
 
 SPARK_TYPES = {"string": "STRING", "int64": "BIGINT", "int32": "INT"}
 LANDING_DDL = ", ".join(f"{name} {SPARK_TYPES[kind]}" for name, kind in LANDING_COLUMNS)
@@ -50,18 +56,48 @@ def code_version() -> str:
         return "unknown"
 
 
-def dedup_sql(relation: str) -> str:
-    """First copy of each TransactionID in log order, and how many copies there were.
+def dedup_events(landing: DataFrame, horizon_ms: int) -> DataFrame:
+    """The copies that count, by the contracts' dedup rule, with the copies read per id.
 
-    One aggregation does both dedups: a crash replay is a second copy of the same
-    (partition, offset), hence of the same TransactionID, and is dropped with the duplicates.
+    Returns one row per TransactionID: ``copies`` (how many landed copies it has) and ``kept``
+    (an array of the event rows that count, in log order). The rule compares each copy with
+    the last *kept* copy of its id, so it is a sequential scan per id; it runs as one
+    aggregation, exactly and without Python workers:
+
+    1. group by TransactionID and collect the copies as structs whose first fields are the
+       log order (:data:`DEDUP_ORDER`), so ``array_sort`` puts them in log order;
+    2. fold each sorted array with Spark's ``aggregate`` higher-order function: the first copy
+       is kept; each next copy is kept iff ``is_new_event`` (the contracts' predicate, applied
+       to Spark columns) holds against the last kept one.
+
+    Why this and not a grouped pandas/Arrow UDF: which ids have copies is only known after the
+    shuffle, so a UDF would ship every row through a Python worker (and pandas is no declared
+    dependency); here everything stays in the JVM. One shuffle, as the former first-copy-wins
+    aggregation had; the fold costs O(copies * kept) per id, tiny for real duplicates (a retry,
+    a resend). Measured on 1M rows with 5% duplicates, local[2] on a busy 2-core machine: about
+    1.3-2x the former aggregation. It needs one id's copies in one task's memory: an id reused
+    millions of times would be the limit. A crash replay — the same (partition, offset) landed
+    twice — has the same timestamp as its twin, so it is always a duplicate (0 ≤ D) and is
+    dropped here too.
     """
-    order = f"struct({', '.join(LOG_ORDER)})"
-    cols = ", ".join(f"first.{c} AS {c}" for c in EVENT_COLUMNS)
-    return (
-        f"SELECT {cols}, copies FROM ("
-        f" SELECT min_by(struct(*), {order}) AS first, count(*) AS copies"
-        f" FROM {relation} GROUP BY transaction_id)"
+    from pyspark.sql import functions as F
+
+    fields = [*DEDUP_ORDER, *(c for c in EVENT_COLUMNS if c not in DEDUP_ORDER)]
+    copies = F.array_sort(F.collect_list(F.struct(*fields)))
+    per_id = landing.groupBy("transaction_id").agg(copies.alias("copies"))
+
+    def step(acc: Column, copy: Column) -> Column:
+        keep = is_new_event(acc["last_ts"], copy[RECORD_TIME], horizon_ms)
+        kept = F.struct(
+            copy[RECORD_TIME].alias("last_ts"), F.array_append(acc["kept"], copy).alias("kept")
+        )
+        return F.when(keep, kept).otherwise(acc)
+
+    ordered = F.col("copies")
+    first = F.struct(ordered[0][RECORD_TIME].alias("last_ts"), F.slice(ordered, 1, 1).alias("kept"))
+    rest = F.slice(ordered, 2, F.size(ordered))
+    return per_id.select(
+        F.size(ordered).alias("copies"), F.aggregate(rest, first, step)["kept"].alias("kept")
     )
 
 
@@ -122,11 +158,10 @@ def run(settings: Settings, horizon_ms: int, version: str, run_id: str) -> Path:
             if file_rows
             else (spark.createDataFrame([], LANDING_DDL))
         )
-        landing.createOrReplaceTempView("landing")
-        deduped = spark.sql(dedup_sql("landing")).persist()
-        deduped.createOrReplaceTempView("events")
-        stats = spark.sql(
-            "SELECT count(*) AS events, coalesce(sum(copies), 0) AS rows_read FROM events"
+        deduped = dedup_events(landing, settings.dedup_horizon_ms).persist()
+        deduped.selectExpr("inline(kept)").createOrReplaceTempView("events")
+        stats = deduped.selectExpr(
+            "coalesce(sum(size(kept)), 0) AS events", "coalesce(sum(copies), 0) AS rows_read"
         ).first()
         outputs = {}
         for view in VIEWS:

@@ -22,6 +22,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from lambda_contracts.dedup import DEFAULT_DEDUP_HORIZON_MS
 from lambda_contracts.storage_url import parse_s3_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -52,7 +53,11 @@ class Settings(BaseSettings):
     retention_ms: int = 7 * 24 * 3600 * 1000
 
     bucket_ms: int = Field(default=300_000, ge=1000, description="ingest bucket size")
-    dedup_horizon_ms: int = Field(default=24 * 3600 * 1000, ge=0)
+    dedup_horizon_ms: int = Field(
+        default=DEFAULT_DEDUP_HORIZON_MS,
+        ge=0,
+        description="dedup horizon D, see lambda_contracts.dedup",
+    )
 
     speed_group: str = "speed-layer"
     speed_processes: int = Field(default=1, ge=1)

@@ -398,7 +398,7 @@ class SpeedLayer:
                     stop.wait(delay)
                     continue
                 if now - last_expiry >= DEDUP_EXPIRY_S:
-                    self.store.expire_dedup(int(time.time() * 1000))
+                    self.store.expire_dedup()  # by record time, not the wall clock
                     last_expiry = now
         finally:
             self._shutdown()

@@ -8,8 +8,11 @@ partitions in a rebalance but still runs (a zombie) fails its commit instead of 
 
 Several processes share the store, so the database, not a read before the write, decides:
 - duplicates are decided by the dedup insert itself (``ON CONFLICT ... DO UPDATE WHERE`` the
-  stored copy is older than the dedup horizon ``RETURNING``): the row lock serialises two
-  processes that see one TransactionID, and exactly one of them counts it;
+  new copy is a new event by the contracts' rule, ``lambda_contracts.dedup.is_new_event``,
+  ``RETURNING``): the row lock serialises two processes that see one TransactionID, and
+  exactly one of them counts it;
+- dedup state is evicted by record time (the Kafka timestamps the store has applied), never by
+  the wall clock (:meth:`SpeedStore.expire_dedup`);
 - every statement touches its rows in a fixed order (dedup ids, then partitions, then view
   keys, each sorted), so two transactions never wait on each other's locks in a cycle;
 - a transaction that still fails transiently (deadlock, serialization failure, lost
@@ -26,10 +29,21 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import psycopg
-from sqlalchemy import Connection, Engine, Table, and_, delete, literal_column, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    and_,
+    delete,
+    func,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
+from lambda_contracts.dedup import is_new_event, remembered_from
 from lambda_contracts.store_schema import dedup, partition_state, view_tables
 from lambda_contracts.views import VIEWS_BY_NAME, Key, Measures
 from speed_layer.aggregation import Row, fold_rows, log_order
@@ -158,12 +172,14 @@ class SpeedStore:
     def _keep_new(self, conn: Connection, rows: list[Row]) -> list[Row]:
         """The rows that count (are no duplicate), in log order, as decided by the database.
 
-        A row is a duplicate when the kept copy of its TransactionID stored in ``speed_dedup``
-        is at most the dedup horizon older (by Kafka timestamp). The insert decides and
-        records it in one statement: it inserts the id, or overwrites a stored copy older than
-        the horizon, and returns the ids it wrote — those rows count. One statement holds one
-        copy per id, so copies of an id within the batch go in successive waves, in log order:
-        the second copy is judged against the first if that one was kept.
+        ``speed_dedup`` holds, per TransactionID, the Kafka timestamp of its last *kept* copy.
+        The insert decides and records in one statement: it inserts the id, or overwrites the
+        stored copy when the new one is a new event by the contracts' rule (more than the dedup
+        horizon after it), and returns the ids it wrote — those rows count. A duplicate leaves
+        the stored timestamp alone, which gives the rule's chain semantics (compare with the
+        last kept copy). One statement holds one copy per id, so copies of an id within the
+        batch go in successive waves, in log order: the second copy is judged against the
+        first if that one was kept.
         """
         waves: dict[str, list[Row]] = {}
         for row in sorted(rows, key=log_order):
@@ -172,7 +188,7 @@ class SpeedStore:
         claim = insert.on_conflict_do_update(
             index_elements=["transaction_id"],
             set_={"ingest_ts": insert.excluded.ingest_ts},
-            where=dedup.c.ingest_ts < insert.excluded.ingest_ts - self.dedup_horizon_ms,
+            where=is_new_event(dedup.c.ingest_ts, insert.excluded.ingest_ts, self.dedup_horizon_ms),
         ).returning(dedup.c.transaction_id)
         kept: list[Row] = []
         while waves:
@@ -255,10 +271,35 @@ class SpeedStore:
             stmt = _insert(conn, table).on_conflict_do_update(index_elements=key_cols, set_=merge)
             conn.execute(stmt, values)
 
-    def expire_dedup(self, now_ms: int) -> int:
-        """Forget TransactionIDs older than the dedup horizon (bounded state)."""
-        with self.engine.begin() as conn:
-            result = conn.execute(
-                delete(dedup).where(dedup.c.ingest_ts < now_ms - self.dedup_horizon_ms)
-            )
-            return result.rowcount
+    def record_time(self) -> int | None:
+        """The store's record-time watermark: the lowest, over this topic's partitions, of the
+        newest Kafka timestamp applied (None before anything was applied).
+
+        Every record still to be applied has a timestamp at least this: the topic is
+        LogAppendTime, so a partition's timestamps never go back, and a partition the store
+        has not applied yet holds no dedup entries of its own. A partition that fell idle
+        holds the watermark back — more state kept, never a duplicate missed.
+        """
+        with self.engine.connect() as conn:
+            return conn.execute(self._record_time_query()).scalar()
+
+    def _record_time_query(self):  # type: ignore[no-untyped-def]
+        state = partition_state.c
+        return select(func.min(state.max_kafka_ts)).where(state.topic == self.topic)
+
+    def expire_dedup(self) -> int:
+        """Forget the TransactionIDs no record still to come can duplicate; return how many.
+
+        The cut is :func:`remembered_from` at the store's record-time watermark
+        (:meth:`record_time`), never the wall clock: a consumer catching up on a backlog of
+        days-old records keeps the ids within the horizon of the records it is applying. The
+        watermark is a subquery of the delete: one statement, no window between read and cut.
+        """
+
+        def expire() -> int:
+            with self.engine.begin() as conn:
+                watermark = self._record_time_query().scalar_subquery()
+                cut = remembered_from(watermark, self.dedup_horizon_ms)
+                return conn.execute(delete(dedup).where(dedup.c.ingest_ts < cut)).rowcount
+
+        return retry_transient(expire)

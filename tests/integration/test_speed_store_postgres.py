@@ -18,6 +18,7 @@ from lambda_contracts.store_schema import partition_state, view_tables
 from speed_layer import store as store_module
 from speed_layer.store import PartitionBatch, SpeedStore
 from tests.support.services import Postgres
+from tests.unit import test_dedup_eviction as eviction
 
 pytestmark = [pytest.mark.integration]
 
@@ -124,3 +125,33 @@ def test_hot_rows_in_opposite_fold_orders_do_not_deadlock(
     assert no_retries == []
     counted, events, dups = totals(two_stores[0].engine)
     assert counted == events == ROUNDS * 2 * 60 and dups == 0
+
+
+def test_the_horizon_rule_and_record_time_eviction_on_postgres(postgres: Postgres) -> None:
+    """The dedup insert's horizon test and the eviction's record-time subquery are SQL the
+    unit tests run on SQLite only: here they run on PostgreSQL, on a days-old backlog."""
+    engine = make_engine(postgres.new_database())
+    try:
+        store = SpeedStore(engine, "tx", eviction.BUCKET_MS, eviction.DEDUP_MS)
+        old = 1_000 * eviction.DAY_MS
+        logs = {0: eviction.backlog(0, old, 40), 1: eviction.backlog(1, old, 20)}
+        for p, log in logs.items():
+            eviction.apply_log(store, p, log, None)
+        record_time = min(log[-1]["kafka_ts"] for log in logs.values())
+        assert store.record_time() == record_time
+        store.expire_dedup()
+        everything = [r for log in logs.values() for r in log]
+        cut = record_time - eviction.DEDUP_MS
+        assert eviction.remembered(store) == {
+            r["transaction_id"] for r in everything if r["kafka_ts"] >= cut
+        }
+        last = logs[1][-1]  # copies exactly D and D + 1 ms after the kept one, then 0.5·D later
+        tid, ts = last["transaction_id"], last["kafka_ts"]
+        at_d = eviction.record(tid, 1, 20, ts + eviction.DEDUP_MS)
+        after_d = eviction.record(tid, 1, 21, ts + eviction.DEDUP_MS + 1)
+        chained = eviction.record(tid, 1, 22, after_d["kafka_ts"] + eviction.DEDUP_MS // 2)
+        assert eviction.apply_log(store, 1, [at_d], 20) == 1
+        assert eviction.apply_log(store, 1, [after_d], 21) == 0  # more than D after the kept one
+        assert eviction.apply_log(store, 1, [chained], 22) == 1  # within D of the second
+    finally:
+        engine.dispose()

@@ -8,7 +8,9 @@ test checks that the names match).
 
 The dedup rule: records are taken in log order — (Kafka timestamp, partition, offset); a copy
 is a duplicate when a kept copy with the same TransactionID came at most ``dedup_horizon_ms``
-before it (by Kafka timestamp). Copies further apart are distinct events.
+before it (by Kafka timestamp). Copies further apart are distinct events. "Kept" matters: the
+comparison is with the last kept copy, not the last one seen (copies at 0, 1.5·D, 2·D: the
+first two count). Written here again on purpose, not imported from ``lambda_contracts.dedup``.
 """
 
 from __future__ import annotations
