@@ -117,7 +117,7 @@ def spark_session() -> Iterator[None]:
     """One local[2] session for the module; the job's getOrCreate() picks it up."""
     pyspark_sql = pytest.importorskip("pyspark.sql")
     with pytest.MonkeyPatch.context() as mp:
-        for name, value in spark_env().items():
+        for name, value in spark_env(Settings()).items():
             mp.setenv(name, value)
         builder = pyspark_sql.SparkSession.builder.master("local[2]").appName("test-dedup")
         for key, value in spark_conf(Settings()).items():
