@@ -19,7 +19,7 @@ from pathlib import Path
 
 import structlog
 
-from infra.supervisor import Service, ServiceError, Supervisor
+from infra.supervisor import Service, Supervisor
 
 log = structlog.get_logger("keeper")
 
@@ -97,8 +97,8 @@ class Keeper:
                 self._children[pid] = service.name
                 log.info("restarted", service=service.name, pid=pid, restarts=record.restarts)
                 restarted.append(service.name)
-            except ServiceError as exc:
-                log.error("restart failed", service=service.name, error=str(exc))
+            except Exception as exc:  # the keeper outlives any one service's trouble
+                log.error("restart failed", service=service.name, error=repr(exc))
         return restarted
 
     def run(self, stop: threading.Event, interval_s: float = 1.0) -> None:

@@ -22,6 +22,7 @@ from infra.airflow_env import AIRFLOW_PORT, API_HOST, admin_password, airflow_en
 from infra.keeper import Keeper, clear_records, read_record
 from infra.services import keeper_service, platform_services, speed_health
 from infra.supervisor import ServiceError, Supervisor
+from infra.topics import TopicMismatchError
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings, get_settings
 
@@ -64,7 +65,7 @@ def up(
         already = sup.pid(service.name)
         try:
             pid = sup.start(service)
-        except ServiceError as exc:
+        except (ServiceError, TopicMismatchError) as exc:
             console.print(f"[red]✗ {service.name}[/red]: {exc}")
             raise typer.Exit(1) from exc
         state = "already running" if already else "started"
