@@ -90,7 +90,7 @@ def speed_service(settings: Settings, instance: int) -> Service:
 
 def airflow_healthy(port: int) -> bool:
     try:
-        response = httpx.get(f"http://{API_HOST}:{port}/api/v2/monitor/health", timeout=2)
+        response = httpx.get(f"http://{API_HOST}:{port}/api/v2/monitor/health", timeout=10)
     except httpx.HTTPError:
         return False
     return response.status_code == 200
