@@ -55,6 +55,7 @@ HOUSEKEEPING_S = 1.0
 DEDUP_EXPIRY_S = 60.0
 POLL_MS = 100
 SHUTDOWN_TIMEOUT_MS = 5000  # a stop must not wait on a broker that is gone
+LOOKUP_TIMEOUT_MS = 10_000  # a committed-offset look-up that waits longer is retried later
 RETRY_BASE_S, RETRY_MAX_S = 0.5, 10.0
 RESET_COMMAND = (
     "stop the speed processes (make down), then: lambda-speed reset-offsets "
@@ -133,6 +134,11 @@ class SpeedLayer:
         # Partitions paused by take() until their log start is checked outside the callback.
         self.unverified: set[int] = set()
         self._verify_after = 0.0
+        # partition -> an offset below which every record had been read and applied when the
+        # log start was last checked (transaction markers and aborted records included): the
+        # stored offset or the group's committed position at take, the consumer's position
+        # at each housekeeping after. A log start above it means records were never read.
+        self.read_through: dict[int, int] = {}
         self.resync_needed = False
         self._warned_timestamp_type = False
         # The records the current poll batch counts, by (partition, offset): a record the
@@ -175,11 +181,14 @@ class SpeedLayer:
             return
         partitions = sorted(self.unverified)
         starts = self._log_starts(partitions)
-        if starts is None:
+        committed = self._committed(partitions) if starts is not None else None
+        if starts is None or committed is None:
             self._verify_after = time.monotonic() + HOUSEKEEPING_S
             return
         for partition in partitions:
             self.unverified.discard(partition)
+            stored = self.stored.get(partition) or 0
+            self.read_through[partition] = max(stored, committed.get(partition) or 0)
             if self._start_ok(partition, starts.get(partition)):
                 self.consumer.resume(TopicPartition(self.settings.topic, partition))
 
@@ -194,13 +203,37 @@ class SpeedLayer:
             return None
         return {tp.partition: offset for tp, offset in starts.items()}
 
+    def _committed(self, partitions: list[int]) -> dict[int, int | None] | None:
+        """The group's committed positions (None if unavailable). A position is committed
+        only after the records below it were applied, so it may pass the stored offset by
+        transaction markers and aborted records alone."""
+        committed = {}
+        try:
+            for partition in partitions:
+                tp = TopicPartition(self.settings.topic, partition)
+                committed[partition] = self.consumer.committed(tp, timeout_ms=LOOKUP_TIMEOUT_MS)
+        except KafkaError as exc:
+            self.metrics.kafka_errors.labels("committed").inc()
+            log.warning("committed offsets unavailable; checking later", error=repr(exc))
+            return None
+        return committed
+
     def _start_ok(self, partition: int, start: int | None) -> bool:
-        """Whether every record from the stored offset on is still in the log (else halt)."""
+        """Whether the log still holds every record not read yet (else halt).
+
+        Judged against :attr:`read_through`, not the stored offset alone: the store follows
+        the last *record* counted, and a commit marker after it may expire without loss. And
+        not against the current stored offset: after the broker moved the consumer to the
+        log start, the records counted from there would hide the gap below.
+        """
         stored = self.stored.get(partition)
-        if start is None or stored is None or stored >= start:
+        if start is None or stored is None:
             return True
-        reason = f"records [{stored}, {start}) expired before they were counted"
-        self._halt(partition, reason, stored=stored, log_start=start)
+        read = self.read_through.get(partition, stored)
+        if start <= read:
+            return True
+        reason = f"records [{read}, {start}) expired before they were counted"
+        self._halt(partition, reason, stored=stored, read_through=read, log_start=start)
         return False
 
     def _halt(self, partition: int, reason: str, recorded: bool = False, **facts: int) -> None:
@@ -230,6 +263,7 @@ class SpeedLayer:
             self.landing.revoke(tp.partition)
             self.stored.pop(tp.partition, None)
             self.sought.pop(tp.partition, None)
+            self.read_through.pop(tp.partition, None)
             self.unverified.discard(tp.partition)
             # The halt itself is in the store: the partition's next owner keeps it paused.
             if self.halted.pop(tp.partition, None) is not None:
@@ -449,8 +483,9 @@ class SpeedLayer:
                     break
 
     def _check_starts(self, own: list[int]) -> None:
-        """Halt a partition whose log now starts above its stored offset (retention passed
-        records never counted). No answer from the broker: the check waits for next round."""
+        """Halt a partition whose log now starts above what had been read at the last check
+        (retention passed records never counted, and the broker moved the consumer past them).
+        No answer from the broker: the check waits for the next round."""
         counted = [
             p
             for p in own
@@ -458,11 +493,16 @@ class SpeedLayer:
         ]
         if not counted:
             return
+        # Read before the look-up: if this check passes, no reset happened before them.
+        reached = self._positions(counted)
+        for partition in counted:
+            reached[partition] = max(reached.get(partition, 0), self.stored[partition] or 0)
         starts = self._log_starts(counted)
         if starts is None:
             return
         for partition in counted:
-            self._start_ok(partition, starts.get(partition))
+            if self._start_ok(partition, starts.get(partition)):
+                self.read_through[partition] = reached[partition]
 
     def _observe_landed_time(self, progress: list[PartitionProgress | None]) -> None:
         """Landed and sealed times of every partition (other processes' too) are broker

@@ -24,6 +24,7 @@ class FakeConsumer:
         self.starts: dict[int, int] = {}
         self.paused_partitions: set[int] = set()
         self.offsets_error: Exception | None = None  # raised by beginning_offsets if set
+        self.committed_offsets: dict[int, int] = {}  # the group's committed positions
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self.positions[tp.partition] = offset
@@ -47,6 +48,9 @@ class FakeConsumer:
         if self.offsets_error is not None:
             raise self.offsets_error
         return {tp: self.starts.get(tp.partition, 0) for tp in tps}
+
+    def committed(self, tp: TopicPartition, timeout_ms: int | None = None) -> int | None:
+        return self.committed_offsets.get(tp.partition)
 
     def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         return {tp: self.ends.get(tp.partition, 0) for tp in tps}

@@ -147,13 +147,34 @@ def test_records_expired_before_they_were_counted_halt_at_take(tmp_path: Path) -
     assert consumer.paused_partitions == {0}
 
 
-def test_records_expiring_while_running_halt_at_housekeeping(tmp_path: Path) -> None:
+def test_records_expiring_while_running_halt_even_if_counting_went_on(tmp_path: Path) -> None:
     counted_once(tmp_path, {0: 5, 1: 3})
     layer = new_layer(tmp_path)
-    fake(layer).ends = {0: 20, 1: 3}
+    # Retention removed [5, 12); the broker moved the consumer to 12 and three records were
+    # counted from there before the next look: the stored offset (15) alone hides the gap.
+    assert layer.process(
+        fake(layer).deliver([event_record(0, o, "a", NOW_MS) for o in (12, 13, 14)])
+    )
+    fake(layer).ends = {0: 15, 1: 3}
     fake(layer).starts = {0: 12}
     layer.housekeeping()
     assert layer.halted == {0: "records [5, 12) expired before they were counted"}
+
+
+def test_an_expired_commit_marker_is_no_gap(tmp_path: Path) -> None:
+    """The store follows the last record (offset 4); offset 5 was a transaction's commit
+    marker, read past by the consumer (committed position 6) and since removed by retention."""
+    counted_once(tmp_path, {0: 5})
+    settings = Settings(data_dir=tmp_path, topic=TOPIC, partitions=2, bucket_ms=1000)
+    consumer = FakeConsumer([0, 1])
+    consumer.starts, consumer.ends, consumer.committed_offsets = {0: 6}, {0: 6}, {0: 6}
+    layer = SpeedLayer(settings, consumer, FakeDLQ(), SpeedMetrics())  # type: ignore[arg-type]
+    layer.take(consumer.assignment())
+    layer.verify_log_starts()
+    assert not layer.halted and not consumer.paused_partitions
+    consumer.positions[0] = 6  # the consumer fetches from 6 on
+    layer.housekeeping()
+    assert not layer.halted and layer.read_through[0] == 6
 
 
 def test_an_unanswered_log_start_keeps_the_partition_paused(
