@@ -32,6 +32,7 @@ from speed_layer.reset import (
     ResetRefused,
     Target,
     apply_reset,
+    commit_group_offsets,
     group_members,
     log_bounds,
     targets_for,
@@ -200,6 +201,8 @@ def reset_offsets(
     )
     for change in apply_reset(store, Layout(settings.data_dir), targets):
         typer.echo(change.describe())
+    commit_group_offsets(settings, targets)
+    typer.echo(f"committed the same offsets for consumer group {settings.speed_group!r}")
 
 
 def _chosen_partitions(settings: Settings, partitions: list[int] | None, every: bool) -> list[int]:

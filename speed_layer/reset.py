@@ -4,8 +4,10 @@ A speed process halts a partition whose log contradicts its stored offsets (topi
 recreated, log truncated, records expired before they were counted) rather than skip or
 double-count silently. The operator decides where reading resumes — the log's beginning, its
 end, or an offset — and this command moves both cursors there: the store's next offset (in one
-transaction that also lifts the recorded halt) and the landing progress's next offset (its
-sealed time is kept: sealed buckets stay sealed).
+transaction that also lifts the recorded halt), the landing progress's next offset (its
+sealed time is kept: sealed buckets stay sealed) and the group's committed offset in Kafka
+(lag tools read it, and so does the speed layer's check that retention removed nothing unread:
+a stale, higher committed offset would vouch for records never read).
 
 The speed processes must be stopped first: a running one holds its cursors in memory and would
 write them back. The command refuses while the consumer group has members.
@@ -16,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.admin import KafkaAdminClient
 
 from lambda_contracts.layout import Layout, PartitionProgress
@@ -105,12 +107,28 @@ def targets_for(
     return {p: offset for p in partitions}
 
 
+def commit_group_offsets(settings: Settings, targets: dict[int, int]) -> None:
+    """Set the speed group's committed offsets to ``targets`` (the group must be empty)."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=settings.speed_group,
+        enable_auto_commit=False,
+    )
+    try:
+        tps = {p: TopicPartition(settings.topic, p) for p in targets}
+        consumer.assign(list(tps.values()))
+        consumer.commit({tps[p]: OffsetAndMetadata(o, "", -1) for p, o in targets.items()})
+    finally:
+        consumer.close(autocommit=False)
+
+
 def apply_reset(store: SpeedStore, layout: Layout, targets: dict[int, int]) -> list[OffsetChange]:
     """Move the store's offsets (one transaction), then the landing progress, to ``targets``.
 
     The landing progress is a file per partition, outside the transaction: if writing it
     fails after the store committed, running the same command again completes the reset (it
-    sets the same values; until then a speed process halts on the disagreement).
+    sets the same values; until then a speed process halts on the disagreement). The Kafka
+    commit (:func:`commit_group_offsets`) follows, by the caller, for the same reason.
     """
     landed_before = {p: layout.read_progress(p) for p in targets}
     stored_before = store.reset_offsets(targets)

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
 from infra.topics import ensure_topics
@@ -80,6 +81,20 @@ def all_halted(settings: Settings) -> bool:
         return False
     _, body = answer
     return body.get("status") == "halted" and len(body["halted"]) == settings.partitions
+
+
+def committed_offsets(settings: Settings) -> dict[int, int | None]:
+    """The speed group's committed offsets in Kafka."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=settings.speed_group,
+        enable_auto_commit=False,
+    )
+    try:
+        tps = [TopicPartition(settings.topic, p) for p in range(settings.partitions)]
+        return {tp.partition: consumer.committed(tp, timeout_ms=30_000) for tp in tps}
+    finally:
+        consumer.close(autocommit=False)
 
 
 def landed_by_bucket(settings: Settings) -> dict[tuple[int, int, int], list[dict[str, Any]]]:
@@ -158,6 +173,7 @@ def test_recreated_topic_halts_until_the_offsets_are_reset(
     for p in range(settings.partitions):
         assert f"partition {p}: stored {offsets_before[p]} → 0" in reset.stdout
     assert stored_offsets(engine, settings.topic) == dict.fromkeys(range(settings.partitions), 0)
+    assert committed_offsets(settings) == dict.fromkeys(range(settings.partitions), 0)
 
     with SpeedProcess(settings, metrics=True) as speed:
         wait_caught_up(settings, engine)
