@@ -151,13 +151,16 @@ def status() -> None:
 
 
 def _health(settings: Settings, name: str, service: object) -> str:
-    """One cell of ``status``: speed processes say how long they are stalled and how far behind."""
+    """One cell of ``status``: speed processes say how long they are stalled and how far
+    behind, or why a partition is halted."""
     if name.startswith("speed-"):
         report = speed_health(settings, int(name.split("-", 1)[1]))
         if report is None:
             return "unhealthy (no health endpoint)"
         if report.get("status") == "ok":
             return f"healthy (lag {report.get('lag')})"
+        if report.get("status") == "halted":  # needs an operator: lambda-speed reset-offsets
+            return f"HALTED: {report.get('reason')}"
         return f"STALLED {report.get('stalled_s')}s (lag {report.get('lag')})"
     healthy = getattr(service, "healthy", None)
     return "healthy" if healthy is None or healthy() else "unhealthy"

@@ -6,6 +6,9 @@ below its horizon; all three take the definitions from here. Amounts are integer
 
 - ``speed_partition_state``: per partition, the next offset whose effect is not yet in the
   store, and counters. Updated in the same transaction as the aggregates.
+- ``speed_partition_halts``: partitions whose log contradicts their stored offsets (topic
+  recreated or truncated, records expired uncounted): no process reads them until
+  ``lambda-speed reset-offsets`` clears the row, so a rebalance cannot lift a halt.
 - ``speed_dedup``: TransactionIDs seen within the dedup horizon.
 - ``speed_<view>``: one row per (dimensions, window_start, ingest_bucket).
 - ``batch_runs``: what each batch publish absorbed and how far speed had drifted from it.
@@ -31,6 +34,15 @@ partition_state = Table(
     Column("rejected", BigInteger, nullable=False, default=0),
     Column("max_kafka_ts", BigInteger, nullable=False, default=0),
     Column("updated_at_ms", BigInteger, nullable=False, default=0),
+)
+
+partition_halts = Table(
+    "speed_partition_halts",
+    metadata,
+    Column("topic", String(249), primary_key=True),
+    Column("kafka_partition", Integer, primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("halted_at_ms", BigInteger, nullable=False),
 )
 
 dedup = Table(

@@ -7,6 +7,14 @@ On (re)assignment each partition is read again from the lower of two cursors: th
 offset (what the aggregates hold) and the landing progress (what is durably landed); records
 below a cursor are not applied to that sink again. Kafka's committed offsets are updated too,
 for lag tools, but the store's offsets are the truth.
+
+The loop never skips silently: a partition whose log contradicts its cursors is *halted*
+(paused, recorded in the store, reported on ``/readyz``) instead of read. That is the case when
+a record below the offset the consumer was sought to comes back (the broker reset the position:
+topic recreated or truncated), when a stored cursor lies beyond the log's end, or when the log
+starts above the stored offset (retention removed records never counted). ``lambda-speed
+reset-offsets`` resolves it. One case stays invisible to a client: a topic recreated and
+refilled past the stored offset before the process reads it again (the offsets then exist).
 """
 
 from __future__ import annotations
@@ -47,7 +55,12 @@ HOUSEKEEPING_S = 1.0
 DEDUP_EXPIRY_S = 60.0
 POLL_MS = 100
 SHUTDOWN_TIMEOUT_MS = 5000  # a stop must not wait on a broker that is gone
+LOOKUP_TIMEOUT_MS = 10_000  # a committed-offset look-up that waits longer is retried later
 RETRY_BASE_S, RETRY_MAX_S = 0.5, 10.0
+RESET_COMMAND = (
+    "stop the speed processes (make down), then: lambda-speed reset-offsets "
+    "--partition {partition} --to-beginning|--to-end|--to OFFSET"
+)
 
 
 def retry_delay(failures: int) -> float:
@@ -114,6 +127,18 @@ class SpeedLayer:
             settings.idle_seal_grace_ms,
         )
         self.stored: dict[int, int | None] = {}  # partition -> store's next offset
+        # partition -> lowest offset the consumer may return: where take() sought it, then
+        # past the last record read. A lower one means the broker reset the position.
+        self.sought: dict[int, int] = {}
+        self.halted: dict[int, str] = {}  # partition -> reason; paused until a reset
+        # Partitions paused by take() until their log start is checked outside the callback.
+        self.unverified: set[int] = set()
+        self._verify_after = 0.0
+        # partition -> an offset below which every record had been read and applied when the
+        # log start was last checked (transaction markers and aborted records included): the
+        # stored offset or the group's committed position at take, the consumer's position
+        # at each housekeeping after. A log start above it means records were never read.
+        self.read_through: dict[int, int] = {}
         self.resync_needed = False
         self._warned_timestamp_type = False
         # The records the current poll batch counts, by (partition, offset): a record the
@@ -123,20 +148,127 @@ class SpeedLayer:
 
     # --- assignment ---------------------------------------------------------------------
     def take(self, assigned: set[TopicPartition]) -> None:
-        """Seek each new partition to the lower of the store and landing cursors."""
+        """Seek each new partition to the lower of the store and landing cursors.
+
+        A partition halted by any process stays paused. One with a stored offset is paused
+        until :meth:`verify_log_starts` has checked, outside this rebalance callback, that
+        retention did not remove records the store never counted: otherwise the broker would
+        move the consumer to the log start and the gap would pass unseen.
+        """
         offsets = self.store.load_offsets()
+        halts = self.store.load_halts()
         for tp in sorted(assigned):
             landed = self.landing.assign(tp.partition)
             stored = offsets.get(tp.partition)
             self.stored[tp.partition] = stored
-            # An offset already removed by retention resets to the earliest one still kept.
-            self.consumer.seek(tp, landed if stored is None else min(stored, landed))
+            # A partition never counted whose first records retention removed resets to the
+            # earliest one still kept: nothing was counted, so nothing is skipped.
+            target = landed if stored is None else min(stored, landed)
+            self.consumer.seek(tp, target)
+            self.sought[tp.partition] = target
+            if tp.partition in halts or tp.partition in self.halted:
+                reason = halts.get(tp.partition) or self.halted[tp.partition]
+                self._halt(tp.partition, reason, recorded=True)
+            elif stored is not None:
+                self.consumer.pause(tp)
+                self.unverified.add(tp.partition)
             log.info("assigned", partition=tp.partition, stored=stored, landed=landed)
+
+    def verify_log_starts(self) -> None:
+        """Resume the partitions take() paused whose log still starts at or below the stored
+        offset; halt the others. A failed look-up leaves them paused for another try."""
+        if not self.unverified or time.monotonic() < self._verify_after:
+            return
+        partitions = sorted(self.unverified)
+        starts = self._log_starts(partitions)
+        committed = self._committed(partitions) if starts is not None else None
+        if starts is None or committed is None:
+            self._verify_after = time.monotonic() + HOUSEKEEPING_S
+            return
+        for partition in partitions:
+            self.unverified.discard(partition)
+            stored = self.stored.get(partition) or 0
+            self.read_through[partition] = max(stored, committed.get(partition) or 0)
+            if self._start_ok(partition, starts.get(partition)):
+                self.consumer.resume(TopicPartition(self.settings.topic, partition))
+
+    def _log_starts(self, partitions: list[int]) -> dict[int, int] | None:
+        """The log start offsets (bounded by the request timeout), or None if unavailable."""
+        tps = [TopicPartition(self.settings.topic, p) for p in partitions]
+        try:
+            starts = self.consumer.beginning_offsets(tps)
+        except KafkaError as exc:
+            self.metrics.kafka_errors.labels("beginning_offsets").inc()
+            log.warning("log start offsets unavailable; checking later", error=repr(exc))
+            return None
+        return {tp.partition: offset for tp, offset in starts.items()}
+
+    def _committed(self, partitions: list[int]) -> dict[int, int | None] | None:
+        """The group's committed positions (None if unavailable). A position is committed
+        only after the records below it were applied, so it may pass the stored offset by
+        transaction markers and aborted records alone."""
+        committed = {}
+        try:
+            for partition in partitions:
+                tp = TopicPartition(self.settings.topic, partition)
+                committed[partition] = self.consumer.committed(tp, timeout_ms=LOOKUP_TIMEOUT_MS)
+        except KafkaError as exc:
+            self.metrics.kafka_errors.labels("committed").inc()
+            log.warning("committed offsets unavailable; checking later", error=repr(exc))
+            return None
+        return committed
+
+    def _start_ok(self, partition: int, start: int | None) -> bool:
+        """Whether the log still holds every record not read yet (else halt).
+
+        Judged against :attr:`read_through`, not the stored offset alone: the store follows
+        the last *record* counted, and a commit marker after it may expire without loss. And
+        not against the current stored offset: after the broker moved the consumer to the
+        log start, the records counted from there would hide the gap below.
+        """
+        stored = self.stored.get(partition)
+        if start is None or stored is None:
+            return True
+        read = self.read_through.get(partition, stored)
+        if start <= read:
+            return True
+        reason = f"records [{read}, {start}) expired before they were counted"
+        self._halt(partition, reason, stored=stored, read_through=read, log_start=start)
+        return False
+
+    def _halt(self, partition: int, reason: str, recorded: bool = False, **facts: int) -> None:
+        """Stop reading a partition whose log contradicts its cursors: pause it, record the
+        halt durably (a rebalance or restart must not lift it) and say so once, loudly."""
+        self.consumer.pause(TopicPartition(self.settings.topic, partition))
+        self.unverified.discard(partition)
+        if partition in self.halted:
+            return
+        self.halted[partition] = reason
+        self.metrics.halted.labels(str(partition)).set(1)
+        self.health.halt(partition, reason)
+        if not recorded:
+            self.store.record_halt(partition, reason)
+        log.error(
+            "partition halted: its log and the stored offsets disagree (topic recreated or "
+            "truncated?); nothing more of it is counted, landed or skipped until its offsets "
+            "are reset",
+            partition=partition,
+            reason=reason,
+            reset=RESET_COMMAND.format(partition=partition),
+            **facts,
+        )
 
     def release(self, revoked: set[TopicPartition]) -> None:
         for tp in revoked:
             self.landing.revoke(tp.partition)
             self.stored.pop(tp.partition, None)
+            self.sought.pop(tp.partition, None)
+            self.read_through.pop(tp.partition, None)
+            self.unverified.discard(tp.partition)
+            # The halt itself is in the store: the partition's next owner keeps it paused.
+            if self.halted.pop(tp.partition, None) is not None:
+                self.health.forget_halts([tp.partition])
+                self.metrics.halted.remove(str(tp.partition))
             with contextlib.suppress(KeyError):
                 self.metrics.lag.remove(str(tp.partition))
             log.info("revoked", partition=tp.partition)
@@ -147,7 +279,9 @@ class SpeedLayer:
         self._counted = {}
         batches = []
         for tp, records in polled.items():
-            if tp.partition not in self.stored or not records:
+            if tp.partition not in self.stored or not records or tp.partition in self.halted:
+                continue
+            if not self._follows_seek(tp.partition, records):
                 continue
             batch = self._partition_batch(tp.partition, records)
             if batch is not None:
@@ -178,6 +312,26 @@ class SpeedLayer:
             self.stored[batch.partition] = batch.next_offset
         self._count(applied)
         return applied.events
+
+    def _follows_seek(self, partition: int, records: list[ConsumerRecord]) -> bool:
+        """Whether the records continue the log the cursors describe; if not, halt.
+
+        After a seek the broker returns records at or above it, in order, unless the position
+        was out of range and the consumer reset it to the log start: a record below the sought
+        offset means the log restarted below our cursors. Counting on would double-count;
+        skipping it as a replay (it lies below the cursors) would lose it.
+        """
+        sought = self.sought.get(partition, 0)
+        first = min(rec.offset for rec in records)
+        if first < sought:
+            reason = (
+                f"the broker returned offset {first} after a seek to {sought}: the log "
+                "restarted below the stored offsets (topic recreated or truncated?)"
+            )
+            self._halt(partition, reason, sought=sought, offset_seen=first)
+            return False
+        self.sought[partition] = max(rec.offset for rec in records) + 1
+        return True
 
     def _count(self, applied: AppliedBatch) -> None:
         self.metrics.events.inc(applied.events)
@@ -289,25 +443,66 @@ class SpeedLayer:
             return
         end_by_partition = {tp.partition: end for tp, end in ends.items()}
         if own:
-            stored = {p: self._counted_through(p) for p in own}
+            self._check_ends(own, end_by_partition)
+            self._check_starts(own)
+            # A halted partition is neither sealed (its new records are not landed) nor
+            # watched for progress (it makes none until a reset; a restart would not help).
+            live = [p for p in own if p not in self.halted]
+            counted = {p: self._counted_through(p) for p in own}
+            stored = {p: counted[p] for p in live}
             if not self.resync_needed:  # positions are trustworthy only after a clean take
-                self.landing.seal_caught_up(end_by_partition, self._positions(own), broker_now_ms)
+                live_ends = {p: end_by_partition[p] for p in live if p in end_by_partition}
+                self.landing.seal_caught_up(live_ends, self._positions(live), broker_now_ms)
             for partition in own:
-                lag = end_by_partition.get(partition, 0) - (stored[partition] or 0)
+                lag = end_by_partition.get(partition, 0) - (counted[partition] or 0)
                 self.metrics.lag.labels(str(partition)).set(lag)
-                if lag < 0:
-                    log.error(
-                        "stored offset is beyond the end of the log (topic recreated or "
-                        "truncated?): records there would be skipped",
-                        partition=partition,
-                        stored=stored[partition],
-                        end=end_by_partition.get(partition),
-                    )
         else:
-            known = self.store.load_offsets()
-            stored = {p: known.get(p) for p in watched}
+            known, halts = self.store.load_offsets(), self.store.load_halts()
+            stored = {p: known.get(p) for p in watched if p not in halts}
         self.health.observe(stored, end_by_partition, own)
         self.metrics.watermark.set(landing_watermark(progress, self.settings.bucket_ms))
+
+    def _check_ends(self, own: list[int], ends: dict[int, int]) -> None:
+        """Halt a partition whose stored or landed cursor lies beyond the log's end: an empty
+        recreated topic returns no record that could contradict the sought offset."""
+        for partition in own:
+            if partition in self.halted or partition not in self.stored or partition not in ends:
+                continue
+            end = ends[partition]
+            cursors = {
+                "stored": self.stored[partition],
+                "landed": self.landing.landed_next(partition),
+            }
+            for name, cursor in cursors.items():
+                if cursor is not None and cursor > end:
+                    reason = (
+                        f"the {name} offset {cursor} is beyond the log end {end} "
+                        "(topic recreated or truncated?)"
+                    )
+                    self._halt(partition, reason, **{name: cursor, "end": end})
+                    break
+
+    def _check_starts(self, own: list[int]) -> None:
+        """Halt a partition whose log now starts above what had been read at the last check
+        (retention passed records never counted, and the broker moved the consumer past them).
+        No answer from the broker: the check waits for the next round."""
+        counted = [
+            p
+            for p in own
+            if self.stored.get(p) is not None and p not in self.halted and p not in self.unverified
+        ]
+        if not counted:
+            return
+        # Read before the look-up: if this check passes, no reset happened before them.
+        reached = self._positions(counted)
+        for partition in counted:
+            reached[partition] = max(reached.get(partition, 0), self.stored[partition] or 0)
+        starts = self._log_starts(counted)
+        if starts is None:
+            return
+        for partition in counted:
+            if self._start_ok(partition, starts.get(partition)):
+                self.read_through[partition] = reached[partition]
 
     def _observe_landed_time(self, progress: list[PartitionProgress | None]) -> None:
         """Landed and sealed times of every partition (other processes' too) are broker
@@ -406,6 +601,7 @@ class SpeedLayer:
     def _poll_once(self, stop: threading.Event) -> int:
         """One poll and its batch. An empty poll that returned early (no broker, no
         assignment) waits out the poll interval, so a client without a broker never spins."""
+        self.verify_log_starts()
         started = time.monotonic()
         polled = self.consumer.poll(
             timeout_ms=POLL_MS, max_records=self.settings.speed_max_poll_records

@@ -7,6 +7,13 @@ keeper, compose's restart policy, the cluster scripts) starts a fresh one. Resta
 the store's offsets and the landing progress make the new process resume exactly once. If the
 loop is blocked inside a client call and does not stop within a grace period, the watchdog ends
 the process itself.
+
+A *halted* partition is different: its log and the stored offsets disagree (the topic was
+recreated or truncated, or retention removed records never counted), so reading on would skip
+or double-count. The consumer pauses it and records the fault here: ``/readyz`` answers 503
+with status ``halted`` and the reason, but the watchdog does not restart the process for it —
+a new process would only halt again. An operator resolves it with ``lambda-speed
+reset-offsets``.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -38,14 +45,28 @@ class HealthReport:
     stalled_s: float
     lag: int
     partitions: list[int]
+    halted: dict[int, str] = field(default_factory=dict)  # partition -> reason
+
+    @property
+    def status(self) -> str:
+        """``halted`` wins over ``stalled``: it needs an operator, a stall only a restart."""
+        if self.halted:
+            return "halted"
+        return "ok" if self.healthy else "stalled"
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "status": "ok" if self.healthy else "stalled",
+        body: dict[str, Any] = {
+            "status": self.status,
             "stalled_s": round(self.stalled_s, 1),
             "lag": self.lag,
             "partitions": self.partitions,
         }
+        if self.halted:
+            body["halted"] = {str(p): reason for p, reason in sorted(self.halted.items())}
+            body["reason"] = "; ".join(
+                f"partition {p}: {reason}" for p, reason in sorted(self.halted.items())
+            )
+        return body
 
 
 class Health:
@@ -56,6 +77,7 @@ class Health:
         self._lock = threading.Lock()
         self._watch = ProgressWatch(started_at=time.monotonic())
         self._partitions: list[int] = []
+        self._halted: dict[int, str] = {}
 
     def observe(
         self, stored: dict[int, int | None], ends: dict[int, int], own: Iterable[int]
@@ -64,11 +86,23 @@ class Health:
             self._watch.observe(time.monotonic(), stored, ends)
             self._partitions = sorted(own)
 
+    def halt(self, partition: int, reason: str) -> None:
+        """Record that a partition is halted (unhealthy until an operator resets it)."""
+        with self._lock:
+            self._halted[partition] = reason
+
+    def forget_halts(self, partitions: Iterable[int]) -> None:
+        """The partitions left this process: their new owner judges them afresh."""
+        with self._lock:
+            for partition in partitions:
+                self._halted.pop(partition, None)
+
     def report(self) -> HealthReport:
         with self._lock:
             stalled = self._watch.stalled_for(time.monotonic())
+            healthy = stalled < self.unhealthy_after_s and not self._halted
             return HealthReport(
-                stalled < self.unhealthy_after_s, stalled, self._watch.lag, self._partitions
+                healthy, stalled, self._watch.lag, self._partitions, dict(self._halted)
             )
 
 
@@ -105,6 +139,8 @@ class Watchdog(threading.Thread):
             self.metrics.healthy.set(1 if report.healthy else 0)
             if self.stopping.is_set():
                 return  # a requested shutdown is not a stall
+            # Halted partitions are not watched for progress (the loop leaves them out), so a
+            # halt alone never trips the watchdog: a restart would only halt again.
             # A member with no partitions waits out a rebalance that another member holds
             # open (up to max.poll.interval) before it counts as stalled itself, so idle
             # members do not all exit at once because one owner is slow.

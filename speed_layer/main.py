@@ -3,6 +3,8 @@
 SIGTERM or SIGINT finishes the current batch, lands what is buffered, commits and leaves the
 group before the process exits (code 0). A process that stalls (records waiting, no progress
 for ``LAMBDA_SPEED_EXIT_AFTER_S``) exits with code 75 so that its supervisor restarts it.
+A partition whose log contradicts the stored offsets is halted (``/readyz``: ``halted``) until
+``lambda-speed reset-offsets`` moves its cursors (stop the speed processes first).
 """
 
 from __future__ import annotations
@@ -18,11 +20,24 @@ import typer
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError
 
+from lambda_contracts.db import make_engine
+from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings, get_settings
 from speed_layer.consumer import SpeedLayer, retry_delay
 from speed_layer.dlq import DeadLetters
 from speed_layer.health import EXIT_STALLED, Health, Watchdog, serve
 from speed_layer.metrics import SpeedMetrics
+from speed_layer.reset import (
+    STOP_FIRST,
+    ResetRefused,
+    Target,
+    apply_reset,
+    commit_group_offsets,
+    group_members,
+    log_bounds,
+    targets_for,
+)
+from speed_layer.store import SpeedStore
 
 T = TypeVar("T")
 
@@ -86,11 +101,19 @@ def connect(factory: Callable[[], T], stop: threading.Event) -> T | None:
     return None
 
 
-@app.command()
-def run(
+@app.callback(invoke_without_command=True)
+def main(
+    ctx: typer.Context,
     instance: Annotated[int, typer.Option(help="process index: client id and metrics port")] = 0,
     metrics: Annotated[bool, typer.Option(help="serve metrics and health over HTTP")] = True,
 ) -> None:
+    """Without a command: consume transactions into the speed store and the landing zone
+    until SIGTERM (``lambda-speed --instance N``, as every supervisor starts it)."""
+    if ctx.invoked_subcommand is None:
+        run(instance, metrics)
+
+
+def run(instance: int, metrics: bool) -> None:
     """Consume transactions into the speed store and the landing zone until SIGTERM."""
     configure_logging()
     settings = get_settings()
@@ -133,6 +156,73 @@ def run(
         watchdog.halt()
     if watchdog.tripped.is_set():
         raise typer.Exit(EXIT_STALLED)
+
+
+@app.command("reset-offsets")
+def reset_offsets(
+    partition: Annotated[
+        list[int] | None, typer.Option("--partition", help="a partition to reset (repeatable)")
+    ] = None,
+    all_partitions: Annotated[bool, typer.Option("--all", help="every partition")] = False,
+    to_beginning: Annotated[
+        bool, typer.Option("--to-beginning", help="resume at the log's first offset")
+    ] = False,
+    to_end: Annotated[
+        bool, typer.Option("--to-end", help="resume at the log's end (what is there is skipped)")
+    ] = False,
+    to: Annotated[int | None, typer.Option("--to", help="resume at this offset")] = None,
+) -> None:
+    """Move a halted partition's cursors (store offset and landing progress) to the log's
+    beginning, end or an offset. Run it with every speed process stopped."""
+    settings = get_settings()
+    partitions = _chosen_partitions(settings, partition, all_partitions)
+    target = _chosen_target(to_beginning, to_end, to)
+    typer.echo(STOP_FIRST)
+    members = group_members(settings)
+    if members:
+        typer.echo(
+            f"refused: consumer group {settings.speed_group!r} has live members "
+            f"({', '.join(sorted(members))}). {STOP_FIRST}",
+            err=True,
+        )
+        raise typer.Exit(2)
+    starts, ends = log_bounds(settings, partitions)
+    try:
+        targets = targets_for(partitions, starts, ends, target, to)
+    except ResetRefused as exc:
+        typer.echo(f"refused: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    assert settings.speed_store_url is not None
+    store = SpeedStore(
+        make_engine(settings.speed_store_url),
+        settings.topic,
+        settings.bucket_ms,
+        settings.dedup_horizon_ms,
+    )
+    for change in apply_reset(store, Layout(settings.data_dir), targets):
+        typer.echo(change.describe())
+    commit_group_offsets(settings, targets)
+    typer.echo(f"committed the same offsets for consumer group {settings.speed_group!r}")
+
+
+def _chosen_partitions(settings: Settings, partitions: list[int] | None, every: bool) -> list[int]:
+    """``--all`` or one or more ``--partition``, each a partition of the topic."""
+    if every == bool(partitions):
+        raise typer.BadParameter("give either --all or one or more --partition")
+    chosen = list(range(settings.partitions)) if every else sorted(set(partitions or []))
+    unknown = [p for p in chosen if not 0 <= p < settings.partitions]
+    if unknown:
+        raise typer.BadParameter(f"no such partition(s): {unknown}")
+    return chosen
+
+
+def _chosen_target(to_beginning: bool, to_end: bool, to: int | None) -> Target:
+    """Exactly one of ``--to-beginning``, ``--to-end`` and ``--to OFFSET``."""
+    if to_beginning + to_end + (to is not None) != 1:
+        raise typer.BadParameter("give exactly one of --to-beginning, --to-end, --to OFFSET")
+    if to_beginning:
+        return Target.BEGINNING
+    return Target.END if to_end else Target.OFFSET
 
 
 if __name__ == "__main__":

@@ -34,6 +34,12 @@ class SpeedMetrics:
             "speed_healthy", "1 unless stalled past the unhealthy bound", registry=r
         )
         self.healthy.set(1)
+        self.halted = Gauge(
+            "speed_partition_halted",
+            "1 while a partition is halted: its log and the stored offsets disagree",
+            ["partition"],
+            registry=r,
+        )
         self.kafka_errors = Counter(
             "speed_kafka_errors",
             "Transient Kafka errors retried with backoff",

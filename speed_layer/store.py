@@ -44,7 +44,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
 from lambda_contracts.dedup import is_new_event, remembered_from
-from lambda_contracts.store_schema import dedup, partition_state, view_tables
+from lambda_contracts.store_schema import dedup, partition_halts, partition_state, view_tables
 from lambda_contracts.views import VIEWS_BY_NAME, Key, Measures
 from speed_layer.aggregation import Row, fold_rows, log_order
 
@@ -143,6 +143,79 @@ class SpeedStore:
                 )
             )
             return {p: o for p, o in rows}
+
+    def load_halts(self) -> dict[int, str]:
+        """The partitions halted by any process of the group, with the reason."""
+        halts = partition_halts.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(halts.kafka_partition, halts.reason).where(halts.topic == self.topic)
+            )
+            return {p: reason for p, reason in rows}
+
+    def record_halt(self, partition: int, reason: str) -> None:
+        """Remember a halt durably (the first reason stays): whichever process takes the
+        partition next keeps it paused until an operator resets its offsets."""
+
+        def record() -> None:
+            with self.engine.begin() as conn:
+                stmt = _insert(conn, partition_halts).values(
+                    topic=self.topic,
+                    kafka_partition=partition,
+                    reason=reason,
+                    halted_at_ms=int(time.time() * 1000),
+                )
+                conn.execute(stmt.on_conflict_do_nothing())
+
+        retry_transient(record)
+
+    def reset_offsets(self, targets: dict[int, int]) -> dict[int, int | None]:
+        """Set each partition's next offset (inserting a missing row) and lift its halt, in
+        one transaction; return the previous offsets (None where there was none).
+
+        The counters stay; the fencing of running processes is no protection here (their
+        expected offsets would simply stop matching), which is why the command refuses to run
+        while the consumer group has members.
+        """
+        return retry_transient(lambda: self._reset_once(targets))
+
+    def _reset_once(self, targets: dict[int, int]) -> dict[int, int | None]:
+        state, halts = partition_state.c, partition_halts.c
+        now_ms = int(time.time() * 1000)
+        with self.engine.begin() as conn:
+            old = dict(
+                conn.execute(
+                    select(state.kafka_partition, state.next_offset).where(
+                        state.topic == self.topic, state.kafka_partition.in_(sorted(targets))
+                    )
+                ).all()
+            )
+            for partition, offset in sorted(targets.items()):
+                if partition in old:
+                    conn.execute(
+                        update(partition_state)
+                        .where(state.topic == self.topic, state.kafka_partition == partition)
+                        .values(next_offset=offset, updated_at_ms=now_ms)
+                    )
+                else:
+                    conn.execute(
+                        _insert(conn, partition_state).values(
+                            topic=self.topic,
+                            kafka_partition=partition,
+                            next_offset=offset,
+                            events=0,
+                            duplicates=0,
+                            rejected=0,
+                            max_kafka_ts=0,
+                            updated_at_ms=now_ms,
+                        )
+                    )
+            conn.execute(
+                delete(partition_halts).where(
+                    halts.topic == self.topic, halts.kafka_partition.in_(sorted(targets))
+                )
+            )
+        return {p: old.get(p) for p in sorted(targets)}
 
     def apply(self, batches: Iterable[PartitionBatch]) -> AppliedBatch:
         """Commit the batches' effect atomically; raise FencedError if a partition moved.

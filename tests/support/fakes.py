@@ -1,7 +1,7 @@
 """Stand-ins for the Kafka clients, to drive the speed layer's loop without a broker.
 
-Only what ``SpeedLayer`` calls outside ``run`` is modelled: seek, assignment, end offsets and
-positions for the consumer; send and flush for the DLQ.
+Only what ``SpeedLayer`` calls outside ``run`` is modelled: seek, pause and resume, assignment,
+log start and end offsets and positions for the consumer; send and flush for the DLQ.
 """
 
 from __future__ import annotations
@@ -21,6 +21,10 @@ class FakeConsumer:
         self.tps = {TopicPartition(TOPIC, p) for p in partitions}
         self.positions: dict[int, int] = {}
         self.ends: dict[int, int] = {}
+        self.starts: dict[int, int] = {}
+        self.paused_partitions: set[int] = set()
+        self.offsets_error: Exception | None = None  # raised by beginning_offsets if set
+        self.committed_offsets: dict[int, int] = {}  # the group's committed positions
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self.positions[tp.partition] = offset
@@ -30,6 +34,23 @@ class FakeConsumer:
 
     def position(self, tp: TopicPartition) -> int:
         return self.positions[tp.partition]
+
+    def pause(self, *tps: TopicPartition) -> None:
+        self.paused_partitions.update(tp.partition for tp in tps)
+
+    def resume(self, *tps: TopicPartition) -> None:
+        self.paused_partitions.difference_update(tp.partition for tp in tps)
+
+    def paused(self) -> set[TopicPartition]:
+        return {TopicPartition(TOPIC, p) for p in self.paused_partitions}
+
+    def beginning_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        if self.offsets_error is not None:
+            raise self.offsets_error
+        return {tp: self.starts.get(tp.partition, 0) for tp in tps}
+
+    def committed(self, tp: TopicPartition, timeout_ms: int | None = None) -> int | None:
+        return self.committed_offsets.get(tp.partition)
 
     def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         return {tp: self.ends.get(tp.partition, 0) for tp in tps}
@@ -59,11 +80,17 @@ class FakeDLQ:
 
 
 def event_record(
-    partition: int, offset: int, account: str, timestamp: int, value: bytes | None = None
+    partition: int,
+    offset: int,
+    account: str,
+    timestamp: int,
+    value: bytes | None = None,
+    transaction_id: str | None = None,
 ) -> Any:
-    """A ConsumerRecord of a valid event (or of ``value``), stamped with LogAppendTime."""
+    """A ConsumerRecord of a valid event (or of ``value``), stamped with LogAppendTime; its
+    TransactionID is ``t<partition>-<offset>`` unless given."""
     event = {
-        "TransactionID": f"t{partition}-{offset}",
+        "TransactionID": transaction_id or f"t{partition}-{offset}",
         "CreatedTime": 1_550_149_860_000,
         "SourceAccountID": account,
         "TargetAccountID": "z",
