@@ -10,6 +10,7 @@ counts must be what the oracle says.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -117,6 +118,9 @@ def land_a_replay(layout: Layout, log: list[Row]) -> int:
 def spark_session() -> Iterator[None]:
     """One local[2] session for the module; the job's getOrCreate() picks it up."""
     pyspark_sql = pytest.importorskip("pyspark.sql")
+    # py4j logs its gateway's close at INFO from a finalizer at interpreter exit, after
+    # pytest closed the captured streams: keep that out of the run's last lines.
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     with pytest.MonkeyPatch.context() as mp:
         for name, value in spark_env(Settings()).items():
             mp.setenv(name, value)
