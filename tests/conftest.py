@@ -57,6 +57,14 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     server.stop()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest) -> str | None:
+    """Each speed-store backend in turn: SQLite (the default) and a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return None  # the default: SQLite under the data directory
+    return request.getfixturevalue("postgres").new_database()
+
+
 @pytest.fixture
 def make_settings(broker: Broker, tmp_path: Path) -> Callable[..., Settings]:
     """Settings on the test broker with a fresh topic, group and data directory."""

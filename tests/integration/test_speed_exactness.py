@@ -28,13 +28,6 @@ from tests.support.pipeline import (
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest) -> str | None:
-    if request.param == "sqlite":
-        return None  # the default: SQLite under the data directory
-    return request.getfixturevalue("postgres").new_database()
-
-
 def test_aggregates_dlq_and_landing_are_exact(make_settings, store_url, tmp_path: Path) -> None:
     settings = make_settings(speed_store_url=store_url)
     truth_file = tmp_path / "truth.jsonl"

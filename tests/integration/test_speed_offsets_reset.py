@@ -48,13 +48,6 @@ from tests.support.pipeline import (
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest) -> str | None:
-    if request.param == "sqlite":
-        return None  # the default: SQLite under the data directory
-    return request.getfixturevalue("postgres").new_database()
-
-
 def recreate_topic(settings: Settings) -> None:
     """Delete the transactions topic, wait until it is gone, create it again (empty)."""
     admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
