@@ -98,14 +98,23 @@ def _java_base(settings: Settings) -> list[str]:
     ]
 
 
+def new_cluster_id() -> str:
+    """A random KRaft cluster id (base64url of 16 random bytes), as Kafka's Uuid.randomUuid
+    makes them: never starting with '-', which a command line would read as an option (one
+    id in 64 did, and then the storage format failed)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def format_storage_once(settings: Settings, config: Path) -> None:
     """Format KRaft storage on first start only; later starts keep the data."""
     log_dir = Layout(settings.data_dir).kafka_dir / "logs"
     if (log_dir / "meta.properties").exists():
         return
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     cmd = [*_java_base(settings), "kafka.tools.StorageTool", "format"]
-    cmd += ["-t", cluster_id, "-c", str(config), "--ignore-formatted"]
+    cmd += ["-t", new_cluster_id(), "-c", str(config), "--ignore-formatted"]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         raise BrokerSetupError(f"formatting Kafka storage failed: {result.stderr or result.stdout}")
