@@ -24,7 +24,12 @@ LANDING_SCHEMA = pa.schema([(name, _ARROW_TYPES[kind]) for name, kind in LANDING
 
 def landing_row(event: Transaction, partition: int, offset: int, kafka_ts: int) -> dict[str, Any]:
     """A valid event as a landing row: its columns plus where it sits in the log."""
-    row = event.to_row()
+    return place_row(event.to_row(), partition, offset, kafka_ts)
+
+
+def place_row(row: dict[str, Any], partition: int, offset: int, kafka_ts: int) -> dict[str, Any]:
+    """An event row (``Transaction.to_row``, ``event_row``) completed into a landing row, in
+    place: where it sits in the log."""
     row["kafka_partition"] = partition
     row["kafka_offset"] = offset
     row["kafka_ts"] = kafka_ts

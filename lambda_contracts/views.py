@@ -13,6 +13,7 @@ Amounts are integer cents, so every measure is exact.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -39,6 +40,11 @@ class MeasureKind(Enum):
         if self is MeasureKind.MAX:
             return a if a >= b else b
         return a + b
+
+    @property
+    def merge(self) -> Callable[[int, int], int]:
+        """:meth:`combine` as a builtin (the fold's inner loop calls it per event)."""
+        return {MeasureKind.MIN: min, MeasureKind.MAX: max}.get(self, operator.add)
 
     def sql_over_events(self, column: str) -> str:
         """Aggregate over raw events, in SQL that Spark, DuckDB, SQLite and PostgreSQL share."""
@@ -108,14 +114,27 @@ class View:
         """Aggregate deduplicated rows into {key: measures}: the incremental (speed) path.
 
         ``extra_key`` appends fields to the view key (the speed layer adds the ingest bucket).
+        The same as folding :meth:`initial` with :meth:`combine` row by row; written as one
+        loop with builtins because the speed layer runs it for every event it counts.
         """
-        out: dict[Key, Measures] = {}
+        dimensions, window = self.dimensions, self.window_ms
+        # Per measure: the row column it reads (None: counts 1) and its merge as a builtin.
+        sources = [None if m.kind is MeasureKind.COUNT else m.source for m in self.measures]
+        merges = [m.kind.merge for m in self.measures]
+        positions = list(enumerate(zip(sources, merges, strict=True)))
+        acc: dict[Key, list[int]] = {}
         for row in rows:
-            key = self.key_of(row) if extra_key is None else self.key_of(row) + extra_key(row)
-            value = self.initial(row)
-            prev = out.get(key)
-            out[key] = value if prev is None else self.combine(prev, value)
-        return out
+            created = row["created_time"]
+            key = (*[row[d] for d in dimensions], created - created % window)
+            if extra_key is not None:
+                key += extra_key(row)
+            prev = acc.get(key)
+            if prev is None:
+                acc[key] = [1 if s is None else row.get(s, 0) for s in sources]
+                continue
+            for i, (source, merge) in positions:
+                prev[i] = merge(prev[i], 1 if source is None else row.get(source, 0))
+        return {key: tuple(value) for key, value in acc.items()}
 
     def batch_sql(self, relation: str) -> str:
         """SQL computing this view from a relation of deduplicated events (Spark and DuckDB)."""

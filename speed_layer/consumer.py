@@ -30,8 +30,8 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
 
 from lambda_contracts.db import make_engine
-from lambda_contracts.events import Rejection, parse_event
-from lambda_contracts.landing_files import landing_row
+from lambda_contracts.events import Rejection, event_row
+from lambda_contracts.landing_files import place_row
 from lambda_contracts.layout import Layout, PartitionProgress, landing_watermark
 from lambda_contracts.settings import Settings
 from speed_layer.broker_clock import BrokerClock
@@ -402,7 +402,7 @@ class SpeedLayer:
             if rec.timestamp_type != LOG_APPEND_TIME and not self._warned_timestamp_type:
                 self._warned_timestamp_type = True
                 log.warning("topic is not LogAppendTime: ingest buckets follow producer clocks")
-            parsed = parse_event(rec.value)
+            parsed = event_row(rec.value)
             if isinstance(parsed, Rejection):
                 self.landing.add(partition, rec.offset, None)
                 if counted:
@@ -410,7 +410,7 @@ class SpeedLayer:
                     self.dlq.send(rec.key, rec.value, parsed.reason, origin)
                     batch.rejected += 1
             else:
-                row = landing_row(parsed, partition, rec.offset, rec.timestamp)
+                row = place_row(parsed, partition, rec.offset, rec.timestamp)
                 self.landing.add(partition, rec.offset, row)
                 if counted:
                     batch.rows.append(row)

@@ -41,6 +41,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 
 from lambda_contracts.dedup import is_new_event, remembered_from
@@ -118,6 +119,87 @@ class AppliedBatch:
     rejected: int
 
 
+# Parameters per statement: below SQLite's 32,766 and PostgreSQL's 65,535.
+MAX_PARAMETERS = 30_000
+
+
+class _Statements:
+    """The store's hot statements as raw multi-row ``VALUES`` SQL for the driver (no
+    SQLAlchemy per-row work, one statement execution per few thousand rows), rendered from the
+    same declarations the Core statements used: the tables, the views' measure merges and the
+    contracts' dedup predicate. The fixed parts are rendered once per dialect."""
+
+    def __init__(self, dedup_horizon_ms: int) -> None:
+        self.dedup_horizon_ms = dedup_horizon_ms
+        self._parts: dict[tuple[str, str], tuple[str, str, str, int]] = {}
+
+    def claim(self, dialect: Dialect, rows: int) -> str:
+        """Insert ``rows`` (id, Kafka timestamp) pairs; overwrite a stored id only when the
+        new copy is a new event; return the ids written."""
+        return self._render(dialect, "claim", rows)
+
+    def upsert(self, dialect: Dialect, view_name: str, rows: int) -> str:
+        """Insert ``rows`` view rows (key columns, ingest bucket, measures) or merge their
+        measures into the stored rows with the measures' own merge."""
+        return self._render(dialect, view_name, rows)
+
+    def rows_per_statement(self, dialect: Dialect, name: str) -> int:
+        return self._parts_of(dialect, name)[3]
+
+    def _render(self, dialect: Dialect, name: str, rows: int) -> str:
+        head, row, tail, _ = self._parts_of(dialect, name)
+        return f"{head} VALUES {', '.join([row] * rows)} {tail}"
+
+    def _parts_of(self, dialect: Dialect, name: str) -> tuple[str, str, str, int]:
+        memo = (dialect.name, name)
+        if memo not in self._parts:
+            head, columns, tail = (
+                self._claim_parts(dialect) if name == "claim" else self._upsert_parts(dialect, name)
+            )
+            row = f"({', '.join([_placeholder(dialect)] * columns)})"
+            self._parts[memo] = (head, row, tail, MAX_PARAMETERS // columns)
+        return self._parts[memo]
+
+    def _claim_parts(self, dialect: Dialect) -> tuple[str, int, str]:
+        new_event = is_new_event(
+            literal_column(f"{dedup.name}.ingest_ts"),
+            literal_column("excluded.ingest_ts"),
+            self.dedup_horizon_ms,
+        )
+        where = new_event.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+        return (
+            f"INSERT INTO {dedup.name} (transaction_id, ingest_ts)",
+            2,
+            "ON CONFLICT (transaction_id) DO UPDATE SET ingest_ts = excluded.ingest_ts "
+            f"WHERE {where} RETURNING transaction_id",
+        )
+
+    @staticmethod
+    def _upsert_parts(dialect: Dialect, view_name: str) -> tuple[str, int, str]:
+        view, table = VIEWS_BY_NAME[view_name], view_tables[view_name].name
+        keys = [*view.key_columns, "ingest_bucket"]
+        columns = [*keys, *view.measure_names]
+        merge = ", ".join(
+            f"{m.name} = "
+            + m.kind.sql_merge(f"{table}.{m.name}", f"excluded.{m.name}", dialect.name)
+            for m in view.measures
+        )
+        return (
+            f"INSERT INTO {table} ({', '.join(columns)})",
+            len(columns),
+            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {merge}",
+        )
+
+
+def _placeholder(dialect: Dialect) -> str:
+    """The driver's positional parameter marker (sqlite3: ``?``, psycopg: ``%s``)."""
+    if dialect.paramstyle == "qmark":
+        return "?"
+    if dialect.paramstyle in ("format", "pyformat"):
+        return "%s"
+    raise NotImplementedError(f"speed store does not support paramstyle {dialect.paramstyle}")
+
+
 def _insert(conn: Connection, table: Table):  # type: ignore[no-untyped-def]
     dialect = conn.dialect.name
     if dialect == "postgresql":
@@ -133,6 +215,7 @@ class SpeedStore:
         self.topic = topic
         self.bucket_ms = bucket_ms
         self.dedup_horizon_ms = dedup_horizon_ms
+        self._statements = _Statements(dedup_horizon_ms)
 
     def load_offsets(self) -> dict[int, int]:
         """Each partition's next offset whose effect is not in the store yet."""
@@ -243,7 +326,7 @@ class SpeedStore:
         return AppliedBatch(len(kept), total - len(kept), rejected)
 
     def _keep_new(self, conn: Connection, rows: list[Row]) -> list[Row]:
-        """The rows that count (are no duplicate), in log order, as decided by the database.
+        """The rows that count (are no duplicate), as decided by the database.
 
         ``speed_dedup`` holds, per TransactionID, the Kafka timestamp of its last *kept* copy.
         The insert decides and records in one statement: it inserts the id, or overwrites the
@@ -254,27 +337,32 @@ class SpeedStore:
         batch go in successive waves, in log order: the second copy is judged against the
         first if that one was kept.
         """
-        waves: dict[str, list[Row]] = {}
-        for row in sorted(rows, key=log_order):
-            waves.setdefault(row["transaction_id"], []).append(row)
-        insert = _insert(conn, dedup)
-        claim = insert.on_conflict_do_update(
-            index_elements=["transaction_id"],
-            set_={"ingest_ts": insert.excluded.ingest_ts},
-            where=is_new_event(dedup.c.ingest_ts, insert.excluded.ingest_ts, self.dedup_horizon_ms),
-        ).returning(dedup.c.transaction_id)
+        copies: dict[str, list[Row]] = {}
+        for row in rows:
+            copies.setdefault(row["transaction_id"], []).append(row)
+        for group in copies.values():
+            if len(group) > 1:
+                group.sort(key=log_order)
+        waves = {tid: iter(group) for tid, group in copies.items()}
+        heads = {tid: next(group) for tid, group in waves.items()}
         kept: list[Row] = []
-        while waves:
-            ids = sorted(waves)  # a fixed lock order across processes
-            params = [{"transaction_id": t, "ingest_ts": waves[t][0]["kafka_ts"]} for t in ids]
-            claimed = set(conn.execute(claim, params).scalars())
+        while heads:
+            ids = sorted(heads)  # a fixed lock order across processes
+            claimed: set[str] = set()
+            step = self._statements.rows_per_statement(conn.dialect, "claim")
+            for start in range(0, len(ids), step):
+                chunk = ids[start : start + step]
+                params = tuple([v for tid in chunk for v in (tid, heads[tid]["kafka_ts"])])
+                sql = self._statements.claim(conn.dialect, len(chunk))
+                claimed.update(conn.exec_driver_sql(sql, params).scalars())
+            following: dict[str, Row] = {}
             for tid in ids:
-                row = waves[tid].pop(0)
                 if tid in claimed:
-                    kept.append(row)
-                if not waves[tid]:
-                    del waves[tid]
-        kept.sort(key=log_order)
+                    kept.append(heads[tid])
+                later = next(waves[tid], None)
+                if later is not None:
+                    following[tid] = later
+            heads = following
         return kept
 
     def _advance(self, conn: Connection, batch: PartitionBatch, kept: int, duplicates: int) -> None:
@@ -323,26 +411,18 @@ class SpeedStore:
             )
 
     def _upsert_views(self, conn: Connection, rows: dict[str, dict[Key, Measures]]) -> None:
-        dialect = conn.dialect.name
+        """Merge each view's deltas into its table, rows in key order (a fixed lock order
+        across processes), a few thousand rows per statement."""
         for view_name, delta in rows.items():
             if not delta:
                 continue
-            view = VIEWS_BY_NAME[view_name]
-            table = view_tables[view_name]
-            key_cols = [*view.key_columns, "ingest_bucket"]
-            values = [  # sorted by key: a fixed lock order across processes
-                dict(zip(key_cols, key, strict=True))
-                | dict(zip(view.measure_names, measures, strict=True))
-                for key, measures in sorted(delta.items())
-            ]
-            merge = {
-                m.name: literal_column(
-                    m.kind.sql_merge(f"{table.name}.{m.name}", f"excluded.{m.name}", dialect)
-                )
-                for m in view.measures
-            }
-            stmt = _insert(conn, table).on_conflict_do_update(index_elements=key_cols, set_=merge)
-            conn.execute(stmt, values)
+            ordered = sorted(delta.items())
+            step = self._statements.rows_per_statement(conn.dialect, view_name)
+            for start in range(0, len(ordered), step):
+                chunk = ordered[start : start + step]
+                params = tuple([v for key, measures in chunk for v in (*key, *measures)])
+                sql = self._statements.upsert(conn.dialect, view_name, len(chunk))
+                conn.exec_driver_sql(sql, params)
 
     def record_time(self) -> int | None:
         """The store's record-time watermark: the lowest, over this topic's partitions, of the

@@ -61,9 +61,10 @@ def test_rows_are_written_in_key_order_whatever_the_fold_order() -> None:
         "m",
         "z",
     ]  # the fold met them as z, a, m
-    for table in ("speed_global_minute", "speed_account_minute"):
-        [params] = by_table[table]
-        keys = [tuple(p[:-4]) for p in params]  # key columns come first, measures last
+    for table, width in (("speed_global_minute", 6), ("speed_account_minute", 7)):
+        [params] = by_table[table]  # one multi-row VALUES statement, a row every `width`
+        rows = [params[i : i + width] for i in range(0, len(params), width)]
+        keys = [tuple(p[:-4]) for p in rows]  # key columns come first, measures last
         assert keys == sorted(keys) and len(keys) == 3
 
 
@@ -150,3 +151,20 @@ def test_retry_backs_off_then_succeeds_or_gives_up() -> None:
     with pytest.raises(OperationalError):
         retry_transient(always, attempts=3, sleep=delays.append)
     assert len(delays) == 2
+
+
+def test_a_batch_larger_than_one_statement_equals_the_oracle() -> None:
+    """Poll batches of many thousand records span several multi-row statements per table
+    (and several dedup waves): the split must neither lose nor double a row."""
+    engine = make_engine("sqlite://")
+    store = SpeedStore(engine, "tx", 1000, 10_000)
+    rows = []
+    for offset in range(45_000):
+        # 20k ids a wave (more than one dedup statement holds), 8k accounts (more than one
+        # view statement holds); an id's 2nd copy comes exactly the horizon after the 1st (a
+        # duplicate), its 3rd twice the horizon after (a new event: the chain).
+        ts = 1_000 + offset // 2
+        rows.append(row(f"t{offset % 20_000}", f"a{offset % 8_000}", offset % 97, 0, offset, ts))
+    applied = store.apply([batch(0, rows)])
+    assert (applied.events, applied.duplicates) == (25_000, 20_000)
+    assert stored_views(engine) == oracle_views(rows, 10_000, 1000)
