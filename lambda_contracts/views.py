@@ -108,26 +108,25 @@ class View:
 
     def fold(
         self,
-        rows: Iterable[Mapping[str, Any]],
-        extra_key: Callable[[Mapping[str, Any]], Key] | None = None,
+        rows: Sequence[Mapping[str, Any]],
+        extra_keys: Sequence[Key] | None = None,
     ) -> dict[Key, Measures]:
         """Aggregate deduplicated rows into {key: measures}: the incremental (speed) path.
 
-        ``extra_key`` appends fields to the view key (the speed layer adds the ingest bucket).
-        The same as folding :meth:`initial` with :meth:`combine` row by row; written as one
-        loop with builtins because the speed layer runs it for every event it counts.
+        ``extra_keys[i]`` is appended to row i's view key (the speed layer adds the ingest
+        bucket). The same as folding :meth:`initial` with :meth:`combine` row by row; written
+        as one loop with builtins because the speed layer runs it for every event it counts.
         """
         dimensions, window = self.dimensions, self.window_ms
         # Per measure: the row column it reads (None: counts 1) and its merge as a builtin.
         sources = [None if m.kind is MeasureKind.COUNT else m.source for m in self.measures]
         merges = [m.kind.merge for m in self.measures]
         positions = list(enumerate(zip(sources, merges, strict=True)))
+        extras = [()] * len(rows) if extra_keys is None else extra_keys
         acc: dict[Key, list[int]] = {}
-        for row in rows:
+        for row, extra in zip(rows, extras, strict=True):
             created = row["created_time"]
-            key = (*[row[d] for d in dimensions], created - created % window)
-            if extra_key is not None:
-                key += extra_key(row)
+            key = (*[row[d] for d in dimensions], created - created % window, *extra)
             prev = acc.get(key)
             if prev is None:
                 acc[key] = [1 if s is None else row.get(s, 0) for s in sources]

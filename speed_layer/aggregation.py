@@ -31,7 +31,5 @@ def fold_rows(rows: list[Row], bucket_ms: int) -> dict[str, dict[Key, Measures]]
     so the serving merge can split speed rows exactly at a batch horizon.
     """
 
-    def bucket_of(row: Row) -> Key:
-        return (ingest_bucket(row["kafka_ts"], bucket_ms),)
-
-    return {view.name: view.fold(rows, extra_key=bucket_of) for view in VIEWS}
+    buckets = [(ingest_bucket(row["kafka_ts"], bucket_ms),) for row in rows]
+    return {view.name: view.fold(rows, extra_keys=buckets) for view in VIEWS}

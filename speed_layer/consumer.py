@@ -395,30 +395,33 @@ class SpeedLayer:
         landed_next = self.landing.landed_next(partition)
         batch = PartitionBatch(partition, stored, stored if stored is not None else 0)
         counted_any = False
+        land, rows, counted_records = self.landing.add, batch.rows, self._counted
         for rec in records:
-            counted = stored is None or rec.offset >= stored
-            if not counted and rec.offset < landed_next:
+            offset = rec.offset
+            counted = stored is None or offset >= stored
+            if not counted and offset < landed_next:
                 continue  # a replay below both cursors: already in both sinks
             if rec.timestamp_type != LOG_APPEND_TIME and not self._warned_timestamp_type:
                 self._warned_timestamp_type = True
                 log.warning("topic is not LogAppendTime: ingest buckets follow producer clocks")
             parsed = event_row(rec.value)
             if isinstance(parsed, Rejection):
-                self.landing.add(partition, rec.offset, None)
+                land(partition, offset, None)
                 if counted:
-                    origin = (rec.topic, partition, rec.offset, rec.timestamp)
+                    origin = (rec.topic, partition, offset, rec.timestamp)
                     self.dlq.send(rec.key, rec.value, parsed.reason, origin)
                     batch.rejected += 1
             else:
-                row = place_row(parsed, partition, rec.offset, rec.timestamp)
-                self.landing.add(partition, rec.offset, row)
+                row = place_row(parsed, partition, offset, rec.timestamp)
+                land(partition, offset, row)
                 if counted:
-                    batch.rows.append(row)
+                    rows.append(row)
             if counted:
                 counted_any = True
-                self._counted[(partition, rec.offset)] = rec
-                batch.next_offset = rec.offset + 1
-                batch.max_kafka_ts = max(batch.max_kafka_ts, rec.timestamp)
+                counted_records[(partition, offset)] = rec
+                batch.next_offset = offset + 1
+                if rec.timestamp > batch.max_kafka_ts:
+                    batch.max_kafka_ts = rec.timestamp
         return batch if counted_any else None
 
     # --- housekeeping ---------------------------------------------------------------------

@@ -337,32 +337,27 @@ class SpeedStore:
         batch go in successive waves, in log order: the second copy is judged against the
         first if that one was kept.
         """
-        copies: dict[str, list[Row]] = {}
+        heads: dict[str, Row] = {}  # each id's next copy to judge, in log order
+        later: dict[str, list[Row]] = {}  # ids with several copies: the rest, latest first
         for row in rows:
-            copies.setdefault(row["transaction_id"], []).append(row)
-        for group in copies.values():
-            if len(group) > 1:
-                group.sort(key=log_order)
-        waves = {tid: iter(group) for tid, group in copies.items()}
-        heads = {tid: next(group) for tid, group in waves.items()}
+            tid = row["transaction_id"]
+            if tid in heads:
+                later.setdefault(tid, [heads[tid]]).append(row)
+            else:
+                heads[tid] = row
+        for tid, copies in later.items():
+            copies.sort(key=log_order, reverse=True)
+            heads[tid] = copies.pop()
         kept: list[Row] = []
         while heads:
             ids = sorted(heads)  # a fixed lock order across processes
-            claimed: set[str] = set()
             step = self._statements.rows_per_statement(conn.dialect, "claim")
             for start in range(0, len(ids), step):
                 chunk = ids[start : start + step]
                 params = tuple([v for tid in chunk for v in (tid, heads[tid]["kafka_ts"])])
                 sql = self._statements.claim(conn.dialect, len(chunk))
-                claimed.update(conn.exec_driver_sql(sql, params).scalars())
-            following: dict[str, Row] = {}
-            for tid in ids:
-                if tid in claimed:
-                    kept.append(heads[tid])
-                later = next(waves[tid], None)
-                if later is not None:
-                    following[tid] = later
-            heads = following
+                kept += [heads[tid] for tid in conn.exec_driver_sql(sql, params).scalars().all()]
+            heads = {tid: copies.pop() for tid, copies in later.items() if copies}
         return kept
 
     def _advance(self, conn: Connection, batch: PartitionBatch, kept: int, duplicates: int) -> None:
