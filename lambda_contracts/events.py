@@ -200,19 +200,22 @@ _PYTHON_NAMES = frozenset(Transaction.model_fields)
 _MAX_WHOLE_DIGITS = len(str(MAX_AMOUNT))
 
 
-def _plain_id(value: Any) -> bool:
-    """A str the contract keeps as is: its length in range, every character printable.
+def _plain_ids(*values: Any) -> bool:
+    """Strs the contract keeps as they are: each of a length in range, every character
+    printable.
 
     ``str.isprintable`` is false for every control and Unicode separator character except
     the ASCII space, so with no space at either end there is nothing for the contract to strip.
     """
-    return (
-        type(value) is str
-        and 0 < len(value) <= ID_MAX_LENGTH
-        and value.isprintable()
-        and value[0] != " "
-        and value[-1] != " "
-    )
+    for value in values:
+        if (
+            type(value) is not str
+            or not 0 < len(value) <= ID_MAX_LENGTH
+            or value[0] == " "
+            or value[-1] == " "
+        ):
+            return False
+    return "".join(values).isprintable()
 
 
 def _plain_cents(value: Any) -> int | None:
@@ -250,7 +253,7 @@ def fast_event_row(value: bytes | None) -> dict[str, Any] | None:
         return None
     tid, created = obj.get("TransactionID"), obj.get("CreatedTime")
     source, target = obj.get("SourceAccountID"), obj.get("TargetAccountID")
-    if not (_plain_id(tid) and _plain_id(source) and _plain_id(target)):
+    if not _plain_ids(tid, source, target):
         return None
     if type(created) is not int or not 0 <= created <= MAX_CREATED_TIME_MS:
         return None
