@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import pstats
 import tempfile
 import threading
@@ -23,7 +24,7 @@ from lambda_contracts.db import make_engine
 from producer.cli import make_producer
 from speed_layer.consumer import SpeedLayer
 from speed_layer.dlq import DeadLetters
-from speed_layer.main import make_consumer, make_dlq_producer
+from speed_layer.main import GC_GEN0_THRESHOLD, make_consumer, make_dlq_producer
 from speed_layer.metrics import SpeedMetrics
 from tests.support.pipeline import stored_offsets
 
@@ -32,6 +33,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--top", type=int, default=35)
+    parser.add_argument(
+        "--no-cprofile", action="store_true", help="run unprofiled (e.g. under py-spy)"
+    )
     args = parser.parse_args()
     with bench_broker() as broker, tempfile.TemporaryDirectory() as tmp:
         settings = bench_settings(broker, Path(tmp), "bench-profile")
@@ -50,6 +54,7 @@ def main() -> None:
             SpeedMetrics(),
         )
         stop = threading.Event()
+        gc.set_threshold(GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])  # as lambda-speed runs
 
         def watch() -> None:
             while not stop.wait(0.05):
@@ -60,12 +65,16 @@ def main() -> None:
         watcher.start()
         profile = cProfile.Profile()
         with Timer() as timer:
-            profile.runcall(layer.run, stop)
+            if args.no_cprofile:
+                layer.run(stop)
+            else:
+                profile.runcall(layer.run, stop)
         watcher.join()
         dlq.close(timeout=5)
     print(f"{args.events} events in {timer.seconds:.2f} s (joining the group included)")
-    pstats.Stats(profile).sort_stats("cumulative").print_stats(args.top)
-    pstats.Stats(profile).sort_stats("tottime").print_stats(args.top)
+    if not args.no_cprofile:
+        pstats.Stats(profile).sort_stats("cumulative").print_stats(args.top)
+        pstats.Stats(profile).sort_stats("tottime").print_stats(args.top)
 
 
 if __name__ == "__main__":

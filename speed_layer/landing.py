@@ -16,7 +16,7 @@ from itertools import groupby
 from typing import Any
 
 from lambda_contracts.buckets import ingest_bucket
-from lambda_contracts.landing_files import write_landing_file
+from lambda_contracts.landing_files import warm_up, write_landing_file
 from lambda_contracts.layout import Layout, PartitionProgress
 
 
@@ -39,6 +39,7 @@ class LandingWriter:
         self.flush_records = flush_records
         self.grace_ms = grace_ms
         self._parts: dict[int, _PartitionBuffer] = {}
+        warm_up()
 
     def assign(self, partition: int) -> int:
         """Start tracking a partition; returns the next offset that still needs landing."""

@@ -9,6 +9,7 @@ A partition whose log contradicts the stored offsets is halted (``/readyz``: ``h
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -43,6 +44,12 @@ T = TypeVar("T")
 
 # A blocking client call (offset look-ups, commits) gives up after this; the loop retries.
 KAFKA_REQUEST_TIMEOUT_MS = 30_000
+# The poll loop allocates several containers per record (decoded JSON, rows, fold keys), all
+# freed by reference counting; with the default threshold (700) the cyclic collector runs
+# every few records (bench.speed_profile, 200k events: 6.2-12.6 s with it, 5.1-6.6 s
+# without, on a loaded machine). Cycles are rare here: a young collection every 50k
+# allocations still bounds them.
+GC_GEN0_THRESHOLD = 50_000
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -116,6 +123,7 @@ def main(
 def run(instance: int, metrics: bool) -> None:
     """Consume transactions into the speed store and the landing zone until SIGTERM."""
     configure_logging()
+    gc.set_threshold(GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
     settings = get_settings()
     stop = threading.Event()
     stopping = threading.Event()  # asked to stop by a signal: the watchdog stands down
@@ -148,6 +156,7 @@ def run(instance: int, metrics: bool) -> None:
             layer = SpeedLayer(
                 settings, consumer, DeadLetters(producer, settings.dlq_topic), speed_metrics, health
             )
+            gc.freeze()  # what start-up built lives as long as the process: never rescan it
             try:
                 layer.run(stop)
             finally:
