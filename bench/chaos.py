@@ -54,6 +54,7 @@ from bench.chaos_check import (
 from bench.chaos_faults import FAULTS, Platform
 from bench.common import write_report
 from infra.airflow_env import AIRFLOW_PORT, API_HOST, admin_password
+from infra.keeper import read_record
 from infra.trigger_batch import AirflowClient
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
@@ -252,6 +253,10 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
             dlq = check_dlq(read_log(settings, settings.dlq_topic), truth, settings.topic)
             acked = read_truth(truth_file)
             errors, errors_outside = poller.server_errors(down)
+            restarts = {
+                name: read_record(target.supervisor, name).restarts
+                for name in ("kafka", "speed-0", "speed-1", "serving", "airflow-scheduler")
+            }
         finally:
             with suppress(Exception):
                 platform_cmd(env, "down", timeout=300)
@@ -283,6 +288,7 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         "http_5xx": errors,
         "http_5xx_outside_serving_down": errors_outside,
         "converge_s": converge_s,
+        "keeper_restarts": restarts,  # restarts the keeper made before `up` did
     }
     return figures
 
@@ -331,6 +337,8 @@ def print_table(f: dict[str, Any]) -> None:
         ("5xx / outside serving-down windows",
          f"{f['http_5xx']} / {f['http_5xx_outside_serving_down']}"),
         ("time to converge after the stream (s)", f["converge_s"]),
+        ("restarts by the keeper (not by up)",
+         ", ".join(f"{k} {v}" for k, v in f["keeper_restarts"].items() if v) or "none"),
         ("last batch version equals the oracle", f["batch_views_equal_oracle"]),
     ]  # fmt: skip
     for name, value in rows:
