@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import tempfile
 import time
@@ -16,12 +17,14 @@ from infra.topics import ensure_topics
 from lambda_contracts.settings import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
-BENCH_KAFKA_PORT = 39092
+# LAMBDA_BENCH_KAFKA_PORT moves the private broker (and its controller, one above) so two
+# benchmarks can share a machine.
+BENCH_KAFKA_PORT = int(os.environ.get("LAMBDA_BENCH_KAFKA_PORT", "39092"))
 
 
 @contextmanager
 def bench_broker() -> Iterator[Broker]:
-    """A private broker (ports 39092/39093) on a temporary data directory."""
+    """A private broker (``BENCH_KAFKA_PORT`` and the one above) on a temporary data directory."""
     with tempfile.TemporaryDirectory(prefix="lambda-bench-kafka-") as tmp:
         broker = start_broker(Path(tmp), BENCH_KAFKA_PORT, BENCH_KAFKA_PORT + 1)
         try:
