@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,7 +26,7 @@ from serving.batch_cache import BatchCache
 from serving.batch_store import BatchStore
 from serving.deps import require_token
 from serving.kafka_lag import EndOffsets
-from serving.metrics import ServingMetrics
+from serving.metrics import MULTIPROC_ENV, ServingMetrics
 from serving.queries import QueryService
 from serving.routes import accounts, freshness, ops, totals
 from serving.speed_store import SpeedReader
@@ -156,15 +159,29 @@ def serve() -> None:
     LAMBDA_API_WORKERS worker processes sharing the socket."""
     configure_logging()
     settings = get_settings()
-    uvicorn.run(
-        "serving.main:app_from_env",
-        factory=True,
-        host=settings.api_host,
-        port=settings.api_port,
-        workers=settings.api_workers,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    metrics_dir = None
+    if settings.api_workers > 1:  # the workers (spawned: they import anew) inherit it
+        metrics_dir = Path(tempfile.mkdtemp(prefix="serving-metrics-", dir=_run_dir(settings)))
+        os.environ[MULTIPROC_ENV] = str(metrics_dir)
+    try:
+        uvicorn.run(
+            "serving.main:app_from_env",
+            factory=True,
+            host=settings.api_host,
+            port=settings.api_port,
+            workers=settings.api_workers,
+            access_log=False,
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _run_dir(settings: Settings) -> Path:
+    run = settings.data_dir / "run"
+    run.mkdir(parents=True, exist_ok=True)
+    return run
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from lambda_contracts.views import ACCOUNT_MINUTE, GLOBAL_MINUTE, Key, Measures,
 from serving.batch_cache import BatchCache, BatchPart, MixedSnapshotError, identity_of
 from serving.batch_store import BatchStore
 from serving.merge import merge_rows, roll_up, total
-from serving.snapshot_cache import CurrentReader, Recent
+from serving.snapshot_cache import CurrentReader, Refreshed
 from serving.speed_store import SpeedReader
 from serving.watermark import EndOffsetsReading, speed_watermark_ms
 
@@ -68,7 +68,7 @@ class QueryService:
         self.partitions = partitions
         self.cache = cache if cache is not None else BatchCache(0)
         self.current = CurrentReader(batch.layout)
-        self.recent_watermark = Recent(self.speed_watermark_ms)
+        self.recent_watermark = Refreshed(self.speed_watermark_ms)
 
     def speed_watermark_ms(self, ends: EndOffsetsReading | None = None) -> int | None:
         """The time up to which every partition is counted by speed (:mod:`serving.watermark`);

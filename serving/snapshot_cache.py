@@ -6,21 +6,25 @@ it guards, so :class:`CurrentReader` stats the file and re-reads it only when th
 (a publish replaces it by rename: a new inode, mtime, ctime) or its reading is older than
 ``max_age_s`` (a backstop should the file system reuse an inode within one timestamp tick).
 
-The speed watermark is informational and monotonic, so a value up to a second old is still a
-true lower bound (:class:`Recent`).
+The speed watermark is informational and monotonic, so a value a second old is still a true
+lower bound; it is refreshed off the event loop (:class:`Refreshed`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
-import threading
 import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+import anyio.to_thread
+import structlog
+
 from lambda_contracts.layout import BatchPointer, Layout
 
 T = TypeVar("T")
+log = structlog.get_logger("serving.snapshot")
 
 Signature = tuple[int, int, int, int] | None
 
@@ -54,24 +58,38 @@ class CurrentReader:
         return pointer
 
 
-class Recent(Generic[T]):
-    """A value recomputed at most every ``max_age_s`` (computed by one caller at a time)."""
+class Refreshed(Generic[T]):
+    """A value recomputed in a worker thread once it is ``max_age_s`` old.
+
+    Readers get the last value at once while the refresh runs, so a slow source (a broker
+    timing out) delays no answer; only the first reader of all waits for a value. A refresh
+    that fails keeps the previous value (and is retried by the next reader).
+    """
 
     def __init__(self, compute: Callable[[], T], max_age_s: float = 1.0) -> None:
         self.compute = compute
         self.max_age_s = max_age_s
-        self._lock = threading.Lock()
-        self._value: tuple[float, T] | None = None
+        self._value: tuple[float, T] | None = None  # (monotonic start of its computation, value)
+        self._refresh: asyncio.Future[T] | None = None
 
-    def get(self) -> T:
-        cached = self._value
-        if cached is not None and time.monotonic() - cached[0] < self.max_age_s:
-            return cached[1]
-        with self._lock:
-            cached = self._value
-            if cached is not None and time.monotonic() - cached[0] < self.max_age_s:
-                return cached[1]
-            started = time.monotonic()  # the value is at least as old as its computation
-            value = self.compute()
-            self._value = (started, value)
-            return value
+    async def get(self) -> T:
+        value = self._value
+        if value is not None and time.monotonic() - value[0] < self.max_age_s:
+            return value[1]
+        if self._refresh is None or self._refresh.done():
+            self._refresh = asyncio.ensure_future(self._recompute())
+        if value is None:
+            return await asyncio.shield(self._refresh)
+        return value[1]
+
+    async def _recompute(self) -> T:
+        started = time.monotonic()  # the value is at least as old as its computation
+        try:
+            value = await anyio.to_thread.run_sync(self.compute)
+        except Exception as exc:
+            if self._value is None:
+                raise
+            log.warning("refresh failed, keeping the previous value", error=repr(exc))
+            return self._value[1]
+        self._value = (started, value)
+        return value

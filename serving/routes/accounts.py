@@ -27,7 +27,11 @@ async def account_summary(account_id: AccountId, span: RangeDep, queries: Querie
         lambda s: queries.summary(s, span.start_ms, span.end_ms, account_id)
     )
     return JSONAnswer(
-        {"account_id": account_id, **measures_fields(value), "meta": meta(snap, queries)}
+        {
+            "account_id": account_id,
+            **measures_fields(value),
+            "meta": meta(snap, await queries.recent_watermark.get()),
+        }
     )
 
 
@@ -46,6 +50,6 @@ async def account_series(
             "account_id": account_id,
             "granularity": granularity.value,
             "points": [point(w, v) for w, v in points],
-            "meta": meta(snap, queries),
+            "meta": meta(snap, await queries.recent_watermark.get()),
         }
     )

@@ -13,7 +13,7 @@ import orjson
 from fastapi import Response
 
 from lambda_contracts.buckets import ms_to_iso
-from serving.queries import QueryService, Snapshot
+from serving.queries import Snapshot
 from serving.schemas import average, money
 
 
@@ -26,19 +26,15 @@ class JSONAnswer(Response):
         return orjson.dumps(content)
 
 
-def meta(snap: Snapshot, queries: QueryService, speed_watermark_ms: int | None = None) -> dict:
-    """The answer's freshness; ``speed_watermark_ms`` if the caller computed it already (else
-    the watermark of at most a second ago: a lower bound, never an overstatement)."""
+def meta(snap: Snapshot, speed_watermark_ms: int | None) -> dict:
+    """The answer's freshness (the speed watermark as computed by the caller)."""
     pointer = snap.pointer
-    watermark = (
-        speed_watermark_ms if speed_watermark_ms is not None else queries.recent_watermark.get()
-    )
     return {
         "batch_version": pointer.version if pointer else None,
         "batch_horizon": ms_to_iso(pointer.horizon_ms) if pointer else None,
         "batch_horizon_ms": pointer.horizon_ms if pointer else None,
-        "speed_watermark": ms_to_iso(watermark),
-        "speed_watermark_ms": watermark,
+        "speed_watermark": ms_to_iso(speed_watermark_ms),
+        "speed_watermark_ms": speed_watermark_ms,
         "as_of": ms_to_iso(snap.as_of_ms) or "",
         "events_from_batch": snap.batch_events,
         "events_from_speed": snap.speed_events,

@@ -26,7 +26,13 @@ async def totals(span: RangeDep, queries: QueriesDep) -> JSONAnswer:
     await queries.prepare()
     snap, value = queries.consistent(lambda s: queries.summary(s, span.start_ms, span.end_ms))
     fields = measures_fields(value)
-    return JSONAnswer({"count": fields["count"], "sum": fields["sum"], "meta": meta(snap, queries)})
+    return JSONAnswer(
+        {
+            "count": fields["count"],
+            "sum": fields["sum"],
+            "meta": meta(snap, await queries.recent_watermark.get()),
+        }
+    )
 
 
 @router.get("/totals/series", response_model=Series)
@@ -42,7 +48,7 @@ async def totals_series(spec: SeriesRangeDep, queries: QueriesDep) -> JSONAnswer
             "account_id": None,
             "granularity": granularity.value,
             "points": [point(w, v) for w, v in points],
-            "meta": meta(snap, queries),
+            "meta": meta(snap, await queries.recent_watermark.get()),
         }
     )
 
@@ -65,6 +71,6 @@ def top_accounts(
             "accounts": [
                 {"account_id": a, "count": v["count"], "sum": money(v["sum"])} for a, v in ranked
             ],
-            "meta": meta(snap, queries),
+            "meta": meta(snap, queries.speed_watermark_ms()),
         }
     )
