@@ -18,6 +18,7 @@ import duckdb
 
 from lambda_contracts.layout import BatchPointer, Layout
 from lambda_contracts.views import VIEWS, Key, Measures, View, keyed
+from serving.key_index import KeyedArrays
 
 KEEP_LOADED = 3
 
@@ -28,6 +29,7 @@ class BatchStore:
         self.con = duckdb.connect(config={"threads": 1})
         self._lock = threading.Lock()
         self._tables: OrderedDict[str, dict[str, str]] = OrderedDict()
+        self._arrays: dict[str, dict[str, KeyedArrays]] = {}
         self._names = itertools.count()
 
     def current(self) -> BatchPointer | None:
@@ -66,9 +68,13 @@ class BatchStore:
                         f"window_start BIGINT, {measures})"
                     )
                 tables[view.name] = name
+            self._arrays[version] = {
+                view.name: KeyedArrays.load(self.con, tables[view.name], view) for view in VIEWS
+            }
             self._tables[version] = tables
             while len(self._tables) > KEEP_LOADED:
-                _, old = self._tables.popitem(last=False)
+                gone, old = self._tables.popitem(last=False)
+                self._arrays.pop(gone, None)
                 for table in old.values():
                     self.con.execute(f"DROP TABLE IF EXISTS {table}")
 
@@ -85,8 +91,29 @@ class BatchStore:
         """Rows of a view in [start, end) of window_start, grouped by ``group_by``.
 
         ``window_ms``: group ``window_start`` by windows of this size (floored; starts are never
-        negative), so an hour or day series leaves DuckDB already rolled up.
+        negative), so an hour or day series comes out already rolled up.
+
+        One key's rows (every dimension filtered, grouped by nothing or by window_start) come
+        from the version's :class:`KeyedArrays`; other shapes (e.g. top accounts) from SQL.
         """
+        filters = filters or {}
+        if set(filters) == set(view.dimensions) and group_by in ((), ("window_start",)):
+            key = tuple(filters[d] for d in view.dimensions)
+            arrays = self._arrays[version][view.name]
+            return arrays.rows(key, start_ms, end_ms, bool(group_by), window_ms)
+        return self.sql_rows(version, view, start_ms, end_ms, group_by, filters, window_ms)
+
+    def sql_rows(
+        self,
+        version: str,
+        view: View,
+        start_ms: int,
+        end_ms: int,
+        group_by: tuple[str, ...],
+        filters: dict[str, str] | None = None,
+        window_ms: int | None = None,
+    ) -> list[tuple[Key, Measures]]:
+        """:meth:`rows` through DuckDB SQL, whatever the shape."""
         table = self._tables[version][view.name]
         where = ["window_start >= ?", "window_start < ?"]
         params: list[object] = [start_ms, end_ms]

@@ -299,3 +299,32 @@ def test_http_answers_carry_the_version_they_were_computed_on(store) -> None:  #
                     (w, v["count"])
                     for w, v in series_of(oracle(version, start, end, ACCOUNTS[1]), 3_600_000)
                 ]
+
+
+def test_keyed_arrays_answer_as_duckdb_sql_does(store) -> None:  # type: ignore[no-untyped-def]
+    """One key's lookups (numpy slices) against the same view through DuckDB SQL, on ranges
+    that start and end on, between and beyond the rows, at every roll-up."""
+    _, queries = store
+    batch = queries.batch
+    rng = random.Random(3)
+    for version in BATCH:
+        batch.ensure_loaded(version)
+        for view in VIEWS:
+            keys = [{}] if not view.dimensions else [{"source_account_id": a} for a in ACCOUNTS]
+            keys += [{"source_account_id": "nobody"}] if view.dimensions else []
+            for filters in keys:
+                for _ in range(25):
+                    start = T0 - 4 * DAY + rng.randrange(6 * DAY) // 60_000 * 60_000
+                    end = (
+                        start
+                        + rng.choice([60_000, 3_600_000, DAY, 5 * DAY])
+                        + rng.choice([0, 1, 59_999])
+                    )
+                    for group_by, window in (
+                        ((), None),
+                        (("window_start",), None),
+                        (("window_start",), 3_600_000),
+                        (("window_start",), DAY),
+                    ):
+                        args = (version, view, start, end, group_by, filters, window)
+                        assert batch.rows(*args) == sorted(batch.sql_rows(*args)), args
