@@ -42,13 +42,14 @@ class CurrentReader:
 
     def __init__(self, layout: Layout, max_age_s: float = 1.0) -> None:
         self.layout = layout
+        self.path = str(layout.current_file)  # built once: a Path per request costs more
         self.max_age_s = max_age_s
         # (file signature, monotonic time of the read, pointer): replaced as one tuple, so a
         # concurrent reader sees either the old or the new reading, never a mix.
         self._state: tuple[Signature, float, BatchPointer | None] | None = None
 
     def read(self) -> BatchPointer | None:
-        signature = _signature(self.layout.current_file)  # before the read: a change after
+        signature = _signature(self.path)  # before the read: a change after
         state = self._state  # it leaves a stale signature, so the next call reads again
         now = time.monotonic()
         if state is not None and state[0] == signature and now - state[1] < self.max_age_s:
