@@ -129,6 +129,20 @@ def run_open_loop(
     }
 
 
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU seconds of every live process in process group ``pgid`` (the server
+    and its workers): what an answer costs, whatever else the machine is busy with."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # fields after "(comm)": state ppid pgrp ...
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def run_wrk(base: str, kind: str, accounts: int, seconds: int, tmp: Path) -> dict[str, float]:
     script = tmp / f"{kind}.lua"
     script.write_text(LUA.format(kind=kind, accounts=accounts, start=START, end=START + SPAN))
@@ -145,6 +159,7 @@ def run_wrk(base: str, kind: str, accounts: int, seconds: int, tmp: Path) -> dic
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
         "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
         "p50_ms": ms("50%"),
         "p99_ms": ms("99%"),
@@ -298,7 +313,12 @@ def measure(settings, source: Path, workers: int, args: argparse.Namespace, tmp:
     server = start_server(settings, source, workers, tmp / f"serving-{i}-closed.log")
     try:
         for kind in ("summary", "series"):
+            cpu = group_cpu_seconds(server.pid)
             out[f"wrk_{kind}"] = run_wrk(base, kind, args.accounts, args.seconds, tmp)
+            spent = group_cpu_seconds(server.pid) - cpu
+            out[f"wrk_{kind}"]["server_cpu_ms_per_request"] = round(
+                1000 * spent / max(out[f"wrk_{kind}"]["requests"], 1), 3
+            )
     finally:
         stop_server(server)
     server = start_server(settings, source, workers, tmp / f"serving-{i}-open.log")
