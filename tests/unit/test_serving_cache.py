@@ -125,7 +125,9 @@ def write_version(layout: Layout, version: str) -> None:
 
 
 def publish(layout: Layout, version: str, pinned: bool = False) -> None:
-    layout.write_current(BatchPointer(version, HORIZON[version], int(time.time() * 1000), pinned))
+    """Move CURRENT as a publish (or, pinned, a rollback) does: by compare-and-swap."""
+    pointer = BatchPointer(version, HORIZON[version], int(time.time() * 1000), pinned)
+    assert layout.swap_current(pointer, layout.read_current_versioned()[1])
 
 
 @pytest.fixture
