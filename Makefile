@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 JARS_STAMP := .cache/kafka/libs/.fetched
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: up down status test lint batch bench install jars s3gw clean
+.PHONY: up down status test lint batch bench chaos install jars s3gw clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ batch: $(STAMP)
 bench: $(STAMP) $(JARS_STAMP)
 	for b in kafka_throughput speed_layer_bench batch_recompute serving_bench; do \
 		$(BIN)/python -m bench.$$b || exit 1; done
+
+# The whole platform under a seeded fault schedule (5 min; CI runs 2 min in the test suite).
+chaos: $(STAMP) $(JARS_STAMP)
+	$(BIN)/python -m bench.chaos $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) .cache data

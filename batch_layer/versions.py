@@ -33,6 +33,10 @@ class PinnedError(VersionError):
     """CURRENT is pinned by a rollback: nothing is published until ``lambda-batch resume``."""
 
 
+class ConcurrentUpdateError(VersionError):
+    """CURRENT moved between this caller's read and its compare-and-swap."""
+
+
 def new_version_id(run_id: str, now: datetime | None = None) -> str:
     """Sortable by time, unique per run, stable across retries of the same run."""
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
@@ -84,7 +88,7 @@ def publish(layout: Layout, version: str, rebuild: bool = False, floor_ms: int =
     published one, which may have moved since the run chose it (``check_horizon``).
     """
     manifest = require_validated(layout, version)
-    current = layout.read_current()
+    current, etag = layout.read_current_versioned()
     if current and current.version == version:
         return current  # already published: a retried task is a no-op
     if current and current.pinned:
@@ -98,13 +102,13 @@ def publish(layout: Layout, version: str, rebuild: bool = False, floor_ms: int =
         floor_ms=floor_ms,
     )
     pointer = BatchPointer(version, manifest["horizon_ms"], int(time.time() * 1000))
-    layout.write_current(pointer)
+    swap_current(layout, pointer, etag)
     return pointer
 
 
 def rollback(layout: Layout, to_version: str | None = None) -> BatchPointer:
     """Point CURRENT at an earlier validated version (the previous one by default) and pin it."""
-    current = layout.read_current()
+    current, etag = layout.read_current_versioned()
     if to_version is None:
         older = [
             v
@@ -116,18 +120,29 @@ def rollback(layout: Layout, to_version: str | None = None) -> BatchPointer:
         to_version = older[-1]
     manifest = require_validated(layout, to_version)
     pointer = BatchPointer(to_version, manifest["horizon_ms"], int(time.time() * 1000), True)
-    layout.write_current(pointer)
+    swap_current(layout, pointer, etag)
     return pointer
 
 
 def resume(layout: Layout) -> BatchPointer | None:
     """Unpin CURRENT so the next run publishes again (a no-op if it is not pinned)."""
-    current = layout.read_current()
+    current, etag = layout.read_current_versioned()
     if current is None or not current.pinned:
         return current
     pointer = BatchPointer(current.version, current.horizon_ms, current.published_at_ms, False)
-    layout.write_current(pointer)
+    swap_current(layout, pointer, etag)
     return pointer
+
+
+def swap_current(layout: Layout, pointer: BatchPointer, expected_etag: str | None) -> None:
+    """Move CURRENT from what this caller read to ``pointer``, or raise: a publisher (or an
+    operator's rollback) that moved it meanwhile wins, and this caller must decide again."""
+    if not layout.swap_current(pointer, expected_etag):
+        now = layout.read_current()
+        raise ConcurrentUpdateError(
+            f"CURRENT moved to {now.version if now else None} while this caller set it to "
+            f"{pointer.version}; nothing was changed (re-run to decide against the new one)"
+        )
 
 
 def safe_expiry_horizon(layout: Layout, keep: int) -> int:

@@ -17,7 +17,7 @@ from infra.topics import ensure_topics
 from lambda_contracts.settings import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
-# LAMBDA_BENCH_KAFKA_PORT moves the private broker (and its controller, one above) so that two
+# LAMBDA_BENCH_KAFKA_PORT moves the private broker (and its controller, one above) so two
 # benchmarks can share a machine.
 BENCH_KAFKA_PORT = int(os.environ.get("LAMBDA_BENCH_KAFKA_PORT", "39092"))
 

@@ -1,20 +1,38 @@
-"""Serving under load: wrk against summary and series on a populated platform while ingesting,
-the same queries straight on DuckDB + SQLAlchemy as the floor, and end-to-end freshness.
+"""Serving under load on a populated platform while ingesting: wrk (closed loop, as fast as it
+goes) and vegeta (open loop, a fixed rate) against summary and hour series; the same queries
+straight on DuckDB + SQLAlchemy as the floor; end-to-end freshness.
 
     .venv/bin/python -m bench.serving_bench [--events 5000000] [--accounts 10000] [--seconds 20]
+        [--rate 500] [--open-seconds 20] [--workers 1,2] [--baseline-ref main]
+        [--batch-from DIR]
 
 Populated = a synthetic landing zone of ``--events`` events over ``--accounts`` accounts,
 recomputed by Spark and published; then a speed layer and a producer (200 events/s) run
-during the wrk measurements. Freshness: events produced at 2,000/s while /v1/totals is polled;
-the k-th event counts as visible when the total first reaches k.
+during the HTTP measurements. Each server configuration (``--workers``: uvicorn worker counts
+of this code; ``--baseline-ref``: the serving code of a git ref, one worker, for a side-by-side
+run) is started fresh — batch-part cache cold — and measured in this order: open loop summary,
+open loop series, wrk summary, wrk series. The open loop is vegeta (``vegeta attack -rate``):
+requests leave on schedule whatever the answers do (no coordinated omission; vegeta adds
+workers while answers are outstanding), each to a random account. Freshness: events produced
+at 2,000/s while /v1/totals is polled; the k-th event counts as visible when the total first
+reaches k.
+
+``--batch-from DIR``: reuse the published batch version kept in DIR by an earlier run of the
+same size (the first run with DIR writes it), skipping the landing zone and Spark. Ports:
+``LAMBDA_BENCH_KAFKA_PORT`` (broker), ``LAMBDA_BENCH_SERVING_PORT`` (API, 18100).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
 import re
+import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -36,7 +54,8 @@ from serving.queries import Granularity, QueryService
 from serving.speed_store import SpeedReader
 from tests.support.pipeline import BIN, SpeedProcess, env_for, wait_until
 
-PORT = 18100
+PORT = int(os.environ.get("LAMBDA_BENCH_SERVING_PORT", "18100"))
+SOURCE = Path(__file__).resolve().parents[1]
 START = 1_795_000_000_000
 SPAN = 2 * 86_400_000
 BUCKET_MS = 300_000
@@ -50,6 +69,78 @@ request = function()
   return wrk.format("GET", path)
 end
 """
+
+
+def _path(kind: str, account: int) -> str:
+    path = f"/v1/accounts/{account}/{kind}?start={START}&end={START + SPAN}"
+    return path + "&granularity=hour" if kind == "series" else path
+
+
+def vegeta() -> str:
+    found = shutil.which("vegeta") or str(Path.home() / "go" / "bin" / "vegeta")
+    if not Path(found).exists():
+        raise SystemExit("vegeta not found: go install github.com/tsenart/vegeta/v12@latest")
+    return found
+
+
+def run_open_loop(
+    base: str, kind: str, accounts: int, rate: int, seconds: int, tmp: Path, seed: int
+) -> dict[str, float]:
+    """vegeta at a fixed ``rate``: latency percentiles of requests sent on schedule."""
+    rng = random.Random(seed)
+    n = rate * seconds
+    picks = [100000 + rng.randrange(accounts) for _ in range(n)]
+    targets = tmp / f"{kind}-{seed}.targets"
+    targets.write_text("".join(f"GET {base}{_path(kind, a)}\n\n" for a in picks))
+    attack = subprocess.run(
+        [
+            vegeta(),
+            "attack",
+            f"-rate={rate}/s",
+            f"-duration={seconds}s",
+            f"-targets={targets}",
+            "-timeout=10s",
+            "-workers=32",
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout
+    report = json.loads(
+        subprocess.run(
+            [vegeta(), "report", "-type=json"], input=attack, capture_output=True, check=True
+        ).stdout
+    )
+    lat = report["latencies"]
+    seen: set[int] = set()
+    repeats = 0
+    for a in picks:
+        repeats += a in seen
+        seen.add(a)
+    return {
+        "rate_sent": round(report["rate"], 1),
+        "throughput": round(report["throughput"], 1),
+        "success": report["success"],
+        "p50_ms": round(lat["50th"] / 1e6, 2),
+        "p90_ms": round(lat["90th"] / 1e6, 2),
+        "p99_ms": round(lat["99th"] / 1e6, 2),
+        "max_ms": round(lat["max"] / 1e6, 2),
+        "requests": report["requests"],
+        "repeated_account_share": round(repeats / n, 3),  # an upper bound of cache hits
+    }
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU seconds of every live process in process group ``pgid`` (the server
+    and its workers): what an answer costs, whatever else the machine is busy with."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # fields after "(comm)": state ppid pgrp ...
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def run_wrk(base: str, kind: str, accounts: int, seconds: int, tmp: Path) -> dict[str, float]:
@@ -68,6 +159,7 @@ def run_wrk(base: str, kind: str, accounts: int, seconds: int, tmp: Path) -> dic
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
         "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
         "p50_ms": ms("50%"),
         "p99_ms": ms("99%"),
@@ -78,6 +170,7 @@ def run_wrk(base: str, kind: str, accounts: int, seconds: int, tmp: Path) -> dic
 def floor(queries: QueryService, kind: str, accounts: int, n: int = 2000) -> dict[str, float]:
     latencies = []
     rng = random.Random(5)
+    queries.snapshot()  # loads the version: not part of any query's time
     with Timer() as total:
         for _ in range(n):
             account = str(100000 + rng.randrange(accounts))
@@ -146,48 +239,147 @@ def freshness(settings, base: str, rate: float, seconds: float) -> dict[str, flo
     }
 
 
+def populate(settings, layout: Layout, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]
+    """Landing zone + Spark + publish, or the batch of an earlier run of the same size."""
+    keep = (
+        Path(args.batch_from) / f"batch-{args.events}-{args.accounts}" if args.batch_from else None
+    )
+    if keep is not None and (keep / "CURRENT").exists():
+        shutil.copytree(keep, layout.batch_dir)
+        return
+    write_landing(
+        layout, args.events, START, SPAN, settings.partitions, BUCKET_MS, accounts=args.accounts
+    )
+    end = START + SPAN
+    horizon = end - end % BUCKET_MS + BUCKET_MS  # on a bucket boundary, above every event
+    recompute(settings, horizon, "vbench", "bench")
+    validate_version(layout, "vbench")
+    publish_version(settings, "vbench")
+    if keep is not None:
+        shutil.copytree(layout.batch_dir, keep)
+
+
+def baseline_source(ref: str, tmp: Path) -> Path:
+    """The code of git ``ref`` (its serving layer is what runs), extracted under ``tmp``."""
+    out = tmp / f"src-{re.sub(r'[^A-Za-z0-9_.-]', '_', ref)}"
+    out.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(SOURCE), "archive", ref], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(out)], input=archive, check=True)
+    return out
+
+
+def start_server(settings, source: Path, workers: int, log: Path) -> subprocess.Popen:  # type: ignore[no-untyped-def]
+    env = env_for(
+        settings,
+        LAMBDA_API_PORT=str(PORT),
+        LAMBDA_API_WORKERS=str(workers),
+        PYTHONPATH=str(source),
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "serving.main"],
+        env=env,
+        cwd=source,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{PORT}"
+    wait_until(lambda: _ok(base), 120, "the API")
+    # Loads the version in the old code (the new one loads it in every worker at start-up).
+    httpx.get(f"{base}{_path('summary', 100000)}", timeout=120).raise_for_status()
+    return server
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    server.terminate()
+    try:
+        server.wait(60)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)  # its own session: the workers go with it
+        server.wait(10)
+    wait_until(lambda: not _ok(f"http://127.0.0.1:{PORT}"), 30, "the API port to close")
+
+
+def drain(base: str) -> None:
+    """Wait out a backlog an overloaded run left queued in the server."""
+    wait_until(lambda: _ok(base, timeout=0.5), 120, "the server to drain its backlog")
+
+
+def measure(settings, source: Path, workers: int, args: argparse.Namespace, tmp: Path, i: int):  # type: ignore[no-untyped-def]
+    """wrk on one server, then the open loop on a fresh one (its batch-part cache cold)."""
+    base = f"http://127.0.0.1:{PORT}"
+    out: dict[str, dict[str, float]] = {}
+    server = start_server(settings, source, workers, tmp / f"serving-{i}-closed.log")
+    try:
+        for kind in ("summary", "series"):
+            cpu = group_cpu_seconds(server.pid)
+            out[f"wrk_{kind}"] = run_wrk(base, kind, args.accounts, args.seconds, tmp)
+            spent = group_cpu_seconds(server.pid) - cpu
+            out[f"wrk_{kind}"]["server_cpu_ms_per_request"] = round(
+                1000 * spent / max(out[f"wrk_{kind}"]["requests"], 1), 3
+            )
+    finally:
+        stop_server(server)
+    server = start_server(settings, source, workers, tmp / f"serving-{i}-open.log")
+    try:
+        for seed, kind in enumerate(("summary", "series")):
+            out[f"open_loop_{kind}_at_{args.rate}"] = run_open_loop(
+                base, kind, args.accounts, args.rate, args.open_seconds, tmp, seed
+            )
+            drain(base)
+    except BaseException:
+        stop_server(server)
+        raise
+    return out, server
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=5_000_000)
     parser.add_argument("--accounts", type=int, default=10_000)
-    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--seconds", type=int, default=20, help="each wrk run")
+    parser.add_argument("--rate", type=int, default=500, help="open-loop requests per second")
+    parser.add_argument("--open-seconds", type=int, default=20, help="each open-loop run")
+    parser.add_argument("--workers", default="1,2", help="worker counts to measure")
+    parser.add_argument("--baseline-ref", default=None, help="also measure this git ref's serving")
+    parser.add_argument("--batch-from", default=None, help="keep/reuse the published batch here")
+    parser.add_argument("--no-freshness", action="store_true")
     args = parser.parse_args()
+    vegeta()
+    workers = [int(w) for w in args.workers.split(",")]
+    base = f"http://127.0.0.1:{PORT}"
     with bench_broker() as broker, tempfile.TemporaryDirectory(prefix="lambda-bench-serve-") as t:
         tmp = Path(t)
         settings = bench_settings(broker, tmp / "data", "bench-serving", bucket_ms=BUCKET_MS)
         layout = Layout(settings.data_dir)
-        write_landing(
-            layout, args.events, START, SPAN, settings.partitions, BUCKET_MS, accounts=args.accounts
-        )
-        horizon = START + SPAN + BUCKET_MS
-        recompute(settings, horizon, "vbench", "bench")
-        validate_version(layout, "vbench")
-        publish_version(settings, "vbench")
+        populate(settings, layout, args)
+        configs = [(f"workers={w}", SOURCE, w) for w in workers]
+        if args.baseline_ref:
+            configs.insert(
+                0, (f"{args.baseline_ref} (1 worker)", baseline_source(args.baseline_ref, tmp), 1)
+            )
         speed = SpeedProcess(settings).start()
-        server = subprocess.Popen(
-            [str(BIN / "lambda-serve")],
-            env=env_for(settings, LAMBDA_API_PORT=str(PORT)),
+        ingest = subprocess.Popen(
+            [str(BIN / "lambda-produce"), "--rate", "200", "--duration", "0", "--quiet"],
+            env=env_for(settings),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        base = f"http://127.0.0.1:{PORT}"
+        http: dict[str, dict[str, dict[str, float]]] = {}
+        fresh: dict[str, float] | None = None
         try:
-            wait_until(lambda: _ok(base), 60, "the API")
-            httpx.get(
-                f"{base}/v1/accounts/100000/summary",
-                params={"start": START, "end": START + SPAN},
-                timeout=60,
-            )  # load version
-            ingest = subprocess.Popen(
-                [str(BIN / "lambda-produce"), "--rate", "200", "--duration", "0", "--quiet"],
-                env=env_for(settings),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            wrk = {
-                kind: run_wrk(base, kind, args.accounts, args.seconds, tmp)
-                for kind in ("summary", "series")
-            }
+            for i, (name, source, count) in enumerate(configs):
+                http[name], server = measure(settings, source, count, args, tmp, i)
+                print(name, json.dumps(http[name]), flush=True)
+                try:
+                    if i == len(configs) - 1 and not args.no_freshness:
+                        ingest.terminate()
+                        ingest.wait(30)
+                        fresh = freshness(settings, base, 2000, 15)
+                finally:
+                    stop_server(server)
             ingest.terminate()
             ingest.wait(30)
             engine = make_engine(settings.speed_store_url)
@@ -197,29 +389,28 @@ def main() -> None:
                 partitions=settings.partitions,
             )
             floors = {kind: floor(queries, kind, args.accounts) for kind in ("summary", "series")}
-            fresh = freshness(settings, base, 2000, 15)
         finally:
-            server.terminate()
-            server.wait(30)
+            ingest.kill()
             speed.terminate()
     write_report(
         "serving",
         {
-            "command": f"python -m bench.serving_bench --events {args.events} "
-            f"--accounts {args.accounts} --seconds {args.seconds}",
+            "command": "python -m bench.serving_bench " + " ".join(sys.argv[1:]),
             "events": args.events,
             "accounts": args.accounts,
-            "wrk_http_while_ingesting": wrk,
-            "floor_duckdb_sqlalchemy_no_http": floors,
+            "http_while_ingesting": http,
+            "floor_duckdb_sqlalchemy_no_http_no_cache": floors,
             "end_to_end_freshness": fresh,
             "wrk": "2 threads, 16 connections, random accounts, range = the 2 days of data",
+            "open_loop": f"vegeta attack -rate={args.rate}/s -duration={args.open_seconds}s, "
+            "a random account per request, range = the 2 days of data",
         },
     )
 
 
-def _ok(base: str) -> bool:
+def _ok(base: str, timeout: float = 1) -> bool:
     try:
-        return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+        return httpx.get(f"{base}/healthz", timeout=timeout).status_code == 200
     except httpx.HTTPError:
         return False
 

@@ -64,6 +64,9 @@ def airflow_env(settings: Settings, api_port: int = AIRFLOW_PORT) -> dict[str, s
         "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         "AIRFLOW__SCHEDULER__STANDALONE_DAG_PROCESSOR": "True",
+        # A task whose process died with its scheduler is failed (and retried) after 1 min of
+        # silence, not the default 5: the batch layer's runs last about that long.
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
         "AIRFLOW__API__HOST": API_HOST,
         "AIRFLOW__API__PORT": str(api_port),
         "AIRFLOW__API__WORKERS": "1",

@@ -27,7 +27,18 @@ class AirflowClient:
         token.raise_for_status()
         self.http.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
 
+    def wait_for_dag(self, dag_id: str, timeout: float = 300) -> None:
+        """Until the DAG processor has parsed the DAG: right after ``make up`` it is unknown
+        (404) for up to a parsing interval, which is no reason to fail a trigger."""
+        deadline = time.monotonic() + timeout
+        while (response := self.http.get(f"/api/v2/dags/{dag_id}")).status_code == 404:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        response.raise_for_status()
+
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
+        self.wait_for_dag(dag_id)
         self.http.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": False}).raise_for_status()
         response = self.http.post(
             f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf or {}}

@@ -16,11 +16,16 @@ readers deduplicate by (partition, offset).
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lambda_contracts.durable import read_json, write_json_atomic
+
+if TYPE_CHECKING:
+    from lambda_contracts.storage.base import ObjectStore
 
 # Columns of a landing file, in order, with their logical types. Event columns are those of
 # events.Transaction.to_row(); the kafka_* columns say where the record sits in the log.
@@ -41,6 +46,7 @@ LOG_ORDER: tuple[str, ...] = ("kafka_ts", "kafka_partition", "kafka_offset")
 
 LANDING_FILE = re.compile(r"^p(?P<partition>\d+)-(?P<first>\d+)-(?P<last>\d+)\.parquet$")
 BUCKET_DIR = re.compile(r"^bucket=(?P<bucket>\d+)$")
+CURRENT_KEY = "batch/CURRENT"  # the pointer object, moved only by compare-and-swap
 
 
 def landing_file_range(path: Path) -> tuple[int, int, int] | None:
@@ -189,7 +195,7 @@ class Layout:
 
     @property
     def current_file(self) -> Path:
-        return self.batch_dir / "CURRENT"
+        return self.data_dir / CURRENT_KEY
 
     def version_dir(self, version: str) -> Path:
         return self.versions_dir / version
@@ -201,23 +207,37 @@ class Layout:
         return self.version_dir(version) / "manifest.json"
 
     def read_current(self) -> BatchPointer | None:
-        raw = read_json(self.current_file)
-        if raw is None:
-            return None
-        return BatchPointer(
+        return self.read_current_versioned()[0]
+
+    def read_current_versioned(self) -> tuple[BatchPointer | None, str | None]:
+        """CURRENT and its etag, the token a compare-and-swap of it must present."""
+        found = self._pointer_store().get_versioned(CURRENT_KEY)
+        if found is None:
+            return None, None
+        raw = json.loads(found.data)
+        pointer = BatchPointer(
             raw["version"], raw["horizon_ms"], raw["published_at_ms"], raw.get("pinned", False)
         )
+        return pointer, found.etag
 
-    def write_current(self, pointer: BatchPointer) -> None:
-        write_json_atomic(
-            self.current_file,
-            {
-                "version": pointer.version,
-                "horizon_ms": pointer.horizon_ms,
-                "published_at_ms": pointer.published_at_ms,
-                "pinned": pointer.pinned,
-            },
-        )
+    def swap_current(self, pointer: BatchPointer, expected_etag: str | None) -> bool:
+        """Move CURRENT to ``pointer`` only if it is still what the caller read (etag
+        ``expected_etag``; None: only if there is none). False when another publisher moved
+        it first: two publishers can never both win, and a reader sees one whole pointer."""
+        payload = {
+            "version": pointer.version,
+            "horizon_ms": pointer.horizon_ms,
+            "published_at_ms": pointer.published_at_ms,
+            "pinned": pointer.pinned,
+        }
+        data = json.dumps(payload, indent=1, sort_keys=True).encode()
+        return self._pointer_store().cas(CURRENT_KEY, expected_etag, data) is not None
+
+    def _pointer_store(self) -> ObjectStore:
+        # Imported here: the storage package reads the settings, which read this module.
+        from lambda_contracts.storage.local import LocalStore
+
+        return LocalStore(self.data_dir)
 
     # --- services -----------------------------------------------------------------------
     @property

@@ -97,6 +97,18 @@ class Settings(BaseSettings):
     api_port: int = 8000
     api_token: SecretStr | None = Field(default=None, description="bearer token for /v1")
     api_cors_origins: list[str] = Field(default_factory=list)
+    api_workers: int = Field(
+        default=2,
+        ge=1,
+        description="uvicorn worker processes of lambda-serve (2 measured best on 2 cores, "
+        "bench/README.md)",
+    )
+    api_batch_cache_rows: int = Field(
+        default=500_000,
+        ge=0,
+        description="rows of batch answer parts each serving worker keeps for the CURRENT "
+        "version (0: no cache)",
+    )
 
     @field_validator("storage_url")
     @classmethod

@@ -1,9 +1,11 @@
 """Batch views through DuckDB: each published version loaded once into sorted in-memory tables.
 
-One process-wide DuckDB connection; each request uses its own cursor and fetches its result
-fully. A version's Parquet files are loaded the first time a request names it (the CURRENT
-read of that request), sorted by the view key so per-account lookups touch few row groups;
-the newest few versions stay loaded so requests that began before a publish still finish.
+One DuckDB connection per process with ``threads=1``: a lookup touches one or two row groups,
+so parallel scan threads only add hand-offs, and the serving workers already use every core.
+Each request uses its own cursor and fetches its result fully. A version's Parquet files are
+loaded when a snapshot first names it (at start-up for the CURRENT one), sorted by the view key
+so per-account lookups touch few row groups; the newest few versions stay loaded so requests
+that began before a publish still finish.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import duckdb
 
 from lambda_contracts.layout import BatchPointer, Layout
 from lambda_contracts.views import VIEWS, Key, Measures, View, keyed
+from serving.key_index import KeyedArrays
 
 KEEP_LOADED = 3
 
@@ -23,19 +26,23 @@ KEEP_LOADED = 3
 class BatchStore:
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
-        self.con = duckdb.connect()
+        self.con = duckdb.connect(config={"threads": 1})
         self._lock = threading.Lock()
         self._tables: OrderedDict[str, dict[str, str]] = OrderedDict()
+        self._arrays: dict[str, dict[str, KeyedArrays]] = {}
         self._names = itertools.count()
 
     def current(self) -> BatchPointer | None:
-        """Read CURRENT (once per request) and make sure its version is loaded."""
+        """Read CURRENT from the file and make sure its version is loaded (readiness)."""
         pointer = self.layout.read_current()
         if pointer is not None:
-            self._ensure_loaded(pointer.version)
+            self.ensure_loaded(pointer.version)
         return pointer
 
-    def _ensure_loaded(self, version: str) -> None:
+    def is_loaded(self, version: str) -> bool:
+        return version in self._tables
+
+    def ensure_loaded(self, version: str) -> None:
         if version in self._tables:
             return
         with self._lock:
@@ -61,9 +68,13 @@ class BatchStore:
                         f"window_start BIGINT, {measures})"
                     )
                 tables[view.name] = name
+            self._arrays[version] = {
+                view.name: KeyedArrays.load(self.con, tables[view.name], view) for view in VIEWS
+            }
             self._tables[version] = tables
             while len(self._tables) > KEEP_LOADED:
-                _, old = self._tables.popitem(last=False)
+                gone, old = self._tables.popitem(last=False)
+                self._arrays.pop(gone, None)
                 for table in old.values():
                     self.con.execute(f"DROP TABLE IF EXISTS {table}")
 
@@ -75,8 +86,34 @@ class BatchStore:
         end_ms: int,
         group_by: tuple[str, ...],
         filters: dict[str, str] | None = None,
+        window_ms: int | None = None,
     ) -> list[tuple[Key, Measures]]:
-        """Rows of a view in [start, end) of window_start, grouped by ``group_by``."""
+        """Rows of a view in [start, end) of window_start, grouped by ``group_by``.
+
+        ``window_ms``: group ``window_start`` by windows of this size (floored; starts are never
+        negative), so an hour or day series comes out already rolled up.
+
+        One key's rows (every dimension filtered, grouped by nothing or by window_start) come
+        from the version's :class:`KeyedArrays`; other shapes (e.g. top accounts) from SQL.
+        """
+        filters = filters or {}
+        if set(filters) == set(view.dimensions) and group_by in ((), ("window_start",)):
+            key = tuple(filters[d] for d in view.dimensions)
+            arrays = self._arrays[version][view.name]
+            return arrays.rows(key, start_ms, end_ms, bool(group_by), window_ms)
+        return self.sql_rows(version, view, start_ms, end_ms, group_by, filters, window_ms)
+
+    def sql_rows(
+        self,
+        version: str,
+        view: View,
+        start_ms: int,
+        end_ms: int,
+        group_by: tuple[str, ...],
+        filters: dict[str, str] | None = None,
+        window_ms: int | None = None,
+    ) -> list[tuple[Key, Measures]]:
+        """:meth:`rows` through DuckDB SQL, whatever the shape."""
         table = self._tables[version][view.name]
         where = ["window_start >= ?", "window_start < ?"]
         params: list[object] = [start_ms, end_ms]
@@ -84,10 +121,16 @@ class BatchStore:
             assert column in view.dimensions
             where.append(f"{column} = ?")
             params.append(value)
-        select = [*group_by, *view.rollup_expressions()]
+        columns = [
+            f"window_start - window_start % {int(window_ms)}"
+            if c == "window_start" and window_ms
+            else c
+            for c in group_by
+        ]
+        select = [*columns, *view.rollup_expressions()]
         sql = f"SELECT {', '.join(select)} FROM {table} WHERE {' AND '.join(where)}"
         if group_by:
-            sql += f" GROUP BY {', '.join(group_by)}"
+            sql += f" GROUP BY {', '.join(columns)}"
         cursor = self.con.cursor()
         try:
             fetched = cursor.execute(sql, params).fetchall()

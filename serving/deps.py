@@ -1,4 +1,8 @@
-"""Typed dependencies: settings, the query service, validated time ranges, optional auth."""
+"""Typed dependencies: settings, the query service, validated time ranges, optional auth.
+
+All ``async def``: they do microseconds of work, and FastAPI runs a plain ``def`` dependency
+in the thread pool — a hop per dependency per request.
+"""
 
 from __future__ import annotations
 
@@ -18,11 +22,11 @@ from serving.timeparse import parse_instant
 MAX_POINTS = 10_080  # a week of minutes, ~14 months of hours, ~27 years of days
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_queries(request: Request) -> QueryService:
+async def get_queries(request: Request) -> QueryService:
     return request.app.state.queries
 
 
@@ -32,7 +36,7 @@ QueriesDep = Annotated[QueryService, Depends(get_queries)]
 _bearer = HTTPBearer(auto_error=False)
 
 
-def require_token(
+async def require_token(
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
@@ -61,7 +65,7 @@ def _unprocessable(param: str, message: str, value: object) -> RequestValidation
     )
 
 
-def time_range(
+async def time_range(
     start: Annotated[str, Query(description="inclusive; ISO 8601 or epoch ms (event time)")],
     end: Annotated[str, Query(description="exclusive; ISO 8601 or epoch ms (event time)")],
 ) -> TimeRange:
@@ -82,7 +86,7 @@ def time_range(
 RangeDep = Annotated[TimeRange, Depends(time_range)]
 
 
-def series_range(
+async def series_range(
     span: RangeDep,
     granularity: Annotated[
         Granularity, Query(description="minute, hour or day")

@@ -2,32 +2,77 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import orjson
 import structlog
 import typer
 import uvicorn
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lambda_contracts.db import make_engine
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings, get_settings
+from serving.batch_cache import BatchCache
 from serving.batch_store import BatchStore
 from serving.deps import require_token
 from serving.kafka_lag import EndOffsets
-from serving.metrics import ServingMetrics
+from serving.metrics import MULTIPROC_ENV, ServingMetrics
 from serving.queries import QueryService
 from serving.routes import accounts, freshness, ops, totals
 from serving.speed_store import SpeedReader
 
 STATIC = Path(__file__).with_name("static")
 log = structlog.get_logger("serving.access")
+
+
+class AccessLog:
+    """Latency per route into the metrics and one log line per request.
+
+    A plain ASGI middleware: Starlette's ``@app.middleware("http")`` runs every request through
+    an extra task and a response stream, which cost more than a cached answer.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # unless the app starts a response
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", "unmatched")
+            scope["app"].state.metrics.latency.labels(route, str(status)).observe(elapsed)
+            log.info(
+                "request",
+                method=scope["method"],
+                path=scope["path"],
+                route=route,
+                status=status,
+                ms=round(elapsed * 1000, 2),
+            )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -41,13 +86,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.metrics = metrics
         app.state.end_offsets = EndOffsets(settings)
-        app.state.queries = QueryService(
+        app.state.queries = queries = QueryService(
             BatchStore(Layout(settings.data_dir)),
             SpeedReader(engine, settings.topic),
             observe=lambda side, n: metrics.events.labels(side).inc(n),
             end_offsets=lambda: app.state.end_offsets.get(),
             partitions=settings.partitions,
+            cache=BatchCache(settings.api_batch_cache_rows),
         )
+        try:  # load CURRENT's version before taking requests (each worker has its own copy)
+            await queries.prepare()
+        except Exception as exc:  # not fatal: /readyz reports it, requests retry the load
+            log.warning("batch version not loaded at start-up", error=repr(exc))
         yield
         app.state.end_offsets.close()
         engine.dispose()
@@ -69,23 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization"],
         )
 
-    @app.middleware("http")
-    async def access_log(request: Request, call_next) -> Response:  # type: ignore[no-untyped-def]
-        started = time.perf_counter()
-        response = await call_next(request)
-        elapsed = time.perf_counter() - started
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        request.app.state.metrics.latency.labels(path, str(response.status_code)).observe(elapsed)
-        log.info(
-            "request",
-            method=request.method,
-            path=request.url.path,
-            route=path,
-            status=response.status_code,
-            ms=round(elapsed * 1000, 2),
-        )
-        return response
+    app.add_middleware(AccessLog)
 
     secured = [Depends(require_token)]
     app.include_router(accounts.router, dependencies=secured)
@@ -104,24 +138,55 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 cli = typer.Typer(add_completion=False)
 
 
-@cli.command()
-def serve() -> None:
-    """Serve the API on LAMBDA_API_HOST:LAMBDA_API_PORT (127.0.0.1:8000 by default)."""
+def configure_logging() -> None:
+    """JSON lines on stdout, rendered by orjson straight to bytes: one line per request is
+    written at hundreds of requests per second, so the logger is part of the hot path."""
     structlog.configure(
         processors=[
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.add_log_level,
-            structlog.processors.JSONRenderer(),
-        ]
+            structlog.processors.JSONRenderer(serializer=orjson.dumps),
+        ],
+        logger_factory=structlog.BytesLoggerFactory(),
+        cache_logger_on_first_use=True,
     )
+
+
+def app_from_env() -> FastAPI:
+    """The app of one uvicorn worker process (a factory: each worker builds its own)."""
+    configure_logging()
+    return create_app(get_settings())
+
+
+@cli.command()
+def serve() -> None:
+    """Serve the API on LAMBDA_API_HOST:LAMBDA_API_PORT (127.0.0.1:8000 by default) with
+    LAMBDA_API_WORKERS worker processes sharing the socket."""
+    configure_logging()
     settings = get_settings()
-    uvicorn.run(
-        create_app(settings),
-        host=settings.api_host,
-        port=settings.api_port,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    metrics_dir = None
+    if settings.api_workers > 1:  # the workers (spawned: they import anew) inherit it
+        metrics_dir = Path(tempfile.mkdtemp(prefix="serving-metrics-", dir=_run_dir(settings)))
+        os.environ[MULTIPROC_ENV] = str(metrics_dir)
+    try:
+        uvicorn.run(
+            "serving.main:app_from_env",
+            factory=True,
+            host=settings.api_host,
+            port=settings.api_port,
+            workers=settings.api_workers,
+            access_log=False,
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _run_dir(settings: Settings) -> Path:
+    run = settings.data_dir / "run"
+    run.mkdir(parents=True, exist_ok=True)
+    return run
 
 
 if __name__ == "__main__":

@@ -1,11 +1,20 @@
-"""Prometheus metrics of the serving process (a registry per app, no global state)."""
+"""Prometheus metrics of the serving process (a registry per app, no global state).
+
+With several uvicorn workers, ``lambda-serve`` sets ``PROMETHEUS_MULTIPROC_DIR`` (the
+client's multiprocess mode) before the workers start: each worker writes its values there and
+``/metrics``, whichever worker answers it, reports the sum over all of them.
+"""
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 @dataclass
@@ -33,7 +42,16 @@ class ServingMetrics:
             "partitions; batch: its horizon)",
             ["side"],
             registry=r,
+            multiprocess_mode="mostrecent",
         )
+
+    def exposition(self) -> bytes:
+        """The text format of this worker's metrics, or of every worker's (multiprocess)."""
+        if os.environ.get(MULTIPROC_ENV):
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)
+            return generate_latest(registry)
+        return generate_latest(self.registry)
 
     def refresh_staleness(self, queries) -> None:  # type: ignore[no-untyped-def]
         now = time.time()

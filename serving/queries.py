@@ -1,6 +1,8 @@
 """Answer a query from one snapshot: batch rows of version V (H) + speed rows with bucket >= H.
 
-Each function returns the merged result and how many events each side contributed.
+Each function returns the merged result and how many events each side contributed. The batch
+part of an answer comes from the :class:`~serving.batch_cache.BatchCache` when the same query
+was answered on the same batch identity before.
 """
 
 from __future__ import annotations
@@ -11,10 +13,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TypeVar
 
+import anyio.to_thread
+
 from lambda_contracts.layout import BatchPointer
 from lambda_contracts.views import ACCOUNT_MINUTE, GLOBAL_MINUTE, Key, Measures, View
+from serving.batch_cache import BatchCache, BatchPart, MixedSnapshotError, identity_of
 from serving.batch_store import BatchStore
 from serving.merge import merge_rows, roll_up, total
+from serving.snapshot_cache import CurrentReader, Refreshed
 from serving.speed_store import SpeedReader
 from serving.watermark import EndOffsetsReading, speed_watermark_ms
 
@@ -53,12 +59,16 @@ class QueryService:
         observe: Callable[[str, int], None] = lambda side, events: None,
         end_offsets: Callable[[], EndOffsetsReading | None] = lambda: None,
         partitions: int = 1,
+        cache: BatchCache | None = None,
     ) -> None:
         self.batch = batch
         self.speed = speed
         self.observe = observe  # told how many events each side contributed
         self.end_offsets = end_offsets
         self.partitions = partitions
+        self.cache = cache if cache is not None else BatchCache(0)
+        self.current = CurrentReader(batch.layout)
+        self.recent_watermark = Refreshed(self.speed_watermark_ms)
 
     def speed_watermark_ms(self, ends: EndOffsetsReading | None = None) -> int | None:
         """The time up to which every partition is counted by speed (:mod:`serving.watermark`);
@@ -67,7 +77,19 @@ class QueryService:
         return speed_watermark_ms(self.speed.partitions(), self.partitions, reading)
 
     def snapshot(self) -> Snapshot:
-        return Snapshot(self.batch.current())
+        """CURRENT read once (the cache follows it), its version loaded."""
+        pointer = self.current.read()
+        self.cache.switch(pointer)
+        if pointer is not None:
+            self.batch.ensure_loaded(pointer.version)
+        return Snapshot(pointer)
+
+    async def prepare(self) -> None:
+        """Load CURRENT's version in a worker thread if it is new (seconds after a publish), so
+        an ``async`` handler's :meth:`snapshot` does not hold up the event loop meanwhile."""
+        pointer = self.current.read()
+        if pointer is not None and not self.batch.is_loaded(pointer.version):
+            await anyio.to_thread.run_sync(self.batch.ensure_loaded, pointer.version)
 
     def consistent(self, compute: Callable[[Snapshot], T], attempts: int = 5) -> tuple[Snapshot, T]:
         """Run ``compute`` on one snapshot; redo it if a publish happened meanwhile.
@@ -79,10 +101,35 @@ class QueryService:
         for _ in range(attempts):
             snap = self.snapshot()
             result = compute(snap)
-            after = self.batch.layout.read_current()
+            after = self.current.read()
             if after == snap.pointer:
                 return snap, result
         return snap, result  # publishes every few minutes: unreachable in practice
+
+    def _batch_part(
+        self,
+        snap: Snapshot,
+        view: View,
+        start_ms: int,
+        end_ms: int,
+        group_by: tuple[str, ...],
+        filters: dict[str, str] | None,
+        window_ms: int | None,
+    ) -> BatchPart | None:
+        """The batch side of the answer on this snapshot's version, from the cache if there."""
+        pointer = snap.pointer
+        if pointer is None:
+            return None
+        query = (view.name, start_ms, end_ms, group_by, tuple(sorted((filters or {}).items())))
+        query += (window_ms,)
+        part = self.cache.get(pointer, query)
+        if part is None:
+            rows = self.batch.rows(
+                pointer.version, view, start_ms, end_ms, group_by, filters, window_ms
+            )
+            part = BatchPart(pointer.version, pointer.horizon_ms, tuple(rows))
+            self.cache.put(query, part)
+        return part
 
     def _merged(
         self,
@@ -92,13 +139,28 @@ class QueryService:
         end_ms: int,
         group_by: tuple[str, ...],
         filters: dict[str, str] | None = None,
+        window_ms: int | None = None,
     ) -> dict[Key, Measures]:
-        batch_rows = (
-            self.batch.rows(snap.pointer.version, view, start_ms, end_ms, group_by, filters)
-            if snap.pointer
-            else []
-        )
+        """Batch part of V (H) + speed rows with bucket >= H, keyed by ``group_by``.
+
+        ``window_ms``: ``window_start`` (if grouped by) floored to windows of this size.
+        """
+        part = self._batch_part(snap, view, start_ms, end_ms, group_by, filters, window_ms)
+        if part is not None and part.identity != identity_of(snap.pointer):
+            # Never: the cache files parts by identity. Checked because a part merged with
+            # speed rows of another horizon would count events twice or not at all.
+            raise MixedSnapshotError(f"batch part {part.identity} with snapshot {snap.pointer}")
+        batch_rows = part.rows if part is not None else ()
         speed_rows = self.speed.rows(view, snap.horizon_ms, start_ms, end_ms, group_by, filters)
+        if window_ms and "window_start" in group_by:
+            at = group_by.index("window_start")
+            speed_rows = list(
+                roll_up(
+                    view,
+                    dict(speed_rows),  # one row per key: the store grouped them
+                    lambda k: (*k[:at], k[at] - k[at] % window_ms, *k[at + 1 :]),
+                ).items()
+            )
         count = view.measure_index("count")
         from_batch = sum(m[count] for _, m in batch_rows)
         from_speed = sum(m[count] for _, m in speed_rows)
@@ -118,10 +180,17 @@ class QueryService:
     ) -> list[tuple[int, dict[str, int]]]:
         view = GLOBAL_MINUTE if account_id is None else ACCOUNT_MINUTE
         filters = None if account_id is None else {"source_account_id": account_id}
-        minutes = self._merged(snap, view, start_ms, end_ms, ("window_start",), filters)
         size = granularity.ms
-        rolled = roll_up(view, minutes, lambda k: (k[0] - k[0] % size,))
-        return sorted((k[0], view.labelled(v)) for k, v in rolled.items())
+        windows = self._merged(
+            snap,
+            view,
+            start_ms,
+            end_ms,
+            ("window_start",),
+            filters,
+            None if size == view.window_ms else size,
+        )
+        return sorted((k[0], view.labelled(v)) for k, v in windows.items())
 
     def summary(
         self, snap: Snapshot, start_ms: int, end_ms: int, account_id: str | None = None

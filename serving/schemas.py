@@ -1,13 +1,17 @@
-"""Response models. Money is exact: integer cents in, decimal strings with 2 places out."""
+"""Response models (the OpenAPI contract). Money is exact: integer cents in, decimal strings
+with 2 places out.
+
+The hot routes build their answers as plain dicts with the functions below and serialise them
+with orjson (:mod:`serving.routes.common`); these models document the shape, and the contract
+test (schemathesis) holds the answers to it.
+"""
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from typing import Annotated
 
 from pydantic import BaseModel, Field, PlainSerializer
-
-CENT = Decimal("0.01")
 
 Money = Annotated[
     Decimal,
@@ -16,15 +20,22 @@ Money = Annotated[
 ]
 
 
-def money(cents: int | None) -> Decimal | None:
-    return None if cents is None else Decimal(cents).scaleb(-2)
+def money(cents: int | None) -> str | None:
+    """Integer cents as an exact decimal string with 2 places ("3000.10"); None stays None."""
+    if cents is None:
+        return None
+    units, rest = divmod(abs(cents), 100)
+    return f"{'-' if cents < 0 else ''}{units}.{rest:02d}"
 
 
-def average(sum_cents: int, count: int) -> Decimal | None:
-    """sum / count, rounded half-even to the cent (exact decimal arithmetic, no float)."""
+def average(sum_cents: int, count: int) -> str | None:
+    """sum / count, rounded half-even to the cent, exactly (integer arithmetic, no float)."""
     if count == 0:
         return None
-    return (Decimal(sum_cents) / Decimal(count) / 100).quantize(CENT, rounding=ROUND_HALF_EVEN)
+    quotient, remainder = divmod(sum_cents, count)  # floor; 0 <= remainder < count
+    if 2 * remainder > count or (2 * remainder == count and quotient % 2 == 1):
+        quotient += 1
+    return money(quotient)
 
 
 class Meta(BaseModel):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Any
 
-from sqlalchemy import Engine, literal_column, select, text
+from sqlalchemy import Engine, Select, bindparam, literal_column, select, text
 
 from lambda_contracts.store_schema import batch_runs, partition_state, view_tables
 from lambda_contracts.views import Key, Measures, View, keyed
@@ -14,6 +15,28 @@ class SpeedReader:
     def __init__(self, engine: Engine, topic: str) -> None:
         self.engine = engine
         self.topic = topic
+        # One statement per query shape, with bound parameters: built once, so each request
+        # only binds values and hits SQLAlchemy's compiled cache.
+        self._statements: dict[Hashable, Select] = {}
+
+    def _statement(self, view: View, group_by: tuple[str, ...], filters: tuple[str, ...]) -> Select:
+        shape = (view.name, group_by, filters)
+        stmt = self._statements.get(shape)
+        if stmt is None:
+            table = view_tables[view.name]
+            stmt = select(
+                *(table.c[c] for c in group_by),
+                *(literal_column(expr) for expr in view.rollup_expressions()),
+            ).where(
+                table.c.ingest_bucket >= bindparam("horizon_ms"),
+                table.c.window_start >= bindparam("start_ms"),
+                table.c.window_start < bindparam("end_ms"),
+                *(table.c[c] == bindparam(f"filter_{c}") for c in filters),
+            )
+            if group_by:
+                stmt = stmt.group_by(*(table.c[c] for c in group_by))
+            self._statements[shape] = stmt
+        return stmt
 
     def ping(self) -> None:
         with self.engine.connect() as conn:
@@ -29,21 +52,12 @@ class SpeedReader:
         filters: dict[str, str] | None = None,
     ) -> list[tuple[Key, Measures]]:
         """Speed rows with ingest bucket >= horizon in [start, end), grouped by ``group_by``."""
-        table = view_tables[view.name]
-        stmt = select(
-            *(table.c[c] for c in group_by),
-            *(literal_column(expr) for expr in view.rollup_expressions()),
-        ).where(
-            table.c.ingest_bucket >= horizon_ms,
-            table.c.window_start >= start_ms,
-            table.c.window_start < end_ms,
-        )
-        for column, value in (filters or {}).items():
-            stmt = stmt.where(table.c[column] == value)
-        if group_by:
-            stmt = stmt.group_by(*(table.c[c] for c in group_by))
+        filters = filters or {}
+        stmt = self._statement(view, group_by, tuple(sorted(filters)))
+        params: dict[str, Any] = {"horizon_ms": horizon_ms, "start_ms": start_ms, "end_ms": end_ms}
+        params.update((f"filter_{c}", v) for c, v in filters.items())
         with self.engine.connect() as conn:
-            fetched = conn.execute(stmt).all()
+            fetched = conn.execute(stmt, params).all()
         return keyed(fetched, len(group_by))
 
     def partitions(self) -> list[dict[str, Any]]:

@@ -560,8 +560,9 @@ class SpeedLayer:
     def run(self, stop: threading.Event) -> None:
         """Poll until ``stop`` is set; then land what is buffered, commit and leave the group.
 
-        Kafka errors (timeouts, lost connections, unacknowledged DLQ sends) never end the
-        loop: the batch is rewound to the durable cursors and retried with backoff.
+        Kafka errors (timeouts, lost connections, unacknowledged DLQ sends) and landing zone
+        write errors (a full disk) never end the loop: the batch is rewound to the durable
+        cursors and retried with backoff.
         """
         self.consumer.subscribe([self.settings.topic], listener=_Rebalance(self))
         last_housekeeping = 0.0
@@ -582,12 +583,19 @@ class SpeedLayer:
                         window_start, window_events = now, 0.0
                         last_housekeeping = now
                     failures = 0
-                except KafkaError as exc:
+                except (KafkaError, OSError) as exc:
+                    # OSError: the landing zone cannot be written (disk full, I/O error).
+                    # Nothing unlanded was recorded as landed; the records are read again.
                     failures += 1
                     delay = retry_delay(failures)
-                    self.metrics.kafka_errors.labels("poll_batch").inc()
+                    if isinstance(exc, KafkaError):
+                        self.metrics.kafka_errors.labels("poll_batch").inc()
+                        what = "kafka error"
+                    else:
+                        self.metrics.landing_errors.inc()
+                        what = "landing zone write failed"
                     log.warning(
-                        "kafka error; rewinding to the durable cursors and retrying",
+                        f"{what}; rewinding to the durable cursors and retrying",
                         error=repr(exc),
                         retry_in_s=round(delay, 2),
                         failures=failures,
@@ -619,7 +627,10 @@ class SpeedLayer:
     def _shutdown(self) -> None:
         """Land what is buffered, then leave the group; bounded even without a broker."""
         for partition in self.landing.partitions:
-            self.landing.flush(partition)
+            try:
+                self.landing.flush(partition)
+            except OSError as exc:  # its landing progress stays behind: read again later
+                log.warning("could not land buffered records", partition=partition, error=repr(exc))
         try:
             self.consumer.commit(timeout_ms=SHUTDOWN_TIMEOUT_MS)
         except Exception as exc:  # the store holds the truth; this is for lag tools only

@@ -40,6 +40,11 @@ class SpeedMetrics:
             ["partition"],
             registry=r,
         )
+        self.landing_errors = Counter(
+            "speed_landing_write_errors",
+            "Landing zone writes that failed (disk full, I/O error) and were retried",
+            registry=r,
+        )
         self.kafka_errors = Counter(
             "speed_kafka_errors",
             "Transient Kafka errors retried with backoff",

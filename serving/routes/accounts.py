@@ -1,4 +1,9 @@
-"""Per-account answers: summary and time series over any range."""
+"""Per-account answers: summary and time series over any range.
+
+``async def``: with the batch part cached an answer takes well under a millisecond, less than
+a hop to the thread pool and back would; a new batch version is loaded off the event loop
+(:meth:`~serving.queries.QueryService.prepare`).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from serving.deps import QueriesDep, RangeDep, SeriesRangeDep
-from serving.routes.common import measures_fields, meta, point
+from serving.routes.common import JSONAnswer, measures_fields, meta, point
 from serving.schemas import Series, Summary
 
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
@@ -15,24 +20,36 @@ AccountId = Annotated[str, Path(min_length=1, max_length=255, description="Sourc
 
 
 @router.get("/{account_id}/summary", response_model=Summary)
-def account_summary(account_id: AccountId, span: RangeDep, queries: QueriesDep) -> Summary:
+async def account_summary(account_id: AccountId, span: RangeDep, queries: QueriesDep) -> JSONAnswer:
     """count, sum, min, max, avg of an account's payments with CreatedTime in [start, end)."""
+    await queries.prepare()
     snap, value = queries.consistent(
         lambda s: queries.summary(s, span.start_ms, span.end_ms, account_id)
     )
-    return Summary(account_id=account_id, **measures_fields(value), meta=meta(snap, queries))
+    return JSONAnswer(
+        {
+            "account_id": account_id,
+            **measures_fields(value),
+            "meta": meta(snap, await queries.recent_watermark.get()),
+        }
+    )
 
 
 @router.get("/{account_id}/series", response_model=Series)
-def account_series(account_id: AccountId, spec: SeriesRangeDep, queries: QueriesDep) -> Series:
+async def account_series(
+    account_id: AccountId, spec: SeriesRangeDep, queries: QueriesDep
+) -> JSONAnswer:
     """One point per minute, hour or day (UTC) that has payments of the account."""
     span, granularity = spec
+    await queries.prepare()
     snap, points = queries.consistent(
         lambda s: queries.series(s, span.start_ms, span.end_ms, granularity, account_id)
     )
-    return Series(
-        account_id=account_id,
-        granularity=granularity.value,
-        points=[point(w, v) for w, v in points],
-        meta=meta(snap, queries),
+    return JSONAnswer(
+        {
+            "account_id": account_id,
+            "granularity": granularity.value,
+            "points": [point(w, v) for w, v in points],
+            "meta": meta(snap, await queries.recent_watermark.get()),
+        }
     )

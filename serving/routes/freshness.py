@@ -46,5 +46,5 @@ def freshness(settings: SettingsDep, queries: QueriesDep) -> Freshness:
         speed_watermark_ms=speed_watermark,
         speed_lag=lag,
         last_batch_run={k: v for k, v in last.items() if k != "report"} if last else None,
-        meta=meta(snap, queries, speed_watermark),
+        meta=meta(snap, speed_watermark),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from serving.deps import QueriesDep
 
@@ -38,6 +38,4 @@ def readyz(queries: QueriesDep) -> JSONResponse:
 @router.get("/metrics", include_in_schema=False)
 def metrics(request: Request) -> Response:
     request.app.state.metrics.refresh_staleness(request.app.state.queries)
-    return Response(
-        generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
-    )
+    return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -1,4 +1,5 @@
-"""Global answers: totals, their time series, and the top accounts."""
+"""Global answers: totals, their time series (``async def`` as in :mod:`serving.routes.accounts`),
+and the top accounts."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from serving.deps import QueriesDep, RangeDep, SeriesRangeDep
-from serving.routes.common import measures_fields, meta, point
-from serving.schemas import AccountTotal, Series, TopAccounts, Totals, money
+from serving.routes.common import JSONAnswer, measures_fields, meta, point
+from serving.schemas import Series, TopAccounts, Totals, money
 
 router = APIRouter(prefix="/v1", tags=["totals"])
 
@@ -20,24 +21,35 @@ class RankBy(StrEnum):
 
 
 @router.get("/totals", response_model=Totals)
-def totals(span: RangeDep, queries: QueriesDep) -> Totals:
+async def totals(span: RangeDep, queries: QueriesDep) -> JSONAnswer:
     """Number and total amount of all payments with CreatedTime in [start, end)."""
+    await queries.prepare()
     snap, value = queries.consistent(lambda s: queries.summary(s, span.start_ms, span.end_ms))
     fields = measures_fields(value)
-    return Totals(count=fields["count"], sum=fields["sum"], meta=meta(snap, queries))
+    return JSONAnswer(
+        {
+            "count": fields["count"],
+            "sum": fields["sum"],
+            "meta": meta(snap, await queries.recent_watermark.get()),
+        }
+    )
 
 
 @router.get("/totals/series", response_model=Series)
-def totals_series(spec: SeriesRangeDep, queries: QueriesDep) -> Series:
+async def totals_series(spec: SeriesRangeDep, queries: QueriesDep) -> JSONAnswer:
     """All payments per minute, hour or day (UTC)."""
     span, granularity = spec
+    await queries.prepare()
     snap, points = queries.consistent(
         lambda s: queries.series(s, span.start_ms, span.end_ms, granularity)
     )
-    return Series(
-        granularity=granularity.value,
-        points=[point(w, v) for w, v in points],
-        meta=meta(snap, queries),
+    return JSONAnswer(
+        {
+            "account_id": None,
+            "granularity": granularity.value,
+            "points": [point(w, v) for w, v in points],
+            "meta": meta(snap, await queries.recent_watermark.get()),
+        }
     )
 
 
@@ -47,15 +59,18 @@ def top_accounts(
     queries: QueriesDep,
     by: Annotated[RankBy, Query(description="rank by total amount or by count")] = RankBy.sum,
     limit: Annotated[int, Query(ge=1, le=1000, description="how many accounts")] = 10,
-) -> TopAccounts:
+) -> JSONAnswer:
     """Accounts with the largest total amount (or count) in [start, end); ties by account id."""
+    # A plain ``def`` (thread pool): ranking every account is not sub-millisecond work.
     snap, ranked = queries.consistent(
         lambda s: queries.top_accounts(s, span.start_ms, span.end_ms, by is RankBy.sum, limit)
     )
-    return TopAccounts(
-        by=by.value,
-        accounts=[
-            AccountTotal(account_id=a, count=v["count"], sum=money(v["sum"])) for a, v in ranked
-        ],
-        meta=meta(snap, queries),
+    return JSONAnswer(
+        {
+            "by": by.value,
+            "accounts": [
+                {"account_id": a, "count": v["count"], "sum": money(v["sum"])} for a, v in ranked
+            ],
+            "meta": meta(snap, queries.speed_watermark_ms()),
+        }
     )

@@ -40,6 +40,7 @@ from tests.support.pipeline import (
     wait_sealed,
     wait_until,
 )
+from tests.support.ports import API_PORT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -305,7 +306,6 @@ def test_publishing_during_queries_never_loses_or_doubles(
 
 # --- over real HTTP: a uvicorn server started like `make up` starts it ---------------------
 
-API_PORT = 18000
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
@@ -334,6 +334,24 @@ def server(platform: Platform) -> Iterator[str]:
     assert (
         "Application shutdown complete" in (platform.settings.data_dir / "serving.log").read_text()
     )
+
+
+def healthz_count(server: str) -> float:
+    """Requests to /healthz answered 200, as /metrics reports them."""
+    for line in httpx.get(f"{server}/metrics").text.splitlines():
+        labels = 'route="/healthz"' in line and 'status="200"' in line
+        if line.startswith("serving_request_seconds_count{") and labels:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_metrics_over_http_count_every_workers_requests(server: str) -> None:
+    """lambda-serve runs LAMBDA_API_WORKERS processes (2 by default) on one socket; whichever
+    answers /metrics reports the requests all of them served."""
+    before = healthz_count(server)
+    for _ in range(30):
+        assert httpx.get(f"{server}/healthz").status_code == 200  # a new connection each
+    assert healthz_count(server) - before >= 30
 
 
 def test_openapi_contract_no_5xx_and_schema_conformance(server: str) -> None:

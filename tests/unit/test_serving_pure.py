@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lambda_contracts.views import ACCOUNT_MINUTE, GLOBAL_MINUTE
 from serving.merge import merge_rows, roll_up, total
@@ -54,9 +56,26 @@ def test_parse_instant_rejects_with_the_parameter_name(text: str) -> None:
 
 
 def test_money_and_average_are_exact() -> None:
-    assert money(30) == Decimal("0.30")
-    assert str(money(300010)) == "3000.10"
+    assert money(30) == "0.30"
+    assert money(300010) == "3000.10"
+    assert money(0) == "0.00"
+    assert money(-5) == "-0.05"
+    assert money(None) is None
     # 10 + 10 + 10.01 = 30.01 over 3 = 10.003333 -> 10.00 (half-even to the cent)
-    assert average(3001, 3) == Decimal("10.00")
-    assert average(5, 2) == Decimal("0.02")  # 0.025 -> 0.02 half-even
+    assert average(3001, 3) == "10.00"
+    assert average(5, 2) == "0.02"  # 0.025 -> 0.02 half-even
+    assert average(15, 2) == "0.08"  # 0.075 -> 0.08 half-even
     assert average(0, 0) is None
+
+
+@given(cents=st.integers(-(10**20), 10**20), count=st.integers(1, 10**12))
+def test_money_and_average_agree_with_decimal_arithmetic(cents: int, count: int) -> None:
+    """The integer formatting against Decimal (exact at this precision) as the oracle."""
+    with localcontext() as ctx:
+        ctx.prec = 60
+        assert money(cents) == f"{Decimal(cents).scaleb(-2):.2f}"
+        cents = abs(cents)  # amounts are never negative (contract): nor are sums and averages
+        expected = (Decimal(cents) / Decimal(count) / 100).quantize(
+            Decimal("0.01"), rounding=ROUND_HALF_EVEN
+        )
+        assert average(cents, count) == f"{expected:.2f}"

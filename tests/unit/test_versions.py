@@ -4,6 +4,8 @@ one horizon rule for every caller. Versions are written by hand (no Spark)."""
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
@@ -15,6 +17,7 @@ from batch_layer import pipeline
 from batch_layer.horizon import HorizonError, check_horizon, choose_horizon
 from batch_layer.validate import ValidationFailed, validate_version
 from batch_layer.versions import (
+    ConcurrentUpdateError,
     PinnedError,
     VersionError,
     publish,
@@ -22,7 +25,7 @@ from batch_layer.versions import (
     resume,
     rollback,
 )
-from lambda_contracts.layout import Layout, PartitionProgress
+from lambda_contracts.layout import BatchPointer, Layout, PartitionProgress
 from lambda_contracts.settings import Settings
 from lambda_contracts.views import VIEWS
 
@@ -171,3 +174,56 @@ def test_choose_horizon_takes_the_watermark_or_checks_the_request(tmp_path: Path
     assert choose_horizon(settings, rebuild=True) == 4000
     with pytest.raises(HorizonError):
         choose_horizon(settings, 3000)
+
+
+def test_current_moves_only_by_compare_and_swap(tmp_path: Path) -> None:
+    layout = Layout(tmp_path)
+    first = BatchPointer("v1", 1000, 1)
+    assert layout.read_current_versioned() == (None, None)
+    assert layout.swap_current(first, None)
+    assert not layout.swap_current(BatchPointer("v2", 2000, 2), None)  # exists already
+    pointer, etag = layout.read_current_versioned()
+    assert pointer == first and etag
+    assert layout.swap_current(BatchPointer("v2", 2000, 2), etag)
+    assert not layout.swap_current(BatchPointer("v3", 3000, 3), etag)  # stale token
+    assert layout.read_current() == BatchPointer("v2", 2000, 2)
+
+
+def test_of_publishers_that_read_the_same_current_exactly_one_wins(tmp_path: Path) -> None:
+    layout = Layout(tmp_path)
+    layout.swap_current(BatchPointer("v0", 1000, 1), None)
+    _, etag = layout.read_current_versioned()
+    contenders = 8
+    barrier = threading.Barrier(contenders)
+
+    def contend(i: int) -> bool:
+        barrier.wait()
+        return layout.swap_current(BatchPointer(f"v{i + 1}", 2000, 2), etag)
+
+    with ThreadPoolExecutor(contenders) as pool:
+        won = list(pool.map(contend, range(contenders)))
+    assert won.count(True) == 1
+    winner = layout.read_current()
+    assert winner is not None and winner.version == f"v{won.index(True) + 1}"
+
+
+def test_a_publish_that_lost_the_race_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    layout = Layout(tmp_path)
+    old = validated(layout, "01", 1000)
+    new = validated(layout, "02", 2000)
+    publish(layout, old)
+    # An operator's rollback lands between this publisher's read and its swap.
+    read = Layout.read_current_versioned
+
+    def read_then_rollback(self: Layout) -> tuple[BatchPointer | None, str | None]:
+        seen = read(self)
+        self.swap_current(BatchPointer(old, 1000, 5, pinned=True), seen[1])
+        return seen
+
+    monkeypatch.setattr(Layout, "read_current_versioned", read_then_rollback)
+    with pytest.raises(ConcurrentUpdateError, match="CURRENT moved"):
+        publish(layout, new)
+    monkeypatch.undo()
+    assert layout.read_current() == BatchPointer(old, 1000, 5, pinned=True)

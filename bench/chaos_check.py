@@ -1,0 +1,207 @@
+"""The reckoning after a fault run: what the log holds, against what the platform made of it.
+
+Ground truth is the topic itself, read back whole after the run (what the producer wrote, in
+log order with its offsets and timestamps), checked against the producer's acknowledgements
+(nothing acknowledged may be missing from the log). Expected views come from the independent
+test oracle (plain loops over the events); the platform's answers come only through its
+public interfaces: the serving API over HTTP, the landing files, the DLQ topic, the batch
+version's Parquet files.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import httpx
+from kafka import KafkaConsumer, TopicPartition
+
+from lambda_contracts.events import MAX_CREATED_TIME_MS, Transaction, parse_event
+from lambda_contracts.landing_files import landing_row
+from lambda_contracts.layout import Layout
+from lambda_contracts.settings import Settings
+from tests.support.oracle import oracle_views
+from tests.support.pipeline import TruthRecord, landed_rows
+
+Stats = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    partition: int
+    offset: int
+    timestamp: int
+    value: bytes | None
+    headers: dict[str, bytes] = field(default_factory=dict)
+
+
+def read_log(settings: Settings, topic: str) -> list[LogRecord]:
+    """Every record of the topic, up to its end offsets at the time of the call."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        enable_auto_commit=False,
+        max_poll_records=10_000,
+        request_timeout_ms=30_000,
+    )
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        out: list[LogRecord] = []
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            for tp, records in consumer.poll(timeout_ms=1000).items():
+                for r in records:
+                    if r.offset < ends[tp]:
+                        headers = {k: v for k, v in (r.headers or [])}
+                        out.append(LogRecord(tp.partition, r.offset, r.timestamp, r.value, headers))
+        return out
+    finally:
+        consumer.close()
+
+
+@dataclass
+class GroundTruth:
+    """The topic's records split by the event contract, and the views they must give."""
+
+    log: list[LogRecord]
+    valid: dict[tuple[int, int], dict[str, Any]]  # (partition, offset) -> landing row
+    invalid: dict[tuple[int, int], LogRecord]
+    views: dict[str, dict[tuple[Any, ...], Stats]]
+
+    @classmethod
+    def of(cls, log: list[LogRecord], dedup_horizon_ms: int) -> GroundTruth:
+        valid: dict[tuple[int, int], dict[str, Any]] = {}
+        invalid: dict[tuple[int, int], LogRecord] = {}
+        for rec in log:
+            parsed = parse_event(rec.value)
+            if isinstance(parsed, Transaction):
+                row = landing_row(parsed, rec.partition, rec.offset, rec.timestamp)
+                valid[(rec.partition, rec.offset)] = row
+            else:
+                invalid[(rec.partition, rec.offset)] = rec
+        return cls(log, valid, invalid, oracle_views(valid.values(), dedup_horizon_ms))
+
+    def summary(self, account: str | None = None) -> dict[str, Any]:
+        """What ``/v1/totals`` (or an account's summary) must say over all time."""
+        if account is None:
+            values = list(self.views["global_minute"].values())
+        else:
+            values = [v for k, v in self.views["account_minute"].items() if k[0] == account]
+        if not values:
+            return {"count": 0, "sum": "0.00"}
+        return {"count": sum(v[0] for v in values), "sum": cents(sum(v[1] for v in values))}
+
+    def accounts(self) -> list[str]:
+        return sorted({k[0] for k in self.views["account_minute"]})
+
+
+def cents(amount: int) -> str:
+    return f"{Decimal(amount) / 100:.2f}"
+
+
+ALL_TIME = {"start": 0, "end": MAX_CREATED_TIME_MS}
+
+
+def api_differences(api: str, truth: GroundTruth, token: str | None = None) -> list[str]:
+    """Where the API's all-time answers differ from the truth (empty when they agree)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    diffs = []
+    with httpx.Client(base_url=api, timeout=30, headers=headers) as http:
+        got = http.get("/v1/totals", params=ALL_TIME).json()
+        want = truth.summary()
+        if (got.get("count"), got.get("sum")) != (want["count"], want["sum"]):
+            diffs.append(f"totals: api {got.get('count')}/{got.get('sum')} want {want}")
+        for account in truth.accounts():
+            got = http.get(f"/v1/accounts/{account}/summary", params=ALL_TIME).json()
+            want = truth.summary(account)
+            if (got.get("count"), got.get("sum")) != (want["count"], want["sum"]):
+                diffs.append(f"account {account}: api {got.get('count')}/{got.get('sum')} {want}")
+    return diffs
+
+
+def api_count(api: str) -> int | None:
+    try:
+        return int(httpx.get(f"{api}/v1/totals", params=ALL_TIME, timeout=10).json()["count"])
+    except (httpx.HTTPError, KeyError, ValueError):
+        return None
+
+
+@dataclass
+class LandingCheck:
+    landed: int  # distinct (partition, offset) in the landing zone
+    missing: int  # valid records of the log that were not landed
+    extra: int  # landed offsets that are not valid records of the log
+    mismatched: int  # landed rows whose content differs from the log's record
+    overlapping: int  # offsets held by more than one live landing file (readers dedup them)
+
+
+def check_landing(layout: Layout, truth: GroundTruth) -> LandingCheck:
+    copies: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    for row in landed_rows(layout):
+        copies.setdefault((row["kafka_partition"], row["kafka_offset"]), []).append(row)
+    mismatched = sum(
+        1
+        for key, rows in copies.items()
+        if key in truth.valid and any(r != truth.valid[key] for r in rows)
+    )
+    return LandingCheck(
+        landed=len(copies),
+        missing=len(truth.valid.keys() - copies.keys()),
+        extra=len(copies.keys() - truth.valid.keys()),
+        mismatched=mismatched,
+        overlapping=sum(1 for rows in copies.values() if len(rows) > 1),
+    )
+
+
+@dataclass
+class DlqCheck:
+    records: int  # DLQ records, copies included
+    missing: int  # invalid records of the log with no DLQ record
+    unexpected: int  # DLQ records whose origin is not an invalid record
+    wrong_value: int  # DLQ value differs from the original (beyond the documented truncation)
+    without_reason: int
+    reasons: dict[str, int]  # reason prefix (the field) -> count
+
+
+def check_dlq(dlq: list[LogRecord], truth: GroundTruth, topic: str) -> DlqCheck:
+    origins: set[tuple[int, int]] = set()
+    unexpected = wrong_value = without_reason = 0
+    reasons: Counter[str] = Counter()
+    for rec in dlq:
+        h = rec.headers
+        if h.get("origin.topic", b"").decode() != topic:
+            unexpected += 1
+            continue
+        key = (int(h.get("origin.partition", b"-1")), int(h.get("origin.offset", b"-1")))
+        original = truth.invalid.get(key)
+        if original is None:
+            unexpected += 1
+            continue
+        origins.add(key)
+        value = original.value
+        if value is not None and "value.truncated_from" in h:
+            value = value[: len(rec.value or b"")]
+        if rec.value != value:
+            wrong_value += 1
+        reason = h.get("reason", b"").decode("utf-8", "replace")
+        if not reason:
+            without_reason += 1
+        reasons[reason.split(":", 1)[0]] += 1
+    return DlqCheck(
+        records=len(dlq),
+        missing=len(truth.invalid.keys() - origins),
+        unexpected=unexpected,
+        wrong_value=wrong_value,
+        without_reason=without_reason,
+        reasons=dict(reasons.most_common()),
+    )
+
+
+def acked_missing(acked: list[TruthRecord], log: list[LogRecord]) -> int:
+    """Acknowledged records that the log does not hold, byte for byte, at their offset."""
+    at = {(r.partition, r.offset): r.value for r in log}
+    return sum(1 for r in acked if at.get((r.partition, r.offset)) != r.value)

@@ -1,0 +1,219 @@
+"""The faults of the fault run, each done to the live local platform as it would happen.
+
+Every fault returns a short note of what it hit. Killed parts are brought back the way an
+operator would: ``lambda-platform up`` (the keeper may be faster; either is fine).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from random import Random
+
+from kafka import KafkaProducer
+
+from infra.supervisor import Supervisor
+from lambda_contracts.events import ID_MAX_LENGTH, MAX_AMOUNT, MAX_CREATED_TIME_MS
+from lambda_contracts.layout import Layout
+from lambda_contracts.settings import Settings
+from tests.support.pipeline import BIN
+
+SPARK_SUBMIT_CLASS = "org.apache.spark.deploy.SparkSubmit"
+SESSION_TIMEOUT_S = 10  # kafka-python's default session.timeout.ms, which the speed layer keeps
+
+
+@dataclass
+class Platform:
+    """What a fault needs to reach the running platform."""
+
+    settings: Settings
+    env: dict[str, str]
+    rng: Random
+    trigger_batch: Callable[[], None]
+    tmpfs: Path | None  # the landing directory, when it is a tmpfs of our own
+
+    @property
+    def supervisor(self) -> Supervisor:
+        assert self.settings.logs_dir is not None
+        return Supervisor(Layout(self.settings.data_dir).run_dir, self.settings.logs_dir)
+
+    def pid(self, service: str) -> int:
+        pid = self.supervisor.pid(service)
+        if pid is None:
+            raise RuntimeError(f"{service} is not running")
+        return pid
+
+    def up(self) -> None:
+        """What an operator does after a failure: ``make up`` (lambda-platform up)."""
+        done = subprocess.run(
+            [str(BIN / "lambda-platform"), "up", "--no-demo"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"lambda-platform up failed:\n{done.stdout}\n{done.stderr}")
+
+
+def kill_service(name: str) -> Callable[[Platform], str]:
+    def fault(p: Platform) -> str:
+        pid = p.pid(name)
+        os.killpg(pid, signal.SIGKILL)
+        time.sleep(2)
+        p.up()
+        return f"SIGKILL {name} (pid {pid}), then lambda-platform up"
+
+    fault.__name__ = f"kill_{name}"
+    return fault
+
+
+def stop_speed(p: Platform) -> str:
+    """Freeze a speed process past its session: the group moves on, the zombie must not write."""
+    pid = p.pid("speed-0")
+    seconds = SESSION_TIMEOUT_S + 5
+    os.killpg(pid, signal.SIGSTOP)
+    try:
+        time.sleep(seconds)
+    finally:
+        os.killpg(pid, signal.SIGCONT)
+    p.up()
+    return f"SIGSTOP speed-0 (pid {pid}) for {seconds}s, then SIGCONT"
+
+
+def spark_jvms() -> list[int]:
+    """The JVMs running ``SparkSubmit`` (not the launcher that builds their command line)."""
+    found = subprocess.run(["pgrep", "-f", SPARK_SUBMIT_CLASS], capture_output=True, text=True)
+    jvms = []
+    for pid in found.stdout.split():
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv[0].endswith(b"java") and b"org.apache.spark.launcher.Main" not in argv:
+            jvms.append(int(pid))
+    return jvms
+
+
+def kill_spark_submit(p: Platform) -> str:
+    """SIGKILL the spark-submit JVM of a running recompute, once it writes its version."""
+    deadline = time.monotonic() + 300
+    triggered = False
+    while not (jvms := spark_jvms()):
+        if time.monotonic() > deadline:
+            return "skipped: no spark-submit ran within 300 s"
+        if not triggered and time.monotonic() > deadline - 240:
+            p.trigger_batch()
+            triggered = True
+        time.sleep(0.5)
+    started = time.time()
+    versions = Layout(p.settings.data_dir).versions_dir
+    writing = False
+    while time.time() - started < 60 and spark_jvms():
+        writing = any(f.stat().st_mtime >= started for f in versions.rglob("*") if f.is_file())
+        if writing:
+            break
+        time.sleep(0.2)
+    time.sleep(p.rng.uniform(0, 1.5))
+    killed = []
+    for pid in spark_jvms():
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+    if not killed:
+        return f"missed: spark-submit {jvms} ended before the kill"
+    when = "while writing its version" if writing else "before it wrote (still reading)"
+    p.up()
+    return f"SIGKILL spark-submit JVM {killed} {when}; Airflow retries the task"
+
+
+def fill_disk(p: Platform) -> str:
+    """The landing directory's file system full for 10 s."""
+    if p.tmpfs is None:
+        return "skipped: the landing directory is not a tmpfs of ours (needs root to mount)"
+    filler = p.tmpfs / ".chaos-filler"
+    written = 0
+    chunk = b"\0" * (1 << 20)
+    try:
+        with filler.open("wb") as fh:
+            while True:
+                fh.write(chunk)
+                fh.flush()
+                written += len(chunk)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+    time.sleep(10)
+    filler.unlink()
+    p.up()
+    return f"landing tmpfs full for 10 s ({written >> 20} MiB filler)"
+
+
+def poison_values() -> list[tuple[bytes | None, bytes | None]]:
+    """(key, value) of every kind of invalid record the contract must send to the DLQ."""
+    base = (
+        '{{"TransactionID": {tid}, "CreatedTime": {ts}, "SourceAccountID": {src}, '
+        '"TargetAccountID": "2", "Amount": {amount}}}'
+    )
+
+    def event(tid: str = '"p"', ts: str = "1795000000000", src: str = '"1"', amount: str = "1"):
+        return base.format(tid=tid, ts=ts, src=src, amount=amount).encode()
+
+    long_id = '"' + "x" * (ID_MAX_LENGTH + 1) + '"'
+    return [
+        (b"k", None),  # a tombstone
+        (b"k", b""),  # empty value
+        (None, b"\xff\xfe\x00 not utf-8"),
+        (None, b"{ not json"),
+        (None, b"[1, 2, 3]"),
+        (None, b'"a string"'),
+        (None, b"null"),
+        (b"1", event(tid=long_id)),  # longer than the stores hold
+        (b"1", event(tid='"nul\\u0000id"')),  # NUL breaks PostgreSQL text
+        (b"1", event(src='"tab\\tsrc"')),  # a control character
+        (b"1", event(tid='""')),
+        (b"1", event(tid="123")),  # a number where a string belongs
+        (b"1", event(amount=f"{MAX_AMOUNT}.01")),  # above the bound that keeps sums exact
+        (b"1", event(amount="1e400")),
+        (b"1", event(amount="NaN")),
+        (b"1", event(amount="-0.01")),
+        (b"1", event(amount="0.001")),
+        (b"1", event(amount='"12.50"')),
+        (b"1", event(ts=str(MAX_CREATED_TIME_MS + 1))),
+        (b"1", event(ts="-1")),
+        (b"1", event(ts='"yesterday"')),
+        (b"1", b'{"TransactionID": "p", "Amount": 1}'),  # fields missing
+        (b"1", b"{" + b'"pad": "' + b"y" * 1_000_000 + b'"}'),  # 1 MB: the DLQ truncates it
+    ]
+
+
+def poison(p: Platform) -> str:
+    producer = KafkaProducer(
+        bootstrap_servers=p.settings.bootstrap_servers, acks="all", max_request_size=2_000_000
+    )
+    try:
+        values = poison_values()
+        for key, value in values:
+            producer.send(p.settings.topic, key=key, value=value).get(timeout=60)
+    finally:
+        producer.close()
+    return f"{len(values)} poison records, one of each kind"
+
+
+FAULTS: dict[str, Callable[[Platform], str]] = {
+    "kill broker": kill_service("kafka"),
+    "kill speed process": kill_service("speed-1"),
+    "kill serving": kill_service("serving"),
+    "kill spark-submit mid-write": kill_spark_submit,
+    "kill Airflow scheduler": kill_service("airflow-scheduler"),
+    "freeze speed process": stop_speed,
+    "landing disk full": fill_disk,
+    "poison records": poison,
+}

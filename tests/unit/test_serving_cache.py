@@ -1,0 +1,332 @@
+"""The batch-part cache never changes an answer: it follows CURRENT, never mixes versions, and
+never completes a batch part with speed rows of another horizon.
+
+Real DuckDB batch store over hand-written Parquet versions, real SQLite speed store, real
+query service; the oracle sums the raw events in plain Python: an answer on version V with
+horizon H = V's batch events (ingest < H) + every event with ingest >= H. The two versions
+differ (V2 has a later horizon and corrects some events below it away), so an answer that
+took a part of the other version, or speed rows of the other horizon, is off.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import insert
+
+from lambda_contracts.db import make_engine
+from lambda_contracts.layout import BatchPointer, Layout
+from lambda_contracts.settings import Settings
+from lambda_contracts.store_schema import view_tables
+from lambda_contracts.views import ACCOUNT_MINUTE, VIEWS
+from serving.batch_cache import BatchCache, BatchPart, MixedSnapshotError
+from serving.batch_store import BatchStore
+from serving.main import create_app
+from serving.queries import Granularity, QueryService
+from serving.speed_store import SpeedReader
+
+BUCKET = 60_000
+DAY = 86_400_000
+T0 = 1_700_000_000_000 - 1_700_000_000_000 % DAY
+ACCOUNTS = [f"acct-{i}" for i in range(6)]
+H1 = T0 + 30 * BUCKET
+H2 = T0 + 70 * BUCKET
+
+
+@dataclass(frozen=True)
+class Event:
+    tid: int
+    account: str
+    created: int
+    ingest: int
+    cents: int
+
+
+def make_events(seed: int = 7, n: int = 600) -> list[Event]:
+    rng = random.Random(seed)
+    out = []
+    for tid in range(n):
+        ingest = T0 + rng.randrange(100 * BUCKET)
+        created = ingest - rng.choice([0, 0, 0, rng.randrange(3 * DAY)])  # some arrive late
+        out.append(Event(tid, rng.choice(ACCOUNTS), created, ingest, rng.randrange(1, 100_000)))
+    return out
+
+
+EVENTS = make_events()
+# V2 "corrects" every 7th event below its horizon away (as a later dedup decision would).
+BATCH = {
+    "v1": [e for e in EVENTS if e.ingest < H1],
+    "v2": [e for e in EVENTS if e.ingest < H2 and e.tid % 7 != 0],
+}
+HORIZON = {"v1": H1, "v2": H2}
+
+
+def oracle(version: str, start: int, end: int, account: str | None) -> list[Event]:
+    """The events an answer on ``version`` covers in [start, end) (minutes starting inside)."""
+    chosen = BATCH[version] + [e for e in EVENTS if e.ingest >= HORIZON[version]]
+    return [
+        e
+        for e in chosen
+        if start <= e.created - e.created % 60_000 < end and account in (None, e.account)
+    ]
+
+
+def summary_of(events: list[Event]) -> dict[str, int] | None:
+    if not events:
+        return None
+    cents = [e.cents for e in events]
+    return {"count": len(cents), "sum": sum(cents), "min": min(cents), "max": max(cents)}
+
+
+def series_of(events: list[Event], size: int) -> list[tuple[int, dict[str, int]]]:
+    by_window: dict[int, list[Event]] = {}
+    for e in events:
+        minute = e.created - e.created % 60_000
+        by_window.setdefault(minute - minute % size, []).append(e)
+    return [(w, summary_of(es)) for w, es in sorted(by_window.items())]  # type: ignore[misc]
+
+
+def aggregate(events: list[Event], view, with_bucket: bool) -> dict[tuple, list[int]]:  # type: ignore[no-untyped-def]
+    out: dict[tuple, list[int]] = {}
+    for e in events:
+        key = (e.account,) if view is ACCOUNT_MINUTE else ()
+        key += (e.created - e.created % 60_000,)
+        if with_bucket:
+            key += (e.ingest - e.ingest % BUCKET,)
+        m = out.setdefault(key, [0, 0, e.cents, e.cents])
+        m[0] += 1
+        m[1] += e.cents
+        m[2] = min(m[2], e.cents)
+        m[3] = max(m[3], e.cents)
+    return out
+
+
+def write_version(layout: Layout, version: str) -> None:
+    for view in VIEWS:
+        rows = aggregate(BATCH[version], view, with_bucket=False)
+        columns: dict[str, list] = {c: [] for c in (*view.key_columns, *view.measure_names)}
+        for key, measures in rows.items():
+            for c, v in zip(
+                (*view.key_columns, *view.measure_names), (*key, *measures), strict=True
+            ):
+                columns[c].append(v)
+        target = layout.view_dir(version, view.name)
+        target.mkdir(parents=True)
+        pq.write_table(pa.table(columns), target / "part-0.parquet")
+
+
+def publish(layout: Layout, version: str, pinned: bool = False) -> None:
+    """Move CURRENT as a publish (or, pinned, a rollback) does: by compare-and-swap."""
+    pointer = BatchPointer(version, HORIZON[version], int(time.time() * 1000), pinned)
+    assert layout.swap_current(pointer, layout.read_current_versioned()[1])
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[tuple[Settings, QueryService]]:
+    settings = Settings(data_dir=tmp_path, partitions=1, bucket_ms=BUCKET)
+    layout = Layout(settings.data_dir)
+    for version in BATCH:
+        write_version(layout, version)
+    engine = make_engine(settings.speed_store_url)
+    with engine.begin() as conn:
+        for view in VIEWS:
+            cols = (*view.key_columns, "ingest_bucket", *view.measure_names)
+            rows = aggregate(EVENTS, view, with_bucket=True)
+            conn.execute(
+                insert(view_tables[view.name]),
+                [dict(zip(cols, (*k, *m), strict=True)) for k, m in rows.items()],
+            )
+    queries = QueryService(
+        BatchStore(layout), SpeedReader(engine, "t"), partitions=1, cache=BatchCache(10_000)
+    )
+    yield settings, queries
+    engine.dispose()
+
+
+RANGES = [(T0 - 3 * DAY, T0 + DAY), (T0, T0 + 50 * BUCKET), (H1 - 10 * BUCKET, H2 + 600_000)]
+
+
+def check_answers(queries: QueryService, version: str) -> None:
+    """Every range, account and granularity answers as the oracle says for ``version``."""
+    for start, end in RANGES:
+        for account in [None, *ACCOUNTS[:3]]:
+            snap, value = queries.consistent(
+                lambda s, a=account, r=(start, end): queries.summary(s, *r, a)
+            )
+            assert snap.pointer is not None and snap.pointer.version == version
+            assert value == summary_of(oracle(version, start, end, account)), (start, account)
+            for granularity in Granularity:
+                snap, points = queries.consistent(
+                    lambda s, g=granularity, a=account, r=(start, end): queries.series(s, *r, g, a)
+                )
+                assert snap.pointer is not None and snap.pointer.version == version
+                want = series_of(oracle(version, start, end, account), granularity.ms)
+                assert points == want, (start, account, granularity)
+
+
+def test_answers_follow_current_and_never_reuse_a_part_of_another_version(store) -> None:  # type: ignore[no-untyped-def]
+    settings, queries = store
+    layout = Layout(settings.data_dir)
+    assert oracle("v1", *RANGES[0], None) != oracle("v2", *RANGES[0], None)  # distinguishable
+    publish(layout, "v1")
+    check_answers(queries, "v1")
+    hits = queries.cache.hits
+    check_answers(queries, "v1")  # the second round is answered from the cache
+    assert queries.cache.hits > hits and queries.cache.generation == ("v1", H1)
+    publish(layout, "v2")
+    check_answers(queries, "v2")
+    assert queries.cache.generation == ("v2", H2)
+    publish(layout, "v1", pinned=True)  # a rollback: back to v1's parts, recomputed
+    check_answers(queries, "v1")
+    check_answers(queries, "v1")
+
+
+def test_a_publish_while_answering_is_redone_on_the_new_snapshot(store, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """CURRENT moves after the batch part of v1 was taken, before its speed rows are read:
+    the answer is recomputed on v2 whole, and v1's part is not served under v2 afterwards."""
+    settings, queries = store
+    layout = Layout(settings.data_dir)
+    publish(layout, "v1")
+    start, end = RANGES[2]
+    queries.consistent(lambda s: queries.summary(s, start, end, ACCOUNTS[0]))  # v1 part cached
+    read_rows = queries.speed.rows
+    horizons = []
+
+    def publish_then_read(view, horizon_ms, *args, **kwargs):  # type: ignore[no-untyped-def]
+        horizons.append(horizon_ms)
+        if len(horizons) == 1:
+            publish(layout, "v2")
+        return read_rows(view, horizon_ms, *args, **kwargs)
+
+    monkeypatch.setattr(queries.speed, "rows", publish_then_read)
+    snap, value = queries.consistent(lambda s: queries.summary(s, start, end, ACCOUNTS[0]))
+    assert horizons == [H1, H2]
+    assert snap.pointer is not None and snap.pointer.version == "v2"
+    assert value == summary_of(oracle("v2", start, end, ACCOUNTS[0]))
+    assert snap.batch_events == len(
+        [e for e in oracle("v2", start, end, ACCOUNTS[0]) if e.ingest < H2]
+    )
+    monkeypatch.undo()
+    check_answers(queries, "v2")
+
+
+def test_a_part_of_another_horizon_is_refused(store, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The guard behind the cache: even a (buggy) cache handing out a part of another batch
+    identity cannot get it merged with this snapshot's speed rows."""
+    settings, queries = store
+    publish(Layout(settings.data_dir), "v2")
+    stale = BatchPart("v2", H1, ((((), (1, 1, 1, 1))),))
+    monkeypatch.setattr(queries.cache, "get", lambda pointer, query: stale)
+    with pytest.raises(MixedSnapshotError):
+        queries.consistent(lambda s: queries.summary(s, *RANGES[0]))
+
+
+def pointer(version: str, horizon: int) -> BatchPointer:
+    return BatchPointer(version, horizon, 0)
+
+
+def part(version: str, horizon: int, rows: int = 1) -> BatchPart:
+    return BatchPart(version, horizon, tuple(((i,), (1, 1, 1, 1)) for i in range(rows)))
+
+
+def test_cache_holds_one_generation_and_drops_late_parts() -> None:
+    cache = BatchCache(max_rows=100)
+    v1 = pointer("v1", 1000)
+    cache.switch(v1)
+    cache.put("q", part("v1", 1000))
+    assert cache.get(v1, "q") == part("v1", 1000)
+    assert cache.get(pointer("v1", 2000), "q") is None  # same version, other horizon
+    cache.switch(pointer("v2", 2000))
+    assert len(cache) == 0 and cache.get(v1, "q") is None
+    cache.put("q", part("v1", 1000))  # computed on v1, arriving after the switch
+    assert len(cache) == 0 and cache.get(pointer("v2", 2000), "q") is None
+    cache.switch(None)  # no version published (e.g. a wiped data directory)
+    assert cache.generation is None and len(cache) == 0
+
+
+def test_cache_evicts_least_recently_used_within_its_row_budget() -> None:
+    cache = BatchCache(max_rows=10)
+    v = pointer("v", 1)
+    cache.switch(v)
+    for q in "abc":
+        cache.put(q, part("v", 1, rows=4))  # 12 rows > 10: "a" goes
+    assert cache.get(v, "a") is None and cache.get(v, "b") is not None
+    cache.put("d", part("v", 1, rows=4))  # "c" is now the least recently used
+    assert cache.get(v, "c") is None and cache.get(v, "b") is not None
+    cache.put("huge", part("v", 1, rows=11))  # never fits: not kept, nothing evicted for it
+    assert cache.get(v, "huge") is None and cache.get(v, "d") is not None
+    off = BatchCache(max_rows=0)
+    off.switch(v)
+    off.put("a", part("v", 1))
+    assert off.get(v, "a") is None
+
+
+def test_http_answers_carry_the_version_they_were_computed_on(store) -> None:  # type: ignore[no-untyped-def]
+    settings, _ = store
+    layout = Layout(settings.data_dir)
+    publish(layout, "v1")
+    start, end = RANGES[0]
+    app = create_app(settings)
+    with TestClient(app) as client:
+        app.state.end_offsets.get = lambda: None  # no broker in unit tests
+        for version in ("v1", "v2", "v1"):
+            publish(layout, version)
+            for _ in range(2):  # computed, then from the cache
+                body = client.get(
+                    f"/v1/accounts/{ACCOUNTS[1]}/summary", params={"start": start, "end": end}
+                ).json()
+                want = summary_of(oracle(version, start, end, ACCOUNTS[1]))
+                assert want is not None
+                assert body["meta"]["batch_version"] == version
+                assert body["meta"]["batch_horizon_ms"] == HORIZON[version]
+                assert (body["count"], body["sum"]) == (
+                    want["count"],
+                    f"{Decimal(want['sum']).scaleb(-2):.2f}",
+                )
+                series = client.get(
+                    f"/v1/accounts/{ACCOUNTS[1]}/series",
+                    params={"start": start, "end": end, "granularity": "hour"},
+                ).json()
+                assert series["meta"]["batch_version"] == version
+                assert [(p["window_start_ms"], p["count"]) for p in series["points"]] == [
+                    (w, v["count"])
+                    for w, v in series_of(oracle(version, start, end, ACCOUNTS[1]), 3_600_000)
+                ]
+
+
+def test_keyed_arrays_answer_as_duckdb_sql_does(store) -> None:  # type: ignore[no-untyped-def]
+    """One key's lookups (numpy slices) against the same view through DuckDB SQL, on ranges
+    that start and end on, between and beyond the rows, at every roll-up."""
+    _, queries = store
+    batch = queries.batch
+    rng = random.Random(3)
+    for version in BATCH:
+        batch.ensure_loaded(version)
+        for view in VIEWS:
+            keys = [{}] if not view.dimensions else [{"source_account_id": a} for a in ACCOUNTS]
+            keys += [{"source_account_id": "nobody"}] if view.dimensions else []
+            for filters in keys:
+                for _ in range(25):
+                    start = T0 - 4 * DAY + rng.randrange(6 * DAY) // 60_000 * 60_000
+                    end = (
+                        start
+                        + rng.choice([60_000, 3_600_000, DAY, 5 * DAY])
+                        + rng.choice([0, 1, 59_999])
+                    )
+                    for group_by, window in (
+                        ((), None),
+                        (("window_start",), None),
+                        (("window_start",), 3_600_000),
+                        (("window_start",), DAY),
+                    ):
+                        args = (version, view, start, end, group_by, filters, window)
+                        assert batch.rows(*args) == sorted(batch.sql_rows(*args)), args
