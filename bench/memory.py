@@ -93,13 +93,36 @@ def memory_of(pid: int) -> tuple[int, int]:
     return int(values.get("Pss", 0)) * 1024, int(values.get("Rss", 0)) * 1024
 
 
+def parent_of(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def classify(pid: int, processes: dict[int, str]) -> str:
+    """A process's part, or its nearest ancestor's (uvicorn's and Airflow's workers are
+    ``multiprocessing`` children whose command line names no part)."""
+    seen = 0
+    current: int | None = pid
+    while current in processes and seen < 16:
+        part = part_of(processes[current])
+        if part != "other":
+            return part
+        current, seen = parent_of(current), seen + 1
+    return "other"
+
+
 def sample(data_dir: Path, started: float) -> Sample:
     pss: dict[str, int] = defaultdict(int)
     rss: dict[str, int] = defaultdict(int)
-    for pid, cmdline in stack_processes(data_dir).items():
+    processes = stack_processes(data_dir)
+    for pid in processes:
         p, r = memory_of(pid)
-        pss[part_of(cmdline)] += p
-        rss[part_of(cmdline)] += r
+        part = classify(pid, processes)
+        pss[part] += p
+        rss[part] += r
     return Sample(round(time.monotonic() - started, 1), dict(pss), dict(rss))
 
 
