@@ -346,6 +346,13 @@ def print_table(f: dict[str, Any]) -> None:
     console.print(summary)
 
 
+def print_log_tails(logs: Path, lines: int = 25) -> None:
+    """The last lines of every service's log, for a run that ended in an exception."""
+    for log in sorted(logs.glob("*.log")):
+        tail = log.read_text(errors="replace").splitlines()[-lines:]
+        print(f"--- {log.name} (last {len(tail)} lines)", *tail, sep="\n", file=sys.stderr)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=300, help="length of the stream")
@@ -355,7 +362,11 @@ def main() -> None:
     parser.add_argument("--report", default="chaos", help="name of the report under results/")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="lambda-chaos-") as tmp:
-        figures = run(args, Path(tmp) / "data")
+        try:
+            figures = run(args, Path(tmp) / "data")
+        except BaseException:
+            print_log_tails(Path(tmp) / "data" / "logs")  # the data directory goes with tmp
+            raise
     failed = failures(figures)
     figures["failed_checks"] = failed
     write_report(args.report, figures)

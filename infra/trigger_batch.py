@@ -21,39 +21,60 @@ console = Console()
 
 
 class AirflowClient:
-    def __init__(self, base_url: str, password: str) -> None:
+    """The few calls of Airflow's REST API the platform makes, each retried while the answer is
+    transient: Airflow's API on SQLite answers 500 while the scheduler or the DAG processor
+    holds the database (often right after ``make up``), and restarts drop connections."""
+
+    def __init__(self, base_url: str, password: str, retry_s: float = 120) -> None:
+        self.retry_s = retry_s
         self.http = httpx.Client(base_url=base_url, timeout=30)
-        token = self.http.post("/auth/token", json={"username": "admin", "password": password})
-        token.raise_for_status()
+        token = self._request(
+            "POST", "/auth/token", json={"username": "admin", "password": password}
+        )
         self.http.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+
+    def _request(
+        self, method: str, path: str, unknown_for_s: float = 0, **kwargs: Any
+    ) -> httpx.Response:
+        """The call's answer, raised for status unless it succeeded. A 5xx or a lost
+        connection is retried with backoff for ``retry_s``; a 404 for ``unknown_for_s`` (a DAG
+        the processor has not parsed yet). A retried POST may have taken effect once already."""
+        started = time.monotonic()
+        delay = 0.5
+        while True:
+            elapsed = time.monotonic() - started
+            try:
+                response = self.http.request(method, path, **kwargs)
+            except httpx.TransportError:
+                if elapsed > self.retry_s:
+                    raise
+            else:
+                transient = response.status_code >= 500 and elapsed <= self.retry_s
+                unknown = response.status_code == 404 and elapsed <= unknown_for_s
+                if not (transient or unknown):
+                    response.raise_for_status()
+                    return response
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
     def wait_for_dag(self, dag_id: str, timeout: float = 300) -> None:
         """Until the DAG processor has parsed the DAG: right after ``make up`` it is unknown
         (404) for up to a parsing interval, which is no reason to fail a trigger."""
-        deadline = time.monotonic() + timeout
-        while (response := self.http.get(f"/api/v2/dags/{dag_id}")).status_code == 404:
-            if time.monotonic() > deadline:
-                break
-            time.sleep(2)
-        response.raise_for_status()
+        self._request("GET", f"/api/v2/dags/{dag_id}", unknown_for_s=timeout)
 
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
         self.wait_for_dag(dag_id)
-        self.http.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": False}).raise_for_status()
-        response = self.http.post(
-            f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf or {}}
-        )
-        response.raise_for_status()
+        self._request("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
+        run = {"logical_date": None, "conf": conf or {}}
+        response = self._request("POST", f"/api/v2/dags/{dag_id}/dagRuns", json=run)
         return response.json()["dag_run_id"]
 
     def run_state(self, dag_id: str, run_id: str) -> str:
-        response = self.http.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
-        response.raise_for_status()
+        response = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
         return response.json()["state"]
 
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
-        response = self.http.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
-        response.raise_for_status()
+        response = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
         return {t["task_id"]: t["state"] for t in response.json()["task_instances"]}
 
 
