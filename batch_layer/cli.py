@@ -42,7 +42,7 @@ def compact(
     """Rewrite sealed landing buckets as one file per (bucket, partition)."""
     from batch_layer.compaction import compact as compact_landing
 
-    layout = Layout(get_settings().data_dir)
+    layout = Layout.of(get_settings())
     current = layout.read_current()
     limit = below if below is not None else (current.horizon_ms if current else 0)
     watermark = layout.landing_watermark(get_settings().partitions, get_settings().bucket_ms)
@@ -81,7 +81,7 @@ def run(
 @app.command("list")
 def list_cmd() -> None:
     """Versions on disk, newest last; the CURRENT one is marked."""
-    layout = Layout(get_settings().data_dir)
+    layout = Layout.of(get_settings())
     current = layout.read_current()
     table = Table("", "version", "validated", "horizon", "events", "duplicates removed")
     for version in list_versions(layout):
@@ -105,7 +105,7 @@ def rollback_cmd(
     to: Annotated[str | None, typer.Option(help="version (default: the previous one)")] = None,
 ) -> None:
     """Point CURRENT back at an earlier validated version and pin it there."""
-    pointer = rollback(Layout(get_settings().data_dir), to)
+    pointer = rollback(Layout.of(get_settings()), to)
     console.print(
         f"CURRENT is now {pointer.version} (horizon {ms_to_iso(pointer.horizon_ms)}), pinned: "
         "runs will not publish until `lambda-batch resume`"
@@ -115,7 +115,7 @@ def rollback_cmd(
 @app.command("resume")
 def resume_cmd() -> None:
     """Unpin CURRENT after a rollback: the next run publishes again."""
-    pointer = resume(Layout(get_settings().data_dir))
+    pointer = resume(Layout.of(get_settings()))
     console.print(f"CURRENT {pointer.version if pointer else '(none)'} is not pinned")
 
 
@@ -123,7 +123,7 @@ def resume_cmd() -> None:
 def validate_cmd(version: str) -> None:
     """Validate a version and record the verdict in its manifest (e.g. an older version)."""
     try:
-        checks = validate_version(Layout(get_settings().data_dir), version)
+        checks = validate_version(Layout.of(get_settings()), version)
     except ValidationFailed as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from exc

@@ -7,7 +7,7 @@ rewritten as one file named by its offset range, like every landing file.
 
 Crash safety at every step, without locks between writers and readers:
 
-1. the compacted file is written durably (temp, fsync, rename, directory fsync);
+1. the compacted file is written durably (one whole-object put under its final key);
 2. from then on ``Layout.landing_files`` leaves out the files whose offset range it covers
    (``superseded_files``), so a reader sees the old files or the compacted one, never both;
 3. the small files are deleted last, and only those no kept batch version's manifest names
@@ -21,16 +21,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import structlog
 
+from batch_layer.inputs import input_name
 from batch_layer.versions import list_versions, read_manifest
-from lambda_contracts.durable import write_atomic
-from lambda_contracts.landing_files import LANDING_SCHEMA
+from lambda_contracts.landing_files import read_landing_file, write_landing_table
 from lambda_contracts.landing_lock import deleting_landing
 from lambda_contracts.layout import Layout, landing_file_range, superseded_files
 
@@ -45,7 +43,7 @@ class CompactionReport:
     buckets: int = 0
     files_before: int = 0
     files_after: int = 0
-    compacted: list[str] = field(default_factory=list)  # files written
+    compacted: list[str] = field(default_factory=list)  # keys written
     deleted: int = 0
     kept_for_readers: int = 0  # superseded files still named by a kept version or a job
 
@@ -56,19 +54,18 @@ def compact(
     """Compact every landed bucket that starts below ``below_ms`` (the published horizon:
     those buckets are sealed), then delete the superseded files no reader needs."""
     report = CompactionReport()
-    for bucket in layout.landed_buckets():
+    for bucket, keys in layout.landing_keys_by_bucket().items():
         if bucket >= below_ms:
             continue
         report.buckets += 1
-        files = _parquet_files(layout.bucket_dir(bucket))
-        report.files_before += len(files)
-        for partition, group in _by_partition(files).items():
-            live = [f for f in group if f not in superseded_files(group)]
+        report.files_before += len(keys)
+        for partition, group in _by_partition(keys).items():
+            live = [k for k in group if k not in superseded_files(group)]
             if len(live) > 1:
                 fault("before_write")
                 target = _merge(layout, bucket, partition, live)
                 fault("after_write")
-                report.compacted.append(target.name)
+                report.compacted.append(target)
         report.files_after += len(layout.landing_files(below_ms=bucket + 1, from_ms=bucket))
     fault("before_delete")
     _delete_superseded(layout, below_ms, report)
@@ -76,44 +73,36 @@ def compact(
     return report
 
 
-def _parquet_files(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.iterdir() if landing_file_range(p) is not None)
-
-
-def _by_partition(files: list[Path]) -> dict[int, list[Path]]:
-    groups: dict[int, list[Path]] = {}
-    for f in files:
-        partition, _, _ = landing_file_range(f)  # type: ignore[misc]
-        groups.setdefault(partition, []).append(f)
+def _by_partition(keys: list[str]) -> dict[int, list[str]]:
+    groups: dict[int, list[str]] = {}
+    for key in keys:
+        partition, _, _ = landing_file_range(key)  # type: ignore[misc]
+        groups.setdefault(partition, []).append(key)
     return groups
 
 
-def _merge(layout: Layout, bucket: int, partition: int, files: list[Path]) -> Path:
-    """One file with every offset of ``files`` once, in offset order, written durably."""
-    table = pa.concat_tables(pq.read_table(f, schema=LANDING_SCHEMA) for f in files)
+def _merge(layout: Layout, bucket: int, partition: int, keys: list[str]) -> str:
+    """One file with every offset of ``keys`` once, in offset order, written durably."""
+    table = pa.concat_tables(read_landing_file(layout, k) for k in keys)
     table = table.sort_by("kafka_offset")
     offsets = table.column("kafka_offset")
     # Overlapping files (a replay after a crash) hold the same row twice: keep one.
     keep = pc.not_equal(offsets.slice(1), offsets.slice(0, len(offsets) - 1))
     mask = pa.concat_arrays([pa.array([True]), keep.combine_chunks()])
-    table = table.filter(mask)
-    first, last = table.column("kafka_offset")[0].as_py(), table.column("kafka_offset")[-1].as_py()
-    target = layout.landing_file(bucket, partition, first, last)
-    write_atomic(target, lambda tmp: pq.write_table(table, tmp))
-    return target
+    return write_landing_table(layout, bucket, partition, table.filter(mask))
 
 
 def _delete_superseded(layout: Layout, below_ms: int, report: CompactionReport) -> None:
     needed = _named_by_kept_versions(layout)
     with deleting_landing(layout) as allowed:
-        for bucket in layout.landed_buckets():
+        for bucket, keys in layout.landing_keys_by_bucket().items():
             if bucket >= below_ms:
                 continue
-            for old in sorted(superseded_files(_parquet_files(layout.bucket_dir(bucket)))):
-                if not allowed or str(old) in needed:
+            for old in sorted(superseded_files(keys)):
+                if not allowed or input_name(layout, old) in needed:
                     report.kept_for_readers += 1
                     continue
-                old.unlink(missing_ok=True)
+                layout.store.delete(old)
                 report.deleted += 1
 
 

@@ -56,7 +56,7 @@ def rebuild_floor(settings: Settings) -> int:
     """How far back a rebuild may go: the speed rows kept for rollback reach that far."""
     from batch_layer.versions import safe_expiry_horizon  # versions imports this module
 
-    return safe_expiry_horizon(Layout(settings.data_dir), settings.batch_keep_versions)
+    return safe_expiry_horizon(Layout.of(settings), settings.batch_keep_versions)
 
 
 def choose_horizon(
@@ -68,7 +68,7 @@ def choose_horizon(
     horizon (a rebuild takes the watermark even if it did not). A requested horizon is
     checked and returned as is (raises HorizonError).
     """
-    layout = Layout(settings.data_dir)
+    layout = Layout.of(settings)
     watermark = layout.landing_watermark(settings.partitions, settings.bucket_ms)
     current = layout.read_current()
     current_ms = current.horizon_ms if current else 0

@@ -27,7 +27,7 @@ class NothingToDo(RuntimeError):
 
 def pinned_version(settings: Settings) -> str | None:
     """The version a rollback pinned CURRENT to, if any: runs must not publish over it."""
-    current = Layout(settings.data_dir).read_current()
+    current = Layout.of(settings).read_current()
     return current.version if current and current.pinned else None
 
 
@@ -43,7 +43,7 @@ def publish_version(settings: Settings, version: str, rebuild: bool = False) -> 
     Raises PinnedError while a rollback pins CURRENT, HorizonError if the horizon went stale.
     """
     assert settings.speed_store_url is not None
-    layout = Layout(settings.data_dir)
+    layout = Layout.of(settings)
     engine = make_engine(settings.speed_store_url)
     try:
         previous = layout.read_current()
@@ -74,7 +74,7 @@ def publish_version(settings: Settings, version: str, rebuild: bool = False) -> 
 def expire(settings: Settings, horizon_ms: int) -> int:
     """Delete speed rows below ``horizon_ms`` and below every version kept for rollback."""
     assert settings.speed_store_url is not None
-    layout = Layout(settings.data_dir)
+    layout = Layout.of(settings)
     below = min(horizon_ms, safe_expiry_horizon(layout, settings.batch_keep_versions))
     engine = make_engine(settings.speed_store_url)
     try:
@@ -102,7 +102,7 @@ def run_once(
     if horizon is None:
         raise NothingToDo("the landing watermark has not passed the published horizon")
     recompute(settings, horizon, version, run_id)
-    layout = Layout(settings.data_dir)
+    layout = Layout.of(settings)
     checks = validate_version(layout, version)
     try:
         report = publish_version(settings, version, rebuild)

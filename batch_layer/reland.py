@@ -40,7 +40,7 @@ def _offset_range(
 
 def reland(settings: Settings, from_ms: int, to_ms: int) -> dict[str, Any]:
     """Re-land every valid record with ingest bucket in [from_ms, to_ms); return a summary."""
-    layout = Layout(settings.data_dir)
+    layout = Layout.of(settings)
     consumer = KafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
         enable_auto_commit=False,

@@ -2,7 +2,8 @@
 
 Run by ``spark-submit`` (``python -m`` works too). Steps:
 
-1. list the landing files of buckets below the horizon H (row counts from Parquet footers);
+1. list the landing files of buckets below the horizon H in the store (row counts from
+   Parquet footers); Spark reads them by URI (a local path, or ``s3a://`` on S3);
 2. deduplicate by the one dedup rule of ``lambda_contracts.dedup`` (a copy within the dedup
    horizon D after a kept copy of its TransactionID, in log order, is a duplicate) in one
    aggregation keyed by TransactionID (:func:`dedup_events`) — this also drops crash
@@ -27,10 +28,12 @@ from typing import TYPE_CHECKING
 
 import pyarrow.parquet as pq
 
+from batch_layer.inputs import input_name
 from lambda_contracts.dedup import DEDUP_ORDER, RECORD_TIME, is_new_event
 from lambda_contracts.durable import fsync_dir
+from lambda_contracts.landing_files import landing_file_rows, read_landing_file
 from lambda_contracts.landing_lock import reading_landing
-from lambda_contracts.layout import LANDING_COLUMNS, LANDING_FILE, Layout
+from lambda_contracts.layout import LANDING_COLUMNS, Layout, landing_file_range
 from lambda_contracts.settings import Settings
 from lambda_contracts.views import VIEWS
 
@@ -101,37 +104,36 @@ def dedup_events(landing: DataFrame, horizon_ms: int) -> DataFrame:
     )
 
 
-def count_replays(files: list[Path]) -> int:
+def count_replays(layout: Layout, keys: list[str]) -> int:
     """Records landed twice at the same (partition, offset), e.g. re-landed after a crash.
 
     Only files whose offset ranges overlap can share a record, and they are rare, so their
     offsets are read here in the driver instead of counting distinct positions in Spark.
     """
-    by_partition: dict[int, list[tuple[int, int, Path]]] = {}
-    for f in files:
-        m = LANDING_FILE.match(f.name)
-        if m:
-            by_partition.setdefault(int(m["partition"]), []).append(
-                (int(m["first"]), int(m["last"]), f)
-            )
+    by_partition: dict[int, list[tuple[int, int, str]]] = {}
+    for key in keys:
+        found = landing_file_range(key)
+        if found:
+            partition, first, last = found
+            by_partition.setdefault(partition, []).append((first, last, key))
     replays = 0
     for ranges in by_partition.values():
         ranges.sort()
-        group: list[Path] = []
+        group: list[str] = []
         group_end = -1
-        for first, last, path in [*ranges, (1 << 62, 1 << 62, Path())]:
+        for first, last, key in [*ranges, (1 << 62, 1 << 62, "")]:
             if first > group_end:
                 if len(group) > 1:
                     offsets = [
                         o
-                        for p in group
-                        for o in pq.read_table(p, columns=["kafka_offset"])
+                        for k in group
+                        for o in read_landing_file(layout, k, ["kafka_offset"])
                         .column("kafka_offset")
                         .to_pylist()
                     ]
                     replays += len(offsets) - len(set(offsets))
                 group, group_end = [], -1
-            group.append(path)
+            group.append(key)
             group_end = max(group_end, last)
     return replays
 
@@ -140,13 +142,13 @@ def run(settings: Settings, horizon_ms: int, version: str, run_id: str) -> Path:
     """Compute and stage a complete version; return its final directory."""
     from pyspark.sql import SparkSession  # heavy: imported only when the job runs
 
-    layout = Layout(settings.data_dir)
+    layout = Layout.of(settings)
     final_dir = layout.version_dir(version)
     if (final_dir / "manifest.json").exists():
         return final_dir  # an earlier attempt of this run completed: idempotent
     started = time.time()
-    files = layout.landing_files(below_ms=horizon_ms)
-    file_rows = {str(f): pq.ParquetFile(f).metadata.num_rows for f in files}
+    keys = layout.landing_files(below_ms=horizon_ms)
+    file_rows = {input_name(layout, k): landing_file_rows(layout, k) for k in keys}
     staging = layout.versions_dir / "_staging" / version
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -176,7 +178,7 @@ def run(settings: Settings, horizon_ms: int, version: str, run_id: str) -> Path:
         spark.stop()
 
     rows_read = int(stats["rows_read"])
-    replays = count_replays(files)
+    replays = count_replays(layout, keys)
     manifest = {
         "version": version,
         "run_id": run_id,
@@ -213,7 +215,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = Settings()
     # Compaction keeps every landing file this job may list until the job is done.
-    with reading_landing(Layout(settings.data_dir)):
+    with reading_landing(Layout.of(settings)):
         path = run(settings, args.horizon, args.version, args.run_id)
     print(json.dumps({"version": args.version, "path": str(path)}))
 

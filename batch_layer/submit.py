@@ -11,6 +11,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from batch_layer.inputs import s3a_conf
 from lambda_contracts.settings import Settings, blank_secrets, without_secrets
 
 JOB_FILE = Path(__file__).with_name("spark_job.py")
@@ -37,6 +38,7 @@ def spark_conf(settings: Settings) -> dict[str, str]:
     """Spark settings sized for a 2-core machine by default."""
     return {
         **driver_conf(settings),
+        **s3a_conf(settings),
         "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
         "spark.default.parallelism": str(settings.spark_shuffle_partitions),
         "spark.ui.enabled": "false",

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import duckdb
 
+from batch_layer.inputs import input_name
 from batch_layer.pipeline import recompute
 from batch_layer.spark_job import EVENT_COLUMNS
 from bench.common import Timer, write_report
@@ -35,7 +36,7 @@ def duckdb_views(layout: Layout, horizon: int, out_dir: Path) -> None:
     First copy in log order per id: the synthetic copies all lie well within the default 24 h
     dedup horizon (at most 1% of the 2-day span apart), where that is the rule's answer too.
     """
-    files = [str(f) for f in layout.landing_files(below_ms=horizon)]
+    files = [input_name(layout, k) for k in layout.landing_files(below_ms=horizon)]
     con = duckdb.connect()
     cols = ", ".join(f"first.{c} AS {c}" for c in EVENT_COLUMNS)
     con.execute(
@@ -85,7 +86,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="lambda-bench-batch-") as tmp:
         for size in args.sizes:
             settings = Settings(data_dir=Path(tmp) / f"n{size}", bucket_ms=BUCKET_MS)
-            layout = Layout(settings.data_dir)
+            layout = Layout.of(settings)
             offsets = write_landing(layout, size, START, SPAN, settings.partitions, BUCKET_MS)
             horizon = START + SPAN + BUCKET_MS
             with Timer() as spark:

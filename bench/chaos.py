@@ -147,7 +147,7 @@ def wait(predicate, timeout: float, what: str, interval: float = 1.0) -> float: 
 def final_batch(settings: Settings, newest_ts: int, timeout: float = 1200) -> str:
     """Wait until the landing zone seals the last record, then run ``lambda_batch`` to success
     and return the version it published."""
-    layout = Layout(settings.data_dir)
+    layout = Layout.of(settings)
     sealed = newest_ts - newest_ts % settings.bucket_ms + settings.bucket_ms
     wait(
         lambda: layout.landing_watermark(settings.partitions, settings.bucket_ms) >= sealed,
@@ -178,7 +178,7 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         idle_seal_grace_ms=1000,
     )
     env = env_for(settings, DEMO="0")
-    layout = Layout(settings.data_dir)
+    layout = Layout.of(settings)
     api = f"http://{settings.api_host}:{settings.api_port}"
     injected: list[Injected] = []
     down: list[tuple[float, float]] = []

@@ -114,7 +114,7 @@ def kill_spark_submit(p: Platform) -> str:
             triggered = True
         time.sleep(0.5)
     started = time.time()
-    versions = Layout(p.settings.data_dir).versions_dir
+    versions = Layout.of(p.settings).versions_dir
     writing = False
     while time.time() - started < 60 and spark_jvms():
         writing = any(f.stat().st_mtime >= started for f in versions.rglob("*") if f.is_file())

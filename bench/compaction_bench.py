@@ -40,7 +40,7 @@ def main() -> None:
     horizon = START + span_ms - span_ms % BUCKET_MS
     with tempfile.TemporaryDirectory(prefix="bench-compaction-") as tmp:
         settings = Settings(data_dir=Path(tmp), bucket_ms=BUCKET_MS)
-        layout = Layout(settings.data_dir)
+        layout = Layout.of(settings)
         with Timer() as landing_time:
             write_landing(
                 layout, events, START, span_ms, args.partitions, BUCKET_MS, file_rows=per_file

@@ -353,7 +353,7 @@ def main() -> None:
     with bench_broker() as broker, tempfile.TemporaryDirectory(prefix="lambda-bench-serve-") as t:
         tmp = Path(t)
         settings = bench_settings(broker, tmp / "data", "bench-serving", bucket_ms=BUCKET_MS)
-        layout = Layout(settings.data_dir)
+        layout = Layout.of(settings)
         populate(settings, layout, args)
         configs = [(f"workers={w}", SOURCE, w) for w in workers]
         if args.baseline_ref:

@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from lambda_contracts.landing_files import LANDING_SCHEMA
+from lambda_contracts.landing_files import LANDING_SCHEMA, write_landing_table
 from lambda_contracts.layout import Layout, PartitionProgress
 
 FILE_ROWS = 500_000
@@ -72,10 +71,7 @@ def write_landing(
             idx = np.nonzero(buckets == bucket)[0]
             for lo in range(0, len(idx), file_rows):
                 chunk = table.take(pa.array(idx[lo : lo + file_rows]))
-                first, last = chunk["kafka_offset"][0].as_py(), chunk["kafka_offset"][-1].as_py()
-                path = layout.landing_file(int(bucket), p, first, last)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                pq.write_table(chunk, path)
+                write_landing_table(layout, int(bucket), p, chunk)
         next_offsets[p] = base + n
         layout.write_progress(PartitionProgress(p, base + n, start_ts + span_ms + bucket_ms))
     return next_offsets

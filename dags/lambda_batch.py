@@ -83,7 +83,7 @@ def lambda_batch() -> None:
         from batch_layer.compaction import compact
         from lambda_contracts.layout import Layout
 
-        done = compact(Layout(get_settings().data_dir), below_ms=int(horizon_ms))
+        done = compact(Layout.of(get_settings()), below_ms=int(horizon_ms))
         print(
             f"compacted {done.buckets} sealed buckets: {done.files_before} files -> "
             f"{done.files_after}; deleted {done.deleted} superseded, kept {done.kept_for_readers}"
@@ -107,7 +107,7 @@ def lambda_batch() -> None:
         from batch_layer.validate import validate_version
         from lambda_contracts.layout import Layout
 
-        return validate_version(Layout(get_settings().data_dir), version)
+        return validate_version(Layout.of(get_settings()), version)
 
     @task(outlets=[BATCH_VIEWS])
     def publish(version: str, checks: dict[str, Any], outlet_events: Any = None) -> dict[str, Any]:
@@ -145,7 +145,7 @@ def lambda_batch() -> None:
         from lambda_contracts.layout import Layout
 
         settings = get_settings()
-        pruned = prune(Layout(settings.data_dir), settings.batch_keep_versions)
+        pruned = prune(Layout.of(settings), settings.batch_keep_versions)
         print(
             f"drift for buckets [{report['previous_horizon_ms']}, {report['horizon_ms']}): "
             f"{report['drift_events']} events, {report['drift_cents']} cents "

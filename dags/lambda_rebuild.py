@@ -87,7 +87,7 @@ def lambda_rebuild() -> None:
         from lambda_contracts.layout import Layout
 
         settings = get_settings()
-        validate_version(Layout(settings.data_dir), plan["version"])
+        validate_version(Layout.of(settings), plan["version"])
         report = publish_version(settings, plan["version"], rebuild=True)
         report["expired_speed_rows"] = expire(settings, report["horizon_ms"])
         print(f"rebuilt {plan['version']} at horizon {report['horizon_ms']}: {report}")

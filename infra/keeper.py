@@ -4,7 +4,9 @@
 operator's stop. Each restart is counted in ``run/<service>.restarts.json``, which
 ``make status`` shows. A service that keeps dying is restarted after 1, 2, 4 … up to
 ``backoff_max_s`` seconds; one that stayed up for ``stable_after_s`` starts the count of
-consecutive failures again.
+consecutive failures again. One that exited with 78 (a configuration error) stays down, as
+compose's ``on-failure`` cannot know to do, until an operator fixes the setting and runs
+``make up``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 import structlog
 
 from infra.supervisor import Service, Supervisor
+from lambda_contracts.startup import EXIT_CONFIG
 
 log = structlog.get_logger("keeper")
 
@@ -81,6 +84,8 @@ class Keeper:
                     record.consecutive = 0
                     self._write(service.name, record)
                 continue
+            if record.last_exit == EXIT_CONFIG:
+                continue  # a setting is wrong: restarting cannot fix it (its log says what)
             if record.down_since is None:
                 record.down_since = now
                 log.warning("service is down", service=service.name)

@@ -25,6 +25,7 @@ from infra.supervisor import ServiceError, Supervisor
 from infra.topics import TopicMismatchError
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings, get_settings
+from lambda_contracts.startup import EXIT_CONFIG, checked_layout
 
 app = typer.Typer(add_completion=False, help=__doc__)
 console = Console()
@@ -54,6 +55,7 @@ def up(
 ) -> None:
     """Start every service that is down and wait until each is healthy."""
     settings = get_settings()
+    checked_layout(settings)  # a bad storage setting stops here, before anything starts
     sup = _supervisor(settings)
     demo = demo and _demo_enabled()
     services = platform_services(settings, demo, demo_rate)
@@ -135,7 +137,8 @@ def status() -> None:
         if pid is None and service is None and name != "keeper":
             continue
         if pid is None:
-            health = "down"
+            exited = read_record(sup, name).last_exit
+            health = "down (configuration error: see its log)" if exited == EXIT_CONFIG else "down"
             any_unhealthy = any_unhealthy or name != "producer"
         else:
             any_running = True

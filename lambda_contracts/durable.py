@@ -1,8 +1,8 @@
 """Durable, atomic file writes: write a temp file, fsync it, rename it, fsync the directory.
 
 Readers see either the old file or the complete new one, and after a crash (even kill -9 or a
-power loss) a file that was renamed into place is complete. Landing files, progress records
-and the batch CURRENT pointer are all written this way.
+power loss) a file that was renamed into place is complete. Batch manifests are written this
+way; the master dataset goes through the storage contract (``lambda_contracts.storage``).
 """
 
 from __future__ import annotations
@@ -41,11 +41,3 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     write_atomic(path, lambda tmp: tmp.write_text(json.dumps(payload, indent=1, sort_keys=True)))
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """The JSON object at path, or None if there is none yet."""
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None

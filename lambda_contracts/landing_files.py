@@ -1,20 +1,19 @@
-"""Writing one landing file: the Parquet schema of the master dataset and its durable write.
+"""Landing files: the Parquet schema of the master dataset, its durable write, its reads.
 
 Both writers of the landing zone use this — the speed layer (as it consumes) and the batch
 layer's re-landing of a range from Kafka — so their files are interchangeable: same schema,
-same name for the same offsets.
+same key for the same offsets. A file is one whole-object ``put`` under its final key: on the
+local backend that is temp, fsync, rename; on S3 the object appears whole or not at all.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lambda_contracts.durable import write_atomic
 from lambda_contracts.events import Transaction
 from lambda_contracts.layout import LANDING_COLUMNS, Layout
 
@@ -44,10 +43,36 @@ def place_row(row: dict[str, Any], partition: int, offset: int, kafka_ts: int) -
 
 def write_landing_file(
     layout: Layout, bucket_ms: int, partition: int, rows: Sequence[dict[str, Any]]
-) -> Path:
-    """Durably write rows (one partition, one bucket, offset order) named by their offsets."""
-    first, last = rows[0]["kafka_offset"], rows[-1]["kafka_offset"]
+) -> str:
+    """Durably write rows (one partition, one bucket, offset order) named by their offsets;
+    returns the key. Writing the same range again (a replay after a crash) is harmless."""
     table = pa.Table.from_pylist(list(rows), schema=LANDING_SCHEMA)
-    target = layout.landing_file(bucket_ms, partition, first, last)
-    write_atomic(target, lambda tmp: pq.write_table(table, tmp))
-    return target
+    return write_landing_table(layout, bucket_ms, partition, table)
+
+
+def write_landing_table(layout: Layout, bucket_ms: int, partition: int, table: pa.Table) -> str:
+    """``write_landing_file`` for rows already in an Arrow table (offset order)."""
+    offsets = table.column("kafka_offset")
+    first, last = offsets[0].as_py(), offsets[-1].as_py()
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    key = layout.landing_key(bucket_ms, partition, first, last)
+    layout.store.put(key, sink.getvalue().to_pybytes())
+    return key
+
+
+def read_landing_file(layout: Layout, key: str, columns: Sequence[str] | None = None) -> pa.Table:
+    """A landing file's rows (all columns, or ``columns``), from whichever backend holds it."""
+    return pq.read_table(
+        layout.store.path(key),
+        filesystem=layout.store.filesystem(),
+        columns=list(columns) if columns is not None else None,
+        schema=LANDING_SCHEMA,
+    )
+
+
+def landing_file_rows(layout: Layout, key: str) -> int:
+    """How many rows a landing file holds, from its footer alone."""
+    fs = layout.store.filesystem()
+    with fs.open_input_file(layout.store.path(key)) as f:
+        return pq.ParquetFile(f).metadata.num_rows

@@ -1,8 +1,9 @@
-"""Where every layer keeps its data under the data directory, and how files are named.
+"""Where every layer keeps its data, and how objects and files are named.
 
-    data/
+    store (LAMBDA_STORAGE_URL: the data directory by default, or s3://bucket/prefix):
       landing/bucket=<start_ms>/p<partition>-<first_offset>-<last_offset>.parquet
       landing/_progress/partition=<p>.json     landed offset and sealed-through time
+    data/
       batch/versions/<version>/<view>/*.parquet   batch views of one run
       batch/versions/<version>/manifest.json
       batch/CURRENT                            the published version and its horizon
@@ -18,13 +19,13 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
-
-from lambda_contracts.durable import read_json, write_json_atomic
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
+    from lambda_contracts.settings import Settings
     from lambda_contracts.storage.base import ObjectStore
 
 # Columns of a landing file, in order, with their logical types. Event columns are those of
@@ -46,19 +47,39 @@ LOG_ORDER: tuple[str, ...] = ("kafka_ts", "kafka_partition", "kafka_offset")
 
 LANDING_FILE = re.compile(r"^p(?P<partition>\d+)-(?P<first>\d+)-(?P<last>\d+)\.parquet$")
 BUCKET_DIR = re.compile(r"^bucket=(?P<bucket>\d+)$")
+LANDING_PREFIX = "landing/"
+BUCKETS_PREFIX = "landing/bucket="
+PROGRESS_PREFIX = "landing/_progress/"
 CURRENT_KEY = "batch/CURRENT"  # the pointer object, moved only by compare-and-swap
 
+# A landing file's key, or a local path to one: both end in its name.
+K = TypeVar("K", str, PurePath)
 
-def landing_file_range(path: Path) -> tuple[int, int, int] | None:
-    """(partition, first offset, last offset) of a landing file's name; None for other files."""
-    m = LANDING_FILE.match(path.name)
+
+def _name(key: str | PurePath) -> str:
+    return key.name if isinstance(key, PurePath) else key.rpartition("/")[2]
+
+
+def landing_file_range(key: str | PurePath) -> tuple[int, int, int] | None:
+    """(partition, first offset, last offset) of a landing file's key (or path); None for
+    other objects."""
+    m = LANDING_FILE.match(_name(key))
     return (int(m["partition"]), int(m["first"]), int(m["last"])) if m else None
 
 
-def superseded_files(files: list[Path]) -> set[Path]:
+def landing_key_bucket(key: str) -> int | None:
+    """The bucket of a landing file's key (``landing/bucket=<ms>/<file>``); None otherwise."""
+    parts = key.split("/")
+    if len(parts) != 3 or parts[0] != "landing" or landing_file_range(parts[2]) is None:
+        return None
+    m = BUCKET_DIR.match(parts[1])
+    return int(m["bucket"]) if m else None
+
+
+def superseded_files(files: Sequence[K]) -> set[K]:
     """Files of one bucket whose offset range lies inside another file's range (same
     partition): everything they hold is in that other file too."""
-    covered: set[Path] = set()
+    covered: set[K] = set()
     ranges = sorted(
         ((r, f) for f in files if (r := landing_file_range(f)) is not None),
         key=lambda item: (item[0][0], item[0][1], -item[0][2]),
@@ -113,67 +134,97 @@ class BatchPointer:
 
 @dataclass(frozen=True)
 class Layout:
+    """Where the platform keeps its data.
+
+    The master dataset (landing files, landing progress) lives in ``store``, the storage
+    contract's backend: the local data directory by default, an S3 bucket when
+    ``LAMBDA_STORAGE_URL`` says so (``Layout.of(settings)``). Landing files are named by keys
+    (``landing/bucket=<ms>/p<partition>-<first>-<last>.parquet``), never by local paths; read
+    them through ``store.filesystem()`` and ``store.path(key)``. Services' own state (Kafka,
+    Airflow, pid files, the SQLite store) and, for now, the batch versions stay in ``data_dir``.
+    """
+
     data_dir: Path
+    store: ObjectStore = field(default=None, compare=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.store is None:
+            # Imported here: the storage package reads the settings, which read this module.
+            from lambda_contracts.storage.local import LocalStore
+
+            object.__setattr__(self, "store", LocalStore(self.data_dir))
+
+    @classmethod
+    def of(cls, settings: Settings) -> Layout:
+        """The layout the settings configure: their data directory and storage backend."""
+        from lambda_contracts.storage import open_store
+
+        return cls(settings.data_dir, open_store(settings))
 
     # --- landing zone -------------------------------------------------------------------
     @property
     def landing_dir(self) -> Path:
+        """The landing zone's local directory: where the default backend keeps its objects,
+        and where the readers' lock lives on every backend."""
         return self.data_dir / "landing"
 
-    @property
-    def progress_dir(self) -> Path:
-        return self.landing_dir / "_progress"
+    def landing_key(self, bucket_ms: int, partition: int, first: int, last: int) -> str:
+        return f"{BUCKETS_PREFIX}{bucket_ms}/p{partition}-{first}-{last}.parquet"
 
-    def bucket_dir(self, bucket_ms: int) -> Path:
-        return self.landing_dir / f"bucket={bucket_ms}"
+    def landing_keys_by_bucket(self) -> dict[int, list[str]]:
+        """Every landing file's key by bucket (superseded ones too), in bucket then key order.
 
-    def landing_file(self, bucket_ms: int, partition: int, first: int, last: int) -> Path:
-        return self.bucket_dir(bucket_ms) / f"p{partition}-{first}-{last}.parquet"
+        One listing of the store: on S3 that is a paged LIST of the landing prefix.
+        """
+        found: dict[int, list[str]] = {}
+        for info in self.store.list(BUCKETS_PREFIX):
+            bucket = landing_key_bucket(info.key)
+            if bucket is not None:
+                found.setdefault(bucket, []).append(info.key)
+        return dict(sorted(found.items()))
 
     def landed_buckets(self) -> list[int]:
-        if not self.landing_dir.exists():
-            return []
-        found = (BUCKET_DIR.match(p.name) for p in self.landing_dir.iterdir() if p.is_dir())
-        return sorted(int(m["bucket"]) for m in found if m)
+        return list(self.landing_keys_by_bucket())
 
-    def landing_files(self, below_ms: int | None = None, from_ms: int = 0) -> list[Path]:
-        """Landing files of buckets in [from_ms, below_ms), in bucket then name order.
+    def landing_files(self, below_ms: int | None = None, from_ms: int = 0) -> list[str]:
+        """Keys of the landing files of buckets in [from_ms, below_ms), in bucket then key order.
 
         A file whose offset range another file of its bucket covers (a compacted file holds
         everything the small files it replaced held) is left out: readers see the old files
         or the compacted one, never both.
         """
-        files: list[Path] = []
-        for bucket in self.landed_buckets():
+        keys: list[str] = []
+        for bucket, found in self.landing_keys_by_bucket().items():
             if bucket < from_ms or (below_ms is not None and bucket >= below_ms):
                 continue
-            found = [p for p in self.bucket_dir(bucket).iterdir() if LANDING_FILE.match(p.name)]
             covered = superseded_files(found)
-            files.extend(sorted(p for p in found if p not in covered))
-        return files
+            keys.extend(k for k in found if k not in covered)
+        return keys
 
     @property
     def landing_readers_lock(self) -> Path:
         """Held shared by jobs reading landing files, exclusively by compaction's deletes."""
         return self.landing_dir / ".readers.lock"
 
-    def progress_file(self, partition: int) -> Path:
-        return self.progress_dir / f"partition={partition}.json"
+    def progress_key(self, partition: int) -> str:
+        return f"{PROGRESS_PREFIX}partition={partition}.json"
 
     def write_progress(self, progress: PartitionProgress) -> None:
-        write_json_atomic(
-            self.progress_file(progress.partition),
-            {
-                "partition": progress.partition,
-                "next_offset": progress.next_offset,
-                "sealed_through_ms": progress.sealed_through_ms,
-            },
-        )
+        """Record a partition's progress, after the landing files it vouches for are durable:
+        a whole-object put, so no crash leaves it ahead of them or torn."""
+        payload = {
+            "partition": progress.partition,
+            "next_offset": progress.next_offset,
+            "sealed_through_ms": progress.sealed_through_ms,
+        }
+        data = json.dumps(payload, indent=1, sort_keys=True).encode()
+        self.store.put(self.progress_key(progress.partition), data)
 
     def read_progress(self, partition: int) -> PartitionProgress | None:
-        raw = read_json(self.progress_file(partition))
-        if raw is None:
+        found = self.store.get_versioned(self.progress_key(partition))
+        if found is None:
             return None
+        raw = json.loads(found.data)
         return PartitionProgress(raw["partition"], raw["next_offset"], raw["sealed_through_ms"])
 
     def read_all_progress(self, partitions: int) -> list[PartitionProgress | None]:
@@ -234,7 +285,8 @@ class Layout:
         return self._pointer_store().cas(CURRENT_KEY, expected_etag, data) is not None
 
     def _pointer_store(self) -> ObjectStore:
-        # Imported here: the storage package reads the settings, which read this module.
+        # CURRENT stays beside the versions it names, in the local data directory, until the
+        # versions move to the store too.
         from lambda_contracts.storage.local import LocalStore
 
         return LocalStore(self.data_dir)

@@ -90,6 +90,10 @@ class Settings(BaseSettings):
         default=None, description="address executors use to reach the driver (cluster masters)"
     )
     spark_shuffle_partitions: int = Field(default=4, ge=1)
+    spark_s3a_jars: Path = Field(
+        default=Path.home() / ".cache" / "lambda-platform" / "spark-s3a",
+        description="hadoop-aws and the AWS SDK bundle (infra/spark/pom.xml fetches them)",
+    )
     batch_keep_versions: int = Field(default=5, ge=1)
     batch_schedule_minutes: int = Field(default=5, ge=1)
 

@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from lambda_contracts.events import MAX_CREATED_TIME_MS
+from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
 from serving.queries import Granularity, QueryService
 from serving.timeparse import parse_instant
@@ -30,8 +31,13 @@ async def get_queries(request: Request) -> QueryService:
     return request.app.state.queries
 
 
+async def get_layout(request: Request) -> Layout:
+    return request.app.state.layout
+
+
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 QueriesDep = Annotated[QueryService, Depends(get_queries)]
+LayoutDep = Annotated[Layout, Depends(get_layout)]
 
 _bearer = HTTPBearer(auto_error=False)
 

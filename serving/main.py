@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from lambda_contracts.db import make_engine
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings, get_settings
+from lambda_contracts.startup import checked_layout
 from serving.batch_cache import BatchCache
 from serving.batch_store import BatchStore
 from serving.deps import require_token
@@ -86,8 +87,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.metrics = metrics
         app.state.end_offsets = EndOffsets(settings)
+        app.state.layout = layout = Layout.of(settings)
         app.state.queries = queries = QueryService(
-            BatchStore(Layout(settings.data_dir)),
+            BatchStore(layout),
             SpeedReader(engine, settings.topic),
             observe=lambda side, n: metrics.events.labels(side).inc(n),
             end_offsets=lambda: app.state.end_offsets.get(),
@@ -164,6 +166,7 @@ def serve() -> None:
     LAMBDA_API_WORKERS worker processes sharing the socket."""
     configure_logging()
     settings = get_settings()
+    checked_layout(settings)  # a bad storage setting exits 78 here, before the workers start
     metrics_dir = None
     if settings.api_workers > 1:  # the workers (spawned: they import anew) inherit it
         metrics_dir = Path(tempfile.mkdtemp(prefix="serving-metrics-", dir=_run_dir(settings)))

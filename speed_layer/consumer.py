@@ -34,6 +34,7 @@ from lambda_contracts.events import Rejection, event_row
 from lambda_contracts.landing_files import place_row
 from lambda_contracts.layout import Layout, PartitionProgress, landing_watermark
 from lambda_contracts.settings import Settings
+from lambda_contracts.storage import StorageError
 from speed_layer.broker_clock import BrokerClock
 from speed_layer.dlq import DeadLetters
 from speed_layer.health import Health
@@ -54,6 +55,8 @@ LOG_APPEND_TIME = 1
 HOUSEKEEPING_S = 1.0
 DEDUP_EXPIRY_S = 60.0
 POLL_MS = 100
+# The landing zone cannot be written: a local disk full or failing, or S3 refusing or down.
+LANDING_ERRORS = (OSError, StorageError)
 SHUTDOWN_TIMEOUT_MS = 5000  # a stop must not wait on a broker that is gone
 LOOKUP_TIMEOUT_MS = 10_000  # a committed-offset look-up that waits longer is retried later
 RETRY_BASE_S, RETRY_MAX_S = 0.5, 10.0
@@ -112,7 +115,7 @@ class SpeedLayer:
         self.dlq = dead_letters
         self.metrics = metrics
         self.health = health or Health(settings.speed_unhealthy_after_s)
-        self.layout = Layout(settings.data_dir)
+        self.layout = Layout.of(settings)
         self.store = SpeedStore(
             make_engine(settings.speed_store_url),
             settings.topic,
@@ -583,8 +586,8 @@ class SpeedLayer:
                         window_start, window_events = now, 0.0
                         last_housekeeping = now
                     failures = 0
-                except (KafkaError, OSError) as exc:
-                    # OSError: the landing zone cannot be written (disk full, I/O error).
+                except (KafkaError, *LANDING_ERRORS) as exc:
+                    # The landing zone cannot be written (disk full, I/O error, S3 down).
                     # Nothing unlanded was recorded as landed; the records are read again.
                     failures += 1
                     delay = retry_delay(failures)
@@ -629,7 +632,7 @@ class SpeedLayer:
         for partition in self.landing.partitions:
             try:
                 self.landing.flush(partition)
-            except OSError as exc:  # its landing progress stays behind: read again later
+            except LANDING_ERRORS as exc:  # its landing progress stays behind: read again later
                 log.warning("could not land buffered records", partition=partition, error=repr(exc))
         try:
             self.consumer.commit(timeout_ms=SHUTDOWN_TIMEOUT_MS)

@@ -24,6 +24,7 @@ from kafka.errors import KafkaError
 from lambda_contracts.db import make_engine
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings, get_settings
+from lambda_contracts.startup import checked_layout
 from speed_layer.consumer import SpeedLayer, retry_delay
 from speed_layer.dlq import DeadLetters
 from speed_layer.health import EXIT_STALLED, Health, Watchdog, serve
@@ -150,6 +151,7 @@ def run(instance: int, metrics: bool) -> None:
     )
     watchdog.start()
     try:
+        checked_layout(settings)  # a bad storage setting exits 78 here, before any work
         consumer = connect(lambda: make_consumer(settings, instance), stop)
         producer = connect(lambda: make_dlq_producer(settings, instance), stop)
         if consumer is not None and producer is not None:
@@ -208,7 +210,7 @@ def reset_offsets(
         settings.bucket_ms,
         settings.dedup_horizon_ms,
     )
-    for change in apply_reset(store, Layout(settings.data_dir), targets):
+    for change in apply_reset(store, Layout.of(settings), targets):
         typer.echo(change.describe())
     commit_group_offsets(settings, targets)
     typer.echo(f"committed the same offsets for consumer group {settings.speed_group!r}")

@@ -14,10 +14,12 @@ import pytest
 from infra.local_broker import Broker, start_broker
 from infra.s3_server import S3Server, start_s3_server
 from infra.topics import ensure_topics
+from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
 from tests.support import ports
 from tests.support.pipeline import SpeedProcess
 from tests.support.services import Postgres
+from tests.support.stores import s3_store
 
 TEST_KAFKA_PORT = ports.KAFKA_PORT
 TEST_CONTROLLER_PORT = ports.CONTROLLER_PORT
@@ -55,6 +57,14 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     )
     yield server
     server.stop()
+
+
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.integration)])
+def layout(request: pytest.FixtureRequest, tmp_path: Path) -> Layout:
+    """A layout whose master dataset is a local directory, then a prefix on the S3 server."""
+    if request.param == "local":
+        return Layout(tmp_path)
+    return Layout(tmp_path, s3_store(request.getfixturevalue("s3_server")))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -101,6 +101,7 @@ class S3Store(ObjectStore):
         # A retried conditional PUT whose first attempt succeeded unseen would fail its own
         # precondition and report a lost race; CAS therefore never retries by itself.
         self._cas_client = self._make_client(retries=1)
+        self._filesystem: pafs.S3FileSystem | None = None  # made once: it holds a connection pool
 
     def _make_client(self, retries: int) -> Any:
         cfg = self.config
@@ -221,6 +222,11 @@ class S3Store(ObjectStore):
 
     # --- Arrow and start-up -------------------------------------------------------------
     def filesystem(self) -> pafs.FileSystem:
+        if self._filesystem is None:
+            self._filesystem = self._make_filesystem()
+        return self._filesystem
+
+    def _make_filesystem(self) -> pafs.S3FileSystem:
         cfg = self.config
         options: dict[str, Any] = {
             "region": cfg.region,

@@ -5,8 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from lambda_contracts.buckets import ms_to_iso
-from lambda_contracts.layout import Layout
-from serving.deps import QueriesDep, SettingsDep
+from serving.deps import LayoutDep, QueriesDep, SettingsDep
 from serving.routes.common import meta
 from serving.schemas import Freshness, PartitionLag
 
@@ -14,9 +13,9 @@ router = APIRouter(prefix="/v1", tags=["freshness"])
 
 
 @router.get("/freshness", response_model=Freshness)
-def freshness(settings: SettingsDep, queries: QueriesDep) -> Freshness:
+def freshness(settings: SettingsDep, queries: QueriesDep, layout: LayoutDep) -> Freshness:
     snap = queries.snapshot()
-    watermark = Layout(settings.data_dir).landing_watermark(settings.partitions, settings.bucket_ms)
+    watermark = layout.landing_watermark(settings.partitions, settings.bucket_ms)
     reading = queries.end_offsets()
     ends = reading.offsets if reading else None
     speed_watermark = queries.speed_watermark_ms(reading)

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 import pytest
 
 from batch_layer import spark_job
@@ -24,7 +23,7 @@ from batch_layer.submit import spark_conf, spark_env
 from batch_layer.validate import validate_version
 from batch_layer.versions import read_manifest
 from lambda_contracts.buckets import ingest_bucket
-from lambda_contracts.landing_files import write_landing_file
+from lambda_contracts.landing_files import read_landing_file, write_landing_file
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
 from tests.support.oracle import kept_rows, oracle_views
@@ -107,8 +106,8 @@ def land_a_replay(layout: Layout, log: list[Row]) -> int:
         bucket = ingest_bucket(twins[0]["kafka_ts"], BUCKET_MS)
         twins = [r for r in twins if ingest_bucket(r["kafka_ts"], BUCKET_MS) == bucket]
         partition, offsets = twins[0]["kafka_partition"], [r["kafka_offset"] for r in twins]
-        target = layout.landing_file(bucket, partition, offsets[0], offsets[-1])
-        if len(twins) > 1 and not target.exists():
+        target = layout.landing_key(bucket, partition, offsets[0], offsets[-1])
+        if len(twins) > 1 and not layout.store.exists(target):
             write_landing_file(layout, bucket, partition, twins)
             return len(twins)
     return 0
@@ -162,8 +161,8 @@ def test_batch_dedup_equals_the_oracle_at_a_small_horizon(
     # the replays removed are the rows read twice from the files actually listed.
     listed = [
         (r["kafka_partition"], r["kafka_offset"])
-        for f in layout.landing_files(below_ms=horizon)
-        for r in pq.read_table(f, columns=["kafka_partition", "kafka_offset"]).to_pylist()
+        for k in layout.landing_files(below_ms=horizon)
+        for r in read_landing_file(layout, k, ["kafka_partition", "kafka_offset"]).to_pylist()
     ]
     assert manifest["replays_removed"] == len(listed) - len(set(listed))
     assert manifest["duplicates_removed"] == len(below) - len(kept)

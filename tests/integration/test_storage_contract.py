@@ -32,20 +32,7 @@ from lambda_contracts.storage import (
     StorageCheckError,
     open_store,
 )
-from lambda_contracts.storage.s3 import S3Config, S3Store
-
-
-def s3_store(server: S3Server, bucket: str | None = None, **overrides: object) -> S3Store:
-    """A store on the test server under a fresh prefix, so tests never see each other."""
-    values: dict[str, object] = {
-        "location": S3Location(bucket or server.buckets[0], f"t-{uuid.uuid4().hex[:12]}"),
-        "endpoint": server.endpoint,
-        "access_key": server.access_key,
-        "secret_key": server.secret_key,
-        "connect_timeout_s": 2.0,
-    }
-    values.update(overrides)
-    return S3Store(S3Config(**values))  # type: ignore[arg-type]
+from tests.support.stores import s3_store
 
 
 @pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.integration)])

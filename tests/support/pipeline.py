@@ -19,13 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import pyarrow.parquet as pq
 from kafka import KafkaConsumer, TopicPartition
 from sqlalchemy import Engine, select
 
 from infra.services import speed_health
 from lambda_contracts.events import MAX_CREATED_TIME_MS, Transaction, parse_event
-from lambda_contracts.landing_files import landing_row
+from lambda_contracts.landing_files import landing_row, read_landing_file
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
 from lambda_contracts.store_schema import partition_state
@@ -158,8 +157,8 @@ def wait_caught_up(settings: Settings, engine: Engine, timeout: float = 120) -> 
 def landed_rows(layout: Layout) -> list[dict[str, Any]]:
     """Every row of every landing file (duplicates across files included)."""
     rows: list[dict[str, Any]] = []
-    for path in layout.landing_files():
-        rows.extend(pq.read_table(path).to_pylist())
+    for key in layout.landing_files():
+        rows.extend(read_landing_file(layout, key).to_pylist())
     return rows
 
 

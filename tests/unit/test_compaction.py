@@ -9,12 +9,12 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
 from batch_layer.compaction import STEPS, compact
+from batch_layer.inputs import input_name
 from batch_layer.versions import new_version_id
-from lambda_contracts.landing_files import write_landing_file
+from lambda_contracts.landing_files import read_landing_file, write_landing_file
 from lambda_contracts.landing_lock import reading_landing
 from lambda_contracts.layout import Layout, superseded_files
 
@@ -56,17 +56,24 @@ def _land(layout: Layout) -> list[tuple[int, int]]:
 def _read_listed(layout: Layout) -> Counter[tuple[int, int]]:
     """What a reader sees through the listing, counting every row it would read."""
     seen: Counter[tuple[int, int]] = Counter()
-    for path in layout.landing_files():
-        for row in pq.read_table(path).to_pylist():
+    for key in layout.landing_files():
+        for row in read_landing_file(layout, key).to_pylist():
             assert row == _row(row["kafka_partition"], row["kafka_offset"], row["kafka_ts"])
             seen[(row["kafka_partition"], row["kafka_offset"])] += 1
     return seen
 
 
 def _files_per_bucket_partition(layout: Layout) -> Counter[tuple[int, str]]:
+    # keys look like landing/bucket=<ms>/p<partition>-<first>-<last>.parquet
     return Counter(
-        (int(p.parent.name.split("=")[1]), p.name.split("-")[0]) for p in layout.landing_files()
+        (int(k.split("/")[1].split("=")[1]), k.split("/")[2].split("-")[0])
+        for k in layout.landing_files()
     )
+
+
+def _stored(layout: Layout) -> int:
+    """Landing files in the store, listed or not."""
+    return len([o for o in layout.store.list("landing/bucket=") if o.key.endswith(".parquet")])
 
 
 def test_superseded_means_contained_in_one_other_file_of_the_partition(tmp_path: Path) -> None:
@@ -76,11 +83,10 @@ def test_superseded_means_contained_in_one_other_file_of_the_partition(tmp_path:
 
 
 def test_compaction_leaves_one_file_per_bucket_and_partition_with_the_same_rows(
-    tmp_path: Path,
+    layout: Layout,
 ) -> None:
-    layout = Layout(tmp_path)
     landed = _land(layout)
-    on_disk = len(list(layout.landing_dir.rglob("*.parquet")))
+    on_disk = _stored(layout)
     report = compact(layout, below_ms=2 * BUCKET_MS)
 
     assert on_disk == 3 * 11
@@ -88,18 +94,17 @@ def test_compaction_leaves_one_file_per_bucket_and_partition_with_the_same_rows(
     assert report.files_before == on_disk and report.files_after == 6
     assert _read_listed(layout) == Counter(set(landed))  # every offset once
     assert report.deleted == on_disk  # compacted files have new names: every old one went
-    assert len(list(layout.landing_dir.rglob("*.parquet"))) == 6  # small files are gone
+    assert _stored(layout) == 6  # small files are gone
     again = compact(layout, below_ms=2 * BUCKET_MS)
     assert again.compacted == [] and again.deleted == 0  # idempotent
 
 
-def test_only_buckets_below_the_limit_are_touched(tmp_path: Path) -> None:
-    layout = Layout(tmp_path)
+def test_only_buckets_below_the_limit_are_touched(layout: Layout) -> None:
     _land(layout)
-    untouched = sorted(layout.bucket_dir(BUCKET_MS).iterdir())
+    untouched = layout.landing_keys_by_bucket()[BUCKET_MS]
     compact(layout, below_ms=BUCKET_MS)
     assert len(layout.landing_files(below_ms=BUCKET_MS)) == 3
-    assert sorted(layout.bucket_dir(BUCKET_MS).iterdir()) == untouched
+    assert layout.landing_keys_by_bucket()[BUCKET_MS] == untouched
 
 
 @pytest.mark.parametrize("step", STEPS)
@@ -113,7 +118,8 @@ def test_killed_at_any_step_loses_nothing_counts_nothing_twice_and_the_next_run_
     before = _read_listed(layout)
     assert before.keys() == set(landed)
     # A kill during an earlier write left a temp file behind (before its fsync and rename).
-    (layout.bucket_dir(0) / ".p0-0-19.parquet.tmp-4242").write_bytes(b"PAR1 half a file")
+    bucket_dir = tmp_path / "landing" / "bucket=0"
+    (bucket_dir / ".p0-0-19.parquet.tmp-4242").write_bytes(b"PAR1 half a file")
     code = (
         "import os, sys\n"
         "from pathlib import Path\n"
@@ -137,10 +143,10 @@ def test_killed_at_any_step_loses_nothing_counts_nothing_twice_and_the_next_run_
     assert set(_files_per_bucket_partition(layout).values()) == {1}
 
 
-def test_files_a_kept_version_names_or_a_running_job_reads_are_kept(tmp_path: Path) -> None:
-    layout = Layout(tmp_path)
+def test_files_a_kept_version_names_or_a_running_job_reads_are_kept(layout: Layout) -> None:
     landed = _land(layout)
-    named = str(layout.landing_files(below_ms=BUCKET_MS)[0])
+    named_key = layout.landing_files(below_ms=BUCKET_MS)[0]
+    named = input_name(layout, named_key)
     version = layout.version_dir(new_version_id("kept"))
     version.mkdir(parents=True)
     (version / "manifest.json").write_text(json.dumps({"input_files": {named: 4}}))
@@ -151,5 +157,5 @@ def test_files_a_kept_version_names_or_a_running_job_reads_are_kept(tmp_path: Pa
     assert _read_listed(layout) == Counter(set(landed))  # superseded files are not listed
 
     after = compact(layout, below_ms=2 * BUCKET_MS)
-    assert Path(named).exists() and after.kept_for_readers == 1  # still named by v1
+    assert layout.store.exists(named_key) and after.kept_for_readers == 1  # named by v1
     assert after.deleted == during.kept_for_readers - 1

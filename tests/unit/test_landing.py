@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
+from lambda_contracts.landing_files import read_landing_file
 from lambda_contracts.layout import Layout, PartitionProgress
 from speed_layer.landing import LandingWriter
+from tests.support.pipeline import landed_rows
 
 BUCKET = 1000
 
@@ -25,14 +25,12 @@ def landing_row(partition: int, offset: int, kafka_ts: int) -> dict[str, object]
     }
 
 
-def writer(tmp_path: Path, grace_ms: int = 100) -> LandingWriter:
-    return LandingWriter(
-        Layout(tmp_path), BUCKET, flush_ms=60_000, flush_records=10**6, grace_ms=grace_ms
-    )
+def writer(where: Path | Layout, grace_ms: int = 100) -> LandingWriter:
+    layout = where if isinstance(where, Layout) else Layout(where)
+    return LandingWriter(layout, BUCKET, flush_ms=60_000, flush_records=10**6, grace_ms=grace_ms)
 
 
-def test_watermark_needs_every_partition(tmp_path: Path) -> None:
-    layout = Layout(tmp_path)
+def test_watermark_needs_every_partition(layout: Layout) -> None:
     assert layout.landing_watermark(partitions=2, bucket_ms=BUCKET) == 0
     layout.write_progress(PartitionProgress(0, 10, 5_500))
     assert layout.landing_watermark(partitions=2, bucket_ms=BUCKET) == 0  # partition 1 silent
@@ -42,36 +40,31 @@ def test_watermark_needs_every_partition(tmp_path: Path) -> None:
     assert layout.landing_watermark(partitions=2, bucket_ms=BUCKET) == 5_000
 
 
-def test_flush_writes_one_file_per_bucket_named_by_offsets(tmp_path: Path) -> None:
-    w = writer(tmp_path)
+def test_flush_writes_one_file_per_bucket_named_by_offsets(layout: Layout) -> None:
+    w = writer(layout)
     assert w.assign(0) == 0
     for offset, ts in [(0, 1_100), (1, 1_900), (2, 2_050), (3, 2_999)]:
         w.add(0, offset, landing_row(0, offset, ts))
     w.add(0, 4, None)  # an invalid record: consumed, not landed
     w.flush(0)
-    layout = Layout(tmp_path)
-    names = [(p.parent.name, p.name) for p in layout.landing_files()]
-    assert names == [("bucket=1000", "p0-0-1.parquet"), ("bucket=2000", "p0-2-3.parquet")]
-    assert pq.read_table(layout.landing_files()[1]).column("kafka_offset").to_pylist() == [2, 3]
+    keys = layout.landing_files()
+    assert keys == ["landing/bucket=1000/p0-0-1.parquet", "landing/bucket=2000/p0-2-3.parquet"]
+    assert read_landing_file(layout, keys[1]).column("kafka_offset").to_pylist() == [2, 3]
     progress = layout.read_progress(0)
     assert progress == PartitionProgress(0, next_offset=5, sealed_through_ms=2_999)
 
 
-def test_replayed_offsets_are_not_landed_twice(tmp_path: Path) -> None:
-    w = writer(tmp_path)
+def test_replayed_offsets_are_not_landed_twice(layout: Layout) -> None:
+    w = writer(layout)
     w.assign(0)
     w.add(0, 0, landing_row(0, 0, 1_000))
     w.flush(0)
-    w2 = writer(tmp_path)  # a restarted process
+    w2 = writer(layout)  # a restarted process
     assert w2.assign(0) == 1
     w2.add(0, 0, landing_row(0, 0, 1_000))  # replayed below the landed cursor: skipped
     w2.add(0, 1, landing_row(0, 1, 1_200))
     w2.flush(0)
-    offsets = sorted(
-        o
-        for p in Layout(tmp_path).landing_files()
-        for o in pq.read_table(p).column("kafka_offset").to_pylist()
-    )
+    offsets = sorted(r["kafka_offset"] for r in landed_rows(layout))
     assert offsets == [0, 1]
 
 

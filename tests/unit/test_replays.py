@@ -31,11 +31,11 @@ def test_overlapping_files_share_exactly_the_replayed_offsets(tmp_path: Path) ->
     write_landing_file(layout, 0, 0, rows(0, [2, 4, 5, 6]))  # p0-2-6: replays 2 and 4
     write_landing_file(layout, 0, 0, rows(0, [7, 8]))  # no overlap
     write_landing_file(layout, 0, 1, rows(1, [0, 1]))  # another partition, same offsets
-    assert count_replays(layout.landing_files()) == 2
+    assert count_replays(layout, layout.landing_files()) == 2
 
 
 def test_no_overlap_no_replays(tmp_path: Path) -> None:
     layout = Layout(tmp_path)
     write_landing_file(layout, 0, 0, rows(0, [0, 1]))
     write_landing_file(layout, 300_000, 0, rows(0, [2, 3]))
-    assert count_replays(layout.landing_files()) == 0
+    assert count_replays(layout, layout.landing_files()) == 0

@@ -23,6 +23,7 @@ from speed_layer.health import Health, Watchdog
 from speed_layer.metrics import SpeedMetrics
 from speed_layer.reset import ResetRefused, Target, apply_reset, targets_for
 from tests.support.fakes import TOPIC, FakeConsumer, FakeDLQ, event_record
+from tests.support.pipeline import landed_rows
 
 NOW_MS = 1_700_000_000_000
 
@@ -59,15 +60,8 @@ def halted_metric(layer: SpeedLayer, partition: int) -> float | None:
 
 
 def landed_offsets(tmp_path: Path, partition: int) -> list[int]:
-    import pyarrow.parquet as pq
-
-    return sorted(
-        o
-        for path in Layout(tmp_path).landing_files()
-        for row in pq.read_table(path).to_pylist()
-        if row["kafka_partition"] == partition
-        for o in [row["kafka_offset"]]
-    )
+    rows = landed_rows(Layout(tmp_path))
+    return sorted(r["kafka_offset"] for r in rows if r["kafka_partition"] == partition)
 
 
 def test_a_record_below_the_sought_offset_halts_only_its_partition(tmp_path: Path) -> None:

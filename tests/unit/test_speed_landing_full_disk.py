@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 import pytest
 from kafka import TopicPartition
 
@@ -23,6 +22,7 @@ from speed_layer.consumer import SpeedLayer
 from speed_layer.health import Health
 from speed_layer.metrics import SpeedMetrics
 from tests.support.fakes import TOPIC, FakeConsumer, FakeDLQ, event_record
+from tests.support.pipeline import landed_rows
 
 NOW_MS = 1_700_000_000_000
 RECORDS = 10
@@ -58,11 +58,7 @@ class LogConsumer(FakeConsumer):
 
 
 def landed(tmp_path: Path) -> list[int]:
-    return sorted(
-        row["kafka_offset"]
-        for path in Layout(tmp_path).landing_files()
-        for row in pq.read_table(path).to_pylist()
-    )
+    return sorted(r["kafka_offset"] for r in landed_rows(Layout(tmp_path)))
 
 
 def landed_next(tmp_path: Path) -> int:

@@ -1,0 +1,30 @@
+"""Start-up checks every long-running process makes before it takes work.
+
+A misconfiguration (an unreachable S3 endpoint, a missing bucket, wrong credentials) stops the
+process at once with one clear line and exit code 78, which supervisors read as "do not
+restart": a restart cannot fix a setting, and a crash loop would bury the message.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import structlog
+
+from lambda_contracts.layout import Layout
+from lambda_contracts.settings import Settings
+from lambda_contracts.storage import StorageCheckError
+
+EXIT_CONFIG = 78  # EX_CONFIG (sysexits.h): fix the configuration, then start again
+
+
+def checked_layout(settings: Settings) -> Layout:
+    """The configured layout once its store answered; else exit 78 with the reason."""
+    layout = Layout.of(settings)
+    try:
+        layout.store.check()
+    except StorageCheckError as exc:
+        structlog.get_logger("startup").error("storage unusable", error=str(exc))
+        print(f"error: storage {layout.store.describe()}: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_CONFIG) from None
+    return layout
