@@ -6,9 +6,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 JARS_STAMP := .cache/kafka/libs/.fetched
+# hadoop-aws and the AWS SDK bundle (~690 MB), for Spark on s3://: cached outside the checkout.
+S3A_STAMP := $(HOME)/.cache/lambda-platform/spark-s3a/.fetched
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: up down status test lint batch bench chaos install jars s3gw clean
+.PHONY: up down status test lint batch bench chaos install jars s3a-jars s3gw clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,8 +24,13 @@ $(JARS_STAMP): infra/kafka/pom.xml
 	mvn -q -B -f infra/kafka/pom.xml package
 	touch $(JARS_STAMP)
 
+$(S3A_STAMP): infra/spark/pom.xml
+	mvn -q -B -f infra/spark/pom.xml package
+	touch $(S3A_STAMP)
+
 install: $(STAMP)
 jars: $(JARS_STAMP)
+s3a-jars: $(S3A_STAMP)
 
 # versitygw, the S3 server of tests and local runs, built once into .cache/versitygw/bin.
 s3gw:
@@ -43,7 +50,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 
-test: $(STAMP) $(JARS_STAMP) s3gw lint
+test: $(STAMP) $(JARS_STAMP) $(S3A_STAMP) s3gw lint
 	$(BIN)/pytest -ra $(PYTEST_ARGS)
 
 batch: $(STAMP)

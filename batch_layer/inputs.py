@@ -33,7 +33,7 @@ def s3a_jars(settings: Settings) -> list[Path]:
     if any(j is None for j in found):
         raise S3AJarsMissing(
             f"hadoop-aws and the AWS SDK bundle are not in {settings.spark_s3a_jars}: run "
-            "`mvn -q -B -f infra/spark/pom.xml package` (or `make jars`) once"
+            "`make s3a-jars` once"
         )
     return [j for j in found if j is not None]
 

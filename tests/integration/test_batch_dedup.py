@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from batch_layer import spark_job
 from batch_layer.submit import spark_conf, spark_env
 from batch_layer.validate import validate_version
 from batch_layer.versions import read_manifest
+from infra.s3_server import S3Server
 from lambda_contracts.buckets import ingest_bucket
 from lambda_contracts.landing_files import read_landing_file, write_landing_file
 from lambda_contracts.layout import Layout
@@ -114,8 +116,22 @@ def land_a_replay(layout: Layout, log: list[Row]) -> int:
 
 
 @pytest.fixture(scope="module")
-def spark_session() -> Iterator[None]:
-    """One local[2] session for the module; the job's getOrCreate() picks it up."""
+def s3_settings(s3_server: S3Server) -> Iterator[dict[str, Any]]:
+    """Settings that put the master dataset under a fresh prefix of the test S3 server; the
+    credentials go where every AWS client looks for them, the environment."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
+        mp.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
+        yield {
+            "storage_url": f"s3://{s3_server.buckets[0]}/dedup-{uuid.uuid4().hex[:8]}",
+            "s3_endpoint": s3_server.endpoint,
+        }
+
+
+@pytest.fixture(scope="module")
+def spark_session(s3_settings: dict[str, Any]) -> Iterator[None]:
+    """One local[2] session for the module, able to read s3a:// from the test S3 server;
+    the job's getOrCreate() picks it up."""
     pyspark_sql = pytest.importorskip("pyspark.sql")
     # py4j logs its gateway's close at INFO from a finalizer at interpreter exit, after
     # pytest closed the captured streams: keep that out of the run's last lines.
@@ -124,15 +140,16 @@ def spark_session() -> Iterator[None]:
         for name, value in spark_env(Settings()).items():
             mp.setenv(name, value)
         builder = pyspark_sql.SparkSession.builder.master("local[2]").appName("test-dedup")
-        for key, value in spark_conf(Settings()).items():
+        for key, value in spark_conf(Settings(**s3_settings)).items():
             builder = builder.config(key, value)
         session = builder.getOrCreate()
         yield
         session.stop()
 
 
+@pytest.mark.parametrize("backend", ["local", "s3"])
 def test_batch_dedup_equals_the_oracle_at_a_small_horizon(
-    spark_session: None, tmp_path: Path
+    spark_session: None, s3_settings: dict[str, Any], tmp_path: Path, backend: str
 ) -> None:
     rng = random.Random(SEED)
     settings = Settings(
@@ -140,8 +157,9 @@ def test_batch_dedup_equals_the_oracle_at_a_small_horizon(
         bucket_ms=BUCKET_MS,
         dedup_horizon_ms=DEDUP_MS,
         partitions=PARTITIONS,
+        **(s3_settings if backend == "s3" else {}),
     )
-    layout = Layout(settings.data_dir)
+    layout = Layout.of(settings)
     logs = generate(rng)
     replays = land(layout, logs, rng)
     rows = [row for log in logs.values() for row in log]
@@ -167,3 +185,6 @@ def test_batch_dedup_equals_the_oracle_at_a_small_horizon(
     assert manifest["replays_removed"] == len(listed) - len(set(listed))
     assert manifest["duplicates_removed"] == len(below) - len(kept)
     assert validate_version(layout, "v1")["events"] == len(kept)
+    if backend == "s3":  # Spark read the objects over s3a; nothing landed on the local disk
+        assert all(name.startswith("s3a://") for name in manifest["input_files"])
+        assert not list((tmp_path / "data" / "landing").rglob("*.parquet"))
