@@ -20,8 +20,9 @@ from rich.table import Table
 
 from infra.airflow_env import AIRFLOW_PORT, API_HOST, admin_password, airflow_env, password_file
 from infra.keeper import Keeper, clear_records, read_record
+from infra.s3_server import SERVICE as S3_SERVICE
 from infra.services import keeper_service, platform_services, speed_health
-from infra.supervisor import ServiceError, Supervisor
+from infra.supervisor import Service, ServiceError, Supervisor
 from infra.topics import TopicMismatchError
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings, get_settings
@@ -55,7 +56,6 @@ def up(
 ) -> None:
     """Start every service that is down and wait until each is healthy."""
     settings = get_settings()
-    checked_layout(settings)  # a bad storage setting stops here, before anything starts
     sup = _supervisor(settings)
     demo = demo and _demo_enabled()
     services = platform_services(settings, demo, demo_rate)
@@ -63,15 +63,13 @@ def up(
     # is down, then start it again (with fresh restart counts if it was not running).
     if not sup.stop("keeper"):
         clear_records(sup, [s.name for s in services])
-    for service in [*services, keeper_service(demo, demo_rate)]:
-        already = sup.pid(service.name)
-        try:
-            pid = sup.start(service)
-        except (ServiceError, TopicMismatchError) as exc:
-            console.print(f"[red]✗ {service.name}[/red]: {exc}")
-            raise typer.Exit(1) from exc
-        state = "already running" if already else "started"
-        console.print(f"[green]✓ {service.name}[/green] {state} (pid {pid})")
+    storage_first = [s for s in services if s.name == S3_SERVICE]
+    for service in storage_first:
+        _start(sup, service, settings)
+    checked_layout(settings)  # a bad storage setting stops here, before the layers start
+    for service in [s for s in services if s not in storage_first]:
+        _start(sup, service, settings)
+    _start(sup, keeper_service(demo, demo_rate), settings)
     _print_where(settings)
 
 
@@ -169,8 +167,26 @@ def _health(settings: Settings, name: str, service: object) -> str:
     return "healthy" if healthy is None or healthy() else "unhealthy"
 
 
+def _start(sup: Supervisor, service: Service, settings: Settings) -> None:
+    """Start one service unless it runs; print what happened; exit 1 if it cannot start."""
+    already = sup.pid(service.name)
+    if service.name == S3_SERVICE and already is None and service.healthy():
+        console.print(
+            f"[green]✓ {service.name}[/green] served by another process at "
+            f"{settings.s3_endpoint}: using it"
+        )
+        return
+    try:
+        pid = sup.start(service)
+    except (ServiceError, TopicMismatchError) as exc:
+        console.print(f"[red]✗ {service.name}[/red]: {exc}")
+        raise typer.Exit(1) from exc
+    state = "already running" if already else "started"
+    console.print(f"[green]✓ {service.name}[/green] {state} (pid {pid})")
+
+
 def _print_where(settings: Settings) -> None:
-    layout = Layout(settings.data_dir)
+    layout = Layout.of(settings)
     console.print(
         f"""
 [bold]Lambda platform is up[/bold]
@@ -181,6 +197,7 @@ def _print_where(settings: Settings) -> None:
   Airflow UI      : http://{API_HOST}:{AIRFLOW_PORT} user admin, password {admin_password(settings)}
                     (kept in {password_file(settings)}, mode 0600)
   Data directory  : {layout.data_dir}
+  Master dataset  : {layout.store.describe()}
   Logs            : {settings.logs_dir}
   Status / stop   : make status  |  make down
 """

@@ -8,14 +8,18 @@ a pid file and a log file, SIGTERM then SIGKILL on stop.
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
-from infra.supervisor import Service, Supervisor
-from lambda_contracts.settings import PROJECT_ROOT
+from infra.supervisor import Service, ServiceError, Supervisor
+from lambda_contracts.settings import PROJECT_ROOT, Settings
+from lambda_contracts.storage_url import parse_s3_url
 
 BUILD_SCRIPT = PROJECT_ROOT / "infra" / "s3" / "build_versitygw.sh"
 SERVICE = "s3"
@@ -106,6 +110,63 @@ class S3Server:
                 "BucketAlreadyExists",
             ):
                 raise
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def local_s3_server(settings: Settings, supervisor: Supervisor) -> S3Server | None:
+    """The S3 server ``make up`` runs itself: when the master dataset is on ``s3://`` and
+    ``LAMBDA_S3_ENDPOINT`` is a plain-HTTP loopback address. Its objects live under
+    ``<data dir>/s3``; it takes the credentials of the environment (AWS_ACCESS_KEY_ID /
+    AWS_SECRET_ACCESS_KEY), the ones every client of the platform will present."""
+    if settings.storage_url is None or settings.s3_endpoint is None:
+        return None
+    endpoint = urlsplit(settings.s3_endpoint)
+    if endpoint.scheme != "http" or not endpoint.hostname or not _loopback(endpoint.hostname):
+        return None
+    return S3Server(
+        root=settings.data_dir / "s3",
+        host=endpoint.hostname,
+        port=endpoint.port or 80,
+        access_key=os.environ.get("AWS_ACCESS_KEY_ID", ""),
+        secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY", ""),
+        supervisor=supervisor,
+        binary=Path("versitygw"),  # built when the service starts
+        buckets=(parse_s3_url(settings.storage_url).bucket,),
+    )
+
+
+def local_s3_service(server: S3Server) -> Service:
+    """``server`` as a platform service: built on first start, its bucket created after."""
+
+    def command() -> list[str]:
+        if not server.access_key or not server.secret_key:
+            raise ServiceError(
+                "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY: the local S3 server "
+                f"at {server.endpoint} takes them as its credentials"
+            )
+        server.root.mkdir(parents=True, exist_ok=True)
+        return replace(server, binary=build_versitygw()).command()
+
+    def create_buckets() -> None:
+        for bucket in server.buckets:
+            server.create_bucket(bucket)
+
+    return Service(
+        name=SERVICE,
+        command=command,
+        healthy=server.answering,
+        start_timeout_s=30,
+        stop_timeout_s=10,
+        after_start=create_buckets,
+    )
 
 
 def start_s3_server(

@@ -18,8 +18,10 @@ from kafka.errors import KafkaError
 
 from infra.airflow_env import AIRFLOW_PORT, API_HOST, airflow_env
 from infra.kafka_broker import broker_command
-from infra.supervisor import Service
+from infra.s3_server import local_s3_server, local_s3_service
+from infra.supervisor import Service, Supervisor
 from infra.topics import ensure_topics
+from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
 
 VENV_BIN = Path(sys.executable).parent
@@ -179,7 +181,12 @@ def keeper_service(demo: bool, demo_rate: float) -> Service:
 
 def platform_services(settings: Settings, demo: bool, demo_rate: float) -> list[Service]:
     """Every service of local mode, in start order (``down`` stops in reverse)."""
-    services = [kafka_service(settings)]
+    services = []
+    assert settings.logs_dir is not None
+    s3 = local_s3_server(settings, Supervisor(Layout(settings.data_dir).run_dir, settings.logs_dir))
+    if s3 is not None:  # the master dataset on s3:// at a loopback endpoint: serve it here
+        services.append(local_s3_service(s3))
+    services.append(kafka_service(settings))
     services += [speed_service(settings, i) for i in range(settings.speed_processes)]
     services += airflow_services(settings)
     services.append(serving_service(settings))
