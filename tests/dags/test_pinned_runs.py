@@ -28,7 +28,7 @@ def dag() -> Any:
 @pytest.fixture
 def pinned(tmp_path: Path, dag: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[Settings, str]:
     settings = Settings(data_dir=tmp_path, bucket_ms=1000, partitions=1)
-    layout = Layout(settings.data_dir)
+    layout = Layout.of(settings)
     v1 = validated(layout, "01", 1000)
     publish(layout, validated(layout, "02", 2000))
     rollback(layout, v1)
@@ -54,4 +54,4 @@ def test_publish_skips_if_a_rollback_pinned_current_meanwhile(
     with pytest.raises(AirflowSkipException):
         dag.get_task("publish").python_callable(newer, {"events": 5})
     assert "not publishing" in capsys.readouterr().out
-    assert Layout(settings.data_dir).read_current().version != newer
+    assert Layout.of(settings).read_current().version != newer

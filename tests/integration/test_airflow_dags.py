@@ -39,7 +39,7 @@ def airflow(settings, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_dags_test_batch_then_rebuild_with_reland(make_settings, tmp_path: Path) -> None:
     settings = make_settings(bucket_ms=BUCKET_MS, landing_flush_ms=300, idle_seal_grace_ms=200)
-    layout = Layout(settings.data_dir)
+    layout = Layout.of(settings)
     engine = make_engine(settings.speed_store_url)
     speed = SpeedProcess(settings).start()
     truth = produce(

@@ -36,7 +36,7 @@ BUCKET_MS = 3000
 
 def test_batch_equals_reference_parity_merge_and_killed_job(make_settings, tmp_path: Path) -> None:
     settings = make_settings(bucket_ms=BUCKET_MS, landing_flush_ms=300, idle_seal_grace_ms=200)
-    layout = Layout(settings.data_dir)
+    layout = Layout.of(settings)
     engine = make_engine(settings.speed_store_url)
     speed = SpeedProcess(settings).start()
 

@@ -37,7 +37,7 @@ def test_watermark_is_never_early_and_advances_past_idle_partitions(
     settings = make_settings(
         bucket_ms=BUCKET_MS, landing_flush_ms=200, idle_seal_grace_ms=200, partitions=4
     )
-    layout = Layout(settings.data_dir)
+    layout = Layout.of(settings)
     speeds = [SpeedProcess(settings, i).start() for i in range(2)]
     sent: list[tuple[int, int, int]] = []  # partition, offset, timestamp
     done = threading.Event()

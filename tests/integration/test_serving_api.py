@@ -301,7 +301,7 @@ def test_publishing_during_queries_never_loses_or_doubles(
     assert len(versions) >= 2, "no publish happened during the queries"
     for answer in answers:
         assert (answer["count"], answer["sum"]) == (expected["count"], expected["sum"]), answer
-    assert Layout(settings.data_dir).read_current().horizon_ms == horizon
+    assert Layout.of(settings).read_current().horizon_ms == horizon
 
 
 # --- over real HTTP: a uvicorn server started like `make up` starts it ---------------------

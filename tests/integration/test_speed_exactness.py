@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import signal
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,19 @@ from tests.support.pipeline import (
 )
 
 pytestmark = pytest.mark.integration
+
+
+def s3_storage(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Settings for a master dataset under a fresh prefix of the test S3 server; its
+    credentials in the environment, where the speed processes find them."""
+    server = request.getfixturevalue("s3_server")
+    monkeypatch = request.getfixturevalue("monkeypatch")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", server.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", server.secret_key)
+    return {
+        "storage_url": f"s3://{server.buckets[0]}/speed-{uuid.uuid4().hex[:8]}",
+        "s3_endpoint": server.endpoint,
+    }
 
 
 def test_aggregates_dlq_and_landing_are_exact(make_settings, store_url, tmp_path: Path) -> None:
@@ -59,8 +73,14 @@ def test_aggregates_dlq_and_landing_are_exact(make_settings, store_url, tmp_path
     assert_landing_holds_every_valid_event_once(settings, truth)
 
 
-def test_kill_9_at_random_moments_loses_and_doubles_nothing(make_settings, tmp_path: Path) -> None:
-    settings = make_settings(landing_flush_ms=300)
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_kill_9_at_random_moments_loses_and_doubles_nothing(
+    make_settings, tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """Also with the landing zone on S3 (versitygw), where a file is one PUT and a kill can
+    land between a file's PUT and its progress record's."""
+    storage = s3_storage(request) if backend == "s3" else {}
+    settings = make_settings(landing_flush_ms=300, **storage)
     truth_file = tmp_path / "truth.jsonl"
     producer = start_producer(settings, truth_file, "--count", "24000", *mixed_stream(2000, 60))
     rng = random.Random(1234)
@@ -76,6 +96,8 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(make_settings, tmp_p
     assert speed_views(engine) == expected_views(truth)
     assert speed.terminate() == 0
     assert_landing_holds_every_valid_event_once(settings, truth)
+    if backend == "s3":  # it all went to S3
+        assert not list(settings.data_dir.glob("landing/**/*.parquet"))
 
 
 def test_two_processes_one_killed_then_restarted(make_settings, store_url, tmp_path: Path) -> None:

@@ -92,7 +92,7 @@ def committed_offsets(settings: Settings) -> dict[int, int | None]:
 
 def landed_by_bucket(settings: Settings) -> dict[tuple[int, int, int], list[dict[str, Any]]]:
     copies: dict[tuple[int, int, int], list[dict[str, Any]]] = {}
-    for row in landed_rows(Layout(settings.data_dir)):
+    for row in landed_rows(Layout.of(settings)):
         bucket = ingest_bucket(row["kafka_ts"], settings.bucket_ms)
         copies.setdefault((bucket, row["kafka_partition"], row["kafka_offset"]), []).append(row)
     return copies

@@ -57,7 +57,7 @@ def test_partitions_written_in_transactions_seal_when_idle(make_settings) -> Non
     with SpeedProcess(settings):
         newest_bucket_end = max(stamps) - max(stamps) % BUCKET_MS + BUCKET_MS
         wait_watermark(settings, newest_bucket_end, timeout=60)
-    layout = Layout(settings.data_dir)
+    layout = Layout.of(settings)
     assert len(landed_rows(layout)) == len(stamps) == 30
     for partition in range(settings.partitions):
         progress = layout.read_progress(partition)

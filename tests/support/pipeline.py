@@ -284,7 +284,7 @@ def assert_landing_holds_every_valid_event_once(
     every copy of an offset must be the same row.
     """
     copies: dict[tuple[int, int], list[dict[str, Any]]] = {}
-    for row in landed_rows(Layout(settings.data_dir)):
+    for row in landed_rows(Layout.of(settings)):
         copies.setdefault((row["kafka_partition"], row["kafka_offset"]), []).append(row)
     expected = {(r["kafka_partition"], r["kafka_offset"]): r for r in truth_rows(truth)}
     assert copies.keys() == expected.keys()
@@ -346,7 +346,7 @@ def wait_sealed(settings: Settings, truth: Iterable[TruthRecord], timeout: float
 
 
 def wait_watermark(settings: Settings, at_least: int, timeout: float = 90) -> int:
-    layout = Layout(settings.data_dir)
+    layout = Layout.of(settings)
 
     def current() -> int:
         return layout.landing_watermark(settings.partitions, settings.bucket_ms)

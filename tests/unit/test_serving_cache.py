@@ -133,7 +133,7 @@ def publish(layout: Layout, version: str, pinned: bool = False) -> None:
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[tuple[Settings, QueryService]]:
     settings = Settings(data_dir=tmp_path, partitions=1, bucket_ms=BUCKET)
-    layout = Layout(settings.data_dir)
+    layout = Layout.of(settings)
     for version in BATCH:
         write_version(layout, version)
     engine = make_engine(settings.speed_store_url)
@@ -175,7 +175,7 @@ def check_answers(queries: QueryService, version: str) -> None:
 
 def test_answers_follow_current_and_never_reuse_a_part_of_another_version(store) -> None:  # type: ignore[no-untyped-def]
     settings, queries = store
-    layout = Layout(settings.data_dir)
+    layout = Layout.of(settings)
     assert oracle("v1", *RANGES[0], None) != oracle("v2", *RANGES[0], None)  # distinguishable
     publish(layout, "v1")
     check_answers(queries, "v1")
@@ -194,7 +194,7 @@ def test_a_publish_while_answering_is_redone_on_the_new_snapshot(store, monkeypa
     """CURRENT moves after the batch part of v1 was taken, before its speed rows are read:
     the answer is recomputed on v2 whole, and v1's part is not served under v2 afterwards."""
     settings, queries = store
-    layout = Layout(settings.data_dir)
+    layout = Layout.of(settings)
     publish(layout, "v1")
     start, end = RANGES[2]
     queries.consistent(lambda s: queries.summary(s, start, end, ACCOUNTS[0]))  # v1 part cached
@@ -223,7 +223,7 @@ def test_a_part_of_another_horizon_is_refused(store, monkeypatch) -> None:  # ty
     """The guard behind the cache: even a (buggy) cache handing out a part of another batch
     identity cannot get it merged with this snapshot's speed rows."""
     settings, queries = store
-    publish(Layout(settings.data_dir), "v2")
+    publish(Layout.of(settings), "v2")
     stale = BatchPart("v2", H1, ((((), (1, 1, 1, 1))),))
     monkeypatch.setattr(queries.cache, "get", lambda pointer, query: stale)
     with pytest.raises(MixedSnapshotError):
@@ -272,7 +272,7 @@ def test_cache_evicts_least_recently_used_within_its_row_budget() -> None:
 
 def test_http_answers_carry_the_version_they_were_computed_on(store) -> None:  # type: ignore[no-untyped-def]
     settings, _ = store
-    layout = Layout(settings.data_dir)
+    layout = Layout.of(settings)
     publish(layout, "v1")
     start, end = RANGES[0]
     app = create_app(settings)

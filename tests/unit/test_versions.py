@@ -115,7 +115,7 @@ def test_run_once_skips_while_pinned_without_recomputing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = Settings(data_dir=tmp_path, bucket_ms=BUCKET, partitions=1)
-    layout = Layout(settings.data_dir)
+    layout = Layout.of(settings)
     v1 = validated(layout, "01", 1000)
     publish(layout, validated(layout, "02", 2000))
     rollback(layout, v1)
@@ -128,7 +128,7 @@ def test_freshness_shows_the_pin(tmp_path: Path) -> None:
     from serving.main import create_app
 
     settings = Settings(data_dir=tmp_path, bucket_ms=BUCKET, partitions=1)
-    layout = Layout(settings.data_dir)
+    layout = Layout.of(settings)
     v1 = validated(layout, "01", 1000)
     publish(layout, validated(layout, "02", 2000))
     app = create_app(settings)
@@ -162,7 +162,7 @@ def test_check_horizon(horizon: int, kwargs: dict, problem: str | None) -> None:
 
 def test_choose_horizon_takes_the_watermark_or_checks_the_request(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, bucket_ms=BUCKET, partitions=2)
-    layout = Layout(settings.data_dir)
+    layout = Layout.of(settings)
     layout.write_progress(PartitionProgress(0, 10, 5500))
     layout.write_progress(PartitionProgress(1, 10, 4200))
     assert choose_horizon(settings) == 4000  # the watermark: floor of the slowest partition
