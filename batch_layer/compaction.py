@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import structlog
 
-from batch_layer.inputs import input_name
+from batch_layer.inputs import spark_uri
 from batch_layer.versions import list_versions, read_manifest
 from lambda_contracts.landing_files import read_landing_file, write_landing_table
 from lambda_contracts.landing_lock import deleting_landing
@@ -99,7 +99,7 @@ def _delete_superseded(layout: Layout, below_ms: int, report: CompactionReport) 
             if bucket >= below_ms:
                 continue
             for old in sorted(superseded_files(keys)):
-                if not allowed or input_name(layout, old) in needed:
+                if not allowed or spark_uri(layout, old) in needed:
                     report.kept_for_readers += 1
                     continue
                 layout.store.delete(old)

@@ -1,4 +1,4 @@
-"""How Spark names the master dataset's objects, and what it needs to reach S3.
+"""How Spark names the store's objects, and what it needs to reach S3.
 
 Landing files are keys in the storage contract; Spark (Hadoop) reads them by URI: a local
 path on the default backend, ``s3a://bucket/prefix/key`` on S3. The same URI names a file in a
@@ -16,8 +16,8 @@ from lambda_contracts.storage import LocalStore, parse_s3_url
 S3A_JARS = ("hadoop-aws-*.jar", "bundle-*.jar", "analyticsaccelerator-s3-*.jar")
 
 
-def input_name(layout: Layout, key: str) -> str:
-    """The URI Spark reads a landing file by."""
+def spark_uri(layout: Layout, key: str) -> str:
+    """The URI Spark reads (or writes) an object, or a prefix given without its slash, by."""
     if isinstance(layout.store, LocalStore):
         return layout.store.path(key)
     return f"s3a://{layout.store.path(key)}"

@@ -9,8 +9,9 @@ Run by ``spark-submit`` (``python -m`` works too). Steps:
    aggregation keyed by TransactionID (:func:`dedup_events`) — this also drops crash
    replays, which are copies of the same (partition, offset);
 3. compute each view with the SQL derived from its declaration (``View.batch_sql``);
-4. write Parquet into a staging directory with a manifest, then rename it to
-   ``versions/<version>``: a killed job leaves only an ignored staging directory.
+4. write each view's Parquet under ``batch/versions/<version>/`` in the store, then the
+   manifest naming those files: a version exists only once its manifest does, so a killed
+   job leaves only garbage, never a half version.
 
 It never touches CURRENT: publishing is a separate, validated step.
 """
@@ -19,19 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pyarrow.parquet as pq
-
-from batch_layer.inputs import input_name
+from batch_layer.inputs import spark_uri
 from lambda_contracts.dedup import DEDUP_ORDER, RECORD_TIME, is_new_event
-from lambda_contracts.durable import fsync_dir
-from lambda_contracts.landing_files import landing_file_rows, read_landing_file
+from lambda_contracts.landing_files import parquet_rows, read_landing_file
 from lambda_contracts.landing_lock import reading_landing
 from lambda_contracts.layout import LANDING_COLUMNS, Layout, landing_file_range
 from lambda_contracts.settings import Settings
@@ -138,20 +134,24 @@ def count_replays(layout: Layout, keys: list[str]) -> int:
     return replays
 
 
-def run(settings: Settings, horizon_ms: int, version: str, run_id: str) -> Path:
-    """Compute and stage a complete version; return its final directory."""
+def run(settings: Settings, horizon_ms: int, version: str, run_id: str) -> str:
+    """Compute a complete version in the store; return its manifest's key.
+
+    The views' files are written first, the manifest naming them last: until it exists the
+    version does not (a killed attempt leaves garbage that a retry overwrites and ``prune``
+    removes).
+    """
     from pyspark.sql import SparkSession  # heavy: imported only when the job runs
 
     layout = Layout.of(settings)
-    final_dir = layout.version_dir(version)
-    if (final_dir / "manifest.json").exists():
-        return final_dir  # an earlier attempt of this run completed: idempotent
+    manifest_key = layout.manifest_key(version)
+    if layout.store.exists(manifest_key):
+        return manifest_key  # an earlier attempt of this run completed: idempotent
     started = time.time()
+    for leftover in layout.store.list(layout.version_prefix(version)):
+        layout.store.delete(leftover.key)  # a killed attempt of this run
     keys = layout.landing_files(below_ms=horizon_ms)
-    file_rows = {input_name(layout, k): landing_file_rows(layout, k) for k in keys}
-    staging = layout.versions_dir / "_staging" / version
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    file_rows = {spark_uri(layout, k): parquet_rows(layout, k) for k in keys}
 
     spark = SparkSession.builder.appName(f"lambda-batch-{version}").getOrCreate()
     try:
@@ -165,18 +165,25 @@ def run(settings: Settings, horizon_ms: int, version: str, run_id: str) -> Path:
         stats = deduped.selectExpr(
             "coalesce(sum(size(kept)), 0) AS events", "coalesce(sum(copies), 0) AS rows_read"
         ).first()
-        outputs = {}
         for view in VIEWS:
             frame = spark.sql(view.batch_sql("events"))
-            target = staging / view.name
-            frame.coalesce(1).sortWithinPartitions(*view.key_columns).write.parquet(str(target))
-            outputs[view.name] = sum(
-                pq.ParquetFile(p).metadata.num_rows for p in target.glob("*.parquet")
-            )
+            target = spark_uri(layout, layout.view_prefix(version, view.name).rstrip("/"))
+            frame.coalesce(1).sortWithinPartitions(*view.key_columns).write.mode(
+                "overwrite"
+            ).parquet(target)
         deduped.unpersist()
     finally:
         spark.stop()
 
+    outputs = {
+        view.name: [
+            info.key
+            for info in layout.store.list(layout.view_prefix(version, view.name))
+            if info.key.endswith(".parquet")
+        ]
+        for view in VIEWS
+    }
+    layout.store.make_durable([k for files in outputs.values() for k in files])
     rows_read = int(stats["rows_read"])
     replays = count_replays(layout, keys)
     manifest = {
@@ -193,18 +200,13 @@ def run(settings: Settings, horizon_ms: int, version: str, run_id: str) -> Path:
         "replays_removed": replays,
         "duplicates_removed": rows_read - int(stats["events"]) - replays,
         "events": int(stats["events"]),
-        "output_rows": outputs,
+        "output_files": outputs,
+        "output_rows": {
+            name: sum(parquet_rows(layout, k) for k in files) for name, files in outputs.items()
+        },
     }
-    (staging / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    for path in sorted(staging.rglob("*"), reverse=True):
-        if path.is_file():
-            fd = os.open(path, os.O_RDONLY)
-            os.fsync(fd)
-            os.close(fd)
-    shutil.rmtree(final_dir, ignore_errors=True)  # a manifest-less leftover of a killed rename
-    os.replace(staging, final_dir)
-    fsync_dir(final_dir.parent)
-    return final_dir
+    layout.write_manifest(version, manifest)
+    return manifest_key
 
 
 def main() -> None:
@@ -216,8 +218,8 @@ def main() -> None:
     settings = Settings()
     # Compaction keeps every landing file this job may list until the job is done.
     with reading_landing(Layout.of(settings)):
-        path = run(settings, args.horizon, args.version, args.run_id)
-    print(json.dumps({"version": args.version, "path": str(path)}))
+        manifest = run(settings, args.horizon, args.version, args.run_id)
+    print(json.dumps({"version": args.version, "manifest": manifest}))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Check a staged version before it is published: its numbers must reconcile.
+"""Check a written version before it is published: its numbers must reconcile.
 
 - every input record was read (Parquet footers == rows Spark counted);
 - input - replays - duplicates == events == each view's total count;
@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import duckdb
+import pyarrow.compute as pc
 
 from batch_layer.versions import read_manifest, record_validation
+from lambda_contracts.batch_files import read_view
 from lambda_contracts.layout import Layout
 from lambda_contracts.views import VIEWS
 
@@ -25,21 +26,10 @@ class ValidationFailed(RuntimeError):
 def view_totals(layout: Layout, version: str) -> dict[str, tuple[int, int]]:
     """(sum of counts, sum of amounts) of each view of a version."""
     totals = {}
-    con = duckdb.connect()
-    try:
-        for view in VIEWS:
-            files = sorted(layout.view_dir(version, view.name).glob("*.parquet"))
-            if not files:
-                totals[view.name] = (0, 0)
-                continue
-            count, amount = con.execute(
-                "SELECT coalesce(sum(txn_count), 0), coalesce(sum(amount_sum), 0) "
-                "FROM read_parquet(?)",
-                [[str(f) for f in files]],
-            ).fetchone()
-            totals[view.name] = (int(count), int(amount))
-    finally:
-        con.close()
+    for view in VIEWS:
+        table = read_view(layout, version, view)
+        count, amount = (pc.sum(table[c]).as_py() or 0 for c in ("txn_count", "amount_sum"))
+        totals[view.name] = (int(count), int(amount))
     return totals
 
 

@@ -1,8 +1,10 @@
 """Batch versions: ids, the atomic CURRENT flip, rollback and pruning of old versions.
 
-A version directory appears complete (renamed from staging by the Spark job); it becomes
-visible to readers only when CURRENT names it. CURRENT is one small JSON file replaced
-atomically, so a reader sees the old version or the new one, never a mix.
+A version exists once its manifest does: the Spark job writes the views' files first and the
+manifest, which names them, last, so readers never list a version's prefix and a killed job
+leaves only garbage (removed by ``prune`` once it is old). A version becomes visible to readers
+only when CURRENT names it; CURRENT moves by compare-and-swap, so a reader sees the old version
+or the new one, never a mix, and of two publishers only one wins.
 
 Only validated versions are published or rolled back to: validation records its verdict in
 the version's manifest (``validation``). A rollback pins CURRENT: batch runs are skipped and
@@ -11,18 +13,17 @@ nothing is published over the operator's choice until ``resume``.
 
 from __future__ import annotations
 
-import json
 import re
-import shutil
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from batch_layer.horizon import check_horizon
-from lambda_contracts.durable import write_json_atomic
 from lambda_contracts.layout import BatchPointer, Layout
 
 VERSION_ID = re.compile(r"^v\d{8}T\d{6}Z-[A-Za-z0-9_.-]+$")
+# A version without a manifest this old is a killed job's leftovers, not a job still writing.
+GARBAGE_AFTER = timedelta(hours=6)
 
 
 class VersionError(RuntimeError):
@@ -44,18 +45,23 @@ def new_version_id(run_id: str, now: datetime | None = None) -> str:
     return f"v{stamp}-{safe}"
 
 
+def version_time(version: str) -> datetime:
+    """When a version's run started (its id says so)."""
+    return datetime.strptime(version[1:17], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+
+
 def read_manifest(layout: Layout, version: str) -> dict[str, Any]:
-    path = layout.manifest_file(version)
-    if not path.exists():
+    manifest = layout.read_manifest(version)
+    if manifest is None:
         raise VersionError(f"version {version} has no manifest (incomplete or unknown)")
-    return json.loads(path.read_text())
+    return manifest
 
 
 def record_validation(layout: Layout, version: str, ok: bool, detail: dict[str, Any]) -> None:
-    """Store the validation verdict in the version's manifest (atomically replaced)."""
+    """Store the validation verdict in the version's manifest (replaced as a whole)."""
     manifest = read_manifest(layout, version)
     manifest["validation"] = {"ok": ok, "at_ms": int(time.time() * 1000), **detail}
-    write_json_atomic(layout.manifest_file(version), manifest)
+    layout.write_manifest(version, manifest)
 
 
 def is_validated(manifest: dict[str, Any]) -> bool:
@@ -71,14 +77,8 @@ def require_validated(layout: Layout, version: str) -> dict[str, Any]:
 
 
 def list_versions(layout: Layout) -> list[str]:
-    """Complete versions, oldest first."""
-    if not layout.versions_dir.exists():
-        return []
-    return sorted(
-        p.name
-        for p in layout.versions_dir.iterdir()
-        if VERSION_ID.match(p.name) and (p / "manifest.json").exists()
-    )
+    """Complete versions (those with a manifest), oldest first."""
+    return [v for v, complete in layout.version_ids().items() if complete and VERSION_ID.match(v)]
 
 
 def publish(layout: Layout, version: str, rebuild: bool = False, floor_ms: int = 0) -> BatchPointer:
@@ -159,14 +159,25 @@ def safe_expiry_horizon(layout: Layout, keep: int) -> int:
     return min(horizons)
 
 
-def prune(layout: Layout, keep: int) -> list[str]:
-    """Delete all but the newest ``keep`` versions (never CURRENT); clear staging leftovers."""
+def prune(layout: Layout, keep: int, now: datetime | None = None) -> list[str]:
+    """Delete all but the newest ``keep`` versions (never CURRENT), and the leftovers of
+    killed jobs once they are ``GARBAGE_AFTER`` old (a younger one may be a job still writing).
+    Returns the complete versions deleted."""
     current = layout.read_current()
     versions = list_versions(layout)
     doomed = [v for v in versions[:-keep] if current is None or v != current.version]
     for version in doomed:
-        shutil.rmtree(layout.version_dir(version), ignore_errors=True)
-    staging = layout.versions_dir / "_staging"
-    if staging.exists():
-        shutil.rmtree(staging, ignore_errors=True)
+        delete_version(layout, version)
+    cutoff = (now or datetime.now(UTC)) - GARBAGE_AFTER
+    for version, complete in layout.version_ids().items():
+        if not complete and (not VERSION_ID.match(version) or version_time(version) < cutoff):
+            delete_version(layout, version)
     return doomed
+
+
+def delete_version(layout: Layout, version: str) -> None:
+    """Remove a version's objects, its manifest first: from then on it no longer exists for
+    any reader, and a kill midway leaves garbage that the next prune removes."""
+    layout.store.delete(layout.manifest_key(version))
+    for info in layout.store.list(layout.version_prefix(version)):
+        layout.store.delete(info.key)

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import duckdb
 
-from batch_layer.inputs import input_name
+from batch_layer.inputs import spark_uri
 from batch_layer.pipeline import recompute
 from batch_layer.spark_job import EVENT_COLUMNS
 from bench.common import Timer, write_report
 from bench.synthetic import landing_bytes, write_landing
+from lambda_contracts.batch_files import view_files
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
 from lambda_contracts.views import VIEWS
@@ -36,7 +37,7 @@ def duckdb_views(layout: Layout, horizon: int, out_dir: Path) -> None:
     First copy in log order per id: the synthetic copies all lie well within the default 24 h
     dedup horizon (at most 1% of the 2-day span apart), where that is the rule's answer too.
     """
-    files = [input_name(layout, k) for k in layout.landing_files(below_ms=horizon)]
+    files = [spark_uri(layout, k) for k in layout.landing_files(below_ms=horizon)]
     con = duckdb.connect()
     cols = ", ".join(f"first.{c} AS {c}" for c in EVENT_COLUMNS)
     con.execute(
@@ -56,7 +57,7 @@ def same_output(layout: Layout, version: str, duck_dir: Path) -> bool:
     con = duckdb.connect()
     try:
         for view in VIEWS:
-            spark_files = [str(p) for p in layout.view_dir(version, view.name).glob("*.parquet")]
+            spark_files = [layout.store.path(k) for k in view_files(layout, version, view.name)]
             cols = ", ".join([*view.key_columns, *view.measure_names])
             diff = con.execute(
                 f"SELECT count(*) FROM ((SELECT {cols} FROM read_parquet(?)) "

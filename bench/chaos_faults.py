@@ -21,7 +21,7 @@ from kafka import KafkaProducer
 
 from infra.supervisor import Supervisor
 from lambda_contracts.events import ID_MAX_LENGTH, MAX_AMOUNT, MAX_CREATED_TIME_MS
-from lambda_contracts.layout import Layout
+from lambda_contracts.layout import VERSIONS_PREFIX, Layout
 from lambda_contracts.settings import Settings
 from tests.support.pipeline import BIN
 
@@ -114,7 +114,8 @@ def kill_spark_submit(p: Platform) -> str:
             triggered = True
         time.sleep(0.5)
     started = time.time()
-    versions = Layout.of(p.settings).versions_dir
+    store = Layout.of(p.settings).store  # the local default: versions are files under data/
+    versions = Path(store.path(VERSIONS_PREFIX.rstrip("/")))
     writing = False
     while time.time() - started < 60 and spark_jvms():
         writing = any(f.stat().st_mtime >= started for f in versions.rglob("*") if f.is_file())

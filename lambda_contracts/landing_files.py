@@ -71,8 +71,8 @@ def read_landing_file(layout: Layout, key: str, columns: Sequence[str] | None = 
     )
 
 
-def landing_file_rows(layout: Layout, key: str) -> int:
-    """How many rows a landing file holds, from its footer alone."""
+def parquet_rows(layout: Layout, key: str) -> int:
+    """How many rows a Parquet object holds, from its footer alone."""
     fs = layout.store.filesystem()
     with fs.open_input_file(layout.store.path(key)) as f:
         return pq.ParquetFile(f).metadata.num_rows

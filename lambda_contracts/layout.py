@@ -3,10 +3,10 @@
     store (LAMBDA_STORAGE_URL: the data directory by default, or s3://bucket/prefix):
       landing/bucket=<start_ms>/p<partition>-<first_offset>-<last_offset>.parquet
       landing/_progress/partition=<p>.json     landed offset and sealed-through time
-    data/
       batch/versions/<version>/<view>/*.parquet   batch views of one run
-      batch/versions/<version>/manifest.json
-      batch/CURRENT                            the published version and its horizon
+      batch/versions/<version>/manifest.json   written last: names the version's files
+      batch/CURRENT                            the published version and its horizon (CAS)
+    data/
       speed/speed.db                           speed store (SQLite default)
       kafka/  airflow/  logs/  run/
 
@@ -22,7 +22,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from lambda_contracts.settings import Settings
@@ -50,6 +50,8 @@ BUCKET_DIR = re.compile(r"^bucket=(?P<bucket>\d+)$")
 LANDING_PREFIX = "landing/"
 BUCKETS_PREFIX = "landing/bucket="
 PROGRESS_PREFIX = "landing/_progress/"
+VERSIONS_PREFIX = "batch/versions/"
+MANIFEST_NAME = "manifest.json"
 CURRENT_KEY = "batch/CURRENT"  # the pointer object, moved only by compare-and-swap
 
 # A landing file's key, or a local path to one: both end in its name.
@@ -136,12 +138,12 @@ class BatchPointer:
 class Layout:
     """Where the platform keeps its data.
 
-    The master dataset (landing files, landing progress) lives in ``store``, the storage
-    contract's backend: the local data directory by default, an S3 bucket when
-    ``LAMBDA_STORAGE_URL`` says so (``Layout.of(settings)``). Landing files are named by keys
-    (``landing/bucket=<ms>/p<partition>-<first>-<last>.parquet``), never by local paths; read
-    them through ``store.filesystem()`` and ``store.path(key)``. Services' own state (Kafka,
-    Airflow, pid files, the SQLite store) and, for now, the batch versions stay in ``data_dir``.
+    The master dataset (landing files and progress) and the batch layer's output (versions,
+    their manifests, ``CURRENT``) live in ``store``, the storage contract's backend: the local
+    data directory by default, an S3 bucket when ``LAMBDA_STORAGE_URL`` says so
+    (``Layout.of(settings)``). Objects are named by keys, never by local paths; Parquet is
+    read through ``store.filesystem()`` and ``store.path(key)``. Services' own state (Kafka,
+    Airflow, pid files, the SQLite store) stays in ``data_dir``.
     """
 
     data_dir: Path
@@ -235,27 +237,34 @@ class Layout:
         """End of the newest bucket that every partition has completely landed (0 if none)."""
         return landing_watermark(self.read_all_progress(partitions), bucket_ms)
 
-    # --- batch views --------------------------------------------------------------------
-    @property
-    def batch_dir(self) -> Path:
-        return self.data_dir / "batch"
+    # --- batch views (objects in the store) ----------------------------------------------
+    def version_prefix(self, version: str) -> str:
+        return f"{VERSIONS_PREFIX}{version}/"
 
-    @property
-    def versions_dir(self) -> Path:
-        return self.batch_dir / "versions"
+    def view_prefix(self, version: str, view_name: str) -> str:
+        return f"{VERSIONS_PREFIX}{version}/{view_name}/"
 
-    @property
-    def current_file(self) -> Path:
-        return self.data_dir / CURRENT_KEY
+    def manifest_key(self, version: str) -> str:
+        """A version exists once this object does; it names every file of the version, so
+        readers never list a version's prefix (on S3 a listing can lag a write)."""
+        return f"{VERSIONS_PREFIX}{version}/{MANIFEST_NAME}"
 
-    def version_dir(self, version: str) -> Path:
-        return self.versions_dir / version
+    def read_manifest(self, version: str) -> dict[str, Any] | None:
+        found = self.store.get_versioned(self.manifest_key(version))
+        return None if found is None else json.loads(found.data)
 
-    def view_dir(self, version: str, view_name: str) -> Path:
-        return self.version_dir(version) / view_name
+    def write_manifest(self, version: str, manifest: dict[str, Any]) -> None:
+        data = json.dumps(manifest, indent=1, sort_keys=True).encode()
+        self.store.put(self.manifest_key(version), data)
 
-    def manifest_file(self, version: str) -> Path:
-        return self.version_dir(version) / "manifest.json"
+    def version_ids(self) -> dict[str, bool]:
+        """Every version id with objects in the store, and whether its manifest exists
+        (False: an unfinished or killed job's leftovers), in id order."""
+        found: dict[str, bool] = {}
+        for info in self.store.list(VERSIONS_PREFIX):
+            version, _, rest = info.key[len(VERSIONS_PREFIX) :].partition("/")
+            found[version] = found.get(version, False) or rest == MANIFEST_NAME
+        return dict(sorted(found.items()))
 
     def read_current(self) -> BatchPointer | None:
         return self.read_current_versioned()[0]
@@ -285,11 +294,7 @@ class Layout:
         return self._pointer_store().cas(CURRENT_KEY, expected_etag, data) is not None
 
     def _pointer_store(self) -> ObjectStore:
-        # CURRENT stays beside the versions it names, in the local data directory, until the
-        # versions move to the store too.
-        from lambda_contracts.storage.local import LocalStore
-
-        return LocalStore(self.data_dir)
+        return self.store
 
     # --- services -----------------------------------------------------------------------
     @property

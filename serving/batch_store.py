@@ -3,7 +3,8 @@
 One DuckDB connection per process with ``threads=1``: a lookup touches one or two row groups,
 so parallel scan threads only add hand-offs, and the serving workers already use every core.
 Each request uses its own cursor and fetches its result fully. A version's Parquet files are
-loaded when a snapshot first names it (at start-up for the CURRENT one), sorted by the view key
+loaded when a snapshot first names it (at start-up for the CURRENT one) from the files its
+manifest names, through Arrow from whichever store holds them, sorted by the view key
 so per-account lookups touch few row groups; the newest few versions stay loaded so requests
 that began before a publish still finish.
 """
@@ -16,6 +17,7 @@ from collections import OrderedDict
 
 import duckdb
 
+from lambda_contracts.batch_files import view_dataset
 from lambda_contracts.layout import BatchPointer, Layout
 from lambda_contracts.views import VIEWS, Key, Measures, View, keyed
 from serving.key_index import KeyedArrays
@@ -51,22 +53,16 @@ class BatchStore:
             tables = {}
             for view in VIEWS:
                 name = f"bv_{next(self._names)}_{view.name}"
-                files = sorted(
-                    str(p) for p in self.layout.view_dir(version, view.name).glob("*.parquet")
-                )
+                source = f"src_{name}"
                 cols = ", ".join(view.key_columns)
-                if files:
+                # Streamed from the store (local files or S3) through Arrow into DuckDB.
+                self.con.register(source, view_dataset(self.layout, version, view))
+                try:
                     self.con.execute(
-                        f"CREATE TABLE {name} AS SELECT * FROM read_parquet(?) ORDER BY {cols}",
-                        [files],
+                        f"CREATE TABLE {name} AS SELECT * FROM {source} ORDER BY {cols}"
                     )
-                else:  # an empty version (nothing landed yet below its horizon)
-                    dims = ", ".join(f"{d} VARCHAR" for d in view.dimensions)
-                    measures = ", ".join(f"{m} BIGINT" for m in view.measure_names)
-                    self.con.execute(
-                        f"CREATE TABLE {name} ({dims + ', ' if dims else ''}"
-                        f"window_start BIGINT, {measures})"
-                    )
+                finally:
+                    self.con.unregister(source)
                 tables[view.name] = name
             self._arrays[version] = {
                 view.name: KeyedArrays.load(self.con, tables[view.name], view) for view in VIEWS

@@ -5,6 +5,7 @@ it computed). Reading and parsing the JSON file each time costs more than the ca
 it guards, so :class:`CurrentReader` stats the file and re-reads it only when the file changed
 (a publish replaces it by rename: a new inode, mtime, ctime) or its reading is older than
 ``max_age_s`` (a backstop should the file system reuse an inode within one timestamp tick).
+On S3 there is nothing to stat: the pointer is read at most once per ``max_age_s``.
 
 The speed watermark is informational and monotonic, so a value a second old is still a true
 lower bound; it is refreshed off the event loop (:class:`Refreshed`).
@@ -21,7 +22,8 @@ from typing import Generic, TypeVar
 import anyio.to_thread
 import structlog
 
-from lambda_contracts.layout import BatchPointer, Layout
+from lambda_contracts.layout import CURRENT_KEY, BatchPointer, Layout
+from lambda_contracts.storage import LocalStore
 
 T = TypeVar("T")
 log = structlog.get_logger("serving.snapshot")
@@ -29,7 +31,9 @@ log = structlog.get_logger("serving.snapshot")
 Signature = tuple[int, int, int, int] | None
 
 
-def _signature(path: os.PathLike[str] | str) -> Signature:
+def _signature(path: str | None) -> Signature:
+    if path is None:  # no file to stat (S3): the reading ages out after max_age_s
+        return None
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -42,7 +46,10 @@ class CurrentReader:
 
     def __init__(self, layout: Layout, max_age_s: float = 1.0) -> None:
         self.layout = layout
-        self.path = str(layout.current_file)  # built once: a Path per request costs more
+        # The pointer's local file, built once (a Path per request costs more); on S3 there
+        # is none, and CURRENT is read again once the last reading is max_age_s old.
+        local = isinstance(layout.store, LocalStore)
+        self.path = layout.store.path(CURRENT_KEY) if local else None
         self.max_age_s = max_age_s
         # (file signature, monotonic time of the read, pointer): replaced as one tuple, so a
         # concurrent reader sees either the old or the new reading, never a mix.

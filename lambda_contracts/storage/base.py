@@ -107,6 +107,12 @@ class ObjectStore(ABC):
         """Remove the object; deleting a missing object is not an error (retries are safe)."""
 
     @abstractmethod
+    def make_durable(self, keys: list[str]) -> None:
+        """Make objects that another writer put through ``filesystem()`` (Spark, via its own
+        file system client) as durable as ``put`` would have: call before publishing a
+        manifest that names them."""
+
+    @abstractmethod
     def cas(self, key: str, expected_etag: str | None, data: bytes) -> str | None:
         """Write ``data`` only if the object's etag is still ``expected_etag`` (None: only if
         there is no object). Returns the new etag, or None when another writer got there first.

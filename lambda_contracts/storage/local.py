@@ -145,6 +145,19 @@ class LocalStore(ObjectStore):
             except FileNotFoundError:  # removed while we listed: it is simply not there
                 continue
 
+    def make_durable(self, keys: list[str]) -> None:
+        directories = set()
+        for key in keys:
+            path = self._file(key)
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            directories.update(p for p in path.parents if self.root in p.parents or p == self.root)
+        for directory in sorted(directories, key=lambda p: len(p.parts), reverse=True):
+            _fsync_dir(directory)
+
     # --- compare-and-swap ---------------------------------------------------------------
     def cas(self, key: str, expected_etag: str | None, data: bytes) -> str | None:
         target = self._file(key)

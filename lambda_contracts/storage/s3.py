@@ -220,6 +220,9 @@ class S3Store(ObjectStore):
             ) from exc
         return str(response["ETag"])
 
+    def make_durable(self, keys: list[str]) -> None:
+        """Nothing to do: an object whose PUT completed is durable on S3."""
+
     # --- Arrow and start-up -------------------------------------------------------------
     def filesystem(self) -> pafs.FileSystem:
         if self._filesystem is None:

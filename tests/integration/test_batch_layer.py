@@ -86,7 +86,7 @@ def test_batch_equals_reference_parity_merge_and_killed_job(make_settings, tmp_p
     # A recompute killed mid-write leaves CURRENT and the visible versions untouched.
     h2 = wait_sealed(settings, everything)
     v2 = new_version_id("killed")
-    staging = layout.versions_dir / "_staging" / v2
+
     job = subprocess.Popen(
         spark_submit_command(settings, h2, v2, "killed"),
         env=submit_env(settings),
@@ -95,7 +95,10 @@ def test_batch_equals_reference_parity_merge_and_killed_job(make_settings, tmp_p
         stderr=subprocess.DEVNULL,
     )
     wait_until(
-        lambda: any(staging.rglob("*.parquet")) or job.poll() is not None,
+        lambda: (
+            any(o.key.endswith(".parquet") for o in layout.store.list(layout.version_prefix(v2)))
+            or job.poll() is not None
+        ),
         180,
         "the job to start writing",
     )

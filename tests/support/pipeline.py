@@ -23,6 +23,7 @@ from kafka import KafkaConsumer, TopicPartition
 from sqlalchemy import Engine, select
 
 from infra.services import speed_health
+from lambda_contracts.batch_files import view_dataset
 from lambda_contracts.events import MAX_CREATED_TIME_MS, Transaction, parse_event
 from lambda_contracts.landing_files import landing_row, read_landing_file
 from lambda_contracts.layout import Layout
@@ -304,12 +305,11 @@ def batch_views(layout: Layout, version: str) -> dict[str, dict[Key, Measures]]:
     out: dict[str, dict[Key, Measures]] = {}
     con = duckdb.connect()
     for view in VIEWS:
-        files = [str(p) for p in layout.view_dir(version, view.name).glob("*.parquet")]
         cols = ", ".join([*view.key_columns, *view.measure_names])
         n = len(view.key_columns)
-        rows = (
-            con.execute(f"SELECT {cols} FROM read_parquet(?)", [files]).fetchall() if files else []
-        )
+        con.register("version_view", view_dataset(layout, version, view))
+        rows = con.execute(f"SELECT {cols} FROM version_view").fetchall()
+        con.unregister("version_view")
         out[view.name] = dict(keyed(rows, n))
     con.close()
     return out

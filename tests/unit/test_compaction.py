@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from batch_layer.compaction import STEPS, compact
-from batch_layer.inputs import input_name
+from batch_layer.inputs import spark_uri
 from batch_layer.versions import new_version_id
 from lambda_contracts.landing_files import read_landing_file, write_landing_file
 from lambda_contracts.landing_lock import reading_landing
@@ -146,10 +145,8 @@ def test_killed_at_any_step_loses_nothing_counts_nothing_twice_and_the_next_run_
 def test_files_a_kept_version_names_or_a_running_job_reads_are_kept(layout: Layout) -> None:
     landed = _land(layout)
     named_key = layout.landing_files(below_ms=BUCKET_MS)[0]
-    named = input_name(layout, named_key)
-    version = layout.version_dir(new_version_id("kept"))
-    version.mkdir(parents=True)
-    (version / "manifest.json").write_text(json.dumps({"input_files": {named: 4}}))
+    named = spark_uri(layout, named_key)
+    layout.write_manifest(new_version_id("kept"), {"input_files": {named: 4}})
 
     with reading_landing(layout):  # a batch job is reading
         during = compact(layout, below_ms=2 * BUCKET_MS)

@@ -18,7 +18,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import insert
@@ -33,6 +32,7 @@ from serving.batch_store import BatchStore
 from serving.main import create_app
 from serving.queries import Granularity, QueryService
 from serving.speed_store import SpeedReader
+from tests.support.versions import put_version
 
 BUCKET = 60_000
 DAY = 86_400_000
@@ -111,6 +111,7 @@ def aggregate(events: list[Event], view, with_bucket: bool) -> dict[tuple, list[
 
 
 def write_version(layout: Layout, version: str) -> None:
+    tables = {}
     for view in VIEWS:
         rows = aggregate(BATCH[version], view, with_bucket=False)
         columns: dict[str, list] = {c: [] for c in (*view.key_columns, *view.measure_names)}
@@ -119,9 +120,8 @@ def write_version(layout: Layout, version: str) -> None:
                 (*view.key_columns, *view.measure_names), (*key, *measures), strict=True
             ):
                 columns[c].append(v)
-        target = layout.view_dir(version, view.name)
-        target.mkdir(parents=True)
-        pq.write_table(pa.table(columns), target / "part-0.parquet")
+        tables[view.name] = pa.table(columns)
+    put_version(layout, version, tables, {"version": version, "horizon_ms": HORIZON[version]})
 
 
 def publish(layout: Layout, version: str, pinned: bool = False) -> None:

@@ -3,13 +3,12 @@ one horizon rule for every caller. Versions are written by hand (no Spark)."""
 
 from __future__ import annotations
 
-import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
@@ -20,6 +19,8 @@ from batch_layer.versions import (
     ConcurrentUpdateError,
     PinnedError,
     VersionError,
+    list_versions,
+    prune,
     publish,
     read_manifest,
     resume,
@@ -28,6 +29,7 @@ from batch_layer.versions import (
 from lambda_contracts.layout import BatchPointer, Layout, PartitionProgress
 from lambda_contracts.settings import Settings
 from lambda_contracts.views import VIEWS
+from tests.support.versions import put_version
 
 BUCKET = 1000
 
@@ -45,17 +47,15 @@ def make_version(layout: Layout, name: str, horizon: int, events: int, view_even
         "duplicates_removed": 0,
         "events": events,
     }
+    tables = {}
     for view in VIEWS:
-        target = layout.view_dir(version, view.name)
-        target.mkdir(parents=True)
         columns: dict[str, list[object]] = {d: ["acct"] for d in view.dimensions}
         columns["window_start"] = [60_000]
         measures = dict(
             zip(view.measure_names, (view_events, 10 * view_events, 10, 10), strict=True)
         )
-        table = pa.table(columns | {name: [value] for name, value in measures.items()})
-        pq.write_table(table, target / "part-0.parquet")
-    layout.manifest_file(version).write_text(json.dumps(manifest))
+        tables[view.name] = pa.table(columns | {name: [value] for name, value in measures.items()})
+    put_version(layout, version, tables, manifest)
     return version
 
 
@@ -65,8 +65,7 @@ def validated(layout: Layout, name: str, horizon: int) -> str:
     return version
 
 
-def test_validation_is_recorded_and_only_validated_versions_publish(tmp_path: Path) -> None:
-    layout = Layout(tmp_path)
+def test_validation_is_recorded_and_only_validated_versions_publish(layout: Layout) -> None:
     good = make_version(layout, "01", 1000, 5, 5)
     bad = make_version(layout, "02", 2000, 5, 4)
     with pytest.raises(VersionError, match="not validated"):
@@ -82,8 +81,7 @@ def test_validation_is_recorded_and_only_validated_versions_publish(tmp_path: Pa
     assert layout.read_current().version == good
 
 
-def test_rollback_skips_versions_that_failed_validation_and_pins(tmp_path: Path) -> None:
-    layout = Layout(tmp_path)
+def test_rollback_skips_versions_that_failed_validation_and_pins(layout: Layout) -> None:
     v1 = validated(layout, "01", 1000)
     v2 = make_version(layout, "02", 2000, 5, 4)
     with pytest.raises(ValidationFailed):
@@ -97,8 +95,7 @@ def test_rollback_skips_versions_that_failed_validation_and_pins(tmp_path: Path)
         rollback(layout, v2)
 
 
-def test_a_pinned_current_is_not_published_over_until_resumed(tmp_path: Path) -> None:
-    layout = Layout(tmp_path)
+def test_a_pinned_current_is_not_published_over_until_resumed(layout: Layout) -> None:
     v1 = validated(layout, "01", 1000)
     v2 = validated(layout, "02", 2000)
     publish(layout, v2)
@@ -176,8 +173,7 @@ def test_choose_horizon_takes_the_watermark_or_checks_the_request(tmp_path: Path
         choose_horizon(settings, 3000)
 
 
-def test_current_moves_only_by_compare_and_swap(tmp_path: Path) -> None:
-    layout = Layout(tmp_path)
+def test_current_moves_only_by_compare_and_swap(layout: Layout) -> None:
     first = BatchPointer("v1", 1000, 1)
     assert layout.read_current_versioned() == (None, None)
     assert layout.swap_current(first, None)
@@ -189,8 +185,7 @@ def test_current_moves_only_by_compare_and_swap(tmp_path: Path) -> None:
     assert layout.read_current() == BatchPointer("v2", 2000, 2)
 
 
-def test_of_publishers_that_read_the_same_current_exactly_one_wins(tmp_path: Path) -> None:
-    layout = Layout(tmp_path)
+def test_of_publishers_that_read_the_same_current_exactly_one_wins(layout: Layout) -> None:
     layout.swap_current(BatchPointer("v0", 1000, 1), None)
     _, etag = layout.read_current_versioned()
     contenders = 8
@@ -208,9 +203,8 @@ def test_of_publishers_that_read_the_same_current_exactly_one_wins(tmp_path: Pat
 
 
 def test_a_publish_that_lost_the_race_changes_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    layout: Layout, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    layout = Layout(tmp_path)
     old = validated(layout, "01", 1000)
     new = validated(layout, "02", 2000)
     publish(layout, old)
@@ -227,3 +221,20 @@ def test_a_publish_that_lost_the_race_changes_nothing(
         publish(layout, new)
     monkeypatch.undo()
     assert layout.read_current() == BatchPointer(old, 1000, 5, pinned=True)
+
+
+def test_prune_keeps_current_and_the_newest_and_clears_old_leftovers(layout: Layout) -> None:
+    v1, v2, v3 = (validated(layout, n, 1000 * int(n)) for n in ("01", "02", "03"))
+    publish(layout, v1)
+    rollback(layout, v1)  # CURRENT pinned to the oldest: prune must keep it
+    # Leftovers of killed jobs (files, no manifest): one from the run's start time of 2026-01-01,
+    # one written "now" by a job that may still be running.
+    old_leftover, young_leftover = "v20260101T000000Z-killed", "v20260101T120000Z-writing"
+    for leftover in (old_leftover, young_leftover):
+        layout.store.put(f"{layout.view_prefix(leftover, 'global_minute')}part-0.parquet", b"x")
+    doomed = prune(layout, keep=1, now=datetime(2026, 1, 1, 15, tzinfo=UTC))
+    assert doomed == [v2]
+    assert list_versions(layout) == [v1, v3]
+    left = layout.version_ids()
+    assert old_leftover not in left and left.get(young_leftover) is False
+    assert not layout.store.list(layout.version_prefix(v2))  # every object of v2 went
