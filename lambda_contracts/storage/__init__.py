@@ -7,6 +7,8 @@ on it at start-up. See ``base`` for the guarantees every backend keeps.
 
 from __future__ import annotations
 
+import os
+
 from lambda_contracts.settings import Settings
 from lambda_contracts.storage.base import (
     ObjectInfo,
@@ -40,10 +42,15 @@ def open_store(settings: Settings) -> ObjectStore:
     # Imported here so local mode never loads botocore.
     from lambda_contracts.storage.s3 import S3Config, S3Store
 
+    # Keys in the environment are taken as they are now (a shared botocore session would
+    # otherwise keep the first ones it resolved); without them, the rest of the AWS chain.
     return S3Store(
         S3Config(
             location=parse_s3_url(settings.storage_url),
             endpoint=settings.s3_endpoint,
             region=settings.s3_region,
+            access_key=os.environ.get("AWS_ACCESS_KEY_ID") or None,
+            secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY") or None,
+            session_token=os.environ.get("AWS_SESSION_TOKEN") or None,
         )
     )

@@ -45,7 +45,8 @@ class S3Config:
     ``endpoint`` None means AWS itself (virtual-host addressing); a custom endpoint such as
     versitygw's ``http://127.0.0.1:7070`` is addressed path-style, which every S3 server
     supports. Credentials None means the usual AWS chain (AWS_ACCESS_KEY_ID /
-    AWS_SECRET_ACCESS_KEY, profiles, instance roles); explicit ones are for tests and tools.
+    AWS_SECRET_ACCESS_KEY, profiles, instance roles); ``open_store`` passes the environment's
+    keys explicitly when they are set.
     """
 
     location: S3Location
@@ -53,6 +54,7 @@ class S3Config:
     region: str = "us-east-1"
     access_key: str | None = None
     secret_key: str | None = None
+    session_token: str | None = None
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 30.0
 
@@ -110,6 +112,7 @@ class S3Store(ObjectStore):
             endpoint_url=cfg.endpoint,
             aws_access_key_id=cfg.access_key,
             aws_secret_access_key=cfg.secret_key,
+            aws_session_token=cfg.session_token,
             config=Config(
                 s3={"addressing_style": "path" if cfg.endpoint else "auto"},
                 retries={"total_max_attempts": retries, "mode": "standard"},
@@ -244,6 +247,8 @@ class S3Store(ObjectStore):
         if cfg.access_key and cfg.secret_key:
             options["access_key"] = cfg.access_key
             options["secret_key"] = cfg.secret_key
+            if cfg.session_token:
+                options["session_token"] = cfg.session_token
         return pafs.S3FileSystem(**options)
 
     def path(self, key: str) -> str:

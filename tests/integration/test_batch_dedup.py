@@ -185,6 +185,7 @@ def test_batch_dedup_equals_the_oracle_at_a_small_horizon(
     assert manifest["replays_removed"] == len(listed) - len(set(listed))
     assert manifest["duplicates_removed"] == len(below) - len(kept)
     assert validate_version(layout, "v1")["events"] == len(kept)
-    if backend == "s3":  # Spark read the objects over s3a; nothing landed on the local disk
+    if backend == "s3":  # Spark read and wrote the objects over s3a; nothing is on local disk
         assert all(name.startswith("s3a://") for name in manifest["input_files"])
-        assert not list((tmp_path / "data" / "landing").rglob("*.parquet"))
+        assert all(layout.store.exists(k) for ks in manifest["output_files"].values() for k in ks)
+        assert not list((tmp_path / "data").rglob("*.parquet"))
