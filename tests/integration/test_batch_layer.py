@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from batch_layer.pipeline import run_once
-from batch_layer.submit import spark_submit_command, submit_env
 from batch_layer.versions import list_versions, new_version_id
 from lambda_contracts.db import make_engine
 from lambda_contracts.layout import Layout
@@ -19,6 +15,7 @@ from tests.support.pipeline import (
     SpeedProcess,
     batch_views,
     expected_views,
+    kill_recompute_mid_write,
     merge_views,
     mixed_stream,
     produce,
@@ -26,7 +23,6 @@ from tests.support.pipeline import (
     truth_rows,
     wait_caught_up,
     wait_sealed,
-    wait_until,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -86,24 +82,7 @@ def test_batch_equals_reference_parity_merge_and_killed_job(make_settings, tmp_p
     # A recompute killed mid-write leaves CURRENT and the visible versions untouched.
     h2 = wait_sealed(settings, everything)
     v2 = new_version_id("killed")
-
-    job = subprocess.Popen(
-        spark_submit_command(settings, h2, v2, "killed"),
-        env=submit_env(settings),
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_until(
-        lambda: (
-            any(o.key.endswith(".parquet") for o in layout.store.list(layout.version_prefix(v2)))
-            or job.poll() is not None
-        ),
-        180,
-        "the job to start writing",
-    )
-    os.killpg(job.pid, signal.SIGKILL)
-    job.wait()
+    kill_recompute_mid_write(settings, h2, v2)
     assert layout.read_current().version == v1
     assert list_versions(layout) == [v1]
 

@@ -7,9 +7,6 @@ and publishes → the serving API, loading the version from S3, equals the groun
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import time
 import uuid
 from decimal import Decimal
@@ -18,7 +15,6 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from batch_layer.submit import spark_submit_command, submit_env
 from batch_layer.versions import is_validated, list_versions, new_version_id, read_manifest
 from infra.s3_server import S3Server
 from lambda_contracts.db import make_engine
@@ -30,12 +26,12 @@ from tests.support.pipeline import (
     assert_landing_holds_every_valid_event_once,
     batch_views,
     expected_views,
+    kill_recompute_mid_write,
     mixed_stream,
     read_truth,
     start_producer,
     wait_caught_up,
     wait_sealed,
-    wait_until,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -74,21 +70,7 @@ def test_the_platform_on_s3_is_exact_through_kills(
 
     # A recompute killed while it writes its version: no version appears, CURRENT stays.
     killed = new_version_id("killed")
-    job = subprocess.Popen(
-        spark_submit_command(settings, horizon, killed, "killed"),
-        env=submit_env(settings),
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-    def writing() -> bool:
-        found = layout.store.list(layout.version_prefix(killed))
-        return any(o.key.endswith(".parquet") for o in found) or job.poll() is not None
-
-    wait_until(writing, 240, "the job to start writing its version on S3")
-    os.killpg(job.pid, signal.SIGKILL)
-    job.wait()
+    kill_recompute_mid_write(settings, horizon, killed)
     assert layout.read_current() is None and list_versions(layout) == []
 
     # lambda_batch in Airflow: Spark over s3a://, validate, publish.

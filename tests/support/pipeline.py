@@ -353,3 +353,26 @@ def wait_watermark(settings: Settings, at_least: int, timeout: float = 90) -> in
 
     wait_until(lambda: current() >= at_least, timeout, f"the landing watermark to reach {at_least}")
     return current()
+
+
+def kill_recompute_mid_write(settings: Settings, horizon_ms: int, version: str) -> None:
+    """Run the Spark job (spark-submit) and SIGKILL its whole process group once it has
+    written a file of its version (or ended): what a crash of the batch host does."""
+    from batch_layer.submit import spark_submit_command, submit_env
+
+    layout = Layout.of(settings)
+    job = subprocess.Popen(
+        spark_submit_command(settings, horizon_ms, version, "killed"),
+        env=submit_env(settings),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def writing() -> bool:
+        found = layout.store.list(layout.version_prefix(version))
+        return any(o.key.endswith(".parquet") for o in found) or job.poll() is not None
+
+    wait_until(writing, 240, f"the job to start writing version {version}")
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait()
