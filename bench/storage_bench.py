@@ -30,6 +30,7 @@ from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
 from lambda_contracts.views import ACCOUNT_MINUTE
 from serving.batch_store import BatchStore
+from serving.row_query import RowQuery
 from tests.support.pipeline import batch_views
 
 S3_PORT = int(os.environ.get("LAMBDA_BENCH_S3_PORT", "37070"))
@@ -53,9 +54,8 @@ def run_backend(settings: Settings, events: int) -> dict[str, Any]:
     with Timer() as load:
         pointer = store.current()  # loads the published version: the first request's wait
     started = time.perf_counter()
-    rows = store.rows(
-        "vbench", ACCOUNT_MINUTE, 0, 2**62, (), filters={"source_account_id": "100042"}
-    )
+    query = RowQuery.of(ACCOUNT_MINUTE, 0, 2**62, filters={"source_account_id": "100042"})
+    rows = store.rows("vbench", query)
     first_query_ms = (time.perf_counter() - started) * 1000
     assert pointer is not None and rows
     return {

@@ -19,8 +19,9 @@ import duckdb
 
 from lambda_contracts.batch_files import view_dataset
 from lambda_contracts.layout import BatchPointer, Layout
-from lambda_contracts.views import VIEWS, Key, Measures, View, keyed
+from lambda_contracts.views import VIEWS, Key, Measures, keyed
 from serving.key_index import KeyedArrays
+from serving.row_query import RowQuery
 
 KEEP_LOADED = 3
 
@@ -74,46 +75,29 @@ class BatchStore:
                 for table in old.values():
                     self.con.execute(f"DROP TABLE IF EXISTS {table}")
 
-    def rows(
-        self,
-        version: str,
-        view: View,
-        start_ms: int,
-        end_ms: int,
-        group_by: tuple[str, ...],
-        filters: dict[str, str] | None = None,
-        window_ms: int | None = None,
-    ) -> list[tuple[Key, Measures]]:
-        """Rows of a view in [start, end) of window_start, grouped by ``group_by``.
+    def rows(self, version: str, q: RowQuery) -> list[tuple[Key, Measures]]:
+        """The rows ``q`` asks for, from ``version``.
 
-        ``window_ms``: group ``window_start`` by windows of this size (floored; starts are never
-        negative), so an hour or day series comes out already rolled up.
+        ``q.window_ms``: ``window_start`` grouped by windows of this size (floored; starts are
+        never negative), so an hour or day series comes out already rolled up.
 
         One key's rows (every dimension filtered, grouped by nothing or by window_start) come
         from the version's :class:`KeyedArrays`; other shapes (e.g. top accounts) from SQL.
         """
-        filters = filters or {}
-        if set(filters) == set(view.dimensions) and group_by in ((), ("window_start",)):
+        view, filters = q.view, q.filter_map
+        if set(filters) == set(view.dimensions) and q.group_by in ((), ("window_start",)):
             key = tuple(filters[d] for d in view.dimensions)
             arrays = self._arrays[version][view.name]
-            return arrays.rows(key, start_ms, end_ms, bool(group_by), window_ms)
-        return self.sql_rows(version, view, start_ms, end_ms, group_by, filters, window_ms)
+            return arrays.rows(key, q.start_ms, q.end_ms, bool(q.group_by), q.window_ms)
+        return self.sql_rows(version, q)
 
-    def sql_rows(
-        self,
-        version: str,
-        view: View,
-        start_ms: int,
-        end_ms: int,
-        group_by: tuple[str, ...],
-        filters: dict[str, str] | None = None,
-        window_ms: int | None = None,
-    ) -> list[tuple[Key, Measures]]:
+    def sql_rows(self, version: str, q: RowQuery) -> list[tuple[Key, Measures]]:
         """:meth:`rows` through DuckDB SQL, whatever the shape."""
+        view, group_by, window_ms = q.view, q.group_by, q.window_ms
         table = self._tables[version][view.name]
         where = ["window_start >= ?", "window_start < ?"]
-        params: list[object] = [start_ms, end_ms]
-        for column, value in (filters or {}).items():
+        params: list[object] = [q.start_ms, q.end_ms]
+        for column, value in q.filters:
             assert column in view.dimensions
             where.append(f"{column} = ?")
             params.append(value)

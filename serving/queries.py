@@ -16,10 +16,11 @@ from typing import TypeVar
 import anyio.to_thread
 
 from lambda_contracts.layout import BatchPointer
-from lambda_contracts.views import ACCOUNT_MINUTE, GLOBAL_MINUTE, Key, Measures, View
+from lambda_contracts.views import ACCOUNT_MINUTE, GLOBAL_MINUTE, Key, Measures
 from serving.batch_cache import BatchCache, BatchPart, MixedSnapshotError, identity_of
 from serving.batch_store import BatchStore
 from serving.merge import merge_rows, roll_up, total
+from serving.row_query import RowQuery
 from serving.snapshot_cache import CurrentReader, Refreshed
 from serving.speed_store import SpeedReader
 from serving.watermark import EndOffsetsReading, speed_watermark_ms
@@ -106,52 +107,29 @@ class QueryService:
                 return snap, result
         return snap, result  # publishes every few minutes: unreachable in practice
 
-    def _batch_part(
-        self,
-        snap: Snapshot,
-        view: View,
-        start_ms: int,
-        end_ms: int,
-        group_by: tuple[str, ...],
-        filters: dict[str, str] | None,
-        window_ms: int | None,
-    ) -> BatchPart | None:
+    def _batch_part(self, snap: Snapshot, q: RowQuery) -> BatchPart | None:
         """The batch side of the answer on this snapshot's version, from the cache if there."""
         pointer = snap.pointer
         if pointer is None:
             return None
-        query = (view.name, start_ms, end_ms, group_by, tuple(sorted((filters or {}).items())))
-        query += (window_ms,)
-        part = self.cache.get(pointer, query)
+        part = self.cache.get(pointer, q)
         if part is None:
-            rows = self.batch.rows(
-                pointer.version, view, start_ms, end_ms, group_by, filters, window_ms
-            )
+            rows = self.batch.rows(pointer.version, q)
             part = BatchPart(pointer.version, pointer.horizon_ms, tuple(rows))
-            self.cache.put(query, part)
+            self.cache.put(q, part)
         return part
 
-    def _merged(
-        self,
-        snap: Snapshot,
-        view: View,
-        start_ms: int,
-        end_ms: int,
-        group_by: tuple[str, ...],
-        filters: dict[str, str] | None = None,
-        window_ms: int | None = None,
-    ) -> dict[Key, Measures]:
-        """Batch part of V (H) + speed rows with bucket >= H, keyed by ``group_by``.
-
-        ``window_ms``: ``window_start`` (if grouped by) floored to windows of this size.
-        """
-        part = self._batch_part(snap, view, start_ms, end_ms, group_by, filters, window_ms)
+    def _merged(self, snap: Snapshot, q: RowQuery) -> dict[Key, Measures]:
+        """Batch part of V (H) + speed rows with bucket >= H, keyed by ``q.group_by``;
+        ``window_start`` (if grouped by) floored to windows of ``q.window_ms``."""
+        view, group_by, window_ms = q.view, q.group_by, q.window_ms
+        part = self._batch_part(snap, q)
         if part is not None and part.identity != identity_of(snap.pointer):
             # Never: the cache files parts by identity. Checked because a part merged with
             # speed rows of another horizon would count events twice or not at all.
             raise MixedSnapshotError(f"batch part {part.identity} with snapshot {snap.pointer}")
         batch_rows = part.rows if part is not None else ()
-        speed_rows = self.speed.rows(view, snap.horizon_ms, start_ms, end_ms, group_by, filters)
+        speed_rows = self.speed.rows(q, snap.horizon_ms)
         if window_ms and "window_start" in group_by:
             at = group_by.index("window_start")
             speed_rows = list(
@@ -181,14 +159,9 @@ class QueryService:
         view = GLOBAL_MINUTE if account_id is None else ACCOUNT_MINUTE
         filters = None if account_id is None else {"source_account_id": account_id}
         size = granularity.ms
+        window_ms = None if size == view.window_ms else size
         windows = self._merged(
-            snap,
-            view,
-            start_ms,
-            end_ms,
-            ("window_start",),
-            filters,
-            None if size == view.window_ms else size,
+            snap, RowQuery.of(view, start_ms, end_ms, ("window_start",), filters, window_ms)
         )
         return sorted((k[0], view.labelled(v)) for k, v in windows.items())
 
@@ -197,14 +170,18 @@ class QueryService:
     ) -> dict[str, int] | None:
         view = GLOBAL_MINUTE if account_id is None else ACCOUNT_MINUTE
         filters = None if account_id is None else {"source_account_id": account_id}
-        value = total(view, self._merged(snap, view, start_ms, end_ms, (), filters).values())
+        value = total(
+            view, self._merged(snap, RowQuery.of(view, start_ms, end_ms, (), filters)).values()
+        )
         return None if value is None else view.labelled(value)
 
     def top_accounts(
         self, snap: Snapshot, start_ms: int, end_ms: int, by_sum: bool, limit: int
     ) -> list[tuple[str, dict[str, int]]]:
         view = ACCOUNT_MINUTE
-        per_account = self._merged(snap, view, start_ms, end_ms, ("source_account_id",))
+        per_account = self._merged(
+            snap, RowQuery.of(view, start_ms, end_ms, ("source_account_id",))
+        )
         measure = view.measure_index("sum" if by_sum else "count")
         ranked = sorted(per_account.items(), key=lambda kv: (-kv[1][measure], kv[0][0]))
         return [(k[0], view.labelled(v)) for k, v in ranked[:limit]]

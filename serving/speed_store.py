@@ -9,6 +9,7 @@ from sqlalchemy import Engine, Select, bindparam, literal_column, select, text
 
 from lambda_contracts.store_schema import batch_runs, partition_state, view_tables
 from lambda_contracts.views import Key, Measures, View, keyed
+from serving.row_query import RowQuery
 
 
 class SpeedReader:
@@ -42,23 +43,19 @@ class SpeedReader:
         with self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
 
-    def rows(
-        self,
-        view: View,
-        horizon_ms: int,
-        start_ms: int,
-        end_ms: int,
-        group_by: tuple[str, ...],
-        filters: dict[str, str] | None = None,
-    ) -> list[tuple[Key, Measures]]:
-        """Speed rows with ingest bucket >= horizon in [start, end), grouped by ``group_by``."""
-        filters = filters or {}
-        stmt = self._statement(view, group_by, tuple(sorted(filters)))
-        params: dict[str, Any] = {"horizon_ms": horizon_ms, "start_ms": start_ms, "end_ms": end_ms}
-        params.update((f"filter_{c}", v) for c, v in filters.items())
+    def rows(self, q: RowQuery, horizon_ms: int) -> list[tuple[Key, Measures]]:
+        """Speed rows of ``q`` with ingest bucket >= horizon, per minute window (the query
+        service rolls them up to ``q.window_ms``)."""
+        stmt = self._statement(q.view, q.group_by, tuple(c for c, _ in q.filters))
+        params: dict[str, Any] = {
+            "horizon_ms": horizon_ms,
+            "start_ms": q.start_ms,
+            "end_ms": q.end_ms,
+        }
+        params.update((f"filter_{c}", v) for c, v in q.filters)
         with self.engine.connect() as conn:
             fetched = conn.execute(stmt, params).all()
-        return keyed(fetched, len(group_by))
+        return keyed(fetched, len(q.group_by))
 
     def partitions(self) -> list[dict[str, Any]]:
         """Each partition's stored offset, counters and newest counted Kafka timestamp."""

@@ -30,6 +30,7 @@ from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
 from lambda_contracts.store_schema import partition_state
 from lambda_contracts.views import VIEWS, Key, Measures, keyed
+from serving.row_query import RowQuery
 from serving.speed_store import SpeedReader
 from tests.support.oracle import DEFAULT_DEDUP_HORIZON_MS, oracle_views
 
@@ -108,7 +109,7 @@ def speed_views(engine: Engine, min_bucket: int = 0) -> dict[str, dict[Key, Meas
     reader = SpeedReader(engine, topic="")
     everything = (0, MAX_CREATED_TIME_MS + 1)
     return {
-        view.name: dict(reader.rows(view, min_bucket, *everything, view.key_columns))
+        view.name: dict(reader.rows(RowQuery.of(view, *everything, view.key_columns), min_bucket))
         for view in VIEWS
     }
 

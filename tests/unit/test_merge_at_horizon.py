@@ -16,6 +16,7 @@ from lambda_contracts.db import make_engine
 from lambda_contracts.layout import LANDING_COLUMNS
 from lambda_contracts.views import VIEWS, Key, Measures, View, keyed
 from serving.merge import merge_rows
+from serving.row_query import RowQuery
 from serving.speed_store import SpeedReader
 from speed_layer.store import SpeedStore
 from tests.support.oracle import oracle_views
@@ -61,7 +62,7 @@ def test_batch_below_h_merged_with_speed_from_h_equals_the_oracle(
         records = all_records(logs)
         expected = oracle_views(records, DEDUP_MS)
         for view in VIEWS:
-            speed = reader.rows(view, horizon, 0, 10**15, view.key_columns)
+            speed = reader.rows(RowQuery.of(view, 0, 10**15, view.key_columns), horizon)
             merged = merge_rows(view, batch_rows(records, horizon, view), speed)
             assert merged == expected[view.name], f"{view.name} at H={horizon}"
     finally:

@@ -31,6 +31,7 @@ from serving.batch_cache import BatchCache, BatchPart, MixedSnapshotError
 from serving.batch_store import BatchStore
 from serving.main import create_app
 from serving.queries import Granularity, QueryService
+from serving.row_query import RowQuery
 from serving.speed_store import SpeedReader
 from tests.support.versions import put_version
 
@@ -328,5 +329,5 @@ def test_keyed_arrays_answer_as_duckdb_sql_does(store) -> None:  # type: ignore[
                         (("window_start",), 3_600_000),
                         (("window_start",), DAY),
                     ):
-                        args = (version, view, start, end, group_by, filters, window)
-                        assert batch.rows(*args) == sorted(batch.sql_rows(*args)), args
+                        q = RowQuery.of(view, start, end, group_by, filters, window)
+                        assert batch.rows(version, q) == sorted(batch.sql_rows(version, q)), q
