@@ -1,0 +1,1 @@
+"""The platform as a cluster of hosts on one machine: each host a Linux network namespace."""

@@ -1,0 +1,78 @@
+"""The cluster's hosts, their addresses and what runs on each: the one description that the
+network script, the cluster commands and the compose file's test all read.
+
+Every host is a Linux network namespace on a private bridge; a service listens on its host's
+address with its usual port (``kafka-1:9092``, ``serving:8000``, ``airflow:8080``,
+``spark-master:7077``, ``postgres:5432``, ``s3:7070``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str  # also its DNS name inside the cluster
+    services: tuple[str, ...]  # what runs on it (names of the compose services it mirrors)
+
+
+HOSTS: tuple[Host, ...] = (
+    Host("kafka-1", ("kafka-1",)),
+    Host("kafka-2", ("kafka-2",)),
+    Host("kafka-3", ("kafka-3",)),
+    Host("postgres", ("postgres",)),
+    Host("s3", ("s3",)),
+    Host("spark-master", ("spark-master",)),
+    Host("spark-worker-1", ("spark-worker-1",)),
+    Host("spark-worker-2", ("spark-worker-2",)),
+    Host(
+        "airflow",
+        ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"),
+    ),
+    Host("speed-1", ("speed-1",)),
+    Host("speed-2", ("speed-2",)),
+    Host("serving", ("serving",)),
+    Host("producer", ("producer",)),
+)
+
+PORTS = {"kafka": 9092, "kafka-controller": 9093, "postgres": 5432, "s3": 7070}
+PORTS |= {"spark-master": 7077, "airflow": 8080, "serving": 8000}
+
+
+@dataclass(frozen=True)
+class Network:
+    """Where the hosts live: namespaces ``<prefix><host>`` on bridge ``<prefix>br`` in
+    ``subnet`` (the bridge takes its first address, the hosts the next ones in order)."""
+
+    prefix: str = "lambda-"
+    subnet: str = "10.213.77.0/24"
+
+    @property
+    def bridge(self) -> str:
+        return f"{self.prefix}br"
+
+    def namespace(self, host: str) -> str:
+        return f"{self.prefix}{host}"
+
+    def gateway(self) -> str:
+        return str(ipaddress.ip_network(self.subnet)[1])
+
+    def prefix_len(self) -> int:
+        return ipaddress.ip_network(self.subnet).prefixlen
+
+    def address(self, host: str) -> str:
+        index = [h.name for h in HOSTS].index(host)
+        return str(ipaddress.ip_network(self.subnet)[10 + index])
+
+    def veth(self, host: str) -> str:
+        """The bridge-side end of a host's link (interface names are at most 15 bytes)."""
+        index = [h.name for h in HOSTS].index(host)
+        return f"{self.prefix[:8]}v{index}"
+
+    def hosts_file(self) -> str:
+        """``/etc/hosts`` as every host sees it: every host's name and address."""
+        lines = ["127.0.0.1 localhost", "::1 localhost"]
+        lines += [f"{self.address(h.name)} {h.name}" for h in HOSTS]
+        return "\n".join(lines) + "\n"
