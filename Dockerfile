@@ -1,5 +1,11 @@
 # One image for every platform service in docker compose: the same code and pinned
 # dependencies as local mode (speed layer, serving, Airflow, Spark master/worker, producer).
+
+# Spark's s3a filesystem (hadoop-aws + the AWS SDK bundle), from the same pom as local mode.
+FROM maven:3.9-eclipse-temurin-17 AS s3a-jars
+COPY infra/spark/pom.xml /build/pom.xml
+RUN mvn -q -B -f /build/pom.xml package -Ds3a.jars=/opt/spark-s3a
+
 FROM python:3.11-slim-bookworm
 
 RUN apt-get update \
@@ -9,7 +15,9 @@ RUN apt-get update \
 # The JDK's directory name carries the architecture (amd64, arm64): point at it by a fixed link.
 ENV JAVA_HOME=/usr/lib/jvm/default-java-17 \
     PYTHONUNBUFFERED=1 \
-    LAMBDA_DATA_DIR=/data
+    LAMBDA_DATA_DIR=/data \
+    LAMBDA_SPARK_S3A_JARS=/opt/spark-s3a
+COPY --from=s3a-jars /opt/spark-s3a /opt/spark-s3a
 
 WORKDIR /app
 COPY pyproject.toml README.md ./

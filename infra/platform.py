@@ -21,12 +21,14 @@ from rich.table import Table
 from infra.airflow_env import AIRFLOW_PORT, API_HOST, admin_password, airflow_env, password_file
 from infra.keeper import Keeper, clear_records, read_record
 from infra.s3_server import SERVICE as S3_SERVICE
+from infra.s3_server import ensure_bucket
 from infra.services import keeper_service, platform_services, speed_health
 from infra.supervisor import Service, ServiceError, Supervisor
 from infra.topics import TopicMismatchError
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings, get_settings
 from lambda_contracts.startup import EXIT_CONFIG, checked_layout
+from lambda_contracts.storage_url import parse_s3_url
 
 app = typer.Typer(add_completion=False, help=__doc__)
 console = Console()
@@ -71,6 +73,25 @@ def up(
         _start(sup, service, settings)
     _start(sup, keeper_service(demo, demo_rate), settings)
     _print_where(settings)
+
+
+@app.command("storage-init")
+def storage_init() -> None:
+    """Create the bucket of LAMBDA_STORAGE_URL if it is missing, then check the store (what
+    compose's s3-init runs before the layers start); nothing to do on the local default."""
+    settings = get_settings()
+    if settings.storage_url is not None:
+        bucket = parse_s3_url(settings.storage_url).bucket
+        created = ensure_bucket(
+            settings.s3_endpoint,
+            bucket,
+            os.environ.get("AWS_ACCESS_KEY_ID") or None,
+            os.environ.get("AWS_SECRET_ACCESS_KEY") or None,
+            settings.s3_region,
+        )
+        console.print(f"bucket {bucket}: {'created' if created else 'exists'}")
+    layout = checked_layout(settings)
+    console.print(f"[green]✓[/green] storage {layout.store.describe()}")
 
 
 @app.command(hidden=True)

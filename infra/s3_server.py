@@ -90,26 +90,37 @@ class S3Server:
 
     def create_bucket(self, name: str) -> None:
         """Create the bucket unless it exists (idempotent, like the service's other steps)."""
-        import botocore.session
-        from botocore.config import Config
-        from botocore.exceptions import ClientError
+        ensure_bucket(self.endpoint, name, self.access_key, self.secret_key)
 
-        client = botocore.session.get_session().create_client(
-            "s3",
-            region_name="us-east-1",
-            endpoint_url=self.endpoint,
-            aws_access_key_id=self.access_key,
-            aws_secret_access_key=self.secret_key,
-            config=Config(s3={"addressing_style": "path"}),
-        )
-        try:
-            client.create_bucket(Bucket=name)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] not in (
-                "BucketAlreadyOwnedByYou",
-                "BucketAlreadyExists",
-            ):
-                raise
+
+def ensure_bucket(
+    endpoint: str | None,
+    bucket: str,
+    access_key: str | None = None,
+    secret_key: str | None = None,
+    region: str = "us-east-1",
+) -> bool:
+    """Create ``bucket`` unless it exists; True if it was created. Credentials None: the
+    usual AWS chain."""
+    import botocore.session
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    client = botocore.session.get_session().create_client(
+        "s3",
+        region_name=region,
+        endpoint_url=endpoint,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        config=Config(s3={"addressing_style": "path" if endpoint else "auto"}),
+    )
+    try:
+        client.create_bucket(Bucket=bucket)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            return False
+        raise
+    return True
 
 
 def _loopback(host: str) -> bool:

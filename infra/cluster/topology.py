@@ -40,6 +40,51 @@ HOSTS: tuple[Host, ...] = (
 PORTS = {"kafka": 9092, "kafka-controller": 9093, "postgres": 5432, "s3": 7070}
 PORTS |= {"spark-master": 7077, "airflow": 8080, "serving": 8000}
 
+KAFKA_HOSTS = ("kafka-1", "kafka-2", "kafka-3")
+BUCKET = "lambda"
+
+# The settings every platform process of the cluster runs with (docker-compose.yml's x-app
+# environment holds the same; a test keeps them equal).
+CLUSTER_ENV: dict[str, str] = {
+    "LAMBDA_KAFKA_BOOTSTRAP": ",".join(f"{h}:{PORTS['kafka']}" for h in KAFKA_HOSTS),
+    "LAMBDA_REPLICATION_FACTOR": "3",
+    "LAMBDA_MIN_INSYNC_REPLICAS": "2",
+    "LAMBDA_SPEED_STORE_URL": f"postgresql+psycopg://lambda:lambda@postgres:{PORTS['postgres']}/lambda",
+    "LAMBDA_SPARK_MASTER": f"spark://spark-master:{PORTS['spark-master']}",
+    "LAMBDA_STORAGE_URL": f"s3://{BUCKET}/master",
+    "LAMBDA_S3_ENDPOINT": f"http://s3:{PORTS['s3']}",
+}
+
+# What each platform service runs (the same argv in compose and on a cluster host).
+DEMO_PRODUCER = ["lambda-produce", "--rate", "20", "--accounts", "2000", "--duplicates", "0.01"]
+DEMO_PRODUCER += ["--late", "0.01", "--malformed", "0.005", "--quiet"]
+COMMANDS: dict[str, list[str]] = {
+    "spark-master": [
+        "spark-class",
+        "org.apache.spark.deploy.master.Master",
+        "--host",
+        "spark-master",
+    ],
+    "spark-worker-1": [
+        "spark-class",
+        "org.apache.spark.deploy.worker.Worker",
+        "spark://spark-master:7077",
+    ],
+    "spark-worker-2": [
+        "spark-class",
+        "org.apache.spark.deploy.worker.Worker",
+        "spark://spark-master:7077",
+    ],
+    "speed-1": ["lambda-speed", "--instance", "1"],
+    "speed-2": ["lambda-speed", "--instance", "2"],
+    "airflow-apiserver": ["lambda-platform", "airflow", "api-server"],
+    "airflow-scheduler": ["lambda-platform", "airflow", "scheduler"],
+    "airflow-dag-processor": ["lambda-platform", "airflow", "dag-processor"],
+    "airflow-triggerer": ["lambda-platform", "airflow", "triggerer"],
+    "serving": ["lambda-serve"],
+    "producer": DEMO_PRODUCER,
+}
+
 
 @dataclass(frozen=True)
 class Network:

@@ -16,6 +16,7 @@ from infra.s3_server import local_s3_server, local_s3_service
 from infra.supervisor import Service, ServiceError, Supervisor
 from lambda_contracts.settings import Settings
 from lambda_contracts.startup import EXIT_CONFIG, checked_layout
+from tests.support.pipeline import BIN, env_for
 
 pytestmark = [pytest.mark.integration]
 
@@ -129,3 +130,19 @@ def test_the_keeper_leaves_a_service_down_that_exited_with_a_configuration_error
     assert read_record(sup, "misconfigured").last_exit == EXIT_CONFIG
     assert read_record(sup, "misconfigured").restarts == 1  # started once, never again
     assert read_record(sup, "flaky").restarts >= 2  # an ordinary failure is restarted
+
+
+def test_storage_init_creates_the_bucket_once_then_checks_it(s3_server, tmp_path: Path) -> None:
+    """What compose's s3-init runs before the layers start."""
+    env = {
+        **env_for(Settings(data_dir=tmp_path / "data", logs_dir=tmp_path / "logs")),
+        "LAMBDA_STORAGE_URL": "s3://lambda-init-test/master",
+        "LAMBDA_S3_ENDPOINT": s3_server.endpoint,
+        "AWS_ACCESS_KEY_ID": s3_server.access_key,
+        "AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
+    }
+    argv = [str(BIN / "lambda-platform"), "storage-init"]
+    first = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0 and "bucket lambda-init-test: created" in first.stdout
+    again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "bucket lambda-init-test: exists" in again.stdout

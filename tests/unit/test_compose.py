@@ -7,6 +7,7 @@ from pathlib import Path
 
 import yaml
 
+from infra.cluster.topology import CLUSTER_ENV, COMMANDS, HOSTS, KAFKA_HOSTS
 from lambda_contracts.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -16,9 +17,7 @@ APP_SERVICES = {n: s for n, s in COMPOSE["services"].items() if s.get("build") =
 
 
 def test_app_services_run_the_projects_own_commands() -> None:
-    assert {"speed", "serving", "airflow-apiserver", "airflow-scheduler", "producer"} <= set(
-        APP_SERVICES
-    )
+    assert {"speed-1", "speed-2", "serving", "airflow-apiserver", "producer"} <= set(APP_SERVICES)
     for name, service in APP_SERVICES.items():
         program = service["command"][0]
         assert program in SCRIPTS or program in ("python", "spark-class"), name
@@ -31,13 +30,35 @@ def test_lambda_variables_are_real_settings() -> None:
         assert not unknown, f"{name}: {unknown}"
 
 
-def test_kafka_is_the_official_image_in_kraft_mode() -> None:
-    kafka = COMPOSE["services"]["kafka"]
-    assert kafka["image"].startswith("apache/kafka:4.")
-    assert kafka["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+def test_kafka_is_three_official_brokers_in_one_kraft_quorum() -> None:
+    brokers = [COMPOSE["services"][h] for h in KAFKA_HOSTS]
+    voters = ",".join(f"{i}@{h}:9093" for i, h in enumerate(KAFKA_HOSTS, start=1))
+    for node_id, (host, kafka) in enumerate(zip(KAFKA_HOSTS, brokers, strict=True), start=1):
+        env = kafka["environment"]
+        assert kafka["image"].startswith("apache/kafka:4.")
+        assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+        assert env["KAFKA_NODE_ID"] == node_id and env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == voters
+        assert f"PLAINTEXT://{host}:9092" in env["KAFKA_ADVERTISED_LISTENERS"]
+        # The lecture's durability: 3 replicas, 2 in sync to acknowledge, no unclean election.
+        assert (env["KAFKA_DEFAULT_REPLICATION_FACTOR"], env["KAFKA_MIN_INSYNC_REPLICAS"]) == (3, 2)
+        assert env["KAFKA_UNCLEAN_LEADER_ELECTION_ENABLE"] == "false"
+    assert len({k["environment"]["CLUSTER_ID"] for k in brokers}) == 1
     assert all(
         p.startswith("127.0.0.1:") for s in COMPOSE["services"].values() for p in s.get("ports", [])
     )
+
+
+def test_compose_mirrors_the_cluster_topology() -> None:
+    """The same services, commands and LAMBDA_* settings as ``make cluster-up``'s hosts."""
+    long_running = {n for n, s in COMPOSE["services"].items() if s.get("restart") != "no"}
+    on_hosts = {service for host in HOSTS for service in host.services}
+    assert long_running == on_hosts
+    for name, argv in COMMANDS.items():
+        assert APP_SERVICES[name]["command"] == argv, name
+    shared = COMPOSE["x-app"]["environment"]
+    assert {k: v for k, v in shared.items() if k in CLUSTER_ENV} == CLUSTER_ENV
+    # Every process finds the object store's keys where the AWS clients look.
+    assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(shared)
 
 
 def test_airflow_async_database_url_uses_an_installed_driver() -> None:
@@ -52,9 +73,10 @@ def test_airflow_async_database_url_uses_an_installed_driver() -> None:
 
 
 def test_kafka_keeps_its_log_on_the_volume() -> None:
-    kafka = COMPOSE["services"]["kafka"]
-    log_dir = kafka["environment"]["KAFKA_LOG_DIRS"]
-    assert any(v.split(":")[1] == log_dir for v in kafka["volumes"])
+    for host in KAFKA_HOSTS:
+        kafka = COMPOSE["services"][host]
+        log_dir = kafka["environment"]["KAFKA_LOG_DIRS"]
+        assert any(v.split(":")[1] == log_dir for v in kafka["volumes"]), host
 
 
 def test_cluster_driver_is_reachable_by_the_workers() -> None:
