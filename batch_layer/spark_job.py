@@ -7,7 +7,8 @@ Run by ``spark-submit`` (``python -m`` works too). Steps:
 2. deduplicate by the one dedup rule of ``lambda_contracts.dedup`` (a copy within the dedup
    horizon D after a kept copy of its TransactionID, in log order, is a duplicate) in one
    aggregation keyed by TransactionID (:func:`dedup_events`) — this also drops crash
-   replays, which are copies of the same (partition, offset);
+   replays, which are copies of the same (partition, offset); the result is written once
+   (under the version's prefix, removed before the manifest) and read back by each step;
 3. compute each view with the SQL derived from its declaration (``View.batch_sql``);
 4. write each view's Parquet under ``batch/versions/<version>/`` in the store, then the
    manifest naming those files: a version exists only once its manifest does, so a killed
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
 SPARK_TYPES = {"string": "STRING", "int64": "BIGINT", "int32": "INT"}
+DEDUPLICATED = "deduplicated-events"  # under a version's prefix while the job runs (Spark
+# skips paths starting with "_" or ".", so not "_deduplicated")
 LANDING_DDL = ", ".join(f"{name} {SPARK_TYPES[kind]}" for name, kind in LANDING_COLUMNS)
 EVENT_COLUMNS = [name for name, _ in LANDING_COLUMNS]
 
@@ -152,6 +155,8 @@ def run(settings: Settings, horizon_ms: int, version: str, run_id: str) -> str:
         layout.store.delete(leftover.key)  # a killed attempt of this run
     keys = layout.landing_files(below_ms=horizon_ms)
     file_rows = {spark_uri(layout, k): parquet_rows(layout, k) for k in keys}
+    dedup_prefix = f"{layout.version_prefix(version)}{DEDUPLICATED}/"
+    dedup_uri = spark_uri(layout, dedup_prefix.rstrip("/"))
 
     spark = SparkSession.builder.appName(f"lambda-batch-{version}").getOrCreate()
     try:
@@ -160,7 +165,12 @@ def run(settings: Settings, horizon_ms: int, version: str, run_id: str) -> str:
             if file_rows
             else (spark.createDataFrame([], LANDING_DDL))
         )
-        deduped = dedup_events(landing, settings.dedup_horizon_ms).persist()
+        # The deduplicated events are written once and read back for the counts and for each
+        # view. Caching them instead (persist) does not fit a 2 GB driver at 10M events: the
+        # cached blocks of nested rows spill, and reading one back runs out of heap.
+        dedup = dedup_events(landing, settings.dedup_horizon_ms)
+        dedup.write.mode("overwrite").parquet(dedup_uri)
+        deduped = spark.read.schema(dedup.schema).parquet(dedup_uri)
         deduped.selectExpr("inline(kept)").createOrReplaceTempView("events")
         stats = deduped.selectExpr(
             "coalesce(sum(size(kept)), 0) AS events", "coalesce(sum(copies), 0) AS rows_read"
@@ -171,9 +181,10 @@ def run(settings: Settings, horizon_ms: int, version: str, run_id: str) -> str:
             frame.coalesce(1).sortWithinPartitions(*view.key_columns).write.mode(
                 "overwrite"
             ).parquet(target)
-        deduped.unpersist()
     finally:
         spark.stop()
+    for info in layout.store.list(dedup_prefix):  # intermediate: not part of the version
+        layout.store.delete(info.key)
 
     outputs = {
         view.name: [

@@ -88,16 +88,21 @@ def stop_speed(p: Platform) -> str:
     return f"SIGSTOP speed-0 (pid {pid}) for {seconds}s, then SIGCONT"
 
 
-def spark_jvms() -> list[int]:
-    """The JVMs running ``SparkSubmit`` (not the launcher that builds their command line)."""
+def spark_jvms(data_dir: Path) -> list[int]:
+    """The JVMs running ``SparkSubmit`` for the platform on ``data_dir`` (not the launcher
+    that builds their command line, and never another platform's or test's Spark job on the
+    same machine: the job's environment names its data directory)."""
     found = subprocess.run(["pgrep", "-f", SPARK_SUBMIT_CLASS], capture_output=True, text=True)
+    ours = f"LAMBDA_DATA_DIR={data_dir}".encode()
     jvms = []
     for pid in found.stdout.split():
         try:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if argv[0].endswith(b"java") and b"org.apache.spark.launcher.Main" not in argv:
+        launcher = b"org.apache.spark.launcher.Main" in argv
+        if argv[0].endswith(b"java") and not launcher and ours in environ:
             jvms.append(int(pid))
     return jvms
 
@@ -106,7 +111,7 @@ def kill_spark_submit(p: Platform) -> str:
     """SIGKILL the spark-submit JVM of a running recompute, once it writes its version."""
     deadline = time.monotonic() + 300
     triggered = False
-    while not (jvms := spark_jvms()):
+    while not (jvms := spark_jvms(p.settings.data_dir)):
         if time.monotonic() > deadline:
             return "skipped: no spark-submit ran within 300 s"
         if not triggered and time.monotonic() > deadline - 240:
@@ -117,14 +122,14 @@ def kill_spark_submit(p: Platform) -> str:
     store = Layout.of(p.settings).store  # the local default: versions are files under data/
     versions = Path(store.path(VERSIONS_PREFIX.rstrip("/")))
     writing = False
-    while time.time() - started < 60 and spark_jvms():
+    while time.time() - started < 60 and spark_jvms(p.settings.data_dir):
         writing = any(f.stat().st_mtime >= started for f in versions.rglob("*") if f.is_file())
         if writing:
             break
         time.sleep(0.2)
     time.sleep(p.rng.uniform(0, 1.5))
     killed = []
-    for pid in spark_jvms():
+    for pid in spark_jvms(p.settings.data_dir):
         with suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)
