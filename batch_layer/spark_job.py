@@ -151,8 +151,7 @@ def run(settings: Settings, horizon_ms: int, version: str, run_id: str) -> str:
     if layout.store.exists(manifest_key):
         return manifest_key  # an earlier attempt of this run completed: idempotent
     started = time.time()
-    for leftover in layout.store.list(layout.version_prefix(version)):
-        layout.store.delete(leftover.key)  # a killed attempt of this run
+    layout.store.delete_prefix(layout.version_prefix(version))  # a killed attempt of this run
     keys = layout.landing_files(below_ms=horizon_ms)
     file_rows = {spark_uri(layout, k): parquet_rows(layout, k) for k in keys}
     dedup_prefix = f"{layout.version_prefix(version)}{DEDUPLICATED}/"
@@ -183,8 +182,7 @@ def run(settings: Settings, horizon_ms: int, version: str, run_id: str) -> str:
             ).parquet(target)
     finally:
         spark.stop()
-    for info in layout.store.list(dedup_prefix):  # intermediate: not part of the version
-        layout.store.delete(info.key)
+    layout.store.delete_prefix(dedup_prefix)  # intermediate: not part of the version
 
     outputs = {
         view.name: [

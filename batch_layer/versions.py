@@ -179,5 +179,4 @@ def delete_version(layout: Layout, version: str) -> None:
     """Remove a version's objects, its manifest first: from then on it no longer exists for
     any reader, and a kill midway leaves garbage that the next prune removes."""
     layout.store.delete(layout.manifest_key(version))
-    for info in layout.store.list(layout.version_prefix(version)):
-        layout.store.delete(info.key)
+    layout.store.delete_prefix(layout.version_prefix(version))

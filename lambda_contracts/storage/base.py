@@ -107,6 +107,12 @@ class ObjectStore(ABC):
         """Remove the object; deleting a missing object is not an error (retries are safe)."""
 
     @abstractmethod
+    def delete_prefix(self, prefix: str) -> None:
+        """Remove everything under ``prefix`` (a "directory": it ends with "/"), including
+        what other writers left there that ``list`` does not show (Hadoop's checksum files,
+        directory markers). For removing a whole batch version or a job's scratch output."""
+
+    @abstractmethod
     def make_durable(self, keys: list[str]) -> None:
         """Make objects that another writer put through ``filesystem()`` (Spark, via its own
         file system client) as durable as ``put`` would have: call before publishing a

@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -144,6 +145,14 @@ class LocalStore(ObjectStore):
                     yield key, entry.stat(follow_symlinks=False).st_size
             except FileNotFoundError:  # removed while we listed: it is simply not there
                 continue
+
+    def delete_prefix(self, prefix: str) -> None:
+        if not prefix.endswith("/"):
+            raise ValueError(f"delete_prefix needs a directory prefix ending in '/': {prefix!r}")
+        directory = self._file(prefix.rstrip("/"))
+        shutil.rmtree(directory, ignore_errors=True)
+        if directory.parent.is_dir():
+            _fsync_dir(directory.parent)
 
     def make_durable(self, keys: list[str]) -> None:
         directories = set()

@@ -203,6 +203,24 @@ class S3Store(ObjectStore):
             raise self._fail("listing", prefix, exc) from exc
         return sorted(found, key=lambda info: info.key)
 
+    def delete_prefix(self, prefix: str) -> None:
+        if not prefix.endswith("/"):
+            raise ValueError(f"delete_prefix needs a directory prefix ending in '/': {prefix!r}")
+        validate_prefix(prefix)
+        full_prefix = self.config.location.object_key(prefix.rstrip("/")) + "/"
+        try:
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=full_prefix
+            )
+            for page in pages:  # every object, directory markers and hidden ones included
+                batch = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+                if batch:
+                    self._client.delete_objects(
+                        Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
+                    )
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail("deleting everything under", prefix, exc) from exc
+
     # --- compare-and-swap ---------------------------------------------------------------
     def cas(self, key: str, expected_etag: str | None, data: bytes) -> str | None:
         condition = {"IfNoneMatch": "*"} if expected_etag is None else {"IfMatch": expected_etag}

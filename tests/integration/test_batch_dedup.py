@@ -185,6 +185,8 @@ def test_batch_dedup_equals_the_oracle_at_a_small_horizon(
     assert manifest["replays_removed"] == len(listed) - len(set(listed))
     assert manifest["duplicates_removed"] == len(below) - len(kept)
     assert validate_version(layout, "v1")["events"] == len(kept)
+    # The job's intermediate output is gone; the version is its views and its manifest.
+    assert not layout.store.list(f"{layout.version_prefix('v1')}{spark_job.DEDUPLICATED}/")
     if backend == "s3":  # Spark read and wrote the objects over s3a; nothing is on local disk
         assert all(name.startswith("s3a://") for name in manifest["input_files"])
         assert all(layout.store.exists(k) for ks in manifest["output_files"].values() for k in ks)

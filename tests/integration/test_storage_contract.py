@@ -133,6 +133,23 @@ def test_delete_removes_the_object_and_is_idempotent(store: ObjectStore) -> None
     assert [(i.key, i.size) for i in store.list("d/")] == [("d/two", 2)]
 
 
+def test_delete_prefix_removes_a_whole_directory_and_nothing_beside_it(
+    store: ObjectStore, tmp_path: Path
+) -> None:
+    for key in ("v/1/view/part-0.parquet", "v/1/view/_SUCCESS", "v/1/manifest.json", "v/10/x"):
+        store.put(key, b"x")
+    if isinstance(store, LocalStore):  # what Hadoop's local file system writes beside a file
+        (store.root / "v" / "1" / "view" / ".part-0.parquet.crc").write_bytes(b"crc")
+    store.delete_prefix("v/1/")
+    store.delete_prefix("v/1/")  # idempotent
+    assert [i.key for i in store.list("v/")] == ["v/10/x"]
+    if isinstance(store, LocalStore):
+        assert not (store.root / "v" / "1").exists()
+    with pytest.raises(ValueError):
+        store.delete_prefix("v/10")  # not a directory prefix: refused, nothing deleted
+    assert store.exists("v/10/x")
+
+
 @pytest.mark.parametrize("key", ["", "/abs", "a//b", "a/../b", "a/./b", ".hidden", "a/.tmp", "a/"])
 def test_invalid_keys_are_refused_everywhere(store: ObjectStore, key: str) -> None:
     with pytest.raises(ValueError):
