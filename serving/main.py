@@ -34,6 +34,8 @@ from serving.routes import accounts, freshness, ops, totals
 from serving.speed_store import SpeedReader
 
 STATIC = Path(__file__).with_name("static")
+# How long a uvicorn worker may take to answer its supervisor's ping (see serve()).
+WORKER_HEALTHCHECK_S = 60
 log = structlog.get_logger("serving.access")
 
 
@@ -178,6 +180,11 @@ def serve() -> None:
             host=settings.api_host,
             port=settings.api_port,
             workers=settings.api_workers,
+            # uvicorn kills a worker that does not answer its supervisor's ping in time (5 s by
+            # default). A spawned worker answers only once it has imported the app, which
+            # takes longer than that on a busy host (a Spark run beside it): every worker was
+            # killed before it started, over and over, and the API never came up.
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
             access_log=False,
             timeout_graceful_shutdown=10,
         )
