@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -121,6 +122,9 @@ def main(
         run(instance, metrics)
 
 
+STARTED_EVENT = "speed process started"
+
+
 def run(instance: int, metrics: bool) -> None:
     """Consume transactions into the speed store and the landing zone until SIGTERM."""
     configure_logging()
@@ -135,6 +139,8 @@ def run(instance: int, metrics: bool) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
+    # From here on a SIGTERM is a clean stop (before, it ends the interpreter as it starts).
+    structlog.get_logger("speed_layer").info(STARTED_EVENT, instance=instance, pid=os.getpid())
     speed_metrics = SpeedMetrics()
     health = Health(settings.speed_unhealthy_after_s)
     if metrics:

@@ -32,6 +32,7 @@ from lambda_contracts.store_schema import partition_state
 from lambda_contracts.views import VIEWS, Key, Measures, keyed
 from serving.row_query import RowQuery
 from serving.speed_store import SpeedReader
+from speed_layer.main import STARTED_EVENT
 from tests.support.oracle import DEFAULT_DEDUP_HORIZON_MS, oracle_views
 
 BIN = Path(sys.executable).parent
@@ -226,9 +227,12 @@ class SpeedProcess:
         self.log_path = (log_dir or settings.data_dir) / f"speed-{instance}.log"
         self.metrics = metrics
         self.proc: subprocess.Popen[bytes] | None = None
+        self._log_offset = 0
 
     def start(self) -> SpeedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        # The log is appended to by each process of this instance: this one's starts here.
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         self._started.append(self)
         with self.log_path.open("ab") as log:
             flag = "--metrics" if self.metrics else "--no-metrics"
@@ -251,9 +255,22 @@ class SpeedProcess:
                 self.kill()
 
     def terminate(self, timeout: float = 60) -> int:
+        """SIGTERM once the process handles it (a signal that lands while the interpreter is
+        still starting ends it with -15 before any code of ours runs), then its exit code."""
         assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while self.alive() and not self._started_log() and time.monotonic() < deadline:
+            time.sleep(0.1)
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
+
+    def _started_log(self) -> bool:
+        try:
+            with self.log_path.open("rb") as log:
+                log.seek(self._log_offset)
+                return STARTED_EVENT.encode() in log.read()
+        except FileNotFoundError:
+            return False
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
