@@ -18,6 +18,7 @@ It stops at the first failure (a run of passes "in a row" ends there) unless
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -27,7 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -71,6 +72,18 @@ def _run_fresh_clone(log: Path) -> tuple[int, str, str]:
     return rc, _summary_line(log.read_text(errors="replace")), head.strip()
 
 
+def _report(pytest_args: str, results: list[dict[str, Any]]) -> dict[str, Any]:
+    failed = [r["run"] for r in results if r["rc"] != 0]
+    return {
+        "mode": f"pytest {pytest_args}" if pytest_args else "fresh-clone",
+        "runs_done": len(results),
+        "passed": len(results) - len(failed),
+        "passed_in_a_row": failed[0] - 1 if failed else len(results),
+        "failed_runs": failed,
+        "runs": results,
+    }
+
+
 @app.command()
 def main(
     runs: Annotated[int, typer.Option(help="how many runs")] = 30,
@@ -83,7 +96,7 @@ def main(
         raise typer.BadParameter("give exactly one of --pytest ARGS or --fresh-clone")
     logs = RESULTS / name
     logs.mkdir(parents=True, exist_ok=True)
-    results: list[dict[str, object]] = []
+    results: list[dict[str, Any]] = []
     for i in range(1, runs + 1):
         log = logs / f"run-{i:02d}.log"
         started = time.monotonic()
@@ -95,18 +108,13 @@ def main(
         seconds = round(time.monotonic() - started)
         results.append({"run": i, "rc": rc, "seconds": seconds, "summary": summary, "head": head})
         print(f"run {i}/{runs} {head} rc={rc} {seconds}s: {summary}", flush=True)
+        # Kept after every run: a loop stopped midway still leaves its figures.
+        (RESULTS / f"{name}.json").write_text(json.dumps(_report(pytest_args, results), indent=1))
         if rc != 0 and not keep_going:
             break
-    in_a_row = next((r["run"] - 1 for r in results if r["rc"] != 0), len(results))
-    print(f"passed {in_a_row} in a row of {len(results)} run(s)")
-    write_report(
-        name,
-        {
-            "mode": "fresh-clone" if fresh_clone else f"pytest {pytest_args}",
-            "passed_in_a_row": in_a_row,
-            "runs": results,
-        },
-    )
+    report = _report(pytest_args, results)
+    print(f"passed {report['passed_in_a_row']} in a row of {len(results)} run(s)")
+    write_report(name, report)
     raise typer.Exit(0 if all(r["rc"] == 0 for r in results) else 1)
 
 
