@@ -6,6 +6,7 @@ also while new batch versions are published (with speed rows expired right behin
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import threading
@@ -23,6 +24,7 @@ from pydantic import SecretStr
 
 from batch_layer.pipeline import run_once
 from batch_layer.versions import new_version_id
+from infra.services import port_open
 from infra.topics import ensure_topics
 from lambda_contracts.db import make_engine
 from lambda_contracts.layout import Layout
@@ -311,10 +313,17 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 @pytest.fixture(scope="module")
 def server(platform: Platform) -> Iterator[str]:
+    """``lambda-serve`` over HTTP, stopped however its set-up or the tests end (a server left
+    running would answer the next run's requests on the same port)."""
+    assert not port_open("127.0.0.1", API_PORT), f"port {API_PORT} is taken: a leftover server?"
     env = env_for(platform.settings, LAMBDA_API_PORT=str(API_PORT))
     log = (platform.settings.data_dir / "serving.log").open("wb")
     proc = subprocess.Popen(
-        [str(BIN / "lambda-serve")], env=env, stdout=log, stderr=subprocess.STDOUT
+        [str(BIN / "lambda-serve")],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its uvicorn workers go with it
     )
     base = f"http://127.0.0.1:{API_PORT}"
 
@@ -324,11 +333,16 @@ def server(platform: Platform) -> Iterator[str]:
         except httpx.HTTPError:
             return False
 
-    wait_until(up, 60, "the API server")
-    yield base
-    proc.send_signal(signal.SIGTERM)
-    code = proc.wait(30)
-    log.close()
+    try:
+        wait_until(up, 60, "the API server")
+        yield base
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+    finally:
+        if proc.poll() is None:  # set-up failed, or it did not stop: no server outlives this
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+        log.close()
     # uvicorn shuts down gracefully, then re-raises the signal it caught
     assert code in (0, -signal.SIGTERM)
     assert (
