@@ -54,11 +54,16 @@ def write_landing_table(layout: Layout, bucket_ms: int, partition: int, table: p
     """``write_landing_file`` for rows already in an Arrow table (offset order)."""
     offsets = table.column("kafka_offset")
     first, last = offsets[0].as_py(), offsets[-1].as_py()
+    key = layout.landing_key(bucket_ms, partition, first, last)
+    put_parquet(layout, key, table)
+    return key
+
+
+def put_parquet(layout: Layout, key: str, table: pa.Table) -> None:
+    """``table`` as one Parquet object, written whole (a durable put on either backend)."""
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
-    key = layout.landing_key(bucket_ms, partition, first, last)
     layout.store.put(key, sink.getvalue().to_pybytes())
-    return key
 
 
 def read_landing_file(layout: Layout, key: str, columns: Sequence[str] | None = None) -> pa.Table:

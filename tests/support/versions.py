@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from lambda_contracts.landing_files import put_parquet
 from lambda_contracts.layout import Layout
 
 
@@ -17,8 +17,6 @@ def put_version(
     outputs: dict[str, list[str]] = {}
     for view_name, table in tables.items():
         key = f"{layout.view_prefix(version, view_name)}part-0.parquet"
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink)
-        layout.store.put(key, sink.getvalue().to_pybytes())
+        put_parquet(layout, key, table)
         outputs[view_name] = [key]
     layout.write_manifest(version, {**manifest, "output_files": outputs})
