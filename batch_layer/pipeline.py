@@ -31,9 +31,12 @@ def pinned_version(settings: Settings) -> str | None:
     return current.version if current and current.pinned else None
 
 
-def recompute(settings: Settings, horizon_ms: int, version: str, run_id: str) -> None:
-    """Run the Spark job through spark-submit (raises if it fails)."""
-    cmd = spark_submit_command(settings, horizon_ms, version, run_id)
+def recompute(
+    settings: Settings, horizon_ms: int, version: str, run_id: str, full: bool = False
+) -> None:
+    """Run the Spark job through spark-submit (raises if it fails); incremental unless
+    ``full``."""
+    cmd = spark_submit_command(settings, horizon_ms, version, run_id, full)
     subprocess.run(cmd, check=True, env=submit_env(settings))
 
 
@@ -101,7 +104,7 @@ def run_once(
     horizon = choose_horizon(settings, horizon_ms, rebuild)
     if horizon is None:
         raise NothingToDo("the landing watermark has not passed the published horizon")
-    recompute(settings, horizon, version, run_id)
+    recompute(settings, horizon, version, run_id, full=rebuild)
     layout = Layout.of(settings)
     checks = validate_version(layout, version)
     try:

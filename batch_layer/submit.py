@@ -75,12 +75,17 @@ def spark_submit_binary() -> str:
     return str(local) if local.exists() else (shutil.which("spark-submit") or "spark-submit")
 
 
-def job_arguments(horizon_ms: int | str, version: str, run_id: str) -> list[str]:
-    return ["--horizon", str(horizon_ms), "--version", version, "--run-id", run_id]
+def job_arguments(
+    horizon_ms: int | str, version: str, run_id: str, full: bool = False
+) -> list[str]:
+    """The job's arguments: ``full`` recomputes from the whole landing zone (a rebuild)
+    instead of adding the new buckets to the published version."""
+    args = ["--horizon", str(horizon_ms), "--version", version, "--run-id", run_id]
+    return [*args, "--full"] if full else args
 
 
 def spark_submit_command(
-    settings: Settings, horizon_ms: int, version: str, run_id: str
+    settings: Settings, horizon_ms: int, version: str, run_id: str, full: bool = False
 ) -> list[str]:
     cmd = [
         spark_submit_binary(),
@@ -93,7 +98,7 @@ def spark_submit_command(
     ]
     for key, value in spark_conf(settings).items():
         cmd += ["--conf", f"{key}={value}"]
-    return [*cmd, str(JOB_FILE), *job_arguments(horizon_ms, version, run_id)]
+    return [*cmd, str(JOB_FILE), *job_arguments(horizon_ms, version, run_id, full)]
 
 
 def submit_env(settings: Settings) -> dict[str, str]:
@@ -101,8 +106,10 @@ def submit_env(settings: Settings) -> dict[str, str]:
     return without_secrets({**os.environ, **settings.as_env(), **spark_env(settings)})
 
 
-def spark_submit_operator(task_id: str, name: str, horizon: str, version: str, settings: Settings):  # type: ignore[no-untyped-def]
-    """The Airflow task that really submits the job (both DAGs use it).
+def spark_submit_operator(  # type: ignore[no-untyped-def]
+    task_id: str, name: str, horizon: str, version: str, settings: Settings, full: bool = False
+):
+    """The Airflow task that really submits the job (both DAGs use it; the rebuild ``full``).
 
     ``horizon`` and ``version`` are Jinja templates rendered at run time (XCom pulls).
     """
@@ -113,7 +120,7 @@ def spark_submit_operator(task_id: str, name: str, horizon: str, version: str, s
         conn_id="spark_default",
         application=str(JOB_FILE),
         name=name,
-        application_args=job_arguments(horizon, version, "{{ run_id }}"),
+        application_args=job_arguments(horizon, version, "{{ run_id }}", full),
         conf=spark_conf(settings),
         driver_memory=settings.spark_driver_memory,
         env_vars=spark_env(settings),

@@ -177,6 +177,35 @@ def prune(layout: Layout, keep: int, now: datetime | None = None) -> list[str]:
 
 def delete_version(layout: Layout, version: str) -> None:
     """Remove a version's objects, its manifest first: from then on it no longer exists for
-    any reader, and a kill midway leaves garbage that the next prune removes."""
+    any reader, and a kill midway leaves garbage that the next prune removes.
+
+    Files another complete version's manifest names stay (an incremental version names the
+    files of the days it did not rewrite, under the prefix of the version that wrote them):
+    they go with the garbage of a later prune, once no kept version names them.
+    """
     layout.store.delete(layout.manifest_key(version))
-    layout.store.delete_prefix(layout.version_prefix(version))
+    prefix = layout.version_prefix(version)
+    shared = {
+        key
+        for other in list_versions(layout)
+        for key in named_files(layout.read_manifest(other) or {})
+        if key.startswith(prefix)
+    }
+    if not shared:
+        layout.store.delete_prefix(prefix)
+        return
+    for info in layout.store.list(prefix):
+        if info.key not in shared and not _checksum_of(info.key, shared):
+            layout.store.delete(info.key)
+
+
+def named_files(manifest: dict[str, Any]) -> set[str]:
+    """Every object a version's manifest names: its views' files and its dedup index."""
+    views = manifest.get("output_files", {}).values()
+    return {key for keys in views for key in keys} | set(manifest.get("dedup_index_files", []))
+
+
+def _checksum_of(key: str, files: set[str]) -> bool:
+    """Hadoop's ``.<name>.crc`` beside a file in ``files`` (local file system only)."""
+    folder, _, name = key.rpartition("/")
+    return name.startswith(".") and name.endswith(".crc") and f"{folder}/{name[1:-4]}" in files

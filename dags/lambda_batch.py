@@ -12,12 +12,15 @@ Every few minutes (``LAMBDA_BATCH_SCHEDULE_MINUTES``, default 5):
    partition); superseded small files are deleted once no kept version or running job needs
    them (``batch_layer.compaction``). Idempotent: a retry finds nothing left to do.
 3. **name_version** — a version id, fixed for the run so retries rewrite the same version.
-4. **recompute** — ``spark-submit`` of ``batch_layer/spark_job.py``: all landed records with
-   ingest bucket < H, deduplicated, every declared view, a staged version with a manifest.
+4. **recompute** — ``spark-submit`` of ``batch_layer/spark_job.py``, incremental: the landed
+   buckets in [H_prev, H), deduplicated against the published version's dedup index, added
+   to the event-time days of every view they touch; a staged version whose manifest names
+   its new files and the published version's files of the other days.
 5. **validate** — the manifest reconciles (input - removed = every view's total count).
 6. **publish** — flips ``CURRENT`` atomically (skipped, and logged, if a rollback pinned it
    meanwhile; refused if the horizon went stale); emits an event on the ``lambda-batch-views``
-   asset carrying the version and horizon (Assets view), and records the run.
+   asset carrying the version, horizon and increment (buckets, events, days touched; Assets
+   view), and records the run.
 7. **expire_speed_rows** — deletes speed rows with ingest bucket < H (cleanup only).
 8. **report** — logs the drift between speed and batch for the absorbed buckets; prunes old
    versions.
@@ -44,6 +47,17 @@ DEFAULT_ARGS = {
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=5),
 }
+
+
+def increment_summary(version: str) -> dict[str, Any]:
+    """What the run added (mode, buckets, events, days touched), from its manifest."""
+    from batch_layer.versions import read_manifest
+    from lambda_contracts.layout import Layout
+
+    manifest = read_manifest(Layout.of(get_settings()), version)
+    increment = manifest.get("increment", {})
+    keep = ("from_ms", "buckets", "files", "input_records", "events", "days_touched", "days")
+    return {"mode": manifest.get("mode"), **{k: increment[k] for k in keep if k in increment}}
 
 
 @dag(
@@ -123,13 +137,16 @@ def lambda_batch() -> None:
             print(f"not publishing {version}: {exc} (lambda-batch resume to publish again)")
             raise AirflowSkipException(str(exc)) from exc
         horizon_iso = ms_to_iso(report["horizon_ms"])
+        increment = increment_summary(version)
         print(f"published {version}: horizon {horizon_iso}, {checks['events']} events")
-        if outlet_events is not None:  # the asset event shows version and horizon in the UI
+        print(f"increment: {increment}")
+        if outlet_events is not None:  # the asset event shows version, horizon and increment
             outlet_events[BATCH_VIEWS].extra = {
                 "version": version,
                 "horizon_ms": report["horizon_ms"],
                 "horizon": horizon_iso,
                 "events": checks["events"],
+                "increment": increment,
             }
         return report
 

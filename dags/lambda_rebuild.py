@@ -12,7 +12,8 @@ Triggered by hand (no schedule). Parameters:
 
 A rebuild does not publish while a rollback pins ``CURRENT`` (``lambda-batch resume`` first).
 
-Then, like ``lambda_batch``: recompute every view from the whole landing zone in Spark,
+Then, like ``lambda_batch``, but not incremental: recompute every view from the whole landing
+zone in Spark (the audit of the incremental runs: the same views, row for row),
 validate, publish, expire absorbed speed rows, report.
 """
 
@@ -78,6 +79,7 @@ def lambda_rebuild() -> None:
         horizon="{{ ti.xcom_pull(task_ids='choose')['horizon_ms'] }}",
         version="{{ ti.xcom_pull(task_ids='choose')['version'] }}",
         settings=SETTINGS,
+        full=True,
     )
 
     @task

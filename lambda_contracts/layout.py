@@ -3,7 +3,10 @@
     store (LAMBDA_STORAGE_URL: the data directory by default, or s3://bucket/prefix):
       landing/bucket=<start_ms>/p<partition>-<first_offset>-<last_offset>.parquet
       landing/_progress/partition=<p>.json     landed offset and sealed-through time
-      batch/versions/<version>/<view>/*.parquet   batch views of one run
+      batch/versions/<version>/<view>/day=<day_ms>/*.parquet   a view's rows of one
+                                               event-time day (a version may name another
+                                               version's files for the days it left alone)
+      batch/versions/<version>/dedup-index/*.parquet   TransactionIDs kept in the last D
       batch/versions/<version>/manifest.json   written last: names the version's files
       batch/CURRENT                            the published version and its horizon (CAS)
     data/
@@ -53,6 +56,12 @@ PROGRESS_PREFIX = "landing/_progress/"
 VERSIONS_PREFIX = "batch/versions/"
 MANIFEST_NAME = "manifest.json"
 CURRENT_KEY = "batch/CURRENT"  # the pointer object, moved only by compare-and-swap
+# Batch views are partitioned by event-time day (of window_start): an incremental run rewrites
+# only the days its new events fall in. Every view's window divides a day.
+VIEW_PARTITION_MS = 86_400_000
+VIEW_PARTITION_COLUMN = "day"
+VIEW_PARTITION_DIR = re.compile(r"/day=(?P<day>-?\d+)/")
+DEDUP_INDEX_DIR = "dedup-index"
 
 # A landing file's key, or a local path to one: both end in its name.
 K = TypeVar("K", str, PurePath)
@@ -243,6 +252,11 @@ class Layout:
 
     def view_prefix(self, version: str, view_name: str) -> str:
         return f"{VERSIONS_PREFIX}{version}/{view_name}/"
+
+    def dedup_index_prefix(self, version: str) -> str:
+        """The batch-owned dedup index of a version: per TransactionID kept in the last D
+        before its horizon, the Kafka time of its last kept copy."""
+        return f"{VERSIONS_PREFIX}{version}/{DEDUP_INDEX_DIR}/"
 
     def manifest_key(self, version: str) -> str:
         """A version exists once this object does; it names every file of the version, so

@@ -20,14 +20,18 @@ from typing import Any
 import pytest
 
 from batch_layer import spark_job
+from batch_layer.compaction import compact
 from batch_layer.submit import spark_conf, spark_env
 from batch_layer.validate import validate_version
-from batch_layer.versions import read_manifest
+from batch_layer.versions import list_versions, prune, publish, read_manifest, resume, rollback
 from infra.s3_server import S3Server
+from lambda_contracts.batch_files import view_dataset
 from lambda_contracts.buckets import ingest_bucket
-from lambda_contracts.landing_files import read_landing_file, write_landing_file
+from lambda_contracts.landing_files import read_landing_file
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
+from lambda_contracts.views import VIEWS
+from tests.support.landing_zone import generate, land
 from tests.support.oracle import kept_rows, oracle_views
 from tests.support.pipeline import batch_views
 
@@ -40,79 +44,6 @@ START_TS = 1_700_000_040_000  # on a bucket boundary
 SEED = 20240611
 
 Row = dict[str, Any]
-
-
-def copy_gaps(rng: random.Random) -> list[int]:
-    """Gaps between successive copies of one id, around the horizon and on it."""
-    fixed = [
-        [],
-        [0],  # same millisecond
-        [DEDUP_MS],  # exactly D: still a duplicate
-        [DEDUP_MS + 1],  # just outside: a new event
-        [DEDUP_MS * 3 // 2, DEDUP_MS // 2],  # chain: kept, then a duplicate of the second
-        [DEDUP_MS // 2, DEDUP_MS // 2, DEDUP_MS // 2],  # within D of the last seen, not kept
-    ]
-    return rng.choice([*fixed, [rng.randint(0, 2 * DEDUP_MS) for _ in range(rng.randint(1, 4))]])
-
-
-def generate(rng: random.Random, ids: int = 120) -> dict[int, list[Row]]:
-    """{partition: rows in offset order}; per partition, Kafka timestamps never go back."""
-    planned: list[tuple[int, int, Row]] = []  # (kafka_ts, partition, row without offset)
-    for n in range(ids):
-        home = n % PARTITIONS
-        ts = START_TS + rng.randint(0, 8 * BUCKET_MS)
-        for copy, gap in enumerate([0, *copy_gaps(rng)]):
-            ts += gap
-            # Mostly the home partition (the Kafka key); sometimes another one, which only
-            # the batch can order against the others.
-            partition = home if rng.random() < 0.8 else rng.randrange(PARTITIONS)
-            event = {
-                "transaction_id": f"t{n}",
-                "created_time": START_TS - rng.randint(0, 3 * 3600_000),
-                "source_account_id": f"acct{home}",
-                "target_account_id": "z",
-                "amount_cents": rng.randint(1, 10_000) + copy,  # conflicting copies differ
-            }
-            planned.append((ts, partition, event))
-    logs: dict[int, list[Row]] = {p: [] for p in range(PARTITIONS)}
-    for ts, partition, event in sorted(planned, key=lambda p: (p[0], p[1])):
-        log = logs[partition]
-        log.append(event | {"kafka_partition": partition, "kafka_offset": len(log), "kafka_ts": ts})
-    return logs
-
-
-def land(layout: Layout, logs: dict[int, list[Row]], rng: random.Random) -> int:
-    """Write the logs as landing files of random sizes per bucket, plus one crash replay
-    (a file overlapping the previous one); return how many records were landed twice."""
-    replays = 0
-    for partition, log in logs.items():
-        by_bucket: dict[int, list[Row]] = {}
-        for row in log:
-            by_bucket.setdefault(ingest_bucket(row["kafka_ts"], BUCKET_MS), []).append(row)
-        for bucket, rows in by_bucket.items():
-            start = 0
-            while start < len(rows):
-                stop = start + rng.randint(1, 6)
-                write_landing_file(layout, bucket, partition, rows[start:stop])
-                start = stop
-        if not replays:
-            replays = land_a_replay(layout, log)
-    return replays
-
-
-def land_a_replay(layout: Layout, log: list[Row]) -> int:
-    """Land two or three neighbouring records of one bucket again in a new, overlapping file
-    (as a speed process does after a crash); return how many, or 0 if none fits."""
-    for first in range(len(log) - 1):
-        twins = log[first : first + 3]
-        bucket = ingest_bucket(twins[0]["kafka_ts"], BUCKET_MS)
-        twins = [r for r in twins if ingest_bucket(r["kafka_ts"], BUCKET_MS) == bucket]
-        partition, offsets = twins[0]["kafka_partition"], [r["kafka_offset"] for r in twins]
-        target = layout.landing_key(bucket, partition, offsets[0], offsets[-1])
-        if len(twins) > 1 and not layout.store.exists(target):
-            write_landing_file(layout, bucket, partition, twins)
-            return len(twins)
-    return 0
 
 
 @pytest.fixture(scope="module")
@@ -160,8 +91,10 @@ def test_batch_dedup_equals_the_oracle_at_a_small_horizon(
         **(s3_settings if backend == "s3" else {}),
     )
     layout = Layout.of(settings)
-    logs = generate(rng)
-    replays = land(layout, logs, rng)
+    logs = generate(
+        rng, start_ts=START_TS, bucket_ms=BUCKET_MS, dedup_ms=DEDUP_MS, partitions=PARTITIONS
+    )
+    replays = land(layout, logs, rng, BUCKET_MS)
     rows = [row for log in logs.values() for row in log]
     newest_bucket = max(ingest_bucket(r["kafka_ts"], BUCKET_MS) for r in rows)
     horizon = newest_bucket - 2 * BUCKET_MS  # some landed buckets stay above the horizon
@@ -191,3 +124,90 @@ def test_batch_dedup_equals_the_oracle_at_a_small_horizon(
         assert all(name.startswith("s3a://") for name in manifest["input_files"])
         assert all(layout.store.exists(k) for ks in manifest["output_files"].values() for k in ks)
         assert not list((tmp_path / "data").rglob("*.parquet"))
+
+
+def version_rows(layout: Layout, version: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every view of a version, sorted: a key written twice (a day named twice,
+    or merged wrong) shows as two rows, where a dict of views would hide it."""
+    rows = {}
+    for view in VIEWS:
+        table = view_dataset(layout, version, view).to_table()
+        rows[view.name] = sorted(tuple(r.values()) for r in table.to_pylist())
+    return rows
+
+
+def test_incremental_runs_equal_a_full_rebuild_and_the_oracle(
+    spark_session: None, tmp_path: Path
+) -> None:
+    """Ten incremental runs (with compaction, a rollback and a resume between them) over a
+    stream with duplicates inside and outside D, a crash replay and events late by days: every
+    version equals the oracle, and a full rebuild at the end equals the last one row for row."""
+    rng = random.Random(SEED + 1)
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        bucket_ms=BUCKET_MS,
+        dedup_horizon_ms=DEDUP_MS,
+        partitions=PARTITIONS,
+    )
+    layout = Layout.of(settings)
+    logs = generate(
+        rng,
+        start_ts=START_TS,
+        bucket_ms=BUCKET_MS,
+        dedup_ms=DEDUP_MS,
+        partitions=PARTITIONS,
+        ids=400,
+        buckets=12,
+        created="mostly-on-time",
+    )
+    assert land(layout, logs, rng, BUCKET_MS)
+    rows = [row for log in logs.values() for row in log]
+
+    def run(horizon: int, name: str, full: bool = False) -> dict[str, Any]:
+        spark_job.run(settings, horizon, name, "test", full=full)
+        validate_version(layout, name)
+        assert batch_views(layout, name) == oracle_views(
+            [r for r in rows if r["kafka_ts"] < horizon], DEDUP_MS
+        ), f"{name} at horizon {horizon}"
+        return read_manifest(layout, name)
+
+    def vid(n: int | str) -> str:  # version ids as runs make them (prune reads their time)
+        return f"v20260101T0000{n:02d}Z-run" if isinstance(n, int) else f"v20260101T001000Z-{n}"
+
+    horizons = [START_TS + (2 + i) * BUCKET_MS for i in range(10)]
+    manifests = {}
+    for i, horizon in enumerate(horizons):
+        name = vid(i)
+        manifests[name] = run(horizon, name)
+        publish(layout, name)
+        if i == 3:
+            compact(layout, below_ms=horizon)
+        if i == 5:  # back to run 4's version, then on from there: run 6 adds [h4, h6) to it
+            rollback(layout, vid(4))
+            resume(layout)
+    assert manifests[vid(0)]["mode"] == "full"
+    assert all(m["mode"] == "incremental" for n, m in manifests.items() if n != vid(0))
+    assert manifests[vid(6)]["base_version"] == vid(4)
+    assert manifests[vid(6)]["increment"]["from_ms"] == horizons[4]
+    # Increments really are partial: each read only its buckets, and some left days alone,
+    # whose files the new version names under an older version's prefix.
+    last = manifests[vid(9)]
+    assert last["increment"]["buckets"] == 1
+    assert last["increment"]["input_records"] < last["input_records"]
+    assert any(
+        m["increment"]["days_touched"] < max(m["increment"]["days"].values())
+        for m in manifests.values()
+    )
+    shared = [k for ks in last["output_files"].values() for k in ks if f"/{vid(9)}/" not in k]
+    assert shared
+
+    full = run(horizons[-1], vid("full"), full=True)
+    assert full["mode"] == "full" and full["events"] == last["events"]
+    assert version_rows(layout, vid("full")) == version_rows(layout, vid(9))
+
+    # Retention keeps every file a kept version names, wherever it lies.
+    publish(layout, vid("full"), rebuild=True)
+    prune(layout, keep=2)
+    assert list_versions(layout) == [vid(9), vid("full")]
+    assert version_rows(layout, vid(9)) == version_rows(layout, vid("full"))
+    assert all(layout.store.exists(k) for k in shared)

@@ -1,0 +1,79 @@
+"""What an incremental batch run builds on: the published version, if a run may add to it.
+
+A version at horizon H holds every view over the landing zone below H, partitioned by
+event-time day, and a dedup index: per TransactionID whose last kept copy is within the dedup
+horizon D of H, that copy's Kafka time. The next run, at H' > H, then needs only the buckets
+in [H, H'): their copies are judged against the index (any earlier kept copy that could make
+one a duplicate is in it, since every copy in [H, H') is at or after H), and only the days
+their events fall in are rewritten (old rows + the increment's, merged measure by measure).
+The other days' files are named again by the new version's manifest, not copied.
+
+A full recompute (``lambda_rebuild``, or no usable base) reads everything below H' and is the
+audit of the incremental path: both produce the same views, row for row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from lambda_contracts.layout import Layout
+from lambda_contracts.settings import Settings
+
+# Manifests of this format carry what an increment needs (``output_days``,
+# ``dedup_index_files``); older versions are complete but can only be replaced by a full run.
+BATCH_FORMAT = 2
+COUNTERS = ("input_records", "records_read", "replays_removed", "duplicates_removed", "events")
+
+
+@dataclass(frozen=True)
+class Base:
+    """A published version an incremental run adds to."""
+
+    version: str
+    manifest: dict[str, Any]
+
+    @property
+    def horizon_ms(self) -> int:
+        return int(self.manifest["horizon_ms"])
+
+    def days(self, view_name: str) -> dict[int, list[str]]:
+        """{day start (ms): keys of the view's files for that day}."""
+        named = self.manifest["output_days"].get(view_name, {})
+        return {int(day): list(keys) for day, keys in named.items()}
+
+    @property
+    def dedup_index_files(self) -> list[str]:
+        return list(self.manifest["dedup_index_files"])
+
+
+def incremental_base(
+    layout: Layout, settings: Settings, horizon_ms: int
+) -> tuple[Base | None, str]:
+    """The version a run at ``horizon_ms`` adds to (CURRENT), or None and why a full
+    recompute is needed instead."""
+    current = layout.read_current()
+    if current is None:
+        return None, "nothing published yet"
+    manifest = layout.read_manifest(current.version)
+    if manifest is None:
+        return None, f"CURRENT names {current.version}, which has no manifest"
+    if manifest.get("format") != BATCH_FORMAT:
+        return None, f"{current.version} predates incremental runs (format {BATCH_FORMAT})"
+    if not manifest.get("validation", {}).get("ok"):
+        return None, f"{current.version} is not validated"
+    if manifest["bucket_ms"] != settings.bucket_ms:
+        return None, "LAMBDA_BUCKET_MS changed since the published version"
+    if manifest.get("dedup_horizon_ms") != settings.dedup_horizon_ms:
+        return None, "LAMBDA_DEDUP_HORIZON_MS changed since the published version"
+    if manifest["horizon_ms"] > horizon_ms:
+        return None, f"horizon {horizon_ms} is older than the published {manifest['horizon_ms']}"
+    return Base(current.version, manifest), f"adds [{manifest['horizon_ms']}, {horizon_ms})"
+
+
+def cumulative(base: Base | None, increment: dict[str, int]) -> dict[str, int]:
+    """The version's counters: the base's plus the increment's (validation reconciles them
+    with every view's total, so a day lost or counted twice fails it)."""
+    return {
+        name: (int(base.manifest[name]) if base else 0) + int(increment[name]) for name in COUNTERS
+    }
