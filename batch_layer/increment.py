@@ -1,12 +1,14 @@
 """What an incremental batch run builds on: the published version, if a run may add to it.
 
 A version at horizon H holds every view over the landing zone below H, partitioned by
-event-time day, and a dedup index: per TransactionID whose last kept copy is within the dedup
-horizon D of H, that copy's Kafka time. The next run, at H' > H, then needs only the buckets
-in [H, H'): their copies are judged against the index (any earlier kept copy that could make
-one a duplicate is in it, since every copy in [H, H') is at or after H), and only the days
-their events fall in are rewritten (old rows + the increment's, merged measure by measure).
-The other days' files are named again by the new version's manifest, not copied.
+event-time day, and a dedup index: for every TransactionID whose last kept copy is within the
+dedup horizon D of H, that copy's Kafka time (append-only files, one per run, each named by
+the versions that still need it and dropped once all it holds is older than D). The next
+run, at H' > H, then needs only the buckets in [H, H'): their copies are judged against the
+index (any earlier kept copy that could make one a duplicate is in it, since every copy in
+[H, H') is at or after H), and only the days their events fall in are rewritten (old rows
+plus the increment's, merged measure by measure). The other days' files are named again by
+the new version's manifest, not copied.
 
 A full recompute (``lambda_rebuild``, or no usable base) reads everything below H' and is the
 audit of the incremental path: both produce the same views, row for row.
@@ -43,8 +45,10 @@ class Base:
         return {int(day): list(keys) for day, keys in named.items()}
 
     @property
-    def dedup_index_files(self) -> list[str]:
-        return list(self.manifest["dedup_index_files"])
+    def dedup_index_files(self) -> dict[str, int]:
+        """{key: horizon of the run that wrote it}: the index is append-only, each run adds
+        a file of the ids it kept, and files expire by that horizon."""
+        return {key: int(h) for key, h in self.manifest["dedup_index_files"].items()}
 
 
 def incremental_base(

@@ -13,7 +13,8 @@ recomputes from the whole landing zone below H. Steps:
    base's dedup index — this also drops crash replays, which are copies of the same
    (partition, offset); the result is written once (under the version's prefix, removed
    before the manifest) and read back by each step;
-3. write the new dedup index: the ids whose last kept copy is within D of H;
+3. write this run's part of the dedup index: the ids kept in these buckets within D of H (the
+   index is append-only: the base's files stay named until all they hold is older than D);
 4. compute each view with the SQL derived from its declaration (``View.batch_sql``), and
    write only the event-time days the new events fall in, each merged with the base's rows of
    that day (every measure is mergeable); the other days stay the base's files;
@@ -58,6 +59,7 @@ DEDUPLICATED = "deduplicated-events"  # under a version's prefix while the job r
 LANDING_DDL = ", ".join(f"{name} {SPARK_TYPES[kind]}" for name, kind in LANDING_COLUMNS)
 EVENT_COLUMNS = [name for name, _ in LANDING_COLUMNS]
 INDEX_DDL = "transaction_id STRING, last_kept_ts BIGINT"
+BROADCAST_ROWS = 2_000_000  # an increment this small has its ids broadcast to the index scan
 NO_KEPT_COPY = -(1 << 62)  # "no kept copy yet": every copy is new against it, without overflow
 
 
@@ -105,7 +107,7 @@ def dedup_events(landing: DataFrame, horizon_ms: int, index: DataFrame) -> DataF
     fields = [*DEDUP_ORDER, *(c for c in EVENT_COLUMNS if c not in DEDUP_ORDER)]
     copies = F.array_sort(F.collect_list(F.struct(*fields)))
     per_id = landing.groupBy("transaction_id").agg(copies.alias("copies"))
-    per_id = per_id.join(index, "transaction_id", "left")
+    per_id = per_id.join(index, "transaction_id", "left")  # index: one row per id (index_hits)
 
     def step(acc: Column, copy: Column) -> Column:
         keep = is_new_event(acc["last_ts"], copy[RECORD_TIME], horizon_ms)
@@ -129,18 +131,36 @@ def dedup_events(landing: DataFrame, horizon_ms: int, index: DataFrame) -> DataF
     )
 
 
-def next_index(deduped: DataFrame, index: DataFrame, horizon_ms: int, dedup_ms: int) -> DataFrame:
-    """The dedup index at ``horizon_ms``: per id, the last kept copy's time, for the ids whose
-    last kept copy can still make a later copy (at or after the horizon) a duplicate."""
+def index_hits(index: DataFrame, landing: DataFrame, small: bool) -> DataFrame:
+    """The index's entries for the ids in ``landing``, one per id (an id may have an entry in
+    several of the index's files: the newest is its last kept copy). With a ``small``
+    increment its ids are broadcast, so the index is scanned, never shuffled."""
     from pyspark.sql import functions as F
 
-    fresh = deduped.select("transaction_id", F.col("last_ts").alias("last_kept_ts"))
-    merged = (
-        fresh.unionByName(index)
-        .groupBy("transaction_id")
-        .agg(F.max("last_kept_ts").alias("last_kept_ts"))
-    )
-    return merged.where(F.col("last_kept_ts") >= remembered_from(horizon_ms, dedup_ms))
+    ids = landing.select("transaction_id").distinct()
+    hits = index.join(F.broadcast(ids) if small else ids, "transaction_id", "left_semi")
+    return hits.groupBy("transaction_id").agg(F.max("last_kept_ts").alias("last_kept_ts"))
+
+
+def new_index_entries(deduped: DataFrame, horizon_ms: int, dedup_ms: int) -> DataFrame:
+    """This run's part of the dedup index: the ids with a copy kept in its buckets, and the
+    time of the last one, where that can still make a later copy (at or after the horizon)
+    a duplicate."""
+    from pyspark.sql import functions as F
+
+    return deduped.where(
+        (F.size("kept") > 0) & (F.col("last_ts") >= remembered_from(horizon_ms, dedup_ms))
+    ).select("transaction_id", F.col("last_ts").alias("last_kept_ts"))
+
+
+def kept_index_files(base: Base | None, from_ms: int, dedup_ms: int) -> dict[str, int]:
+    """The base's index files that a run reading the buckets from ``from_ms`` on needs, with
+    the horizon of the run that wrote each: a file from a run at h holds kept copies before
+    h, all of them too old to matter for copies at or after ``from_ms`` once h <= from - D."""
+    if base is None:
+        return {}
+    oldest = remembered_from(from_ms, dedup_ms)
+    return {key: h for key, h in base.dedup_index_files.items() if h > oldest}
 
 
 def count_replays(layout: Layout, keys: list[str]) -> int:
@@ -262,6 +282,7 @@ def run(settings: Settings, horizon_ms: int, version: str, run_id: str, full: bo
     dedup_prefix = f"{layout.version_prefix(version)}{DEDUPLICATED}/"
     dedup_uri = spark_uri(layout, dedup_prefix.rstrip("/"))
     index_prefix = layout.dedup_index_prefix(version)
+    old_index = kept_index_files(base, from_ms, settings.dedup_horizon_ms)  # read now
 
     spark = SparkSession.builder.appName(f"lambda-batch-{version}").getOrCreate()
     try:
@@ -270,10 +291,13 @@ def run(settings: Settings, horizon_ms: int, version: str, run_id: str, full: bo
             if file_rows
             else (spark.createDataFrame([], LANDING_DDL))
         )
-        index_files = [spark_uri(layout, k) for k in base.dedup_index_files] if base else []
         index = (
-            spark.read.schema(INDEX_DDL).parquet(*index_files)
-            if index_files
+            index_hits(
+                spark.read.schema(INDEX_DDL).parquet(*(spark_uri(layout, k) for k in old_index)),
+                landing,
+                small=sum(file_rows.values()) <= BROADCAST_ROWS,
+            )
+            if old_index
             else spark.createDataFrame([], INDEX_DDL)
         )
         # The deduplicated events are written once and read back for the counts and for each
@@ -282,7 +306,7 @@ def run(settings: Settings, horizon_ms: int, version: str, run_id: str, full: bo
         dedup = dedup_events(landing, settings.dedup_horizon_ms, index)
         dedup.write.mode("overwrite").parquet(dedup_uri)
         deduped = spark.read.schema(dedup.schema).parquet(dedup_uri)
-        next_index(deduped, index, horizon_ms, settings.dedup_horizon_ms).write.mode(
+        new_index_entries(deduped, horizon_ms, settings.dedup_horizon_ms).coalesce(1).write.mode(
             "overwrite"
         ).parquet(spark_uri(layout, index_prefix.rstrip("/")))
         events = deduped.selectExpr("inline(kept)")
@@ -301,8 +325,10 @@ def run(settings: Settings, horizon_ms: int, version: str, run_id: str, full: bo
     layout.store.delete_prefix(dedup_prefix)  # intermediate: not part of the version
 
     outputs = {name: [k for keys in by_day.values() for k in keys] for name, by_day in days.items()}
-    index_keys = [i.key for i in layout.store.list(index_prefix) if i.key.endswith(".parquet")]
-    written = [k for k in (*index_keys, *(k for ks in outputs.values() for k in ks))]
+    new_index = [i.key for i in layout.store.list(index_prefix) if i.key.endswith(".parquet")]
+    still_needed = kept_index_files(base, horizon_ms, settings.dedup_horizon_ms)  # by the next
+    index_files = {**still_needed, **dict.fromkeys(new_index, horizon_ms)}
+    written = [*new_index, *(k for ks in outputs.values() for k in ks)]
     layout.store.make_durable([k for k in written if k.startswith(layout.version_prefix(version))])
     rows_read = int(stats["rows_read"])
     replays = count_replays(layout, keys)
@@ -337,7 +363,7 @@ def run(settings: Settings, horizon_ms: int, version: str, run_id: str, full: bo
             "days": {name: len(by_day) for name, by_day in days.items()},
         },
         "input_files": file_rows,
-        "dedup_index_files": index_keys,
+        "dedup_index_files": index_files,
         "output_days": {n: {str(d): ks for d, ks in by_day.items()} for n, by_day in days.items()},
         "output_files": outputs,
     }

@@ -123,20 +123,23 @@ def new_spark_jvms(p: Platform, seen: set[int]) -> list[int]:
 
 
 def kill_once_writing(p: Platform, jvms: list[int]) -> tuple[list[int], bool]:
-    """SIGKILL ``jvms`` once a new version directory appears (their job started writing), or
-    after 60 s of reading; returns the JVMs killed (none when the job ended first)."""
+    """SIGKILL ``jvms`` once their job starts writing a version, or after 60 s of reading;
+    returns the JVMs killed (none when the job ended first) and whether it was writing."""
     versions = Path(Layout.of(p.settings).store.path(VERSIONS_PREFIX.rstrip("/")))
+    started = time.time()
 
-    def listed() -> set[str]:
-        with suppress(FileNotFoundError):
-            return {entry.name for entry in versions.iterdir()}
-        return set()
+    def writing() -> bool:
+        """An entry of a version created or changed since ``started``: a retried task writes
+        the same version id again, so a new version directory alone would not show it."""
+        for entry in versions.glob("*/*"):
+            with suppress(FileNotFoundError):
+                if entry.stat().st_mtime >= started:
+                    return True
+        return False
 
-    before = listed()
-    started = time.monotonic()
-    writing = False
-    while time.monotonic() - started < 60 and any(Path(f"/proc/{pid}").exists() for pid in jvms):
-        if writing := bool(listed() - before):
+    seen_writing = False
+    while time.time() - started < 60 and any(Path(f"/proc/{pid}").exists() for pid in jvms):
+        if seen_writing := writing():
             break
         time.sleep(0.05)
     time.sleep(p.rng.uniform(0, 0.2))
@@ -145,7 +148,7 @@ def kill_once_writing(p: Platform, jvms: list[int]) -> tuple[list[int], bool]:
         with suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)
-    return killed, writing
+    return killed, seen_writing
 
 
 def kill_spark_submit(p: Platform, attempts: int = 3) -> str:
