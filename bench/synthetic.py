@@ -31,17 +31,23 @@ def write_landing(
     offset_base: dict[int, int] | None = None,
     seed: int = 7,
     file_rows: int = FILE_ROWS,
+    duplicates: float = 0.02,
+    late: float = 0.01,
+    late_ms: int = 3_600_000,
 ) -> dict[int, int]:
-    """Write ``events`` records; returns the next offset per partition."""
+    """Write ``events`` records; returns the next offset per partition.
+
+    A ``duplicates`` share repeats an earlier TransactionID of this call; a ``late`` share has
+    a CreatedTime up to ``late_ms`` before its place in the stream."""
     rng = np.random.default_rng(seed)
     ids = np.arange(id_offset, id_offset + events)
-    dup = rng.random(events) < 0.02
+    dup = rng.random(events) < duplicates
     dup[: events // 100] = False
     ids[dup] = ids[dup] - rng.integers(1, events // 100 + 1, dup.sum())
     account = (ids * 2654435761 % accounts).astype(np.int64)
     partition = (account % partitions).astype(np.int32)
     created = start_ts + (ids - id_offset).clip(0) * span_ms // max(events, 1)
-    created = created - rng.integers(0, 3_600_000, events) * (rng.random(events) < 0.01)
+    created = created - rng.integers(0, late_ms, events) * (rng.random(events) < late)
     amount = rng.integers(1, 500_000, events)
     next_offsets = dict(offset_base or {})
     for p in range(partitions):
