@@ -1,11 +1,11 @@
-"""Spark recompute time at 1M and 10M events vs DuckDB computing the same views, same dedup.
+"""A full Spark recompute at 1M and 10M events vs DuckDB computing the same views, same dedup.
 
-    .venv/bin/python -m bench.batch_recompute [--sizes 1000000 10000000] [--increment 100000]
+    .venv/bin/python -m bench.batch_recompute [--sizes 1000000 10000000]
 
 Both engines read the same landing files and run the view SQL derived from the same
 declarations; their outputs are compared row for row. Spark's time is the wall time of
-``spark-submit`` (JVM start-up included), local[2]. Then, with the largest history absorbed,
-a run that adds ``--increment`` new events: every run recomputes from the whole master dataset.
+``spark-submit`` (JVM start-up included), local[2], of a full run (``lambda_rebuild``'s; the
+scheduled runs are incremental: ``bench.batch_incremental``).
 """
 
 from __future__ import annotations
@@ -81,17 +81,16 @@ def same_output(layout: Layout, version: str, duck_dir: Path) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
-    parser.add_argument("--increment", type=int, default=100_000)
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory(prefix="lambda-bench-batch-") as tmp:
         for size in args.sizes:
             settings = Settings(data_dir=Path(tmp) / f"n{size}", bucket_ms=BUCKET_MS)
             layout = Layout.of(settings)
-            offsets = write_landing(layout, size, START, SPAN, settings.partitions, BUCKET_MS)
+            write_landing(layout, size, START, SPAN, settings.partitions, BUCKET_MS)
             horizon = START + SPAN + BUCKET_MS
             with Timer() as spark:
-                recompute(settings, horizon, f"v{size}", "bench")
+                recompute(settings, horizon, f"v{size}", "bench", full=True)
             (Path(tmp) / f"duck{size}").mkdir()
             with Timer() as duck:
                 duckdb_views(layout, horizon, Path(tmp) / f"duck{size}")
@@ -107,36 +106,14 @@ def main() -> None:
                 }
             )
             print(results[-1])
-        # history growth: the largest history plus a small increment
-        new_start = START + SPAN + BUCKET_MS
-        write_landing(
-            layout,
-            args.increment,
-            new_start,
-            60_000,
-            settings.partitions,
-            BUCKET_MS,
-            id_offset=10**10,
-            offset_base=offsets,
-            seed=11,
-        )
-        with Timer() as incremental:
-            recompute(settings, new_start + 60_000 + BUCKET_MS, "vinc", "bench")
     growth = results[-1]["spark_s"] / results[0]["spark_s"] if len(results) > 1 else None
     write_report(
         "batch_recompute",
         {
-            "command": "python -m bench.batch_recompute --sizes "
-            + " ".join(map(str, args.sizes))
-            + f" --increment {args.increment}",
+            "command": "python -m bench.batch_recompute --sizes " + " ".join(map(str, args.sizes)),
             "runs": results,
             "spark_growth_first_to_last": round(growth, 2) if growth else None,
             "events_growth_first_to_last": args.sizes[-1] / args.sizes[0],
-            "incremental_run": {
-                "history_events": args.sizes[-1],
-                "new_events": args.increment,
-                "spark_s": round(incremental.seconds, 2),
-            },
             "spark": "local[2], driver 2g, shuffle partitions 4, wall time of spark-submit",
         },
     )
