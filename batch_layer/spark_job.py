@@ -142,14 +142,36 @@ def index_hits(index: DataFrame, landing: DataFrame, small: bool) -> DataFrame:
     return hits.groupBy("transaction_id").agg(F.max("last_kept_ts").alias("last_kept_ts"))
 
 
-def new_index_entries(deduped: DataFrame, horizon_ms: int, dedup_ms: int) -> DataFrame:
+def flatten(dedup: DataFrame) -> DataFrame:
+    """:func:`dedup_events`' rows as flat rows, one per kept event (one with null event
+    columns for an id none of whose copies is kept), the per-id columns (``copies``,
+    ``last_ts``, ``kept_count``) on the first row of each id only (``head``). Flat Parquet is
+    much cheaper to write and read back than arrays of structs."""
+    from pyspark.sql import functions as F
+
+    exploded = dedup.select(
+        "transaction_id",
+        "copies",
+        "last_ts",
+        F.size("kept").alias("kept_count"),
+        F.posexplode_outer("kept").alias("pos", "event"),
+    )
+    head = F.coalesce(F.col("pos"), F.lit(0)) == 0
+    per_id = [F.when(head, F.col(c)).alias(c) for c in ("copies", "last_ts", "kept_count")]
+    event = [F.col(f"event.{c}").alias(c) for c in EVENT_COLUMNS if c != "transaction_id"]
+    return exploded.select("transaction_id", head.alias("head"), *per_id, *event)
+
+
+def new_index_entries(flat: DataFrame, horizon_ms: int, dedup_ms: int) -> DataFrame:
     """This run's part of the dedup index: the ids with a copy kept in its buckets, and the
     time of the last one, where that can still make a later copy (at or after the horizon)
     a duplicate."""
     from pyspark.sql import functions as F
 
-    return deduped.where(
-        (F.size("kept") > 0) & (F.col("last_ts") >= remembered_from(horizon_ms, dedup_ms))
+    return flat.where(
+        F.col("head")
+        & (F.col("kept_count") > 0)
+        & (F.col("last_ts") >= remembered_from(horizon_ms, dedup_ms))
     ).select("transaction_id", F.col("last_ts").alias("last_kept_ts"))
 
 
@@ -300,19 +322,19 @@ def run(settings: Settings, horizon_ms: int, version: str, run_id: str, full: bo
             if old_index
             else spark.createDataFrame([], INDEX_DDL)
         )
-        # The deduplicated events are written once and read back for the counts and for each
-        # view. Caching them instead (persist) does not fit a 2 GB driver at 10M events: the
-        # cached blocks of nested rows spill, and reading one back runs out of heap.
-        dedup = dedup_events(landing, settings.dedup_horizon_ms, index)
-        dedup.write.mode("overwrite").parquet(dedup_uri)
-        deduped = spark.read.schema(dedup.schema).parquet(dedup_uri)
-        new_index_entries(deduped, horizon_ms, settings.dedup_horizon_ms).coalesce(1).write.mode(
+        # The deduplicated events are written once, flat, and read back for the counts, the
+        # index and each view. Caching them instead (persist) does not fit a 2 GB driver at 10M
+        # events: the cached blocks of nested rows spill, and reading one back runs out of heap.
+        flat = flatten(dedup_events(landing, settings.dedup_horizon_ms, index))
+        flat.write.mode("overwrite").parquet(dedup_uri)
+        flat = spark.read.schema(flat.schema).parquet(dedup_uri)
+        new_index_entries(flat, horizon_ms, settings.dedup_horizon_ms).coalesce(1).write.mode(
             "overwrite"
         ).parquet(spark_uri(layout, index_prefix.rstrip("/")))
-        events = deduped.selectExpr("inline(kept)")
+        events = flat.where("kafka_ts IS NOT NULL").select(*EVENT_COLUMNS)
         events.createOrReplaceTempView("events_view")
-        stats = deduped.selectExpr(
-            "coalesce(sum(size(kept)), 0) AS events", "coalesce(sum(copies), 0) AS rows_read"
+        stats = flat.selectExpr(
+            "count(kafka_ts) AS events", "coalesce(sum(copies), 0) AS rows_read"
         ).first()
         touched = sorted(
             int(r[0]) for r in events.selectExpr(day_of("created_time")).distinct().collect()
