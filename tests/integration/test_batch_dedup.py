@@ -71,6 +71,7 @@ def spark_session(s3_settings: dict[str, Any]) -> Iterator[None]:
         for name, value in spark_env(Settings()).items():
             mp.setenv(name, value)
         builder = pyspark_sql.SparkSession.builder.master("local[2]").appName("test-dedup")
+        builder = builder.config("spark.driver.memory", Settings().spark_driver_memory)
         for key, value in spark_conf(Settings(**s3_settings)).items():
             builder = builder.config(key, value)
         session = builder.getOrCreate()
