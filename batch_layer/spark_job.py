@@ -137,7 +137,7 @@ def deduplicate(landing: DataFrame, horizon_ms: int, index: DataFrame) -> DataFr
     Nearly every id has one copy and no index entry: such a copy is kept as it is, with no
     array collected (an anti-join against the few other ids, broadcast when they are few).
     Only the ids with several copies or an index entry go through :func:`dedup_events`' fold.
-    This halves the job at 10M events, where collecting an array per id dominated.
+    Measured at 10M events (2 % repeated ids), local[2]: the step took 45 s instead of 51 s.
     """
     from pyspark.sql import functions as F
 
