@@ -61,10 +61,15 @@ def compact(
 def run(
     horizon: Annotated[int | None, typer.Option(help="horizon in ms (default: watermark)")] = None,
     rebuild: Annotated[
-        bool, typer.Option(help="allow the published horizon again, or an older one")
+        bool,
+        typer.Option(
+            help="a full recompute from the whole landing zone (the audit of incremental runs);"
+            " allows the published horizon again, or an older one"
+        ),
     ] = False,
 ) -> None:
-    """Recompute, validate, publish, expire and prune — once."""
+    """Recompute (incremental: the new buckets onto the published version), validate, publish,
+    expire and prune — once."""
     settings = get_settings()
     run_id = f"manual_{uuid.uuid4().hex[:8]}"
     try:
@@ -83,7 +88,9 @@ def list_cmd() -> None:
     """Versions on disk, newest last; the CURRENT one is marked."""
     layout = Layout.of(get_settings())
     current = layout.read_current()
-    table = Table("", "version", "validated", "horizon", "events", "duplicates removed")
+    table = Table(
+        "", "version", "validated", "horizon", "events", "duplicates removed", "run", "days touched"
+    )
     for version in list_versions(layout):
         m = read_manifest(layout, version)
         mark = ""
@@ -96,6 +103,8 @@ def list_cmd() -> None:
             ms_to_iso(m["horizon_ms"]),
             str(m["events"]),
             str(m["duplicates_removed"]),
+            m.get("mode", "full"),
+            str(m.get("increment", {}).get("days_touched", "")),
         )
     console.print(table)
 

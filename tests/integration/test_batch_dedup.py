@@ -46,6 +46,31 @@ SEED = 20240611
 Row = dict[str, Any]
 
 
+def landed_zone(
+    tmp_path: Path, seed: int, storage: dict[str, Any], **shape: Any
+) -> tuple[Settings, Layout, dict[int, list[Row]], int]:
+    """Settings at this module's small horizon, and a generated landing zone written with
+    them: (settings, layout, the logs by partition, how many records were landed twice)."""
+    rng = random.Random(seed)
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        bucket_ms=BUCKET_MS,
+        dedup_horizon_ms=DEDUP_MS,
+        partitions=PARTITIONS,
+        **storage,
+    )
+    layout = Layout.of(settings)
+    logs = generate(
+        rng,
+        start_ts=START_TS,
+        bucket_ms=BUCKET_MS,
+        dedup_ms=DEDUP_MS,
+        partitions=PARTITIONS,
+        **shape,
+    )
+    return settings, layout, logs, land(layout, logs, rng, BUCKET_MS)
+
+
 @pytest.fixture(scope="module")
 def s3_settings(s3_server: S3Server) -> Iterator[dict[str, Any]]:
     """Settings that put the master dataset under a fresh prefix of the test S3 server; the
@@ -83,19 +108,9 @@ def spark_session(s3_settings: dict[str, Any]) -> Iterator[None]:
 def test_batch_dedup_equals_the_oracle_at_a_small_horizon(
     spark_session: None, s3_settings: dict[str, Any], tmp_path: Path, backend: str
 ) -> None:
-    rng = random.Random(SEED)
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        bucket_ms=BUCKET_MS,
-        dedup_horizon_ms=DEDUP_MS,
-        partitions=PARTITIONS,
-        **(s3_settings if backend == "s3" else {}),
+    settings, layout, logs, replays = landed_zone(
+        tmp_path, SEED, s3_settings if backend == "s3" else {}
     )
-    layout = Layout.of(settings)
-    logs = generate(
-        rng, start_ts=START_TS, bucket_ms=BUCKET_MS, dedup_ms=DEDUP_MS, partitions=PARTITIONS
-    )
-    replays = land(layout, logs, rng, BUCKET_MS)
     rows = [row for log in logs.values() for row in log]
     newest_bucket = max(ingest_bucket(r["kafka_ts"], BUCKET_MS) for r in rows)
     horizon = newest_bucket - 2 * BUCKET_MS  # some landed buckets stay above the horizon
@@ -143,25 +158,10 @@ def test_incremental_runs_equal_a_full_rebuild_and_the_oracle(
     """Ten incremental runs (with compaction, a rollback and a resume between them) over a
     stream with duplicates inside and outside D, a crash replay and events late by days: every
     version equals the oracle, and a full rebuild at the end equals the last one row for row."""
-    rng = random.Random(SEED + 1)
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        bucket_ms=BUCKET_MS,
-        dedup_horizon_ms=DEDUP_MS,
-        partitions=PARTITIONS,
+    settings, layout, logs, replays = landed_zone(
+        tmp_path, SEED + 1, {}, ids=400, buckets=12, created="mostly-on-time"
     )
-    layout = Layout.of(settings)
-    logs = generate(
-        rng,
-        start_ts=START_TS,
-        bucket_ms=BUCKET_MS,
-        dedup_ms=DEDUP_MS,
-        partitions=PARTITIONS,
-        ids=400,
-        buckets=12,
-        created="mostly-on-time",
-    )
-    assert land(layout, logs, rng, BUCKET_MS)
+    assert replays
     rows = [row for log in logs.values() for row in log]
 
     def run(horizon: int, name: str, full: bool = False) -> dict[str, Any]:
