@@ -60,6 +60,9 @@ LANDING_DDL = ", ".join(f"{name} {SPARK_TYPES[kind]}" for name, kind in LANDING_
 EVENT_COLUMNS = [name for name, _ in LANDING_COLUMNS]
 INDEX_DDL = "transaction_id STRING, last_kept_ts BIGINT"
 BROADCAST_ROWS = 1_000_000  # ids this few are broadcast to a join (no shuffle of the other side)
+# An increment this small is read once and kept in memory: the dedup reads it three or four
+# times, and a day of a small platform is a thousand small landing files to open each time.
+CACHE_ROWS = 2_000_000
 NO_KEPT_COPY = -(1 << 62)  # "no kept copy yet": every copy is new against it, without overflow
 
 
@@ -360,6 +363,8 @@ def run(settings: Settings, horizon_ms: int, version: str, run_id: str, full: bo
             if file_rows
             else (spark.createDataFrame([], LANDING_DDL))
         )
+        if sum(file_rows.values()) <= CACHE_ROWS:
+            landing = landing.cache()
         index = (
             index_hits(
                 spark.read.schema(INDEX_DDL).parquet(*(spark_uri(layout, k) for k in old_index)),
