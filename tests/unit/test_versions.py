@@ -26,6 +26,7 @@ from batch_layer.versions import (
     resume,
     rollback,
 )
+from lambda_contracts.batch_files import read_view
 from lambda_contracts.layout import BatchPointer, Layout, PartitionProgress
 from lambda_contracts.settings import Settings
 from lambda_contracts.views import VIEWS
@@ -238,3 +239,34 @@ def test_prune_keeps_current_and_the_newest_and_clears_old_leftovers(layout: Lay
     left = layout.version_ids()
     assert old_leftover not in left and left.get(young_leftover) is False
     assert not layout.store.list(layout.version_prefix(v2))  # every object of v2 went
+
+
+def test_prune_keeps_the_files_a_kept_version_shares_and_removes_them_with_the_last(
+    layout: Layout,
+) -> None:
+    """An incremental version names the files of the days it left alone, under the prefix of
+    the version that wrote them: pruning that version must keep exactly those, and a later
+    prune (once no kept version names them) must remove them."""
+    v1 = validated(layout, "01", 1000)
+    v2 = validated(layout, "02", 2000)
+    v3 = validated(layout, "03", 3000)
+    shared = layout.read_manifest(v1)["output_files"]["global_minute"][0]
+    alone = layout.read_manifest(v1)["output_files"]["account_minute"][0]
+    extra = f"{layout.version_prefix(v1)}dedup-index/part-0.parquet"
+    layout.store.put(extra, b"index")
+    manifest = layout.read_manifest(v2)
+    manifest["output_files"]["global_minute"].append(shared)
+    manifest["dedup_index_files"] = {extra: 1000}
+    layout.write_manifest(v2, manifest)
+    publish(layout, v3)
+
+    assert prune(layout, keep=2, now=datetime(2026, 1, 1, 15, tzinfo=UTC)) == [v1]
+    assert list_versions(layout) == [v2, v3]
+    assert layout.store.exists(shared) and layout.store.exists(extra)
+    assert not layout.store.exists(alone)
+    assert layout.read_manifest(v1) is None
+    global_minute = next(v for v in VIEWS if v.name == "global_minute")
+    assert read_view(layout, v2, global_minute).num_rows == 2  # v2 still reads whole
+
+    assert prune(layout, keep=1, now=datetime(2026, 1, 1, 15, tzinfo=UTC)) == [v2]
+    assert not layout.store.exists(shared) and not layout.store.exists(extra)
