@@ -33,8 +33,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
+
 from batch_layer.increment import BATCH_FORMAT, Base, cumulative, incremental_base
 from batch_layer.inputs import spark_uri
+from lambda_contracts.batch_files import view_schema
 from lambda_contracts.dedup import DEDUP_ORDER, RECORD_TIME, is_new_event, remembered_from
 from lambda_contracts.landing_files import parquet_rows, read_landing_file
 from lambda_contracts.landing_lock import reading_landing
@@ -268,9 +271,10 @@ class Steps:
 
 
 def view_ddl(view: View) -> str:
-    """The Spark schema of a view's files (that of ``lambda_contracts.batch_files.view_schema``)."""
-    columns = [f"{d} STRING" for d in view.dimensions] + ["window_start BIGINT"]
-    return ", ".join(columns + [f"{m} BIGINT" for m in view.measure_names])
+    """The Spark schema of a view's files, derived from the one declaration of it
+    (``lambda_contracts.batch_files.view_schema``)."""
+    spark_type = {pa.string(): "STRING", pa.int64(): "BIGINT"}
+    return ", ".join(f"{f.name} {spark_type[f.type]}" for f in view_schema(view))
 
 
 def day_of(column: str) -> str:
