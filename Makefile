@@ -10,7 +10,8 @@ JARS_STAMP := .cache/kafka/libs/.fetched
 S3A_STAMP := $(HOME)/.cache/lambda-platform/spark-s3a/.fetched
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: up down status test lint batch bench chaos install jars s3a-jars s3gw clean
+.PHONY: up down status test lint batch bench chaos install jars s3a-jars s3gw clean \
+	cluster-up cluster-status cluster-down
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,6 +53,16 @@ lint: $(STAMP)
 
 test: $(STAMP) $(JARS_STAMP) $(S3A_STAMP) s3gw lint
 	$(BIN)/pytest -ra $(PYTEST_ARGS)
+
+# The platform as separate hosts on this machine (network namespaces; root needed).
+cluster-up: $(STAMP) $(JARS_STAMP) $(S3A_STAMP) s3gw
+	$(BIN)/lambda-platform cluster up
+
+cluster-status: $(STAMP)
+	$(BIN)/lambda-platform cluster status
+
+cluster-down: $(STAMP)
+	$(BIN)/lambda-platform cluster down
 
 batch: $(STAMP)
 	$(BIN)/python -m infra.trigger_batch

@@ -61,8 +61,12 @@ def _host_port(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def render_config(settings: Settings) -> Path:
-    """server.properties with this instance's ports and log directory filled in."""
+def render_config(settings: Settings, node: dict[str, str] | None = None) -> Path:
+    """server.properties with this instance's ports and log directory filled in.
+
+    ``node`` overrides more keys: a node of a multi-broker cluster gives its id, the voters,
+    its listeners and the replication settings (``infra/cluster``).
+    """
     layout = Layout(settings.data_dir)
     host, port = _host_port(settings.bootstrap_servers[0])
     ctl = settings.kafka_controller_port
@@ -71,6 +75,7 @@ def render_config(settings: Settings) -> Path:
         "controller.quorum.voters": f"1@{host}:{ctl}",
         "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{ctl}",
         "advertised.listeners": f"PLAINTEXT://{host}:{port}",
+        **(node or {}),
     }
     lines = []
     for line in (KAFKA_CONFIG_DIR / "server.properties").read_text().splitlines():
@@ -108,21 +113,24 @@ def new_cluster_id() -> str:
             return cluster_id
 
 
-def format_storage_once(settings: Settings, config: Path) -> None:
-    """Format KRaft storage on first start only; later starts keep the data."""
+def format_storage_once(settings: Settings, config: Path, cluster_id: str | None = None) -> None:
+    """Format KRaft storage on first start only; later starts keep the data. The nodes of one
+    cluster share ``cluster_id``; a single broker makes its own."""
     log_dir = Layout(settings.data_dir).kafka_dir / "logs"
     if (log_dir / "meta.properties").exists():
         return
     cmd = [*_java_base(settings), "kafka.tools.StorageTool", "format"]
-    cmd += ["-t", new_cluster_id(), "-c", str(config), "--ignore-formatted"]
+    cmd += ["-t", cluster_id or new_cluster_id(), "-c", str(config), "--ignore-formatted"]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         raise BrokerSetupError(f"formatting Kafka storage failed: {result.stderr or result.stdout}")
 
 
-def broker_command(settings: Settings) -> list[str]:
+def broker_command(
+    settings: Settings, node: dict[str, str] | None = None, cluster_id: str | None = None
+) -> list[str]:
     """Prepare jars, config and storage; return the command that runs the broker."""
     ensure_jars()
-    config = render_config(settings)
-    format_storage_once(settings, config)
+    config = render_config(settings, node)
+    format_storage_once(settings, config, cluster_id)
     return [*_java_base(settings), "kafka.Kafka", str(config)]

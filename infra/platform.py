@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from infra.airflow_env import AIRFLOW_PORT, API_HOST, admin_password, airflow_env, password_file
+from infra.cluster import cli as cluster_cli
 from infra.keeper import Keeper, clear_records, read_record
 from infra.s3_server import SERVICE as S3_SERVICE
 from infra.s3_server import ensure_bucket
@@ -31,6 +32,7 @@ from lambda_contracts.startup import EXIT_CONFIG, checked_layout
 from lambda_contracts.storage_url import parse_s3_url
 
 app = typer.Typer(add_completion=False, help=__doc__)
+app.add_typer(cluster_cli.app, name="cluster")
 console = Console()
 
 

@@ -60,9 +60,19 @@ class Supervisor:
         A service that is already running is only checked (and its after-start step, which
         must be idempotent, is run again); one that fails to become healthy is stopped.
         """
+        pid = self.spawn(service)
+        self.wait_healthy(service)
+        return pid
+
+    def spawn(self, service: Service) -> int:
+        """Start the service unless it runs, without waiting; returns its pid. (Peers that
+        only become healthy together, such as a controller quorum, are spawned first.)"""
         pid = self.pid(service.name)
-        if pid is None:
-            pid = self._spawn(service)
+        return pid if pid is not None else self._spawn(service)
+
+    def wait_healthy(self, service: Service) -> None:
+        """Wait until a spawned service is healthy, then run its after-start step; a service
+        that exits or misses its start timeout is stopped and raises ServiceError."""
         deadline = time.monotonic() + service.start_timeout_s
         while not service.healthy():
             if self.pid(service.name) is None:
@@ -76,7 +86,6 @@ class Supervisor:
             time.sleep(0.5)
         if service.after_start:
             service.after_start()
-        return pid
 
     def _spawn(self, service: Service) -> int:
         self.run_dir.mkdir(parents=True, exist_ok=True)

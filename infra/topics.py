@@ -43,6 +43,7 @@ def ensure_topics(settings: Settings) -> list[str]:
     """Create missing topics (existing ones are left as they are); return the names created."""
     admin = admin_client(settings)
     try:
+        _wait_for_brokers(admin, max(s.replication_factor for s in platform_topics(settings)))
         existing = set(admin.list_topics())
         created = []
         for spec in platform_topics(settings):
@@ -100,6 +101,16 @@ def check_topic(admin: KafkaAdminClient, spec: TopicSpec) -> None:
         )
 
 
+def _wait_for_brokers(admin: KafkaAdminClient, count: int, timeout_s: float = 90.0) -> None:
+    """Wait until ``count`` brokers have joined: a topic of replication factor 3 cannot be
+    created while the cluster's other brokers are still starting."""
+    deadline = time.monotonic() + timeout_s
+    while len(admin.describe_cluster()["brokers"]) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"fewer than {count} brokers joined the cluster in {timeout_s:.0f}s")
+        time.sleep(0.5)
+
+
 def _wait_until_led(admin: KafkaAdminClient, names: list[str], timeout_s: float = 30.0) -> None:
     """Return once every partition of the topics has a leader, so clients that start right
     after see them in their first metadata (a consumer that misses a new topic may wait for
@@ -121,4 +132,8 @@ def _wait_until_led(admin: KafkaAdminClient, names: list[str], timeout_s: float 
 if __name__ == "__main__":
     from lambda_contracts.settings import get_settings
 
-    print("created:", ", ".join(ensure_topics(get_settings())) or "nothing (all exist)")
+    try:
+        created = ensure_topics(get_settings())
+    except TopicMismatchError as exc:
+        raise SystemExit(f"topic mismatch: {exc}") from exc
+    print("created:", ", ".join(created) or "nothing (all exist)")

@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     speed_store_url: str | None = None
     speed_max_poll_records: int = 5000
     speed_metrics_port: int = 9464
+    speed_metrics_host: str = Field(
+        default="127.0.0.1",
+        description="address of the speed layer's /metrics and /readyz (0.0.0.0 on a cluster "
+        "host, for the scraper and the health checks of other hosts)",
+    )
     landing_flush_ms: int = Field(default=2000, ge=50, description="max age of unlanded records")
     landing_flush_records: int = Field(default=50_000, ge=1)
     speed_unhealthy_after_s: float = Field(

@@ -144,7 +144,12 @@ def run(instance: int, metrics: bool) -> None:
     speed_metrics = SpeedMetrics()
     health = Health(settings.speed_unhealthy_after_s)
     if metrics:
-        port = serve(health, speed_metrics, settings.speed_metrics_port + instance)
+        port = serve(
+            health,
+            speed_metrics,
+            settings.speed_metrics_port + instance,
+            settings.speed_metrics_host,
+        )
         structlog.get_logger("speed_layer").info("serving metrics and health", port=port)
     # The watchdog runs from the start: a client that never reaches its broker is a stall.
     watchdog = Watchdog(

@@ -77,8 +77,12 @@ def up(net: Network, hosts: Sequence[str] | None = None) -> None:
 
 
 def exec_argv(net: Network, host: str, argv: Sequence[str]) -> list[str]:
-    """The command line that runs ``argv`` on ``host`` (in its namespace, with its hosts file)."""
-    return ["ip", "netns", "exec", net.namespace(host), *argv]
+    """The command line that runs ``argv`` on ``host``: in its network namespace, with its
+    hosts file, and in a UTS namespace of its own whose hostname is the host's name (Java's
+    and Spark's "local host" must resolve, and to the host's own address). Each step execs
+    the next, so the pid started is the service's own."""
+    named = ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', host]
+    return ["ip", "netns", "exec", net.namespace(host), *named, *argv]
 
 
 def host_pids(net: Network, host: str) -> list[int]:

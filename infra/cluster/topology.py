@@ -53,7 +53,39 @@ CLUSTER_ENV: dict[str, str] = {
     "LAMBDA_SPARK_MASTER": f"spark://spark-master:{PORTS['spark-master']}",
     "LAMBDA_STORAGE_URL": f"s3://{BUCKET}/master",
     "LAMBDA_S3_ENDPOINT": f"http://s3:{PORTS['s3']}",
+    # Other hosts read the speed layer's /readyz and /metrics.
+    "LAMBDA_SPEED_METRICS_HOST": "0.0.0.0",
 }
+
+# Airflow's metadata lives in PostgreSQL on a cluster (SQLite in local mode); the async URL is
+# explicit, or Airflow derives one for asyncpg, which is not installed.
+AIRFLOW_DB = f"lambda:lambda@postgres:{PORTS['postgres']}/airflow"
+AIRFLOW_ENV: dict[str, str] = {
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg://{AIRFLOW_DB}",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": f"postgresql+psycopg_async://{AIRFLOW_DB}",
+    "AIRFLOW__API__HOST": "0.0.0.0",
+}
+
+# What a host adds to CLUSTER_ENV for its own services. Spark processes bind and name
+# themselves by the host (the machine's own hostname does not resolve inside a host);
+# the batch job's driver runs on ``airflow`` (LocalExecutor) and advertises that name.
+SPARK_WORKER_ENV = {"SPARK_WORKER_CORES": "1", "SPARK_WORKER_MEMORY": "2g"}
+HOST_ENV: dict[str, dict[str, str]] = {
+    "airflow": {
+        **AIRFLOW_ENV,
+        "AIRFLOW__API__BASE_URL": f"http://airflow:{PORTS['airflow']}",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://airflow:{PORTS['airflow']}/execution/",
+        "LAMBDA_SPARK_DRIVER_HOST": "airflow",
+    },
+    "serving": {"LAMBDA_API_HOST": "0.0.0.0"},
+    "spark-master": {"SPARK_MASTER_WEBUI_PORT": "8080", "SPARK_DAEMON_MEMORY": "512m"},
+    "spark-worker-1": {**SPARK_WORKER_ENV, "SPARK_DAEMON_MEMORY": "256m"},
+    "spark-worker-2": {**SPARK_WORKER_ENV, "SPARK_DAEMON_MEMORY": "256m"},
+}
+
+# The object store's keys, which every client presents (compose reads the same variables).
+S3_ACCESS_KEY = ("LAMBDA_S3_ACCESS_KEY", "lambda")
+S3_SECRET_KEY = ("LAMBDA_S3_SECRET_KEY", "lambda-secret")
 
 # What each platform service runs (the same argv in compose and on a cluster host).
 DEMO_PRODUCER = ["lambda-produce", "--rate", "20", "--accounts", "2000", "--duplicates", "0.01"]

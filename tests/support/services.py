@@ -11,14 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-
-def _pg_bin(name: str) -> str:
-    for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
-        return str(candidate)
-    found = shutil.which(name)
-    if found:
-        return found
-    raise RuntimeError(f"PostgreSQL's {name} not found: install the postgresql package")
+from infra.cluster.postgres import pg_bin
 
 
 @dataclass
@@ -43,10 +36,10 @@ class Postgres:
             shutil.chown(self.directory, "postgres", "postgres")
         data = self.directory / "data"
         if not data.exists():
-            self._run(_pg_bin("initdb"), "-D", str(data), "-U", "postgres", "-A", "trust")
+            self._run(pg_bin("initdb"), "-D", str(data), "-U", "postgres", "-A", "trust")
         opts = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
         self._run(
-            _pg_bin("pg_ctl"),
+            pg_bin("pg_ctl"),
             "-D",
             str(data),
             "-o",
@@ -67,4 +60,4 @@ class Postgres:
         return self.url.rsplit("/", 1)[0] + f"/{name}"
 
     def stop(self) -> None:
-        self._run(_pg_bin("pg_ctl"), "-D", str(self.directory / "data"), "-m", "fast", "-w", "stop")
+        self._run(pg_bin("pg_ctl"), "-D", str(self.directory / "data"), "-m", "fast", "-w", "stop")
