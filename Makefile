@@ -11,7 +11,7 @@ S3A_STAMP := $(HOME)/.cache/lambda-platform/spark-s3a/.fetched
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: up down status test lint batch bench chaos install jars s3a-jars s3gw clean \
-	cluster-up cluster-status cluster-down
+	cluster-up cluster-status cluster-down cluster-chaos
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,9 @@ cluster-status: $(STAMP)
 
 cluster-down: $(STAMP)
 	$(BIN)/lambda-platform cluster down
+
+cluster-chaos: $(STAMP) $(JARS_STAMP) $(S3A_STAMP) s3gw
+	$(BIN)/python -m bench.cluster_chaos $(CHAOS_ARGS)
 
 batch: $(STAMP)
 	$(BIN)/python -m infra.trigger_batch

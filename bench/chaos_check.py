@@ -205,3 +205,41 @@ def acked_missing(acked: list[TruthRecord], log: list[LogRecord]) -> int:
     """Acknowledged records that the log does not hold, byte for byte, at their offset."""
     at = {(r.partition, r.offset): r.value for r in log}
     return sum(1 for r in acked if at.get((r.partition, r.offset)) != r.value)
+
+
+def series_and_top_differences(api: str, truth: GroundTruth, top: int = 10) -> list[str]:
+    """Where the all-time hourly series and the top accounts by amount differ from the
+    truth (folded here from the oracle's per-minute views, by plain loops)."""
+    hours: dict[int, list[int]] = {}
+    for (minute,), (count, total, low, high) in truth.views["global_minute"].items():
+        hour = minute - minute % 3_600_000
+        agg = hours.setdefault(hour, [0, 0, low, high])
+        agg[0] += count
+        agg[1] += total
+        agg[2], agg[3] = min(agg[2], low), max(agg[3], high)
+    per_account: dict[str, list[int]] = {}
+    for (account, _), (count, total, _, _) in truth.views["account_minute"].items():
+        agg = per_account.setdefault(account, [0, 0])
+        agg[0] += count
+        agg[1] += total
+    ranked = sorted(per_account.items(), key=lambda kv: (-kv[1][1], kv[0]))[:top]
+    diffs = []
+    with httpx.Client(base_url=api, timeout=60) as http:
+        # The API bounds a series' points: ask for the hours that hold events.
+        span = {"start": min(hours, default=0), "end": max(hours, default=0) + 3_600_000}
+        series = http.get("/v1/totals/series", params={**span, "granularity": "hour"}).json()
+        got = {
+            p["window_start_ms"]: (p["count"], p["sum"], p["min"], p["max"])
+            for p in series["points"]
+        }
+        want = {h: (c, cents(s), cents(lo), cents(hi)) for h, (c, s, lo, hi) in hours.items()}
+        if got != want:
+            wrong = sorted(set(got.items()) ^ set(want.items()))[:3]
+            diffs.append(f"hourly series: {len(got)} points, want {len(want)}; e.g. {wrong}")
+        params = {**ALL_TIME, "by": "sum", "limit": top}
+        answer = http.get("/v1/top-accounts", params=params).json()["accounts"]
+        got_top = [(a["account_id"], a["count"], a["sum"]) for a in answer]
+        want_top = [(a, c, cents(s)) for a, (c, s) in ranked]
+        if got_top != want_top:
+            diffs.append(f"top accounts: api {got_top[:3]}…, want {want_top[:3]}…")
+    return diffs

@@ -36,8 +36,11 @@ def _cluster() -> Cluster:
 
 
 @app.command()
-def up() -> None:
+def up(
+    demo: Annotated[bool, typer.Option(help="run the demo producer (DEMO=0 disables)")] = True,
+) -> None:
     """Make the network and start every service that is down, stage by stage."""
+    demo = demo and os.environ.get("DEMO", "1") not in ("0", "false", "no", "")
     cluster = _cluster()
     try:
         netns.up(cluster.net)
@@ -48,8 +51,10 @@ def up() -> None:
         cluster.host_dir(host.name).mkdir(parents=True, exist_ok=True)
     sup = cluster.supervisor
     try:
-        for stage in cluster.stages():
+        for stage in cluster.stages(demo):
             if isinstance(stage, Step):
+                if all(sup.pid(name) is not None for name in stage.needed_by):
+                    continue
                 cluster.run_step(stage)
                 console.print(f"[green]✓ {stage.name}[/green] on {stage.host}")
                 continue

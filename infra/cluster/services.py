@@ -50,6 +50,9 @@ class Step:
     host: str
     argv: list[str]
     timeout_s: float = 300.0
+    # Run only when one of these services is down (an ``up`` that only restarts a broker
+    # need not migrate Airflow's database again).
+    needed_by: tuple[str, ...] = ()
 
 
 # ``up`` brings the cluster up stage by stage: every service of a stage is spawned before any
@@ -273,20 +276,32 @@ class Cluster:
         command = lambda: self.on(host, COMMANDS[name])  # noqa: E731
         return self.service(name, command, host, healthy=healthy, stop_timeout_s=30, **kw)
 
-    def stages(self) -> list[Stage]:
-        """Every service and init step, in the order ``up`` brings them up."""
-        return [
+    def stages(self, demo: bool = True) -> list[Stage]:
+        """Every service and init step, in the order ``up`` brings them up (the demo
+        producer last, unless ``demo`` is off)."""
+        stages: list[Stage] = [
             [self.postgres(), self.s3()],
             [self.kafka(h) for h in KAFKA_HOSTS],
-            Step("topics", "producer", [sys.executable, "-m", "infra.topics"], timeout_s=180),
+            Step(
+                "topics",
+                "producer",
+                [sys.executable, "-m", "infra.topics"],
+                timeout_s=180,
+                needed_by=("speed-1", "speed-2", "serving"),
+            ),
             [self.spark_master()],
             [self.spark_worker("spark-worker-1"), self.spark_worker("spark-worker-2")],
-            Step("airflow-init", "airflow", ["lambda-platform", "airflow", "db", "migrate"]),
+            Step(
+                "airflow-init",
+                "airflow",
+                ["lambda-platform", "airflow", "db", "migrate"],
+                needed_by=("airflow-apiserver",),
+            ),
             self.airflow(),
             [self.speed("speed-1"), self.speed("speed-2")],
             [self.serving()],
-            [self.producer()],
         ]
+        return [*stages, [self.producer()]] if demo else stages
 
     def services(self) -> list[Service]:
         return [s for stage in self.stages() if isinstance(stage, list) for s in stage]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from infra.cluster.topology import CLUSTER_ENV, COMMANDS, HOSTS, KAFKA_HOSTS
+from infra.cluster.topology import AIRFLOW_ENV, CLUSTER_ENV, COMMANDS, HOSTS, KAFKA_HOSTS
 from lambda_contracts.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,6 +57,8 @@ def test_compose_mirrors_the_cluster_topology() -> None:
         assert APP_SERVICES[name]["command"] == argv, name
     shared = COMPOSE["x-app"]["environment"]
     assert {k: v for k, v in shared.items() if k in CLUSTER_ENV} == CLUSTER_ENV
+    # Airflow on PostgreSQL with the same URLs, sync and async, on both.
+    assert {k: v for k, v in shared.items() if k in AIRFLOW_ENV} == AIRFLOW_ENV
     # Every process finds the object store's keys where the AWS clients look.
     assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(shared)
 

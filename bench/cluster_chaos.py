@@ -1,0 +1,431 @@
+"""``make cluster-chaos``: the cluster of ``make cluster-up`` under host faults, then a reckoning.
+
+    .venv/bin/python -m bench.cluster_chaos [--seconds 150] [--rate 1000] [--seed 7]
+
+Brings the cluster up on a fresh data directory (root needed: the hosts are network
+namespaces) without the demo producer, and runs the adversarial stream (duplicates,
+conflicting copies, late and malformed records) from the ``producer`` host at ``--rate``
+events/s, acks=all. While it runs:
+
+- ``kafka-2`` is SIGKILLed and brought back 20 s later (``cluster up``);
+- ``speed-1`` is SIGKILLed: ``speed-2`` must own every partition within the session timeout;
+  ``cluster up`` restarts ``speed-1`` and the partitions must rebalance back;
+- ``speed-2`` is cut off from the three brokers for 30 s (blackhole routes in its host);
+- ``spark-worker-1``'s link is cut for 45 s while a batch job runs on the cluster.
+
+Then the producer stops and the serving host's API must equal the ground truth (the topic
+read back whole, refereed by the independent oracle): totals, every account's summary, the
+hourly series and the top accounts; a last batch run must publish views equal to the
+oracle's; every valid offset must be landed exactly once on the object store; the DLQ must
+hold exactly the invalid records; no partition may be left under-replicated; ``CURRENT`` must
+only ever have pointed at validated versions. Writes ``bench/results/<report>.json`` and
+exits non-zero unless every check holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+
+from bench.chaos import Poller, wait
+from bench.chaos_check import (
+    ALL_TIME,
+    GroundTruth,
+    LogRecord,
+    acked_missing,
+    api_count,
+    api_differences,
+    check_dlq,
+    check_landing,
+    read_log,
+    series_and_top_differences,
+)
+from bench.common import write_report
+from infra.airflow_env import admin_password
+from infra.cluster.cli import kafka_report
+from infra.cluster.services import Cluster
+from infra.cluster.topology import CLUSTER_ENV, KAFKA_HOSTS, PORTS
+from infra.trigger_batch import AirflowClient
+from lambda_contracts.layout import Layout
+from lambda_contracts.settings import Settings, get_settings
+from tests.support.oracle import oracle_views
+from tests.support.pipeline import BIN, batch_views, mixed_stream, read_truth
+
+console = Console()
+ROOT = Path(__file__).resolve().parent.parent
+BUCKET_MS = 30_000
+SESSION_TIMEOUT_S = 10.0  # kafka-python's default session.timeout.ms, which the layer keeps
+
+
+def platform(env: dict[str, str], *args: str, timeout: float = 900) -> str:
+    done = subprocess.run(
+        [str(BIN / "lambda-platform"), *args], env=env, capture_output=True, text=True,
+        timeout=timeout,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"lambda-platform {' '.join(args)}: {done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+class Faults:
+    """The cluster's faults, each injected through the hosts' processes and links."""
+
+    def __init__(self, cluster: Cluster, env: dict[str, str], partitions: int) -> None:
+        self.cluster = cluster
+        self.env = env
+        self.partitions = partitions
+
+    def kill(self, service: str) -> int:
+        pid = self.cluster.supervisor.pid(service)
+        if pid is None:
+            raise RuntimeError(f"{service} is not running")
+        os.killpg(pid, signal.SIGKILL)
+        wait(lambda: self.cluster.supervisor.pid(service) is None, 30, f"{service} to die", 0.2)
+        return pid
+
+    def up(self) -> None:
+        platform(self.env, "cluster", "up", "--no-demo")
+
+    def owned(self, host: str) -> list[int] | None:
+        """The partitions a speed host reports owning, or None if it does not answer."""
+        port = self.cluster.settings(host).speed_metrics_port + int(host.rsplit("-", 1)[1])
+        try:
+            report = httpx.get(f"http://{self.cluster.address(host)}:{port}/readyz", timeout=2)
+            return list(report.json().get("partitions", []))
+        except (httpx.HTTPError, ValueError):
+            return None
+
+    def kill_broker(self) -> str:
+        pid = self.kill("kafka-2")
+        time.sleep(20)
+        self.up()
+        return f"SIGKILL kafka-2 [{pid}], back after 20 s"
+
+    def kill_speed(self) -> str:
+        pid = self.kill("speed-1")
+        everything = list(range(self.partitions))
+        took = wait(lambda: self.owned("speed-2") == everything, 120, "speed-2 to take over", 0.2)
+        restarted = time.monotonic()
+        self.up()
+        wait(lambda: bool(self.owned("speed-1")), 180, "speed-1 to get partitions", 0.5)
+        back = time.monotonic() - restarted
+        shared = f"speed-1 {self.owned('speed-1')}, speed-2 {self.owned('speed-2')}"
+        return (
+            f"SIGKILL speed-1 [{pid}]: speed-2 owned every partition after {took:.1f}s; "
+            f"restarted by cluster up, partitions rebalanced back {back:.1f}s later ({shared})"
+        )
+
+    def cut_speed_from_kafka(self, seconds: float = 30) -> str:
+        ns = self.cluster.net.namespace("speed-2")
+        routes = [f"{self.cluster.address(h)}/32" for h in KAFKA_HOSTS]
+        for route in routes:
+            subprocess.run(["ip", "-n", ns, "route", "add", "blackhole", route], check=True)
+        try:
+            time.sleep(seconds)
+        finally:
+            for route in routes:
+                subprocess.run(["ip", "-n", ns, "route", "del", "blackhole", route], check=True)
+        return f"speed-2 cut off from the brokers for {seconds:.0f}s"
+
+    def cut_worker_during_batch(self, seconds: float = 45) -> str:
+        master = f"http://{self.cluster.address('spark-master')}:8080/json/"
+
+        def running_app() -> str | None:
+            with suppress(httpx.HTTPError, ValueError, IndexError, KeyError):
+                return httpx.get(master, timeout=2).json()["activeapps"][0]["id"]
+            return None
+
+        wait(lambda: running_app() is not None, 300, "a batch job on the cluster", 0.5)
+        app = running_app()
+        veth = self.cluster.net.veth("spark-worker-1")
+        subprocess.run(["ip", "link", "set", veth, "down"], check=True)
+        try:
+            time.sleep(seconds)
+        finally:
+            subprocess.run(["ip", "link", "set", veth, "up"], check=True)
+
+        def finished() -> dict[str, Any] | None:
+            with suppress(httpx.HTTPError, ValueError, KeyError):
+                done = httpx.get(master, timeout=2).json()["completedapps"]
+                return next((a for a in done if a["id"] == app), None)
+            return None
+
+        wait(lambda: finished() is not None, 900, f"{app} to end", 2)
+        ended = finished() or {}
+        note = f"spark-worker-1's link cut for {seconds:.0f}s during {app}"
+        note += f", which ended {ended.get('state')} after {ended.get('duration', 0) / 1000:.0f}s"
+        if ended.get("state") != "FINISHED":
+            raise RuntimeError(note)
+        return note
+
+
+class CurrentWatch:
+    """Every version ``CURRENT`` pointed at during the run, with whether it was validated
+    when first seen (read from its manifest, as the serving layer would)."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self.seen: dict[str, bool] = {}
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            with suppress(Exception):  # the store may be briefly unreachable; look again
+                current = self.layout.read_current()
+                if current is not None and current.version not in self.seen:
+                    manifest = self.layout.read_manifest(current.version) or {}
+                    ok = bool(manifest.get("validation", {}).get("ok"))
+                    self.seen[current.version] = ok
+            self.stop.wait(1.0)
+
+
+def dump_log(out: Path) -> None:
+    """Run inside a host: write the transactions topic and the DLQ, read back whole."""
+    settings = get_settings()
+    logs = {t: read_log(settings, t) for t in (settings.topic, settings.dlq_topic)}
+    out.write_bytes(pickle.dumps(logs))
+
+
+def read_logs(cluster: Cluster, env: dict[str, str], out: Path) -> dict[str, list[LogRecord]]:
+    argv = cluster.on("producer", [sys.executable, "-m", "bench.cluster_chaos", "--dump", str(out)])
+    subprocess.run(argv, env={**env, **cluster.env("producer")}, cwd=ROOT, check=True, timeout=600)
+    return pickle.loads(out.read_bytes())
+
+
+def final_batch(client: AirflowClient, layout: Layout, sealed: int, timeout: float) -> str:
+    """Run ``lambda_batch`` until a run publishes a version whose horizon covers ``sealed``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run_id = client.trigger("lambda_batch")
+        state = "queued"
+        while state not in ("success", "failed") and time.monotonic() < deadline:
+            time.sleep(5)
+            state = client.run_state("lambda_batch", run_id)
+        current = layout.read_current()
+        if state == "success" and current and current.horizon_ms >= sealed:
+            return current.version
+    raise TimeoutError("no lambda_batch run published the whole stream")
+
+
+def in_thread(fn: Callable[[], str], results: list[tuple[str, str]], name: str) -> threading.Thread:
+    def target() -> None:
+        try:
+            results.append((name, fn()))
+        except Exception as exc:  # reported as a failed check
+            results.append((name, f"error: {type(exc).__name__}: {exc}"))
+        console.print(f"        {name}: {results[-1][1]}")
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread
+
+
+def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("LAMBDA_", "AIRFLOW"))}
+    env = {
+        **inherited,
+        "LAMBDA_DATA_DIR": str(data_dir),
+        "LAMBDA_BUCKET_MS": str(BUCKET_MS),
+        "LAMBDA_BATCH_SCHEDULE_MINUTES": "1",
+        "LAMBDA_IDLE_SEAL_GRACE_MS": "1000",
+    }
+    cluster = Cluster.of(data_dir)
+    os.environ.update({"AWS_ACCESS_KEY_ID": cluster.access_key,
+                       "AWS_SECRET_ACCESS_KEY": cluster.secret_key})  # fmt: skip
+    # The machine's own view of the master dataset: the s3 host by its address.
+    checks = Settings(
+        data_dir=data_dir / "checks",
+        storage_url=CLUSTER_ENV["LAMBDA_STORAGE_URL"],
+        s3_endpoint=f"http://{cluster.address('s3')}:{PORTS['s3']}",
+        bucket_ms=BUCKET_MS,
+    )
+    layout = Layout.of(checks)
+    api = f"http://{cluster.address('serving')}:{PORTS['serving']}"
+    faults: list[tuple[str, str]] = []
+    try:
+        started_up = time.monotonic()
+        console.print(f"bringing the cluster up on {data_dir}")
+        platform(env, "cluster", "up", "--no-demo")
+        up_s = time.monotonic() - started_up
+        password = admin_password(Settings(data_dir=cluster.host_dir("airflow")))
+        client = AirflowClient(f"http://{cluster.address('airflow')}:{PORTS['airflow']}", password)
+        client.trigger("lambda_batch")  # unpauses the DAG; it then runs every minute
+        poller = Poller(api)
+        threading.Thread(target=poller.run, daemon=True).start()
+        watch = CurrentWatch(layout)
+        threading.Thread(target=watch.run, daemon=True).start()
+        truth_file = data_dir / "acked.jsonl"
+        produce = [
+            "lambda-produce", "--quiet", "--truth", str(truth_file), "--seed", str(args.seed),
+            *mixed_stream(args.rate, args.accounts),
+        ]  # fmt: skip
+        producer = subprocess.Popen(cluster.on("producer", produce),
+                                    env={**env, **cluster.env("producer")})  # fmt: skip
+        started = time.monotonic()
+        target = Faults(cluster, env, cluster.settings("speed-1").partitions)
+        spark = in_thread(target.cut_worker_during_batch, faults, "cut spark-worker-1 in a batch")
+        for at, name, fault in (
+            (10, "SIGKILL kafka-2", target.kill_broker),
+            (45, "SIGKILL speed-1", target.kill_speed),
+            (args.seconds - 45, "cut speed-2 from Kafka", target.cut_speed_from_kafka),
+        ):
+            time.sleep(max(0.0, started + at - time.monotonic()))
+            console.print(f"[bold]{time.monotonic() - started:6.1f}s[/bold] {name}")
+            try:
+                faults.append((name, fault()))
+            except Exception as exc:  # reported as a failed check; the run goes on
+                faults.append((name, f"error: {type(exc).__name__}: {exc}"))
+                with suppress(Exception):
+                    target.up()
+            console.print(f"        {faults[-1][1]}")
+        spark.join(timeout=max(0.0, started + args.seconds + 300 - time.monotonic()))
+        time.sleep(max(0.0, started + args.seconds - time.monotonic()))
+        producer.send_signal(signal.SIGTERM)
+        producer.wait(300)
+        stream_s = time.monotonic() - started
+        stopped = time.monotonic()
+
+        logs = read_logs(cluster, env, data_dir / "log.pickle")
+        log = logs[checks.topic]
+        truth = GroundTruth.of(log, checks.dedup_horizon_ms)
+        want = truth.summary()["count"]
+        converge_s: float | None = None
+        with suppress(TimeoutError):
+            wait(lambda: api_count(api) == want, 300, f"the API to count {want} events")
+            converge_s = round(time.monotonic() - stopped, 1)
+        diffs_speed = api_differences(api, truth) + series_and_top_differences(api, truth)
+
+        newest = max(r.timestamp for r in log)
+        sealed = newest - newest % BUCKET_MS + BUCKET_MS
+        wait(lambda: layout.landing_watermark(checks.partitions, BUCKET_MS) >= sealed, 300,
+             "the landing watermark to pass the last record")  # fmt: skip
+        version = final_batch(client, layout, sealed, 1200)
+        current = layout.read_current()
+        assert current is not None
+        below = [r for r in truth.valid.values() if r["kafka_ts"] < current.horizon_ms]
+        batch_equal = batch_views(layout, version) == oracle_views(below, checks.dedup_horizon_ms)
+        diffs_batch = api_differences(api, truth) + series_and_top_differences(api, truth)
+        final = httpx.get(f"{api}/v1/totals", params=ALL_TIME, timeout=10).json()
+        poller.stop.set()
+        watch.stop.set()
+        landing = check_landing(layout, truth)
+        dlq = check_dlq(logs[checks.dlq_topic], truth, checks.topic)
+        acked = read_truth(truth_file)
+        kafka = kafka_report(cluster)
+        errors, _ = poller.server_errors([])
+    finally:
+        with suppress(Exception):
+            platform(env, "cluster", "down", timeout=600)
+    api_total = int(final["count"])
+    return {
+        "seconds": args.seconds,
+        "rate": args.rate,
+        "seed": args.seed,
+        "cluster_up_s": round(up_s, 1),
+        "stream_s": round(stream_s, 1),
+        "faults": [{"fault": n, "note": note} for n, note in faults],
+        "produced": len(log),
+        "acked": len(acked),
+        "acked_missing_from_log": acked_missing(acked, log),
+        "valid": len(truth.valid),
+        "invalid": len(truth.invalid),
+        "expected_events": want,
+        "api_events": api_total,
+        "lost": max(0, want - api_total),
+        "double": max(0, api_total - want),
+        "api_differences_before_batch": diffs_speed[:10],
+        "api_differences_after_batch": diffs_batch[:10],
+        "batch_version": version,
+        "batch_views_equal_oracle": batch_equal,
+        "events_from_batch": final["meta"].get("events_from_batch"),
+        "current_versions_seen": watch.seen,
+        "landing": asdict(landing),
+        "dlq": asdict(dlq),
+        "kafka": kafka,
+        "http_polls": len(poller.seen),
+        "http_5xx": errors,
+        "converge_s": converge_s,
+    }
+
+
+def failures(f: dict[str, Any]) -> list[str]:
+    """Every check of the run that did not hold."""
+    checks = {
+        "acknowledged records missing from the log": f["acked_missing_from_log"] == 0,
+        "the API did not converge within 300 s": f["converge_s"] is not None,
+        "events lost": f["lost"] == 0,
+        "events double-counted": f["double"] == 0,
+        "API differs from the truth (speed side)": not f["api_differences_before_batch"],
+        "API differs from the truth (after the last batch)": not f["api_differences_after_batch"],
+        "batch views differ from the oracle": f["batch_views_equal_oracle"],
+        "the last batch absorbed nothing": (f["events_from_batch"] or 0) > 0,
+        "CURRENT pointed at a version not validated": all(f["current_versions_seen"].values()),
+        "valid offsets not landed": f["landing"]["missing"] == 0,
+        "landed offsets that are not valid records": f["landing"]["extra"] == 0,
+        "landed rows that differ from the log": f["landing"]["mismatched"] == 0,
+        "invalid records missing from the DLQ": f["dlq"]["missing"] == 0,
+        "DLQ records that are not invalid records": f["dlq"]["unexpected"] == 0,
+        "under-replicated partitions at the end": f["kafka"].get("under_replicated") == [],
+        "not every broker is back": f["kafka"].get("brokers") == [1, 2, 3],
+        "5xx from the serving host": f["http_5xx"] == 0,
+        "a fault could not be injected": len(f["faults"]) == 4
+        and not any(x["note"].startswith("error:") for x in f["faults"]),
+    }
+    return [name for name, ok in checks.items() if not ok]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=150, help="length of the stream (≥120)")
+    parser.add_argument("--rate", type=int, default=1000, help="events per second")
+    parser.add_argument("--accounts", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--report", default="cluster-chaos", help="report name under results/")
+    parser.add_argument("--dump", type=Path, help=argparse.SUPPRESS)  # inside a host
+    args = parser.parse_args()
+    if args.dump:
+        dump_log(args.dump)
+        return
+    with tempfile.TemporaryDirectory(prefix="lambda-cluster-chaos-") as tmp:
+        Path(tmp).chmod(0o755)  # the postgres host's server runs as the postgres user
+        try:
+            figures = run(args, Path(tmp) / "data")
+        except BaseException:
+            logs = Path(tmp) / "data" / "cluster" / "logs"
+            for log in sorted(logs.glob("*.log")):
+                tail = log.read_text(errors="replace").splitlines()[-25:]
+                print(f"--- {log.name}", *tail, sep="\n", file=sys.stderr)
+            raise
+    failed = failures(figures)
+    figures["failed_checks"] = failed
+    write_report(args.report, figures)
+    for fault in figures["faults"]:
+        console.print(f"{fault['fault']}: {fault['note']}")
+    keys = ("produced", "acked", "valid", "invalid", "expected_events", "api_events", "lost",
+            "double", "converge_s", "cluster_up_s", "kafka")  # fmt: skip
+    for key in keys:
+        console.print(f"{key}: {figures[key]}")
+    console.print(f"landed: {figures['landing']['landed']}")
+    if failed:
+        console.print(f"[red]cluster fault run failed: {'; '.join(failed)}[/red]")
+        sys.exit(1)
+    console.print("[green]cluster fault run passed: lost 0, double 0, every check held[/green]")
+
+
+if __name__ == "__main__":
+    main()

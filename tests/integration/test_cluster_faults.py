@@ -1,0 +1,53 @@
+"""The cluster of ``make cluster-up`` under host faults, shortened for CI:
+``python -m bench.cluster_chaos --seconds 150``.
+
+The run referees itself (the topic read back whole, the independent oracle, the serving
+host's API, the landing files on the object store, the DLQ, Kafka's replicas); this test holds
+it to every check and to having injected each of the four faults.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from infra.cluster import netns
+from infra.cluster.topology import Network
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        os.geteuid() != 0 or shutil.which("ip") is None, reason="hosts are network namespaces"
+    ),
+]
+
+ROOT = Path(__file__).resolve().parents[2]
+REPORT = ROOT / "bench" / "results" / "cluster-chaos-ci.json"
+
+
+def test_cluster_faults_lose_nothing_and_count_nothing_twice() -> None:
+    if any(ns.startswith(Network().prefix) for ns in netns.namespaces()):
+        pytest.skip("a cluster is already up (make cluster-down first)")
+    REPORT.unlink(missing_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LAMBDA_", "AIRFLOW"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.cluster_chaos", "--seconds", "150",
+         "--report", "cluster-chaos-ci"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=2700,
+    )  # fmt: skip
+    assert done.returncode == 0, (done.stdout + done.stderr)[-20000:]
+    report = json.loads(REPORT.read_text())
+    assert report["failed_checks"] == []
+    assert len(report["faults"]) == 4
+    assert report["lost"] == 0 and report["double"] == 0
+    assert report["kafka"] == {"brokers": [1, 2, 3], "under_replicated": []}
+    assert report["invalid"] > 0 and report["dlq"]["missing"] == 0
+    assert report["current_versions_seen"] and all(report["current_versions_seen"].values())
+    assert not any(ns.startswith(Network().prefix) for ns in netns.namespaces())
