@@ -52,7 +52,7 @@ from bench.chaos_check import (
     read_log,
 )
 from bench.chaos_faults import FAULTS, Platform
-from bench.common import write_report
+from bench.common import exit_on_sigterm, write_report
 from infra.airflow_env import AIRFLOW_PORT, API_HOST, admin_password
 from infra.keeper import read_record
 from infra.trigger_batch import AirflowClient
@@ -361,6 +361,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--report", default="chaos", help="name of the report under results/")
     args = parser.parse_args()
+    exit_on_sigterm()
     with tempfile.TemporaryDirectory(prefix="lambda-chaos-") as tmp:
         try:
             figures = run(args, Path(tmp) / "data")

@@ -55,11 +55,11 @@ from bench.chaos_check import (
     read_log,
     series_and_top_differences,
 )
-from bench.common import write_report
+from bench.common import exit_on_sigterm, write_report
 from infra.airflow_env import admin_password
 from infra.cluster.cli import kafka_report
 from infra.cluster.services import Cluster
-from infra.cluster.topology import CLUSTER_ENV, KAFKA_HOSTS, PORTS
+from infra.cluster.topology import CLUSTER_ENV, KAFKA_HOSTS, PORTS, Network
 from infra.trigger_batch import AirflowClient
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings, get_settings
@@ -99,7 +99,7 @@ class Faults:
         return pid
 
     def up(self) -> None:
-        platform(self.env, "cluster", "up", "--no-demo")
+        platform(self.env, "cluster", "up", "--no-demo", "--no-keeper")
 
     def owned(self, host: str) -> list[int] | None:
         """The partitions a speed host reports owning, or None if it does not answer."""
@@ -243,8 +243,10 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         "LAMBDA_BUCKET_MS": str(BUCKET_MS),
         "LAMBDA_BATCH_SCHEDULE_MINUTES": "1",
         "LAMBDA_IDLE_SEAL_GRACE_MS": "1000",
+        "LAMBDA_CLUSTER_PREFIX": args.prefix,
+        "LAMBDA_CLUSTER_SUBNET": args.subnet,
     }
-    cluster = Cluster.of(data_dir)
+    cluster = Cluster.of(data_dir, Network(prefix=args.prefix, subnet=args.subnet))
     os.environ.update({"AWS_ACCESS_KEY_ID": cluster.access_key,
                        "AWS_SECRET_ACCESS_KEY": cluster.secret_key})  # fmt: skip
     # The machine's own view of the master dataset: the s3 host by its address.
@@ -260,7 +262,7 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     try:
         started_up = time.monotonic()
         console.print(f"bringing the cluster up on {data_dir}")
-        platform(env, "cluster", "up", "--no-demo")
+        platform(env, "cluster", "up", "--no-demo", "--no-keeper")
         up_s = time.monotonic() - started_up
         password = admin_password(Settings(data_dir=cluster.host_dir("airflow")))
         client = AirflowClient(f"http://{cluster.address('airflow')}:{PORTS['airflow']}", password)
@@ -396,8 +398,11 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=200)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--report", default="cluster-chaos", help="report name under results/")
+    parser.add_argument("--prefix", default=Network().prefix, help="namespace/bridge prefix")
+    parser.add_argument("--subnet", default=Network().subnet, help="the hosts' subnet")
     parser.add_argument("--dump", type=Path, help=argparse.SUPPRESS)  # inside a host
     args = parser.parse_args()
+    exit_on_sigterm()
     if args.dump:
         dump_log(args.dump)
         return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import tempfile
 import time
 from collections.abc import Iterator
@@ -93,3 +94,13 @@ def consume_all(settings: Settings, total: int) -> float:
                 seen += len(batch)
     consumer.close()
     return timer.seconds
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so a fault run that is told to stop (a test's time-out)
+    still runs its ``finally`` and takes the platform it started down with it."""
+
+    def stop(*_: object) -> None:
+        raise SystemExit(143)
+
+    signal.signal(signal.SIGTERM, stop)

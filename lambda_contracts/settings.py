@@ -102,6 +102,13 @@ class Settings(BaseSettings):
     batch_keep_versions: int = Field(default=5, ge=1)
     batch_schedule_minutes: int = Field(default=5, ge=1)
 
+    cluster_prefix: str = Field(
+        default="lambda-", description="names of make cluster-up's namespaces and bridge"
+    )
+    cluster_subnet: str = Field(
+        default="10.213.77.0/24", description="addresses of make cluster-up's hosts"
+    )
+
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_token: SecretStr | None = Field(default=None, description="bearer token for /v1")

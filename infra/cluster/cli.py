@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 from typing import Annotated
 
 import typer
@@ -22,8 +24,9 @@ from rich.table import Table
 
 from infra.cluster import netns
 from infra.cluster.services import Cluster, Step
-from infra.cluster.topology import HOSTS, PORTS
-from infra.supervisor import ServiceError
+from infra.cluster.topology import HOSTS, PORTS, Network
+from infra.keeper import Keeper, clear_records, read_record
+from infra.supervisor import Service, ServiceError
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import get_settings
 
@@ -32,16 +35,32 @@ console = Console()
 
 
 def _cluster() -> Cluster:
-    return Cluster.of(get_settings().data_dir)
+    settings = get_settings()
+    net = Network(prefix=settings.cluster_prefix, subnet=settings.cluster_subnet)
+    return Cluster.of(settings.data_dir, net)
+
+
+KEEPER = "keeper"
+
+
+def _keeper_service(cluster: Cluster, demo: bool) -> Service:
+    """The resident keeper of the cluster, on the machine itself (it starts hosts' services
+    as ``up`` does): it restarts a service that died, with backoff, like compose's policy."""
+    argv = [sys.executable, "-m", "infra.platform", "cluster", "keep"]
+    return Service(KEEPER, lambda: [*argv, "--demo" if demo else "--no-demo"], lambda: True)
 
 
 @app.command()
 def up(
     demo: Annotated[bool, typer.Option(help="run the demo producer (DEMO=0 disables)")] = True,
+    keeper: Annotated[bool, typer.Option(help="restart services that die")] = True,
 ) -> None:
     """Make the network and start every service that is down, stage by stage."""
     demo = demo and os.environ.get("DEMO", "1") not in ("0", "false", "no", "")
     cluster = _cluster()
+    # The keeper must not restart a service while ``up`` starts it too.
+    if not cluster.supervisor.stop(KEEPER):
+        clear_records(cluster.supervisor, [s.name for s in cluster.services()])
     try:
         netns.up(cluster.net)
     except netns.NetworkError as exc:
@@ -71,7 +90,20 @@ def up(
     except (ServiceError, subprocess.TimeoutExpired) as exc:
         console.print(f"[red]✗[/red] {exc}")
         raise typer.Exit(1) from exc
+    if keeper:
+        sup.start(_keeper_service(cluster, demo))
     _print_where(cluster)
+
+
+@app.command(hidden=True)
+def keep(demo: Annotated[bool, typer.Option()] = True) -> None:
+    """Run the cluster's keeper in the foreground (``up`` starts it)."""
+    cluster = _cluster()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    services = [s for s in cluster.services() if demo or s.name != "producer"]
+    Keeper(cluster.supervisor, services).run(stop)
 
 
 @app.command()
@@ -86,17 +118,19 @@ def status(
         host = cluster.host_of(service.name)
         pid = sup.pid(service.name)
         health = "down" if pid is None else ("healthy" if service.healthy() else "unhealthy")
+        restarts = read_record(sup, service.name).restarts
         rows.append({"host": host, "address": cluster.address(host), "service": service.name,
-                     "pid": pid, "health": health})  # fmt: skip
+                     "pid": pid, "health": health, "restarts": restarts})  # fmt: skip
     kafka = kafka_report(cluster)
     if as_json:
         print(json.dumps({"services": rows, "kafka": kafka}))
     else:
-        table = Table("host", "address", "service", "pid", "health")
+        table = Table("host", "address", "service", "pid", "health", "restarts")
         for row in rows:
             table.add_row(row["host"], row["address"], row["service"], str(row["pid"] or "-"),
-                          row["health"])  # fmt: skip
+                          row["health"], str(row["restarts"]))  # fmt: skip
         console.print(table)
+        console.print(f"keeper: {'running' if sup.pid(KEEPER) else 'not running'}")
         console.print(f"kafka: {kafka}")
     if all(r["pid"] is None for r in rows):
         sys.exit(3)
@@ -136,6 +170,7 @@ def down(
     """Stop every service, then remove the namespaces, links and hosts files."""
     cluster = _cluster()
     sup = cluster.supervisor
+    sup.stop(KEEPER)  # first, or it restarts what is being stopped
     for service in reversed(cluster.services()):
         if sup.stop(service.name, service.stop_timeout_s):
             console.print(f"stopped {service.name}")
