@@ -103,12 +103,8 @@ class Faults:
 
     def owned(self, host: str) -> list[int] | None:
         """The partitions a speed host reports owning, or None if it does not answer."""
-        port = self.cluster.settings(host).speed_metrics_port + int(host.rsplit("-", 1)[1])
-        try:
-            report = httpx.get(f"http://{self.cluster.address(host)}:{port}/readyz", timeout=2)
-            return list(report.json().get("partitions", []))
-        except (httpx.HTTPError, ValueError):
-            return None
+        report = self.cluster.speed_report(host)
+        return None if report is None else list(report.get("partitions", []))
 
     def kill_broker(self) -> str:
         pid = self.kill("kafka-2")

@@ -23,7 +23,7 @@ from infra.cluster import cli as cluster_cli
 from infra.keeper import Keeper, clear_records, read_record
 from infra.s3_server import SERVICE as S3_SERVICE
 from infra.s3_server import ensure_bucket
-from infra.services import keeper_service, platform_services, speed_health
+from infra.services import keeper_service, platform_services, speed_health, speed_health_cell
 from infra.supervisor import Service, ServiceError, Supervisor
 from infra.topics import TopicMismatchError
 from lambda_contracts.layout import Layout
@@ -178,14 +178,7 @@ def _health(settings: Settings, name: str, service: object) -> str:
     """One cell of ``status``: speed processes say how long they are stalled and how far
     behind, or why a partition is halted."""
     if name.startswith("speed-"):
-        report = speed_health(settings, int(name.split("-", 1)[1]))
-        if report is None:
-            return "unhealthy (no health endpoint)"
-        if report.get("status") == "ok":
-            return f"healthy (lag {report.get('lag')})"
-        if report.get("status") == "halted":  # needs an operator: lambda-speed reset-offsets
-            return f"HALTED: {report.get('reason')}"
-        return f"STALLED {report.get('stalled_s')}s (lag {report.get('lag')})"
+        return speed_health_cell(speed_health(settings, int(name.split("-", 1)[1])))
     healthy = getattr(service, "healthy", None)
     return "healthy" if healthy is None or healthy() else "unhealthy"
 

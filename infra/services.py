@@ -80,6 +80,18 @@ def speed_health(settings: Settings, instance: int) -> dict[str, object] | None:
         return None
 
 
+def speed_health_cell(report: dict[str, object] | None) -> str:
+    """A speed process's health as one cell of ``status``: how long it is stalled and how far
+    behind, or why a partition is halted (local mode and the cluster show the same)."""
+    if report is None:
+        return "unhealthy (no health endpoint)"
+    if report.get("status") == "ok":
+        return f"healthy (lag {report.get('lag')})"
+    if report.get("status") == "halted":  # needs an operator: lambda-speed reset-offsets
+        return f"HALTED: {report.get('reason')}"
+    return f"STALLED {report.get('stalled_s')}s (lag {report.get('lag')})"
+
+
 def speed_service(settings: Settings, instance: int) -> Service:
     return Service(
         name=f"speed-{instance}",

@@ -26,6 +26,7 @@ from infra.cluster import netns
 from infra.cluster.services import Cluster, Step
 from infra.cluster.topology import HOSTS, PORTS, Network
 from infra.keeper import Keeper, clear_records, read_record
+from infra.services import speed_health_cell
 from infra.supervisor import Service, ServiceError
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import get_settings
@@ -117,7 +118,12 @@ def status(
     for service in cluster.services():
         host = cluster.host_of(service.name)
         pid = sup.pid(service.name)
-        health = "down" if pid is None else ("healthy" if service.healthy() else "unhealthy")
+        if pid is None:
+            health = "down"
+        elif service.name.startswith("speed-"):
+            health = speed_health_cell(cluster.speed_report(service.name))
+        else:
+            health = "healthy" if service.healthy() else "unhealthy"
         restarts = read_record(sup, service.name).restarts
         rows.append({"host": host, "address": cluster.address(host), "service": service.name,
                      "pid": pid, "health": health, "restarts": restarts})  # fmt: skip
@@ -134,7 +140,7 @@ def status(
         console.print(f"kafka: {kafka}")
     if all(r["pid"] is None for r in rows):
         sys.exit(3)
-    if any(r["health"] != "healthy" for r in rows):
+    if any(not r["health"].startswith("healthy") for r in rows):
         sys.exit(1)
 
 

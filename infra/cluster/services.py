@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy.engine import URL, make_url
@@ -258,11 +259,21 @@ class Cluster:
             *(self._platform(n, "airflow", lambda: True) for n in names),
         ]
 
+    def speed_report(self, host: str) -> dict[str, Any] | None:
+        """A speed host's own health report (``/readyz``: status, stalled seconds, lag, its
+        partitions), or None if it does not answer."""
+        port = self.settings(host).speed_metrics_port + int(host.rsplit("-", 1)[1])
+        try:
+            report = httpx.get(f"http://{self.address(host)}:{port}/readyz", timeout=2).json()
+        except (httpx.HTTPError, ValueError):
+            return None
+        return report if isinstance(report, dict) else None
+
     def speed(self, host: str) -> Service:
-        instance = int(host.rsplit("-", 1)[1])
-        port = self.settings(host).speed_metrics_port + instance
-        url = f"http://{self.address(host)}:{port}/readyz"
-        return self._platform(host, host, lambda: _json_status(url) == "ok", start_timeout_s=120)
+        def healthy() -> bool:
+            return (self.speed_report(host) or {}).get("status") == "ok"
+
+        return self._platform(host, host, healthy, start_timeout_s=120)
 
     def serving(self) -> Service:
         url = f"http://{self.address('serving')}:{PORTS['serving']}/healthz"
@@ -330,10 +341,3 @@ def _http_ok(url: str) -> bool:
         return httpx.get(url, timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
-
-
-def _json_status(url: str) -> str | None:
-    try:
-        return httpx.get(url, timeout=2).json().get("status")
-    except (httpx.HTTPError, ValueError):
-        return None
