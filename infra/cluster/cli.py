@@ -32,7 +32,8 @@ from lambda_contracts.layout import Layout
 from lambda_contracts.settings import get_settings
 
 app = typer.Typer(add_completion=False, help=__doc__)
-console = Console()
+# Piped output (a test, a log) gets rows wide enough for 13 hosts' names and addresses.
+console = Console(width=None if sys.stdout.isatty() else 140)
 
 
 def _cluster() -> Cluster:
