@@ -243,3 +243,42 @@ def series_and_top_differences(api: str, truth: GroundTruth, top: int = 10) -> l
         if got_top != want_top:
             diffs.append(f"top accounts: api {got_top[:3]}…, want {want_top[:3]}…")
     return diffs
+
+
+def stream_figures(
+    log: list[LogRecord], acked: list[TruthRecord], truth: GroundTruth, api_total: int
+) -> dict[str, Any]:
+    """What went in and what the API counted: the figures every fault run reports."""
+    want = truth.summary()["count"]
+    return {
+        "produced": len(log),
+        "acked": len(acked),
+        "acked_missing_from_log": acked_missing(acked, log),
+        "valid": len(truth.valid),
+        "invalid": len(truth.invalid),
+        "expected_events": want,
+        "api_events": api_total,
+        "lost": max(0, want - api_total),
+        "double": max(0, api_total - want),
+    }
+
+
+def reckoning_checks(f: dict[str, Any]) -> dict[str, bool]:
+    """The checks every fault run makes of its figures: {what failed: whether it held}."""
+    return {
+        "acknowledged records missing from the log": f["acked_missing_from_log"] == 0,
+        "the API did not converge within 300 s": f["converge_s"] is not None,
+        "events lost": f["lost"] == 0,
+        "events double-counted": f["double"] == 0,
+        "API differs from the truth (speed side)": not f["api_differences_before_batch"],
+        "API differs from the truth (after the last batch)": not f["api_differences_after_batch"],
+        "batch views differ from the oracle": f["batch_views_equal_oracle"],
+        "the last batch absorbed nothing": (f["events_from_batch"] or 0) > 0,
+        "valid offsets not landed": f["landing"]["missing"] == 0,
+        "landed offsets that are not valid records": f["landing"]["extra"] == 0,
+        "landed rows that differ from the log": f["landing"]["mismatched"] == 0,
+        "invalid records missing from the DLQ": f["dlq"]["missing"] == 0,
+        "DLQ records that are not invalid records": f["dlq"]["unexpected"] == 0,
+        "DLQ values that differ from the original": f["dlq"]["wrong_value"] == 0,
+        "DLQ records without a reason": f["dlq"]["without_reason"] == 0,
+    }

@@ -42,18 +42,19 @@ from typing import Any
 import httpx
 from rich.console import Console
 
-from bench.chaos import Poller, wait
+from bench.chaos import Poller, final_batch, print_log_tails, wait
 from bench.chaos_check import (
     ALL_TIME,
     GroundTruth,
     LogRecord,
-    acked_missing,
     api_count,
     api_differences,
     check_dlq,
     check_landing,
     read_log,
+    reckoning_checks,
     series_and_top_differences,
+    stream_figures,
 )
 from bench.common import exit_on_sigterm, write_report
 from infra.airflow_env import admin_password
@@ -203,21 +204,6 @@ def read_logs(cluster: Cluster, env: dict[str, str], out: Path) -> dict[str, lis
     return pickle.loads(out.read_bytes())
 
 
-def final_batch(client: AirflowClient, layout: Layout, sealed: int, timeout: float) -> str:
-    """Run ``lambda_batch`` until a run publishes a version whose horizon covers ``sealed``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run_id = client.trigger("lambda_batch")
-        state = "queued"
-        while state not in ("success", "failed") and time.monotonic() < deadline:
-            time.sleep(5)
-            state = client.run_state("lambda_batch", run_id)
-        current = layout.read_current()
-        if state == "success" and current and current.horizon_ms >= sealed:
-            return current.version
-    raise TimeoutError("no lambda_batch run published the whole stream")
-
-
 def in_thread(fn: Callable[[], str], results: list[tuple[str, str]], name: str) -> threading.Thread:
     def target() -> None:
         try:
@@ -308,11 +294,7 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
             converge_s = round(time.monotonic() - stopped, 1)
         diffs_speed = api_differences(api, truth) + series_and_top_differences(api, truth)
 
-        newest = max(r.timestamp for r in log)
-        sealed = newest - newest % BUCKET_MS + BUCKET_MS
-        wait(lambda: layout.landing_watermark(checks.partitions, BUCKET_MS) >= sealed, 300,
-             "the landing watermark to pass the last record")  # fmt: skip
-        version = final_batch(client, layout, sealed, 1200)
+        version = final_batch(client, layout, checks, max(r.timestamp for r in log))
         current = layout.read_current()
         assert current is not None
         below = [r for r in truth.valid.values() if r["kafka_ts"] < current.horizon_ms]
@@ -337,15 +319,7 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         "cluster_up_s": round(up_s, 1),
         "stream_s": round(stream_s, 1),
         "faults": [{"fault": n, "note": note} for n, note in faults],
-        "produced": len(log),
-        "acked": len(acked),
-        "acked_missing_from_log": acked_missing(acked, log),
-        "valid": len(truth.valid),
-        "invalid": len(truth.invalid),
-        "expected_events": want,
-        "api_events": api_total,
-        "lost": max(0, want - api_total),
-        "double": max(0, api_total - want),
+        **stream_figures(log, acked, truth, api_total),
         "api_differences_before_batch": diffs_speed[:10],
         "api_differences_after_batch": diffs_batch[:10],
         "batch_version": version,
@@ -364,20 +338,8 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
 def failures(f: dict[str, Any]) -> list[str]:
     """Every check of the run that did not hold."""
     checks = {
-        "acknowledged records missing from the log": f["acked_missing_from_log"] == 0,
-        "the API did not converge within 300 s": f["converge_s"] is not None,
-        "events lost": f["lost"] == 0,
-        "events double-counted": f["double"] == 0,
-        "API differs from the truth (speed side)": not f["api_differences_before_batch"],
-        "API differs from the truth (after the last batch)": not f["api_differences_after_batch"],
-        "batch views differ from the oracle": f["batch_views_equal_oracle"],
-        "the last batch absorbed nothing": (f["events_from_batch"] or 0) > 0,
+        **reckoning_checks(f),
         "CURRENT pointed at a version not validated": all(f["current_versions_seen"].values()),
-        "valid offsets not landed": f["landing"]["missing"] == 0,
-        "landed offsets that are not valid records": f["landing"]["extra"] == 0,
-        "landed rows that differ from the log": f["landing"]["mismatched"] == 0,
-        "invalid records missing from the DLQ": f["dlq"]["missing"] == 0,
-        "DLQ records that are not invalid records": f["dlq"]["unexpected"] == 0,
         "under-replicated partitions at the end": f["kafka"].get("under_replicated") == [],
         "not every broker is back": f["kafka"].get("brokers") == [1, 2, 3],
         "5xx from the serving host": f["http_5xx"] == 0,
@@ -407,10 +369,7 @@ def main() -> None:
         try:
             figures = run(args, Path(tmp) / "data")
         except BaseException:
-            logs = Path(tmp) / "data" / "cluster" / "logs"
-            for log in sorted(logs.glob("*.log")):
-                tail = log.read_text(errors="replace").splitlines()[-25:]
-                print(f"--- {log.name}", *tail, sep="\n", file=sys.stderr)
+            print_log_tails(Path(tmp) / "data" / "cluster" / "logs")
             raise
     failed = failures(figures)
     figures["failed_checks"] = failed
