@@ -71,6 +71,9 @@ console = Console()
 ROOT = Path(__file__).resolve().parent.parent
 BUCKET_MS = 30_000
 SESSION_TIMEOUT_S = 10.0  # kafka-python's default session.timeout.ms, which the layer keeps
+# The coordinator declares a silent member dead after the session timeout; the survivor then
+# learns of the rebalance at its next heartbeat (3 s) and rejoins: allow that much more.
+TAKEOVER_SLACK_S = 10.0
 
 
 def platform(env: dict[str, str], *args: str, timeout: float = 900) -> str:
@@ -117,6 +120,8 @@ class Faults:
         pid = self.kill("speed-1")
         everything = list(range(self.partitions))
         took = wait(lambda: self.owned("speed-2") == everything, 120, "speed-2 to take over", 0.2)
+        if took > SESSION_TIMEOUT_S + TAKEOVER_SLACK_S:
+            raise RuntimeError(f"speed-2 took {took:.1f}s to own every partition")
         restarted = time.monotonic()
         self.up()
         wait(lambda: bool(self.owned("speed-1")), 180, "speed-1 to get partitions", 0.5)
