@@ -105,8 +105,8 @@ class Cluster:
     def settings(self, host: str) -> Settings:
         """The platform settings a process of ``host`` reads from its environment."""
         env = self.env(host)
-        fields = {k.removeprefix("LAMBDA_").lower(): v for k, v in env.items()}
-        return Settings(**{k: v for k, v in fields.items() if k in Settings.model_fields})
+        ours = {k[len("LAMBDA_") :].lower(): v for k, v in env.items() if k.startswith("LAMBDA_")}
+        return Settings(**{k: v for k, v in ours.items() if k in Settings.model_fields})
 
     def on(self, host: str, argv: list[str]) -> list[str]:
         return netns.exec_argv(self.net, host, argv)
@@ -187,20 +187,25 @@ class Cluster:
             f"{i}@{h}:{PORTS['kafka-controller']}" for i, h in enumerate(KAFKA_HOSTS, start=1)
         )
         addr = self.address(host)
+        # The same replication the platform's topics declare (one setting for both).
+        rf, isr = (
+            CLUSTER_ENV["LAMBDA_REPLICATION_FACTOR"],
+            CLUSTER_ENV["LAMBDA_MIN_INSYNC_REPLICAS"],
+        )
         return {
             "node.id": str(node_id),
             "controller.quorum.voters": voters,
             "listeners": f"PLAINTEXT://{addr}:{PORTS['kafka']},"
             f"CONTROLLER://{addr}:{PORTS['kafka-controller']}",
             "advertised.listeners": f"PLAINTEXT://{host}:{PORTS['kafka']}",
-            "default.replication.factor": "3",
-            "min.insync.replicas": "2",
+            "default.replication.factor": rf,
+            "min.insync.replicas": isr,
             "unclean.leader.election.enable": "false",
-            "offsets.topic.replication.factor": "3",
-            "transaction.state.log.replication.factor": "3",
-            "transaction.state.log.min.isr": "2",
-            "share.coordinator.state.topic.replication.factor": "3",
-            "share.coordinator.state.topic.min.isr": "2",
+            "offsets.topic.replication.factor": rf,
+            "transaction.state.log.replication.factor": rf,
+            "transaction.state.log.min.isr": isr,
+            "share.coordinator.state.topic.replication.factor": rf,
+            "share.coordinator.state.topic.min.isr": isr,
             "auto.create.topics.enable": "false",
         }
 
