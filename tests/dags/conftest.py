@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 from infra.airflow_env import airflow_env
 from lambda_contracts.settings import Settings
 
 _home = tempfile.mkdtemp(prefix="lambda-airflow-test-")
+atexit.register(
+    shutil.rmtree, _home, ignore_errors=True
+)  # one per test session, not one per run left
 for _key, _value in airflow_env(Settings(data_dir=_home)).items():
     os.environ.setdefault(_key, _value)
