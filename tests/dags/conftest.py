@@ -11,8 +11,7 @@ from infra.airflow_env import airflow_env
 from lambda_contracts.settings import Settings
 
 _home = tempfile.mkdtemp(prefix="lambda-airflow-test-")
-atexit.register(
-    shutil.rmtree, _home, ignore_errors=True
-)  # one per test session, not one per run left
+# Removed at exit: otherwise every test session leaves one behind in /tmp.
+atexit.register(shutil.rmtree, _home, ignore_errors=True)
 for _key, _value in airflow_env(Settings(data_dir=_home)).items():
     os.environ.setdefault(_key, _value)
