@@ -30,7 +30,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -349,14 +349,25 @@ def main() -> None:
         except BaseException:
             print_log_tails(Path(tmp) / "data" / "logs")  # the data directory goes with tmp
             raise
-    failed = failures(figures)
+    conclude(args.report, figures, failures(figures), print_table, "fault run")
+
+
+def conclude(
+    report: str,
+    figures: dict[str, Any],
+    failed: list[str],
+    show: Callable[[dict[str, Any]], None],
+    what: str,
+) -> None:
+    """Record the failed checks in the report, write it, show the figures, and exit 1 unless
+    every check held (both fault runs end this way)."""
     figures["failed_checks"] = failed
-    write_report(args.report, figures)
-    print_table(figures)
+    write_report(report, figures)
+    show(figures)
     if failed:
-        console.print(f"[red]fault run failed: {'; '.join(failed)}[/red]")
+        console.print(f"[red]{what} failed: {'; '.join(failed)}[/red]")
         sys.exit(1)
-    console.print("[green]fault run passed: lost 0, double 0, every check held[/green]")
+    console.print(f"[green]{what} passed: lost 0, double 0, every check held[/green]")
 
 
 if __name__ == "__main__":
