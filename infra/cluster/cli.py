@@ -24,7 +24,7 @@ from rich.table import Table
 
 from infra.cluster import netns
 from infra.cluster.services import Cluster, Step
-from infra.cluster.topology import HOSTS, PORTS, Network
+from infra.cluster.topology import HOSTS, KAFKA_HOSTS, PORTS, Network
 from infra.keeper import Keeper, clear_records, read_record
 from infra.services import speed_health_cell
 from infra.supervisor import Service, ServiceError
@@ -148,7 +148,7 @@ def status(
 def kafka_report(cluster: Cluster) -> dict[str, object]:
     """Brokers in the cluster and under-replicated partitions, asked from inside a host
     (brokers advertise host names, which resolve only there)."""
-    if cluster.supervisor.pid("kafka-1") is None and cluster.supervisor.pid("kafka-2") is None:
+    if all(cluster.supervisor.pid(host) is None for host in KAFKA_HOSTS):
         return {"error": "no broker running"}
     step = Step("kafka-report", "producer", [sys.executable, "-m", "infra.cluster.probe"], 60)
     try:
@@ -162,7 +162,7 @@ def run(
     ctx: typer.Context, host: Annotated[str, typer.Argument(help="a host of the cluster")]
 ) -> None:
     """Run a command on a host with its settings, e.g. ``run airflow lambda-platform airflow
-    dags trigger lambda_batch`` or ``run producer kafka-topics …``."""
+    dags trigger lambda_batch`` or ``run producer lambda-produce --count 100``."""
     cluster = _cluster()
     if host not in [h.name for h in HOSTS]:
         raise typer.BadParameter(f"no host {host!r}: one of {', '.join(h.name for h in HOSTS)}")
