@@ -54,9 +54,7 @@ def compact(
     """Compact every landed bucket that starts below ``below_ms`` (the published horizon:
     those buckets are sealed), then delete the superseded files no reader needs."""
     report = CompactionReport()
-    for bucket, keys in layout.landing_keys_by_bucket().items():
-        if bucket >= below_ms:
-            continue
+    for bucket, keys in layout.landing_keys_by_bucket(below_ms=below_ms).items():
         report.buckets += 1
         report.files_before += len(keys)
         for partition, group in _by_partition(keys).items():
@@ -66,7 +64,8 @@ def compact(
                 target = _merge(layout, bucket, partition, live)
                 fault("after_write")
                 report.compacted.append(target)
-        report.files_after += len(layout.landing_files(below_ms=bucket + 1, from_ms=bucket))
+                live = [target]
+            report.files_after += len(live)
     fault("before_delete")
     _delete_superseded(layout, below_ms, report)
     log.info("compacted", **report.__dict__ | {"compacted": len(report.compacted)})
@@ -95,9 +94,7 @@ def _merge(layout: Layout, bucket: int, partition: int, keys: list[str]) -> str:
 def _delete_superseded(layout: Layout, below_ms: int, report: CompactionReport) -> None:
     needed = _named_by_kept_versions(layout)
     with deleting_landing(layout) as allowed:
-        for bucket, keys in layout.landing_keys_by_bucket().items():
-            if bucket >= below_ms:
-                continue
+        for keys in layout.landing_keys_by_bucket(below_ms=below_ms).values():
             for old in sorted(superseded_files(keys)):
                 if not allowed or spark_uri(layout, old) in needed:
                     report.kept_for_readers += 1

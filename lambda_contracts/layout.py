@@ -182,20 +182,38 @@ class Layout:
     def landing_key(self, bucket_ms: int, partition: int, first: int, last: int) -> str:
         return f"{BUCKETS_PREFIX}{bucket_ms}/p{partition}-{first}-{last}.parquet"
 
-    def landing_keys_by_bucket(self) -> dict[int, list[str]]:
-        """Every landing file's key by bucket (superseded ones too), in bucket then key order.
+    def landed_buckets(self) -> list[int]:
+        """Every bucket with landed files, in order: a listing of the buckets, not their files
+        (on S3 one delimited LIST, a page per thousand buckets)."""
+        buckets = []
+        for directory in self.store.list_dirs(LANDING_PREFIX):
+            m = BUCKET_DIR.match(directory[len(LANDING_PREFIX) : -1])
+            if m:
+                buckets.append(int(m["bucket"]))
+        return sorted(buckets)
 
-        One listing of the store: on S3 that is a paged LIST of the landing prefix.
+    def landing_keys_by_bucket(
+        self, from_ms: int = 0, below_ms: int | None = None
+    ) -> dict[int, list[str]]:
+        """The landing files' keys (superseded ones too) of the buckets in [from_ms, below_ms),
+        by bucket, in bucket then key order.
+
+        A range holding most of the landed buckets is one listing of the whole landing zone;
+        a smaller one (an increment, one bucket) lists only its own buckets, so what a run
+        lists grows with what it reads, not with the history kept.
         """
+        landed = self.landed_buckets()
+        wanted = [b for b in landed if b >= from_ms and (below_ms is None or b < below_ms)]
+        if 2 * len(wanted) > len(landed):
+            infos = self.store.list(BUCKETS_PREFIX)
+        else:
+            infos = [i for b in wanted for i in self.store.list(f"{BUCKETS_PREFIX}{b}/")]
         found: dict[int, list[str]] = {}
-        for info in self.store.list(BUCKETS_PREFIX):
+        for info in infos:
             bucket = landing_key_bucket(info.key)
-            if bucket is not None:
+            if bucket is not None and bucket >= from_ms and (below_ms is None or bucket < below_ms):
                 found.setdefault(bucket, []).append(info.key)
         return dict(sorted(found.items()))
-
-    def landed_buckets(self) -> list[int]:
-        return list(self.landing_keys_by_bucket())
 
     def landing_files(self, below_ms: int | None = None, from_ms: int = 0) -> list[str]:
         """Keys of the landing files of buckets in [from_ms, below_ms), in bucket then key order.
@@ -205,9 +223,7 @@ class Layout:
         or the compacted one, never both.
         """
         keys: list[str] = []
-        for bucket, found in self.landing_keys_by_bucket().items():
-            if bucket < from_ms or (below_ms is not None and bucket >= below_ms):
-                continue
+        for found in self.landing_keys_by_bucket(from_ms, below_ms).values():
             covered = superseded_files(found)
             keys.extend(k for k in found if k not in covered)
         return keys

@@ -103,6 +103,12 @@ class ObjectStore(ABC):
         """Every object whose key starts with ``prefix``, sorted by key."""
 
     @abstractmethod
+    def list_dirs(self, prefix: str) -> list[str]:
+        """The "directories" directly below ``prefix`` (which ends with "/"), as prefixes
+        ending with "/", sorted: on S3 the common prefixes of a delimited LIST. Lets a reader
+        list only the parts of a large tree it needs (the landing buckets of one increment)."""
+
+    @abstractmethod
     def delete(self, key: str) -> None:
         """Remove the object; deleting a missing object is not an error (retries are safe)."""
 

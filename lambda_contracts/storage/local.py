@@ -129,6 +129,20 @@ class LocalStore(ObjectStore):
         ]
         return sorted(found, key=lambda info: info.key)
 
+    def list_dirs(self, prefix: str) -> list[str]:
+        validate_prefix(prefix)
+        if prefix and not prefix.endswith("/"):
+            raise ValueError(f"list_dirs needs a directory prefix ending in '/': {prefix!r}")
+        try:
+            entries = list(os.scandir(self.root / prefix))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return sorted(
+            f"{prefix}{e.name}/"
+            for e in entries
+            if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)
+        )
+
     def _walk(self, directory: Path, key_prefix: str) -> Iterator[tuple[str, int]]:
         try:
             entries = list(os.scandir(directory))

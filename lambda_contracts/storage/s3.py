@@ -203,6 +203,26 @@ class S3Store(ObjectStore):
             raise self._fail("listing", prefix, exc) from exc
         return sorted(found, key=lambda info: info.key)
 
+    def list_dirs(self, prefix: str) -> list[str]:
+        validate_prefix(prefix)
+        if prefix and not prefix.endswith("/"):
+            raise ValueError(f"list_dirs needs a directory prefix ending in '/': {prefix!r}")
+        base = self.config.location.prefix
+        strip = len(base) + 1 if base else 0
+        found: list[str] = []
+        try:
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=f"{base}/{prefix}" if base else prefix, Delimiter="/"
+            )
+            for page in pages:
+                for common in page.get("CommonPrefixes", []):
+                    name = common["Prefix"][strip:]
+                    if not hidden(name.rstrip("/")):
+                        found.append(name)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail("listing", prefix, exc) from exc
+        return sorted(found)
+
     def delete_prefix(self, prefix: str) -> None:
         if not prefix.endswith("/"):
             raise ValueError(f"delete_prefix needs a directory prefix ending in '/': {prefix!r}")

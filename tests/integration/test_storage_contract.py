@@ -191,6 +191,21 @@ def test_list_by_prefix_is_recursive_sorted_and_sized(store: ObjectStore) -> Non
     assert listed("batch/CURRENT") == [("batch/CURRENT", 6)]
 
 
+def test_list_dirs_names_the_directories_one_level_down(store: ObjectStore) -> None:
+    for key, data in LANDED.items():
+        store.put(key, data)
+    assert store.list_dirs("landing/") == [
+        "landing/_progress/",
+        "landing/bucket=1/",
+        "landing/bucket=10/",
+    ]
+    assert store.list_dirs("") == ["batch/", "landing/"]
+    assert store.list_dirs("landing/bucket=1/") == []  # files only below it
+    assert store.list_dirs("nothing/") == []
+    with pytest.raises(ValueError, match="ending in '/'"):
+        store.list_dirs("landing/bucket=1")
+
+
 @pytest.mark.parametrize("prefix", ["nothing/", "nothing", "landing/bucket=2/", "batch/CURRENT/"])
 def test_list_without_matches_is_empty(store: ObjectStore, prefix: str) -> None:
     store.put("landing/bucket=1/p0-0-9.parquet", b"x")

@@ -115,3 +115,22 @@ def test_unassigned_partition_is_not_sealed_by_anyone(tmp_path: Path) -> None:
     layout = Layout(tmp_path)
     assert layout.read_progress(1) is None
     assert layout.landing_watermark(partitions=2, bucket_ms=BUCKET) == 0
+
+
+def test_landing_listing_by_bucket_range(tmp_path: Path) -> None:
+    """An increment lists its own buckets (and only those); every range gives the same keys a
+    plain filter of the whole landing zone gives, whichever way the listing goes."""
+    layout = Layout(tmp_path)
+    buckets = [0, 60_000, 120_000, 600_000, 6_000_000]  # 6_000_000 sorts before 600_000 as text
+    every: dict[int, list[str]] = {}
+    for b in buckets:
+        for p in (1, 0):
+            key = layout.landing_key(b, p, 10 * p, 10 * p + 9)
+            layout.store.put(key, b"x")
+            every.setdefault(b, []).append(key)
+    layout.store.put("landing/_progress/partition=0.json", b"{}")
+    every = {b: sorted(keys) for b, keys in every.items()}
+    assert layout.landed_buckets() == buckets
+    for lo, hi in [(0, None), (60_000, 600_000), (600_000, 600_001), (120_000, None), (7, 8)]:
+        expected = {b: ks for b, ks in every.items() if b >= lo and (hi is None or b < hi)}
+        assert layout.landing_keys_by_bucket(lo, hi) == expected, (lo, hi)
