@@ -28,7 +28,7 @@ import structlog
 
 from batch_layer.inputs import spark_uri
 from batch_layer.versions import list_versions, read_manifest
-from lambda_contracts.landing_files import read_landing_file, write_landing_table
+from lambda_contracts.landing_files import read_landing_files, write_landing_table
 from lambda_contracts.landing_lock import deleting_landing
 from lambda_contracts.layout import Layout, landing_file_range, superseded_files
 
@@ -82,7 +82,7 @@ def _by_partition(keys: list[str]) -> dict[int, list[str]]:
 
 def _merge(layout: Layout, bucket: int, partition: int, keys: list[str]) -> str:
     """One file with every offset of ``keys`` once, in offset order, written durably."""
-    table = pa.concat_tables(read_landing_file(layout, k) for k in keys)
+    table = read_landing_files(layout, keys)
     table = table.sort_by("kafka_offset")
     offsets = table.column("kafka_offset")
     # Overlapping files (a replay after a crash) hold the same row twice: keep one.

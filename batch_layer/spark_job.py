@@ -30,6 +30,7 @@ import argparse
 import json
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -66,6 +67,7 @@ BROADCAST_ROWS = 1_000_000  # ids this few are broadcast to a join (no shuffle o
 # An increment this small is read once and kept in memory: the dedup reads it three or four
 # times, and a day of a small platform is a thousand small landing files to open each time.
 CACHE_ROWS = 2_000_000
+FOOTER_READERS = 8  # threads reading landing files' row counts (S3 round trips, local opens)
 NO_KEPT_COPY = -(1 << 62)  # "no kept copy yet": every copy is new against it, without overflow
 
 
@@ -351,7 +353,9 @@ def run(settings: Settings, horizon_ms: int, version: str, run_id: str, full: bo
     )
     from_ms = base.horizon_ms if base else 0
     keys = layout.landing_files(below_ms=horizon_ms, from_ms=from_ms)
-    file_rows = {spark_uri(layout, k): parquet_rows(layout, k) for k in keys}
+    with ThreadPoolExecutor(FOOTER_READERS) as pool:  # one footer read per file: I/O-bound
+        rows = pool.map(lambda k: parquet_rows(layout, k), keys)
+        file_rows = dict(zip((spark_uri(layout, k) for k in keys), rows, strict=True))
     dedup_prefix = f"{layout.version_prefix(version)}{DEDUPLICATED}/"
     dedup_uri = spark_uri(layout, dedup_prefix.rstrip("/"))
     index_prefix = layout.dedup_index_prefix(version)

@@ -59,6 +59,7 @@ def absorb(settings: Settings, horizon: int, name: str, full: bool = False) -> d
         "days_touched": increment["days_touched"],
         "days": max(increment["days"].values()),
         "index_files": len(manifest["dedup_index_files"]),
+        "steps_s": manifest.get("steps_s"),
     }
 
 

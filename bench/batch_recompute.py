@@ -1,6 +1,9 @@
 """A full Spark recompute at 1M and 10M events vs DuckDB computing the same views, same dedup.
 
-    .venv/bin/python -m bench.batch_recompute [--sizes 1000000 10000000]
+    .venv/bin/python -m bench.batch_recompute [--sizes 1000000 10000000] [--landing-dir DIR]
+
+``--landing-dir`` keeps the generated landing zones there and reuses them on the next run
+(the same input for comparing two versions of the job); each run writes a new version.
 
 Both engines read the same landing files and run the view SQL derived from the same
 declarations; their outputs are compared row for row. Spark's time is the wall time of
@@ -11,7 +14,9 @@ scheduled runs are incremental: ``bench.batch_incremental``).
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import duckdb
@@ -81,20 +86,30 @@ def same_output(layout: Layout, version: str, duck_dir: Path) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--landing-dir", type=Path, help="keep and reuse the landing zones here")
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory(prefix="lambda-bench-batch-") as tmp:
         for size in args.sizes:
-            settings = Settings(data_dir=Path(tmp) / f"n{size}", bucket_ms=BUCKET_MS)
+            data_dir = (args.landing_dir or Path(tmp)) / f"n{size}"
+            settings = Settings(data_dir=data_dir, bucket_ms=BUCKET_MS)
             layout = Layout.of(settings)
-            write_landing(layout, size, START, SPAN, settings.partitions, BUCKET_MS)
+            ready = data_dir / "landing-complete"
+            if not ready.exists():
+                shutil.rmtree(data_dir, ignore_errors=True)
+                write_landing(layout, size, START, SPAN, settings.partitions, BUCKET_MS)
+                ready.touch()
             horizon = START + SPAN + BUCKET_MS
+            version = f"v{size}-{int(time.time())}"
             with Timer() as spark:
-                recompute(settings, horizon, f"v{size}", "bench", full=True)
-            (Path(tmp) / f"duck{size}").mkdir()
+                recompute(settings, horizon, version, "bench", full=True)
+            duck_dir = Path(tmp) / f"duck{size}"
+            duck_dir.mkdir()
             with Timer() as duck:
-                duckdb_views(layout, horizon, Path(tmp) / f"duck{size}")
-            identical = same_output(layout, f"v{size}", Path(tmp) / f"duck{size}")
+                duckdb_views(layout, horizon, duck_dir)
+            identical = same_output(layout, version, duck_dir)
+            steps = (layout.read_manifest(version) or {}).get("steps_s")
+            layout.store.delete_prefix(layout.version_prefix(version))
             results.append(
                 {
                     "events": size,
@@ -103,6 +118,7 @@ def main() -> None:
                     "duckdb_s": round(duck.seconds, 2),
                     "ratio": round(spark.seconds / duck.seconds, 2),
                     "identical_output": identical,
+                    "spark_steps_s": steps,
                 }
             )
             print(results[-1])
