@@ -121,7 +121,7 @@ def test_landing_listing_by_bucket_range(tmp_path: Path) -> None:
     """An increment lists its own buckets (and only those); every range gives the same keys a
     plain filter of the whole landing zone gives, whichever way the listing goes."""
     layout = Layout(tmp_path)
-    buckets = [0, 60_000, 120_000, 600_000, 6_000_000]  # 6_000_000 sorts before 600_000 as text
+    buckets = [0, 60_000, 120_000, 600_000, 6_000_000]  # as text, 60000 sorts after 120000
     every: dict[int, list[str]] = {}
     for b in buckets:
         for p in (1, 0):
