@@ -202,8 +202,12 @@ class Layout:
         a smaller one (an increment, one bucket) lists only its own buckets, so what a run
         lists grows with what it reads, not with the history kept.
         """
+
+        def in_range(bucket: int) -> bool:
+            return from_ms <= bucket and (below_ms is None or bucket < below_ms)
+
         landed = self.landed_buckets()
-        wanted = [b for b in landed if b >= from_ms and (below_ms is None or b < below_ms)]
+        wanted = [b for b in landed if in_range(b)]
         if 2 * len(wanted) > len(landed):
             infos = self.store.list(BUCKETS_PREFIX)
         else:
@@ -211,7 +215,7 @@ class Layout:
         found: dict[int, list[str]] = {}
         for info in infos:
             bucket = landing_key_bucket(info.key)
-            if bucket is not None and bucket >= from_ms and (below_ms is None or bucket < below_ms):
+            if bucket is not None and in_range(bucket):
                 found.setdefault(bucket, []).append(info.key)
         return dict(sorted(found.items()))
 

@@ -14,6 +14,7 @@ into listings; with one client the object semantics stay exactly S3's.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -183,44 +184,41 @@ class S3Store(ObjectStore):
         except BotoCoreError as exc:
             raise self._fail("deleting", key, exc) from exc
 
-    def list(self, prefix: str = "") -> list[ObjectInfo]:
-        validate_prefix(prefix)
+    def _list_pages(self, prefix: str, **extra: str) -> Iterator[tuple[int, dict[str, Any]]]:
+        """The LIST pages of ``prefix`` under the store's base, with how many characters of
+        each returned key are the base (to strip). Always below "<base>/", so a sibling prefix
+        ("data2" next to "data") never leaks."""
         base = self.config.location.prefix
         strip = len(base) + 1 if base else 0
-        # Always list below "<base>/" so a sibling prefix ("data2" next to "data") never leaks.
-        full_prefix = f"{base}/{prefix}" if base else prefix
-        found: list[ObjectInfo] = []
         try:
             pages = self._client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=full_prefix
+                Bucket=self.bucket, Prefix=f"{base}/{prefix}" if base else prefix, **extra
             )
             for page in pages:
-                for item in page.get("Contents", []):
-                    key = item["Key"][strip:]
-                    if not hidden(key):
-                        found.append(ObjectInfo(key, int(item["Size"])))
+                yield strip, page
         except (ClientError, BotoCoreError) as exc:
             raise self._fail("listing", prefix, exc) from exc
+
+    def list(self, prefix: str = "") -> list[ObjectInfo]:
+        validate_prefix(prefix)
+        found = [
+            ObjectInfo(key, int(item["Size"]))
+            for strip, page in self._list_pages(prefix)
+            for item in page.get("Contents", [])
+            if not hidden(key := item["Key"][strip:])
+        ]
         return sorted(found, key=lambda info: info.key)
 
     def list_dirs(self, prefix: str) -> list[str]:
         validate_prefix(prefix)
         if prefix and not prefix.endswith("/"):
             raise ValueError(f"list_dirs needs a directory prefix ending in '/': {prefix!r}")
-        base = self.config.location.prefix
-        strip = len(base) + 1 if base else 0
-        found: list[str] = []
-        try:
-            pages = self._client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=f"{base}/{prefix}" if base else prefix, Delimiter="/"
-            )
-            for page in pages:
-                for common in page.get("CommonPrefixes", []):
-                    name = common["Prefix"][strip:]
-                    if not hidden(name.rstrip("/")):
-                        found.append(name)
-        except (ClientError, BotoCoreError) as exc:
-            raise self._fail("listing", prefix, exc) from exc
+        found = [
+            name
+            for strip, page in self._list_pages(prefix, Delimiter="/")
+            for common in page.get("CommonPrefixes", [])
+            if not hidden((name := common["Prefix"][strip:]).rstrip("/"))
+        ]
         return sorted(found)
 
     def delete_prefix(self, prefix: str) -> None:
