@@ -45,7 +45,10 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.log.level": "WARN",
         "spark.sql.adaptive.enabled": "true",
         "spark.sql.parquet.compression.codec": "snappy",
-        "spark.driver.extraJavaOptions": "-XX:+UseG1GC",
+        # A batch job wants throughput, not short pauses: the parallel collector (a full run
+        # of 10M events in one warm session: 64.6 s with G1, 52.3 s with it).
+        "spark.driver.extraJavaOptions": "-XX:+UseParallelGC",
+        "spark.executor.extraJavaOptions": "-XX:+UseParallelGC",
         # The landing zone is many small files: list them in the driver (no listing job) and
         # pack several into one task.
         "spark.sql.sources.parallelPartitionDiscovery.threshold": "1000000",
