@@ -145,19 +145,26 @@ def test_batch_dedup_equals_the_oracle_at_a_small_horizon(
 def test_batch_dedup_stays_exact_when_every_id_hash_collides(
     spark_session: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The job picks the ids it must fold by a hash of the id: with a hash that maps every id
-    to one value, all copies go through the fold, and the answer must not change."""
+    """The job picks the ids it must fold, and the index entries that seed them, by a hash of
+    the id: with a hash that maps every id to one value, all copies and all entries go
+    through the fold, and the answer must not change."""
     from pyspark.sql import functions as F
 
     monkeypatch.setattr(spark_job, "id_hash", lambda column: F.lit(0).cast("long"))
-    settings, layout, logs, _ = landed_zone(tmp_path, SEED + 1, {})
+    settings, layout, logs, _ = landed_zone(
+        tmp_path, SEED + 2, {}, ids=400, buckets=12, created="mostly-on-time"
+    )
     rows = [row for log in logs.values() for row in log]
-    horizon = max(ingest_bucket(r["kafka_ts"], BUCKET_MS) for r in rows) + BUCKET_MS
-
-    spark_job.run(settings, horizon, "v1", "test")
-
-    assert batch_views(layout, "v1") == oracle_views(rows, DEDUP_MS)
-    assert read_manifest(layout, "v1")["events"] == len(kept_rows(rows, DEDUP_MS))
+    end = max(ingest_bucket(r["kafka_ts"], BUCKET_MS) for r in rows) + BUCKET_MS
+    # A full run, then an incremental one whose dedup reads the first one's index.
+    for name, horizon in (("v1", START_TS + 6 * BUCKET_MS), ("v2", end)):
+        spark_job.run(settings, horizon, name, "test")
+        below = [r for r in rows if r["kafka_ts"] < horizon]
+        assert batch_views(layout, name) == oracle_views(below, DEDUP_MS), name
+        assert read_manifest(layout, name)["events"] == len(kept_rows(below, DEDUP_MS))
+        validate_version(layout, name)
+        publish(layout, name)
+    assert read_manifest(layout, "v2")["mode"] == "incremental"
 
 
 def version_rows(layout: Layout, version: str) -> dict[str, list[tuple[Any, ...]]]:
