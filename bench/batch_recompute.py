@@ -1,9 +1,12 @@
 """A full Spark recompute at 1M and 10M events vs DuckDB computing the same views, same dedup.
 
     .venv/bin/python -m bench.batch_recompute [--sizes 1000000 10000000] [--landing-dir DIR]
+        [--runs N]
 
 ``--landing-dir`` keeps the generated landing zones there and reuses them on the next run
 (the same input for comparing two versions of the job); each run writes a new version.
+``--runs N`` times each size N times, Spark and DuckDB alternately, and reports the median
+ratio: on a shared 2-core machine one pair swings by ±15 %.
 
 Both engines read the same landing files and run the view SQL derived from the same
 declarations; their outputs are compared row for row. Spark's time is the wall time of
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -83,10 +87,32 @@ def same_output(layout: Layout, version: str, duck_dir: Path) -> bool:
     return True
 
 
+def timed_pair(layout: Layout, settings: Settings, horizon: int, duck_dir: Path) -> dict:
+    """One full Spark run and one DuckDB run of the same views, timed, then compared."""
+    version = f"v{int(time.time() * 1000)}"
+    with Timer() as spark:
+        recompute(settings, horizon, version, "bench", full=True)
+    duck_dir.mkdir()
+    with Timer() as duck:
+        duckdb_views(layout, horizon, duck_dir)
+    identical = same_output(layout, version, duck_dir)
+    steps = (layout.read_manifest(version) or {}).get("steps_s")
+    layout.store.delete_prefix(layout.version_prefix(version))
+    shutil.rmtree(duck_dir)
+    return {
+        "spark_s": round(spark.seconds, 2),
+        "duckdb_s": round(duck.seconds, 2),
+        "ratio": round(spark.seconds / duck.seconds, 2),
+        "identical_output": identical,
+        "spark_steps_s": steps,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--landing-dir", type=Path, help="keep and reuse the landing zones here")
+    parser.add_argument("--runs", type=int, default=1, help="pairs of runs per size")
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory(prefix="lambda-bench-batch-") as tmp:
@@ -100,33 +126,29 @@ def main() -> None:
                 write_landing(layout, size, START, SPAN, settings.partitions, BUCKET_MS)
                 ready.touch()
             horizon = START + SPAN + BUCKET_MS
-            version = f"v{size}-{int(time.time())}"
-            with Timer() as spark:
-                recompute(settings, horizon, version, "bench", full=True)
-            duck_dir = Path(tmp) / f"duck{size}"
-            duck_dir.mkdir()
-            with Timer() as duck:
-                duckdb_views(layout, horizon, duck_dir)
-            identical = same_output(layout, version, duck_dir)
-            steps = (layout.read_manifest(version) or {}).get("steps_s")
-            layout.store.delete_prefix(layout.version_prefix(version))
+            pairs = []
+            for run in range(args.runs):
+                pairs.append(timed_pair(layout, settings, horizon, Path(tmp) / f"duck{run}"))
+                print(size, pairs[-1], flush=True)
             results.append(
                 {
                     "events": size,
                     "landing_mb": round(landing_bytes(layout.landing_dir) / 1e6, 1),
-                    "spark_s": round(spark.seconds, 2),
-                    "duckdb_s": round(duck.seconds, 2),
-                    "ratio": round(spark.seconds / duck.seconds, 2),
-                    "identical_output": identical,
-                    "spark_steps_s": steps,
+                    "spark_s": statistics.median(p["spark_s"] for p in pairs),
+                    "duckdb_s": statistics.median(p["duckdb_s"] for p in pairs),
+                    "median_ratio": statistics.median(p["ratio"] for p in pairs),
+                    "identical_output": all(p["identical_output"] for p in pairs),
+                    "runs": pairs,
                 }
             )
-            print(results[-1])
+            print({k: v for k, v in results[-1].items() if k != "runs"}, flush=True)
     growth = results[-1]["spark_s"] / results[0]["spark_s"] if len(results) > 1 else None
     write_report(
         "batch_recompute",
         {
-            "command": "python -m bench.batch_recompute --sizes " + " ".join(map(str, args.sizes)),
+            "command": "python -m bench.batch_recompute --sizes "
+            + " ".join(map(str, args.sizes))
+            + f" --runs {args.runs}",
             "runs": results,
             "spark_growth_first_to_last": round(growth, 2) if growth else None,
             "events_growth_first_to_last": args.sizes[-1] / args.sizes[0],
