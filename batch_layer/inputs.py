@@ -48,8 +48,15 @@ def s3a_conf(settings: Settings) -> dict[str, str]:
         return {}
     location = parse_s3_url(settings.storage_url)
     bucket = f"spark.hadoop.fs.s3a.bucket.{location.bucket}"
+    classpath = ":".join(str(j) for j in s3a_jars(settings))
     conf = {
-        "spark.jars": ",".join(str(j) for j in s3a_jars(settings)),
+        # On the class path of the driver and of each executor, read where the jars are on
+        # every Spark host (`make s3a-jars` here; the image's /opt/spark-s3a in compose and
+        # the cluster's hosts). Shipping them with `spark.jars` instead copied the 640 MB
+        # into a temporary directory per application (and per executor) at every run, and
+        # a killed JVM left its copy behind.
+        "spark.driver.extraClassPath": classpath,
+        "spark.executor.extraClassPath": classpath,
         f"{bucket}.endpoint.region": settings.s3_region,
         # Landing files are written once and never appended: no need for the input
         # stream's change detection to re-check every read.

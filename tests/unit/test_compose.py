@@ -97,3 +97,22 @@ def test_cluster_driver_is_reachable_by_the_workers() -> None:
 def test_docker_build_context_leaves_out_local_state() -> None:
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".venv", "data", ".cache", ".git"} <= set(ignored)
+
+
+def test_s3a_jars_are_read_in_place_on_every_spark_host(tmp_path: Path) -> None:
+    """The s3a jars go on the class path of the driver and the executors from the directory
+    every Spark host has (the image's, which compose names): never shipped per application,
+    which copied 640 MB into a temporary directory at every run."""
+    from batch_layer.inputs import s3a_conf
+
+    for name in ("hadoop-aws-3.5.0.jar", "bundle-2.35.4.jar", "analyticsaccelerator-s3-1.3.1.jar"):
+        (tmp_path / name).touch()
+    conf = s3a_conf(Settings(storage_url="s3://lambda/master", spark_s3a_jars=tmp_path))
+    assert "spark.jars" not in conf
+    for role in ("driver", "executor"):
+        jars = conf[f"spark.{role}.extraClassPath"].split(":")
+        assert sorted(Path(j).name for j in jars) == sorted(p.name for p in tmp_path.iterdir())
+    image_dir = COMPOSE["x-app"]["environment"]["LAMBDA_SPARK_S3A_JARS"]
+    workers = [s for n, s in COMPOSE["services"].items() if n.startswith("spark-worker")]
+    assert workers and all(w["image"] == COMPOSE["x-app"]["image"] for w in workers)
+    assert f"COPY --from=s3a-jars {image_dir} {image_dir}" in (ROOT / "Dockerfile").read_text()
