@@ -35,14 +35,14 @@ def bench_broker() -> Iterator[Broker]:
 
 
 def bench_settings(broker: Broker, data_dir: Path, name: str, **overrides: Any) -> Settings:
-    settings = Settings(
-        data_dir=data_dir,
-        kafka_bootstrap=broker.settings.kafka_bootstrap,
-        topic=name,
-        dlq_topic=f"{name}.dlq",
-        speed_group=f"{name}-speed",
-        **overrides,
-    )
+    fields: dict[str, Any] = {
+        "data_dir": data_dir,
+        "kafka_bootstrap": broker.settings.kafka_bootstrap,
+        "topic": name,
+        "dlq_topic": f"{name}.dlq",
+        "speed_group": f"{name}-speed",
+    }
+    settings = Settings(**(fields | overrides))
     ensure_topics(settings)
     return settings
 
@@ -94,6 +94,56 @@ def consume_all(settings: Settings, total: int) -> float:
                 seen += len(batch)
     consumer.close()
     return timer.seconds
+
+
+def _consume_share(
+    settings: Settings, partitions: list[int], ready: Any, go: Any, results: Any
+) -> None:
+    """One bare consumer reading ``partitions`` to their ends; puts its seconds from ``go``."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        enable_auto_commit=False,
+        max_poll_records=5000,
+    )
+    tps = [TopicPartition(settings.topic, p) for p in partitions]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    total = sum(consumer.end_offsets(tps).values()) - sum(consumer.beginning_offsets(tps).values())
+    ready.set()
+    go.wait()
+    seen = 0
+    with Timer() as timer:
+        while seen < total:
+            for batch in consumer.poll(timeout_ms=1000).values():
+                seen += len(batch)
+    consumer.close()
+    results.put(timer.seconds)
+
+
+def consume_partitions_in_parallel(settings: Settings, processes: int) -> float:
+    """Seconds ``processes`` bare consumers (one per process, partitions dealt round-robin)
+    take to read the whole topic, started together once all are connected."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    shares = [list(range(settings.partitions))[i::processes] for i in range(processes)]
+    go, results = ctx.Event(), ctx.Queue()
+    readies = [ctx.Event() for _ in shares]
+    workers = [
+        ctx.Process(target=_consume_share, args=(settings, share, ready, go, results))
+        for share, ready in zip(shares, readies, strict=True)
+    ]
+    for worker in workers:
+        worker.start()
+    for ready in readies:
+        ready.wait(120)
+    go.set()
+    seconds = max(results.get(timeout=600) for _ in workers)
+    for worker in workers:
+        worker.join(60)
+    return seconds
 
 
 def exit_on_sigterm() -> None:

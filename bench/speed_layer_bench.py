@@ -1,10 +1,13 @@
 """Speed-layer throughput vs raw kafka-python consumption, and freshness at a fixed rate.
 
-    .venv/bin/python -m bench.speed_layer_bench [--events 200000] [--rate 2000 5000] [--seconds 30]
+    .venv/bin/python -m bench.speed_layer_bench [--events 200000] [--rate 2000 5000]
+        [--seconds 30] [--processes 1 2]
 
-Throughput: the same pre-produced messages are read (1) by a bare kafka-python consumer that
-only iterates them — the ceiling for this client — and (2) by one speed-layer process (validate,
-dedup, aggregate, land, commit), side by side in one run.
+Throughput: the same pre-produced messages are read (1) by bare kafka-python consumers that
+only iterate them — the ceiling for this client — and (2) by speed-layer processes (validate,
+dedup, aggregate, land, commit) in one consumer group, side by side in one run, for each
+``--processes`` count N: N bare consumers (the partitions dealt between them) against N speed
+processes, timed from when the group is stable with all N (their joins' rebalances excluded).
 Freshness: events produced at a fixed rate (each ``--rate`` in turn, on a fresh topic); a monitor
 polls the store's offsets every 5 ms; an event's latency is the first time its offset is counted
 minus its broker timestamp.
@@ -18,11 +21,15 @@ import threading
 import time
 from pathlib import Path
 
+from kafka import KafkaAdminClient
+from kafka.errors import KafkaError
+
 from bench.common import (
     Timer,
     bench_broker,
     bench_settings,
     consume_all,
+    consume_partitions_in_parallel,
     percentile,
     write_report,
 )
@@ -32,15 +39,33 @@ from producer.cli import make_producer
 from tests.support.pipeline import SpeedProcess, stored_offsets, wait_until
 
 
-def raw_consume(settings, total: int) -> float:  # type: ignore[no-untyped-def]
-    return total / consume_all(settings, total)
+def raw_consume(settings, total: int, processes: int) -> float:  # type: ignore[no-untyped-def]
+    """Events/s of ``processes`` bare consumers, each reading its share of the partitions."""
+    if processes == 1:
+        return total / consume_all(settings, total)
+    return total / consume_partitions_in_parallel(settings, processes)
 
 
-def speed_consume(settings, total: int) -> float:  # type: ignore[no-untyped-def]
+def group_members(settings, group: str) -> int:  # type: ignore[no-untyped-def]
+    """Members of a consumer group that is Stable with every member assigned (else 0)."""
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    try:
+        (info,) = admin.describe_consumer_groups([group])
+    except KafkaError:  # the group's coordinator not elected yet
+        return 0
+    finally:
+        admin.close()
+    if info.state != "Stable" or not info.members:
+        return 0
+    return len(info.members) if all(m.member_assignment for m in info.members) else 0
+
+
+def speed_consume(settings, total: int, processes: int) -> float:  # type: ignore[no-untyped-def]
+    """Events/s of ``processes`` speed processes in one group, from the moment the group is
+    stable with all of them (the rebalances of their joins are not counted)."""
     engine = make_engine(settings.speed_store_url)
-    speed = SpeedProcess(settings).start()
-    # Start the clock when the process has joined and committed its first batch.
-    wait_until(lambda: sum(stored_offsets(engine, settings.topic).values()) > 0, 120, "start")
+    speeds = [SpeedProcess(settings, instance=i).start() for i in range(processes)]
+    wait_until(lambda: group_members(settings, settings.speed_group) == processes, 120, "the group")
     first = sum(stored_offsets(engine, settings.topic).values())
     with Timer() as t:
         wait_until(
@@ -49,7 +74,8 @@ def speed_consume(settings, total: int) -> float:  # type: ignore[no-untyped-def
             "the speed layer to consume everything",
             interval=0.05,
         )
-    speed.terminate()
+    for speed in speeds:
+        speed.terminate()
     return (total - first) / t.seconds
 
 
@@ -110,7 +136,15 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--rate", type=float, nargs="+", default=[2000.0])
     parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument(
+        "--processes",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="speed-layer processes in the group (each count against as many bare consumers)",
+    )
     args = parser.parse_args()
+    throughput = {}
     with bench_broker() as broker, tempfile.TemporaryDirectory() as tmp:
         settings = bench_settings(broker, Path(tmp) / "a", "bench-speed")
         producer = make_producer(settings.bootstrap_servers, linger_ms=20, batch_size=262_144)
@@ -118,8 +152,17 @@ def main() -> None:
             producer.send(settings.topic, key=key, value=value)
         producer.flush()
         producer.close()
-        raw = raw_consume(settings, args.events)
-        speed = speed_consume(settings, args.events)
+        for n in args.processes:
+            raw = raw_consume(settings, args.events, n)
+            group = bench_settings(
+                broker, Path(tmp) / f"s{n}", "bench-speed", speed_group=f"bench-speed-{n}"
+            )
+            speed = speed_consume(group, args.events, n)
+            throughput[str(n)] = {
+                "raw_kafka_python_events_per_s": round(raw),
+                "speed_layer_events_per_s": round(speed),
+                "speed_vs_raw": round(speed / raw, 3),
+            }
         fresh = {}
         for i, rate in enumerate(args.rate):
             fresh_settings = bench_settings(broker, Path(tmp) / f"b{i}", f"bench-fresh-{i}")
@@ -129,12 +172,10 @@ def main() -> None:
         {
             "command": "python -m bench.speed_layer_bench "
             f"--events {args.events} --rate {' '.join(f'{r:g}' for r in args.rate)} "
-            f"--seconds {args.seconds:g}",
-            "raw_kafka_python_events_per_s": round(raw),
-            "speed_layer_events_per_s": round(speed),
-            "speed_vs_raw": round(speed / raw, 3),
+            f"--seconds {args.seconds:g} --processes {' '.join(map(str, args.processes))}",
+            "throughput_by_processes": throughput,
             "freshness_by_rate": fresh,
-            "store": "SQLite (WAL, synchronous=NORMAL), one process",
+            "store": "SQLite (WAL, synchronous=NORMAL)",
         },
     )
 

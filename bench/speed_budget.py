@@ -1,0 +1,117 @@
+"""Per-event cost of each stage of the speed layer's poll loop, in this process, no broker.
+
+    .venv/bin/python -m bench.speed_budget [--events 300000] [--batch 5000]
+
+The stages ``lambda-speed`` runs for every record after kafka-python has delivered it, on the
+messages of ``bench.speed_layer_bench``, each timed alone with the production code: validating
+the value (``event_row``), placing it in the log (``place_row``), landing (``LandingWriter``:
+Arrow, Parquet, fsync, rename), the store transaction per poll batch (``SpeedStore.apply`` on
+SQLite: dedup claims, the fold, view upserts, offsets, commit) and, inside it, the fold alone.
+Their sum is the speed layer's own work per event; the raw client's cost per event comes from
+``bench.speed_layer_bench`` (1e6 / its raw events/s). A ratio r to the raw client needs the
+own work to be at most (1/r - 1) times the client's cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.common import Timer, write_report
+from bench.kafka_throughput import payloads
+from lambda_contracts.db import make_engine
+from lambda_contracts.events import event_row
+from lambda_contracts.landing_files import place_row
+from lambda_contracts.layout import Layout
+from lambda_contracts.settings import Settings
+from speed_layer.aggregation import fold_rows
+from speed_layer.landing import LandingWriter
+from speed_layer.store import PartitionBatch, SpeedStore
+
+BASE_TS = 1_795_676_000_000
+
+
+def per_event_us(events: int, action: Callable[[], Any]) -> float:
+    """Microseconds per event of one timed run of ``action`` (the GC as ``lambda-speed``
+    sets it: collections rare, so they are not what is measured)."""
+    gc.collect()
+    with Timer() as timer:
+        action()
+    return timer.seconds / events * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=300_000)
+    parser.add_argument("--batch", type=int, default=5000, help="records per poll batch")
+    args = parser.parse_args()
+    n, batch = args.events, args.batch
+    values = [value for _, value in payloads(n)]
+    gc.set_threshold(50_000, 10, 10)  # as speed_layer.main
+
+    with tempfile.TemporaryDirectory(prefix="lambda-bench-budget-") as tmp:
+        settings = Settings(data_dir=Path(tmp))
+        layout = Layout.of(settings)
+        rows: list[dict[str, Any]] = []
+        figures = {"validate": per_event_us(n, lambda: rows.extend(map(event_row, values)))}
+        figures["place"] = per_event_us(
+            n, lambda: [place_row(r, 0, i, BASE_TS + i) for i, r in enumerate(rows)]
+        )
+        landing = LandingWriter(
+            layout,
+            settings.bucket_ms,
+            settings.landing_flush_ms,
+            settings.landing_flush_records,
+            settings.idle_seal_grace_ms,
+        )
+        landing.assign(0)
+
+        def land_all() -> None:  # buffered, then flushed when full, as in the poll loop
+            for offset, row in enumerate(rows):
+                landing.add(0, offset, row)
+                if offset % batch == batch - 1:
+                    landing.flush_due()
+            landing.flush(0)
+
+        figures["land"] = per_event_us(n, land_all)
+        figures["fold (inside the store)"] = per_event_us(
+            n,
+            lambda: [
+                fold_rows(rows[i : i + batch], settings.bucket_ms) for i in range(0, n, batch)
+            ],
+        )
+        store = SpeedStore(
+            make_engine(f"sqlite:///{tmp}/speed.db"),
+            "budget",
+            settings.bucket_ms,
+            settings.dedup_horizon_ms,
+        )
+
+        def apply_all() -> None:
+            expected = None
+            for i in range(0, n, batch):
+                chunk = rows[i : i + batch]
+                part = PartitionBatch(0, expected, i + len(chunk), chunk)
+                part.max_kafka_ts = chunk[-1]["kafka_ts"]
+                store.apply([part])
+                expected = part.next_offset
+
+        figures["store transaction"] = per_event_us(n, apply_all)
+    own = sum(v for k, v in figures.items() if "inside" not in k)
+    write_report(
+        "speed_budget",
+        {
+            "command": f"python -m bench.speed_budget --events {n} --batch {batch}",
+            "microseconds_per_event": {k: round(v, 2) for k, v in figures.items()},
+            "own_work_us_per_event": round(own, 2),
+            "own_work_events_per_s": round(1e6 / own),
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
