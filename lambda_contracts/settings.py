@@ -60,7 +60,12 @@ class Settings(BaseSettings):
     )
 
     speed_group: str = "speed-layer"
-    speed_processes: int = Field(default=1, ge=1)
+    speed_processes: int = Field(
+        default=2,
+        ge=1,
+        description="speed-layer processes `make up` starts in the group: two catch up about "
+        "1.6x faster than one on a 2-core machine (bench/speed_layer_bench.py --processes)",
+    )
     speed_store_url: str | None = None
     speed_max_poll_records: int = 5000
     speed_metrics_port: int = 9464
