@@ -87,6 +87,11 @@ def consume_all(settings: Settings, total: int) -> float:
         enable_auto_commit=False,
         max_poll_records=5000,
     )
+    return poll_until(consumer, total)
+
+
+def poll_until(consumer: Any, total: int) -> float:
+    """Seconds ``consumer`` takes to be handed ``total`` records; it is closed after."""
     seen = 0
     with Timer() as timer:
         while seen < total:
@@ -113,13 +118,7 @@ def _consume_share(
     total = sum(consumer.end_offsets(tps).values()) - sum(consumer.beginning_offsets(tps).values())
     ready.set()
     go.wait()
-    seen = 0
-    with Timer() as timer:
-        while seen < total:
-            for batch in consumer.poll(timeout_ms=1000).values():
-                seen += len(batch)
-    consumer.close()
-    results.put(timer.seconds)
+    results.put(poll_until(consumer, total))
 
 
 def consume_partitions_in_parallel(settings: Settings, processes: int) -> float:
