@@ -10,7 +10,7 @@ JARS_STAMP := .cache/kafka/libs/.fetched
 S3A_STAMP := $(HOME)/.cache/lambda-platform/spark-s3a/.fetched
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: up down status test lint batch bench chaos install jars s3a-jars s3gw clean \
+.PHONY: up down status test lint batch bench chaos install jars s3a-jars s3gw spark-jvm clean \
 	cluster-up cluster-status cluster-down cluster-chaos
 
 $(STAMP): pyproject.toml requirements/constraints.txt
@@ -37,7 +37,12 @@ s3a-jars: $(S3A_STAMP)
 s3gw:
 	bash infra/s3/build_versitygw.sh
 
-up: $(STAMP) $(JARS_STAMP)
+# The Spark job's JVM starts from an AOT cache on JDK 25+ (batch_layer/jvm.py): trained once
+# per JDK and Spark version into ~/.cache/lambda-platform/spark-jvm (about 45 s), else a no-op.
+spark-jvm: $(STAMP)
+	$(BIN)/python -m batch_layer.jvm
+
+up: $(STAMP) $(JARS_STAMP) spark-jvm
 	$(BIN)/lambda-platform up
 
 down: $(STAMP)
@@ -51,7 +56,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 
-test: $(STAMP) $(JARS_STAMP) $(S3A_STAMP) s3gw lint
+test: $(STAMP) $(JARS_STAMP) $(S3A_STAMP) s3gw spark-jvm lint
 	$(BIN)/pytest -ra $(PYTEST_ARGS)
 
 # The platform as separate hosts on this machine (network namespaces; root needed).
@@ -70,12 +75,12 @@ cluster-chaos: $(STAMP) $(JARS_STAMP) $(S3A_STAMP) s3gw
 batch: $(STAMP)
 	$(BIN)/python -m infra.trigger_batch
 
-bench: $(STAMP) $(JARS_STAMP)
+bench: $(STAMP) $(JARS_STAMP) spark-jvm
 	for b in kafka_throughput speed_layer_bench batch_recompute serving_bench; do \
 		$(BIN)/python -m bench.$$b || exit 1; done
 
 # The whole platform under a seeded fault schedule (5 min; CI runs 2 min in the test suite).
-chaos: $(STAMP) $(JARS_STAMP)
+chaos: $(STAMP) $(JARS_STAMP) spark-jvm
 	$(BIN)/python -m bench.chaos $(CHAOS_ARGS)
 
 clean:

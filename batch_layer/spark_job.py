@@ -71,6 +71,7 @@ BROADCAST_ROWS = 1_000_000  # ids this few are broadcast to a join (no shuffle o
 # An increment this small is read once and kept in memory: the dedup reads it three or four
 # times, and a day of a small platform is a thousand small landing files to open each time.
 CACHE_ROWS = 2_000_000
+INDEX_FILES = 2  # files of a run's dedup index (local[2]: one task per core)
 FOOTER_READERS = 8  # threads reading landing files' row counts (S3 round trips, local opens)
 ID_HASH = "id_hash"  # xxhash64 of the TransactionID: picks the ids the dedup fold must see
 FOLD = "fold"  # 1 on the copies the dedup fold must see; the scratch copies are split by it
@@ -425,6 +426,7 @@ def run(settings: Settings, horizon_ms: int, version: str, run_id: str, full: bo
     garbage that a retry overwrites and ``prune`` removes).
     """
     from pyspark.sql import SparkSession  # heavy: imported only when the job runs
+    from pyspark.sql import functions as F
 
     layout = Layout.of(settings)
     manifest_key = layout.manifest_key(version)
@@ -473,18 +475,25 @@ def run(settings: Settings, horizon_ms: int, version: str, run_id: str, full: bo
         # reading one back runs out of heap.
         flat = deduplicate(layout, landing, settings.dedup_horizon_ms, index, dedup_prefix)
         steps.done("deduplicate")
-        new_index_entries(flat, horizon_ms, settings.dedup_horizon_ms).coalesce(1).write.mode(
-            "overwrite"
-        ).parquet(spark_uri(layout, index_prefix.rstrip("/")))
+        # In at most as many files as there are cores here: one would read the whole
+        # deduplicated zone in one task.
+        new_index_entries(flat, horizon_ms, settings.dedup_horizon_ms).coalesce(
+            INDEX_FILES
+        ).write.mode("overwrite").parquet(spark_uri(layout, index_prefix.rstrip("/")))
         steps.done("write_index")
         events = flat.where("kafka_ts IS NOT NULL").select(*EVENT_COLUMNS)
         events.createOrReplaceTempView("events_view")
-        stats = flat.selectExpr(
-            "count(kafka_ts) AS events", "coalesce(sum(copies), 0) AS rows_read"
-        ).first()
-        touched = sorted(
-            int(r[0]) for r in events.selectExpr(day_of("created_time")).distinct().collect()
+        # One pass for the counts and the days the events fall in (a day per group; the ids
+        # none of whose copies is kept have no day and no event)
+        per_day = flat.groupBy(F.expr(day_of("created_time")).alias("day")).agg(
+            F.count("kafka_ts").alias("events"), F.sum("copies").alias("rows_read")
         )
+        counted = per_day.collect()
+        stats = {
+            "events": sum(r["events"] for r in counted),
+            "rows_read": sum(r["rows_read"] or 0 for r in counted),
+        }
+        touched = sorted(int(r["day"]) for r in counted if r["events"] > 0)
         steps.done("count")
         days = {}
         for view in VIEWS:

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from batch_layer.inputs import s3a_conf
+from batch_layer.jvm import driver_java_options, spark_java_home
 from lambda_contracts.settings import Settings, blank_secrets, without_secrets
 
 JOB_FILE = Path(__file__).with_name("spark_job.py")
@@ -34,18 +35,22 @@ def driver_conf(settings: Settings) -> dict[str, str]:
     }
 
 
-def spark_conf(settings: Settings) -> dict[str, str]:
-    """Spark settings sized for a 2-core machine by default."""
+def spark_conf(settings: Settings, java_options: str | None = None) -> dict[str, str]:
+    """Spark settings sized for a 2-core machine by default; ``java_options`` replace the
+    driver JVM's (``batch_layer.jvm``'s by default)."""
+    s3a = s3a_conf(settings)
+    if java_options is None:
+        java_options = driver_java_options(settings, s3a.get("spark.driver.extraClassPath", ""))
     return {
         **driver_conf(settings),
-        **s3a_conf(settings),
+        **s3a,
         "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
         "spark.default.parallelism": str(settings.spark_shuffle_partitions),
         "spark.ui.enabled": "false",
         "spark.log.level": "WARN",
         "spark.sql.adaptive.enabled": "true",
         "spark.sql.parquet.compression.codec": "snappy",
-        "spark.driver.extraJavaOptions": "-XX:+UseG1GC",
+        "spark.driver.extraJavaOptions": java_options,
         # The landing zone is many small files: list them in the driver (no listing job) and
         # pack several into one task.
         "spark.sql.sources.parallelPartitionDiscovery.threshold": "1000000",
@@ -67,6 +72,9 @@ def spark_env(settings: Settings) -> dict[str, str]:
     }
     if runs_locally(settings):
         env["SPARK_LOCAL_IP"] = "127.0.0.1"
+    java_home = spark_java_home(settings)
+    if java_home is not None:
+        env["JAVA_HOME"] = str(java_home)
     return env
 
 
@@ -85,7 +93,12 @@ def job_arguments(
 
 
 def spark_submit_command(
-    settings: Settings, horizon_ms: int, version: str, run_id: str, full: bool = False
+    settings: Settings,
+    horizon_ms: int,
+    version: str,
+    run_id: str,
+    full: bool = False,
+    java_options: str | None = None,
 ) -> list[str]:
     cmd = [
         spark_submit_binary(),
@@ -96,7 +109,7 @@ def spark_submit_command(
         "--driver-memory",
         settings.spark_driver_memory,
     ]
-    for key, value in spark_conf(settings).items():
+    for key, value in spark_conf(settings, java_options).items():
         cmd += ["--conf", f"{key}={value}"]
     return [*cmd, str(JOB_FILE), *job_arguments(horizon_ms, version, run_id, full)]
 

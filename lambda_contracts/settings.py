@@ -104,6 +104,14 @@ class Settings(BaseSettings):
         default=Path.home() / ".cache" / "lambda-platform" / "spark-s3a",
         description="hadoop-aws and the AWS SDK bundle (infra/spark/pom.xml fetches them)",
     )
+    spark_java_home: Path | None = Field(
+        default=None,
+        description="JDK of the job; None: the newest Spark supports (local), else JAVA_HOME",
+    )
+    spark_jvm_cache_dir: Path = Field(
+        default=Path.home() / ".cache" / "lambda-platform" / "spark-jvm",
+        description="the job JVM's AOT caches (JDK 25+), trained by python -m batch_layer.jvm",
+    )
     batch_keep_versions: int = Field(default=5, ge=1)
     batch_schedule_minutes: int = Field(default=5, ge=1)
 

@@ -1,0 +1,179 @@
+"""Which JDK a local Spark job runs on, and the ahead-of-time cache its JVM starts from.
+
+A rebuild's JVM spends its first seconds loading and linking Spark's classes and running them
+interpreted. JDK 25 can start from an AOT cache (JEP 483, 514, 515) that a training run of the
+same job wrote: Spark's classes already parsed and linked, and their methods' profiles, so
+the JIT compiles the hot ones sooner. A 10M-event rebuild took 51.5 / 52.6 s on JDK 25
+without one, 44.6 / 46.2 s with one (JDK 17: 57.4 s; ``bench/README.md``).
+
+Spark 4.2+ runs on Java 17, 21 and 25 (25 from 25.0.3). For a local master (the whole job is
+one JVM) the job runs on the newest supported JDK found, unless ``LAMBDA_SPARK_JAVA_HOME``
+names one; on a cluster the driver keeps the environment's JDK, which must match the
+executors', unless that setting says otherwise. The cache is only valid for the JDK build
+and the class path it was trained with, so both are in its file name; a JVM that cannot use
+a cache (another JDK, a changed class path) says so on stderr and runs without it.
+
+``python -m batch_layer.jvm`` trains the cache once per machine (``make`` does, before
+``up``, ``test`` and ``bench``): a full run of the real job over a small synthetic landing
+zone in a temporary directory, written to a temporary name and renamed when whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from importlib.metadata import version as package_version
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from lambda_contracts.landing_files import LANDING_SCHEMA, write_landing_table
+from lambda_contracts.layout import Layout
+from lambda_contracts.settings import Settings
+
+JdkVersion = tuple[int, int, int]
+JVM_DIRS = (Path("/usr/lib/jvm"), Path("/opt/java"))  # where Linux distributions and images
+# put JDKs (Debian, Ubuntu, Fedora; the Temurin images' /opt/java/openjdk)
+AOT_FROM: JdkVersion = (25, 0, 3)  # the first JDK Spark supports that reads an AOT cache
+SUPPORTED_MAJORS = (17, 21, 25)
+GC_OPTIONS = "-XX:+UseG1GC"
+RELEASE_VERSION = re.compile(r'^JAVA_VERSION="(\d+)(?:\.(\d+))?(?:\.(\d+))?', re.MULTILINE)
+TRAINING_EVENTS = 300_000
+
+
+def jdk_version(home: Path) -> JdkVersion | None:
+    """The version a JDK's ``release`` file states (``JAVA_VERSION="25.0.3"``), if any."""
+    try:
+        found = RELEASE_VERSION.search((home / "release").read_text())
+    except OSError:
+        return None
+    if found is None or not (home / "bin" / "java").exists():
+        return None
+    major, minor, patch = (int(part or 0) for part in found.groups())
+    return major, minor, patch
+
+
+def spark_supports(version: JdkVersion) -> bool:
+    """Java 17, 21 and 25.0.3+ (Spark 4.2's documented range; earlier 25s are deprecated)."""
+    return version[0] in SUPPORTED_MAJORS and (version[0] != 25 or version >= AOT_FROM)
+
+
+def installed_jdks() -> dict[Path, JdkVersion]:
+    """The JDKs in ``JAVA_HOME``, behind ``java`` on PATH and in the usual directories."""
+    homes = [Path(p) for p in (os.environ.get("JAVA_HOME"),) if p]
+    on_path = shutil.which("java")
+    if on_path:
+        homes.append(Path(on_path).resolve().parent.parent)
+    homes += [p for d in JVM_DIRS if d.is_dir() for p in sorted(d.iterdir())]
+    found = {home.resolve(): jdk_version(home) for home in homes}
+    return {home: v for home, v in found.items() if v is not None}
+
+
+def spark_java_home(settings: Settings) -> Path | None:
+    """The JDK the job runs on: the setting, else (local master only) the newest supported
+    one installed; None keeps the environment's."""
+    if settings.spark_java_home is not None:
+        return settings.spark_java_home
+    if not settings.spark_master.startswith("local"):
+        return None
+    supported = {h: v for h, v in installed_jdks().items() if spark_supports(v)}
+    return max(supported, key=lambda h: supported[h]) if supported else None
+
+
+def aot_cache(settings: Settings, extra_class_path: str = "") -> Path | None:
+    """Where the AOT cache of this JDK, this Spark and this driver class path lives (None on
+    a JDK without AOT caches, or when the JDK is the environment's and unknown here)."""
+    home = spark_java_home(settings)
+    found = jdk_version(home) if home else None
+    if found is None or found < AOT_FROM:
+        return None
+    jdk = ".".join(map(str, found))
+    class_path = hashlib.sha256(extra_class_path.encode()).hexdigest()[:12]
+    name = f"spark-{package_version('pyspark')}-jdk-{jdk}-{class_path}.aot"
+    return settings.spark_jvm_cache_dir / name
+
+
+def driver_java_options(settings: Settings, extra_class_path: str = "") -> str:
+    """The driver JVM's options: G1, and the AOT cache when one was trained for it."""
+    cache = aot_cache(settings, extra_class_path)
+    if cache is not None and cache.is_file():
+        return f"{GC_OPTIONS} -XX:AOTCache={cache}"
+    return GC_OPTIONS
+
+
+def training_landing(layout: Layout, settings: Settings, events: int) -> int:
+    """A small landing zone in the real layout (2 % repeated ids, two partitions, twelve
+    buckets); returns the horizon above it. What the job does with it does not matter, only
+    that it runs every step the real job runs."""
+    rng = np.random.default_rng(7)
+    per_file = events // 24
+    offset = {0: 0, 1: 0}
+    for bucket in range(12):
+        for partition in (0, 1):
+            first = offset[partition]
+            ids = np.arange(first, first + per_file) * 2 + partition
+            repeated = rng.random(per_file) < 0.02
+            ids[repeated] = rng.choice(ids, int(repeated.sum()))
+            ts = bucket * settings.bucket_ms + np.arange(per_file) * settings.bucket_ms // per_file
+            accounts = rng.integers(0, 500, (2, per_file))
+            table = pa.table(
+                {
+                    "transaction_id": [f"train-{i}" for i in ids],
+                    "created_time": ts,
+                    "source_account_id": [f"A{a}" for a in accounts[0]],
+                    "target_account_id": [f"A{a}" for a in accounts[1]],
+                    "amount_cents": rng.integers(1, 100_000, per_file),
+                    "kafka_partition": np.full(per_file, partition, dtype=np.int32),
+                    "kafka_offset": np.arange(first, first + per_file),
+                    "kafka_ts": ts,
+                },
+                schema=LANDING_SCHEMA,
+            )
+            write_landing_table(layout, settings.bucket_ms, partition, table)
+            offset[partition] += per_file
+    return 12 * settings.bucket_ms
+
+
+def train(settings: Settings, events: int = TRAINING_EVENTS) -> Path | None:
+    """Write the AOT cache for ``settings`` unless it exists; returns its path (None on a JDK
+    without AOT caches)."""
+    from batch_layer.submit import spark_submit_command, submit_env  # it imports this module
+
+    cache = aot_cache(settings)
+    if cache is None or cache.is_file():
+        return cache
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    partial = cache.with_name(f".{cache.name}.{os.getpid()}")
+    with tempfile.TemporaryDirectory(prefix="lambda-jvm-training-") as scratch:
+        local = settings.model_copy(update={"data_dir": Path(scratch), "storage_url": None})
+        horizon = training_landing(Layout.of(local), local, events)
+        training = f"{GC_OPTIONS} -XX:AOTCacheOutput={partial}"
+        cmd = spark_submit_command(local, horizon, "vtraining", "jvm-training", True, training)
+        try:
+            subprocess.run(cmd, check=True, env=submit_env(local), capture_output=True, text=True)
+        except subprocess.CalledProcessError as failed:
+            partial.unlink(missing_ok=True)
+            raise RuntimeError(f"the training run failed:\n{failed.stderr[-4000:]}") from failed
+    partial.rename(cache)
+    return cache
+
+
+def main() -> None:
+    settings = Settings()
+    try:
+        cache = train(settings)
+    except RuntimeError as failed:  # the job runs without a cache, only its start is slower
+        print(f"no Spark AOT cache: {failed}", file=sys.stderr)
+        return
+    home = spark_java_home(settings)
+    print(f"Spark runs on {home or 'the environment JDK'}; AOT cache: {cache or 'none (JDK < 25)'}")
+
+
+if __name__ == "__main__":
+    main()
