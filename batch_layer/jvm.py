@@ -151,7 +151,10 @@ def train(settings: Settings, events: int = TRAINING_EVENTS) -> Path | None:
     cache.parent.mkdir(parents=True, exist_ok=True)
     partial = cache.with_name(f".{cache.name}.{os.getpid()}")
     with tempfile.TemporaryDirectory(prefix="lambda-jvm-training-") as scratch:
-        local = settings.model_copy(update={"data_dir": Path(scratch), "storage_url": None})
+        # The cache serves the driver JVM: trained on a local job over a local zone, the
+        # class path of a job on the local store (one on S3 adds the s3a jars: no cache)
+        training_settings = {"data_dir": Path(scratch), "storage_url": None}
+        local = settings.model_copy(update={**training_settings, "spark_master": "local[2]"})
         horizon = training_landing(Layout.of(local), local, events)
         training = f"{GC_OPTIONS} -XX:AOTCacheOutput={partial}"
         cmd = spark_submit_command(local, horizon, "vtraining", "jvm-training", True, training)
