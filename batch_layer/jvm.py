@@ -3,8 +3,9 @@
 A rebuild's JVM spends its first seconds loading and linking Spark's classes and running them
 interpreted. JDK 25 can start from an AOT cache (JEP 483, 514, 515) that a training run of the
 same job wrote: Spark's classes already parsed and linked, and their methods' profiles, so
-the JIT compiles the hot ones sooner. A 10M-event rebuild took 51.5 / 52.6 s on JDK 25
-without one, 44.6 / 46.2 s with one (JDK 17: 57.4 s; ``bench/README.md``).
+the JIT compiles the hot ones sooner. In three alternating pairs a 10M-event rebuild took
+59.3 / 54.2 / 63.5 s on JDK 17 and 46.2 / 49.6 / 50.3 s on JDK 25 with a cache; JDK 25
+without one was in between (``bench/README.md``).
 
 Spark 4.2+ runs on Java 17, 21 and 25 (25 from 25.0.3). For a local master (the whole job is
 one JVM) the job runs on the newest supported JDK found, unless ``LAMBDA_SPARK_JAVA_HOME``
