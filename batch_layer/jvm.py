@@ -11,8 +11,9 @@ Spark 4.2+ runs on Java 17, 21 and 25 (25 from 25.0.3). For a local master (the 
 one JVM) the job runs on the newest supported JDK found, unless ``LAMBDA_SPARK_JAVA_HOME``
 names one; on a cluster the driver keeps the environment's JDK, which must match the
 executors', unless that setting says otherwise. The cache is only valid for the JDK build
-and the class path it was trained with, so both are in its file name; a JVM that cannot use
-a cache (another JDK, a changed class path) says so on stderr and runs without it.
+and the class path it was trained with (Spark's version, where its jars are, the driver's
+extra class path), so they are in its file name; a JVM that cannot use a cache anyway (another
+build of the JDK) says so on stderr and runs without it.
 
 ``python -m batch_layer.jvm`` trains the cache once per machine (``make`` does, before
 ``up``, ``test`` and ``bench``): a full run of the real job over a small synthetic landing
@@ -28,7 +29,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from importlib.metadata import version as package_version
+from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +49,7 @@ SUPPORTED_MAJORS = (17, 21, 25)
 GC_OPTIONS = "-XX:+UseG1GC"
 RELEASE_VERSION = re.compile(r'^JAVA_VERSION="(\d+)(?:\.(\d+))?(?:\.(\d+))?', re.MULTILINE)
 TRAINING_EVENTS = 300_000
+KEEP_CACHES = 3
 
 
 def jdk_version(home: Path) -> JdkVersion | None:
@@ -95,9 +99,17 @@ def aot_cache(settings: Settings, extra_class_path: str = "") -> Path | None:
     if found is None or found < AOT_FROM:
         return None
     jdk = ".".join(map(str, found))
-    class_path = hashlib.sha256(extra_class_path.encode()).hexdigest()[:12]
+    class_path = hashlib.sha256(f"{spark_jars()}:{extra_class_path}".encode()).hexdigest()[:12]
     name = f"spark-{package_version('pyspark')}-jdk-{jdk}-{class_path}.aot"
     return settings.spark_jvm_cache_dir / name
+
+
+def spark_jars() -> str:
+    """Where this environment's Spark jars are: a cache is trained for one class path, and
+    two checkouts (two virtualenvs) of one Spark version have two."""
+    spec = find_spec("pyspark")
+    locations = spec.submodule_search_locations if spec else None
+    return str(Path(next(iter(locations)), "jars")) if locations else ""
 
 
 def driver_java_options(settings: Settings, extra_class_path: str = "") -> str:
@@ -165,7 +177,20 @@ def train(settings: Settings, events: int = TRAINING_EVENTS) -> Path | None:
             partial.unlink(missing_ok=True)
             raise RuntimeError(f"the training run failed:\n{failed.stderr[-4000:]}") from failed
     partial.rename(cache)
+    prune(cache.parent)
     return cache
+
+
+def prune(cache_dir: Path, keep: int = KEEP_CACHES, partial_after_s: float = 3600) -> None:
+    """Remove all but the ``keep`` newest caches (each checkout or JDK update trains one, of
+    200 MB), and the partial files of training runs killed over an hour ago. A running JVM
+    keeps a removed cache mapped."""
+    caches = sorted(cache_dir.glob("*.aot"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in caches[keep:]:
+        old.unlink(missing_ok=True)
+    for partial in cache_dir.glob(".*.aot.*"):
+        if time.time() - partial.stat().st_mtime > partial_after_s:
+            partial.unlink(missing_ok=True)
 
 
 def main() -> None:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -96,8 +98,30 @@ def test_the_driver_starts_from_an_aot_cache_only_once_one_is_trained(
     assert "AOTCache" not in jvm.driver_java_options(settings, "/jars/hadoop-aws.jar")
 
 
+def test_another_checkouts_spark_jars_are_another_cache(
+    jdks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cache trained by another virtualenv names other jar paths: the JVM would refuse it."""
+    settings = Settings(spark_jvm_cache_dir=tmp_path)
+    here = jvm.aot_cache(settings)
+    assert jvm.spark_jars().endswith("pyspark/jars") and Path(jvm.spark_jars()).is_dir()
+    monkeypatch.setattr(jvm, "spark_jars", lambda: "/elsewhere/.venv/pyspark/jars")
+    assert jvm.aot_cache(settings) != here
+
+
 def test_no_aot_cache_on_a_jdk_that_has_none(jdks: Path, tmp_path: Path) -> None:
     settings = Settings(spark_java_home=jdks / "jdk-21", spark_jvm_cache_dir=tmp_path)
     assert jvm.aot_cache(settings) is None
     assert jvm.train(settings) is None
     assert spark_conf(settings)["spark.driver.extraJavaOptions"] == "-XX:+UseG1GC"
+
+
+def test_prune_keeps_the_newest_caches_and_removes_old_partial_files(tmp_path: Path) -> None:
+    now = time.time()
+    ages_s = {"a.aot": 10, "b.aot": 20, "c.aot": 30, "d.aot": 40, ".e.aot.1": 7200, ".f.aot.2": 60}
+    for name, age in ages_s.items():
+        (tmp_path / name).touch()
+        os.utime(tmp_path / name, (now - age, now - age))
+    jvm.prune(tmp_path, keep=2, partial_after_s=3600)
+    # the two newest caches, and the partial file of a training that may still be running
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".f.aot.2", "a.aot", "b.aot"]
