@@ -176,6 +176,8 @@ def train(settings: Settings, events: int = TRAINING_EVENTS) -> Path | None:
         except subprocess.CalledProcessError as failed:
             partial.unlink(missing_ok=True)
             raise RuntimeError(f"the training run failed:\n{failed.stderr[-4000:]}") from failed
+    if not partial.is_file():  # a JVM that ignored -XX:AOTCacheOutput
+        raise RuntimeError(f"the training run wrote no cache ({partial})")
     partial.rename(cache)
     prune(cache.parent)
     return cache
