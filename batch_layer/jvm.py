@@ -85,7 +85,7 @@ def spark_java_home(settings: Settings) -> Path | None:
     one installed; None keeps the environment's."""
     if settings.spark_java_home is not None:
         return settings.spark_java_home
-    if not settings.spark_master.startswith("local"):
+    if not settings.spark_runs_locally:
         return None
     supported = {h: v for h, v in installed_jdks().items() if spark_supports(v)}
     return max(supported, key=lambda h: supported[h]) if supported else None
@@ -195,15 +195,23 @@ def prune(cache_dir: Path, keep: int = KEEP_CACHES, partial_after_s: float = 360
             partial.unlink(missing_ok=True)
 
 
+def describe(settings: Settings) -> str:
+    """The JDK the job runs on and the AOT cache its driver starts from, for a terminal or a
+    benchmark report."""
+    home = spark_java_home(settings)
+    cache = aot_cache(settings)
+    started = cache if cache is not None and cache.is_file() else "none"
+    return f"Spark runs on {home or 'the environment JDK'}; AOT cache: {started}"
+
+
 def main() -> None:
     settings = Settings()
     try:
-        cache = train(settings)
+        train(settings)
     except RuntimeError as failed:  # the job runs without a cache, only its start is slower
         print(f"no Spark AOT cache: {failed}", file=sys.stderr)
         return
-    home = spark_java_home(settings)
-    print(f"Spark runs on {home or 'the environment JDK'}; AOT cache: {cache or 'none (JDK < 25)'}")
+    print(describe(settings))
 
 
 if __name__ == "__main__":

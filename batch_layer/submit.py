@@ -18,16 +18,11 @@ from lambda_contracts.settings import Settings, blank_secrets, without_secrets
 JOB_FILE = Path(__file__).with_name("spark_job.py")
 
 
-def runs_locally(settings: Settings) -> bool:
-    """``local[...]``: the whole job is one JVM on this host."""
-    return settings.spark_master.startswith("local")
-
-
 def driver_conf(settings: Settings) -> dict[str, str]:
     """Where executors reach the driver. Locally nothing leaves loopback; on a cluster the
     driver binds every interface and advertises ``LAMBDA_SPARK_DRIVER_HOST`` (a name the
     workers resolve: the compose service or the host name of the Airflow worker)."""
-    if runs_locally(settings) or settings.spark_driver_host is None:
+    if settings.spark_runs_locally or settings.spark_driver_host is None:
         return {}
     return {
         "spark.driver.host": settings.spark_driver_host,
@@ -70,7 +65,7 @@ def spark_env(settings: Settings) -> dict[str, str]:
         "PYSPARK_PYTHON": sys.executable,
         "PYSPARK_DRIVER_PYTHON": sys.executable,
     }
-    if runs_locally(settings):
+    if settings.spark_runs_locally:
         env["SPARK_LOCAL_IP"] = "127.0.0.1"
     java_home = spark_java_home(settings)
     if java_home is not None:

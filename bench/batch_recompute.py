@@ -26,7 +26,7 @@ from pathlib import Path
 import duckdb
 
 from batch_layer.inputs import spark_uri
-from batch_layer.jvm import aot_cache, spark_java_home
+from batch_layer.jvm import describe
 from batch_layer.pipeline import recompute
 from batch_layer.spark_job import EVENT_COLUMNS
 from bench.common import Timer, write_report
@@ -39,14 +39,6 @@ from lambda_contracts.views import VIEWS
 BUCKET_MS = 300_000
 START = 1_795_000_000_000
 SPAN = 2 * 86_400_000
-
-
-def jvm_used(settings: Settings) -> str:
-    """The JDK the job ran on and the AOT cache its driver started from (``batch_layer.jvm``)."""
-    home = spark_java_home(settings)
-    cache = aot_cache(settings)
-    started = cache if cache is not None and cache.is_file() else "none"
-    return f"JDK {home or 'of the environment'}, AOT cache {started}"
 
 
 def duckdb_views(layout: Layout, horizon: int, out_dir: Path) -> None:
@@ -162,7 +154,7 @@ def main() -> None:
             "spark_growth_first_to_last": round(growth, 2) if growth else None,
             "events_growth_first_to_last": args.sizes[-1] / args.sizes[0],
             "spark": "local[2], driver 2g, shuffle partitions 4, wall time of spark-submit",
-            "spark_jvm": jvm_used(Settings()),
+            "spark_jvm": describe(Settings()),
         },
     )
 

@@ -185,6 +185,11 @@ class Settings(BaseSettings):
         return env
 
     @property
+    def spark_runs_locally(self) -> bool:
+        """``local[...]``: the whole batch job is one JVM on this host."""
+        return self.spark_master.startswith("local")
+
+    @property
     def speed_store_url_masked(self) -> str | None:
         """The speed store URL fit for a terminal or a log: its password masked."""
         return masked_url(self.speed_store_url)
