@@ -1,14 +1,14 @@
 """What an incremental batch run builds on: the published version, if a run may add to it.
 
-A version at horizon H holds every view over the landing zone below H, partitioned by
-event-time day, and a dedup index: for every TransactionID whose last kept copy is within the
-dedup horizon D of H, that copy's Kafka time (append-only files, one per run, each named by
-the versions that still need it and dropped once all it holds is older than D). The next
-run, at H' > H, then needs only the buckets in [H, H'): their copies are judged against the
-index (any earlier kept copy that could make one a duplicate is in it, since every copy in
-[H, H') is at or after H), and only the days their events fall in are rewritten (old rows
-plus the increment's, merged measure by measure). The other days' files are named again by
-the new version's manifest, not copied.
+A version at horizon H holds every view over the landing zone below H (partitioned by
+event-time hour or day, see ``lambda_contracts.layout``), and a dedup index: for every
+TransactionID whose last kept copy is within the dedup horizon D of H, that copy's Kafka time
+(append-only files, one per run, each named by the versions that still need it and dropped once
+all it holds is older than D). The next run, at H' > H, then needs only the buckets in [H, H'):
+their copies are judged against the index (any earlier kept copy that could make one a
+duplicate is in it, since every copy in [H, H') is at or after H), and only the periods their
+events fall in are rewritten (old rows plus the increment's, merged measure by measure). The
+other periods' files are named again by the new version's manifest, not copied.
 
 A full recompute (``lambda_rebuild``, or no usable base) reads everything below H' and is the
 audit of the incremental path: both produce the same views, row for row.
@@ -22,9 +22,10 @@ from typing import Any
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
 
-# Manifests of this format carry what an increment needs (``output_days``,
-# ``dedup_index_files``); older versions are complete but can only be replaced by a full run.
-BATCH_FORMAT = 2
+# Manifests of this format carry what an increment needs (``output_partitions``,
+# ``dedup_index_files``); older versions are complete but can only be replaced by a full run
+# (format 2 partitioned every view by day).
+BATCH_FORMAT = 3
 COUNTERS = ("input_records", "records_read", "replays_removed", "duplicates_removed", "events")
 
 
@@ -39,10 +40,10 @@ class Base:
     def horizon_ms(self) -> int:
         return int(self.manifest["horizon_ms"])
 
-    def days(self, view_name: str) -> dict[int, list[str]]:
-        """{day start (ms): keys of the view's files for that day}."""
-        named = self.manifest["output_days"].get(view_name, {})
-        return {int(day): list(keys) for day, keys in named.items()}
+    def partitions(self, view_name: str) -> dict[int, list[str]]:
+        """{period start (ms): keys of the view's files for that event-time period}."""
+        named = self.manifest["output_partitions"].get(view_name, {})
+        return {int(start): list(keys) for start, keys in named.items()}
 
     @property
     def dedup_index_files(self) -> dict[str, int]:
@@ -62,8 +63,8 @@ def incremental_base(
     manifest = layout.read_manifest(current.version)
     if manifest is None:
         return None, f"CURRENT names {current.version}, which has no manifest"
-    if manifest.get("format") != BATCH_FORMAT:
-        return None, f"{current.version} predates incremental runs (format {BATCH_FORMAT})"
+    if (found := manifest.get("format")) != BATCH_FORMAT:
+        return None, f"{current.version} has format {found}, not {BATCH_FORMAT}: a full run"
     if not manifest.get("validation", {}).get("ok"):
         return None, f"{current.version} is not validated"
     if manifest["bucket_ms"] != settings.bucket_ms:

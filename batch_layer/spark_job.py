@@ -17,8 +17,9 @@ recomputes from the whole landing zone below H. Steps:
 3. write this run's part of the dedup index: the ids kept in these buckets within D of H (the
    index is append-only: the base's files stay named until all they hold is older than D);
 4. compute each view with the SQL derived from its declaration (``View.batch_sql``), and
-   write only the event-time days the new events fall in, each merged with the base's rows of
-   that day (every measure is mergeable); the other days stay the base's files;
+   write only the view's partitions (event-time hours, or days: ``view_partitioning``) the new
+   events fall in, a file per partition, each merged with the base's rows of that partition
+   (every measure is mergeable); the other partitions stay the base's files;
 5. write the manifest naming every file of the version, shared ones included, last: a
    version exists only once its manifest does, so a killed job leaves only garbage.
 
@@ -46,13 +47,14 @@ from lambda_contracts.dedup import DEDUP_ORDER, RECORD_TIME, is_new_event, remem
 from lambda_contracts.landing_files import parquet_rows, read_landing_file
 from lambda_contracts.landing_lock import reading_landing
 from lambda_contracts.layout import (
+    DAY_MS,
+    HOUR_MS,
     LANDING_COLUMNS,
-    VIEW_PARTITION_COLUMN,
     VIEW_PARTITION_DIR,
-    VIEW_PARTITION_MS,
     Layout,
     landing_file_range,
     landing_key_bucket,
+    view_partitioning,
 )
 from lambda_contracts.settings import Settings
 from lambda_contracts.views import VIEWS, View
@@ -361,59 +363,77 @@ def view_ddl(view: View) -> str:
     return ", ".join(f"{f.name} {spark_type[f.type]}" for f in view_schema(view))
 
 
-def day_of(column: str) -> str:
-    """SQL: the start of the event-time day (the view partition) a time in ms falls in."""
-    return f"({column} - pmod({column}, {VIEW_PARTITION_MS}))"
+def start_of(column: str, span_ms: int) -> Column:
+    """The start of the ``span_ms`` period (an hour, a day) a time in ms falls in."""
+    from pyspark.sql import functions as F
+
+    return F.expr(f"({column} - pmod({column}, {span_ms}))")
 
 
-def files_by_day(layout: Layout, prefix: str) -> dict[int, list[str]]:
-    """The Parquet files Spark wrote under ``prefix`` with ``partitionBy(day)``, by day."""
-    days: dict[int, list[str]] = {}
+def files_by_partition(layout: Layout, prefix: str) -> dict[int, list[str]]:
+    """The Parquet files Spark wrote under ``prefix`` with ``partitionBy``, by the start of
+    their partition's period."""
+    found: dict[int, list[str]] = {}
     for info in layout.store.list(prefix):
-        found = VIEW_PARTITION_DIR.search(info.key)
-        if found and info.key.endswith(".parquet"):
-            days.setdefault(int(found["day"]), []).append(info.key)
-    return days
+        matched = VIEW_PARTITION_DIR.search(info.key)
+        if matched and info.key.endswith(".parquet"):
+            found.setdefault(int(matched["start"]), []).append(info.key)
+    return found
 
 
 def write_view(
     layout: Layout,
     view: View,
     events: DataFrame,
-    touched: list[int],
+    touched_hours: list[int],
     base: Base | None,
     version: str,
 ) -> dict[int, list[str]]:
-    """Write the view's rows of the ``touched`` days (the base's rows of those days merged
-    with the new events'); return the version's files by day, the untouched days' being the
-    base's."""
+    """Write the view's partitions that the new events fall in (the base's rows of each
+    merged with the new events'), a file per partition; return the version's files by
+    partition, the untouched partitions' being the base's.
+
+    A file per partition needs each partition's rows in one task. A view keyed by a dimension
+    (an account) has about one group per event at these rates: its events are shuffled by
+    partition once, and each task aggregates whole partitions with no map-side partial
+    aggregation (measured on a day of account_minute merged with the base: 9.2 s with one,
+    6.6 s without), as do the base's rows of a merged partition, one per key already. A view
+    with no dimension has a few rows per partition: it is aggregated map-side first, and one
+    task writes all its files.
+    """
     from pyspark.sql import functions as F
 
-    assert VIEW_PARTITION_MS % view.window_ms == 0, f"{view.name}: window must divide a day"
     spark = events.sparkSession
-    rows = spark.sql(view.batch_sql("events_view"))
-    base_days = base.days(view.name) if base else {}
-    old_files = [spark_uri(layout, k) for day in touched for k in base_days.get(day, [])]
+    part = view_partitioning(view)
+    keyed = bool(view.dimensions)
+    touched = sorted({part.start(hour) for hour in touched_hours})
+    partitioned = events.withColumn(part.column, start_of("created_time", part.span_ms))
+    if keyed:
+        partitioned = partitioned.repartition(part.column)
+    partitioned.createOrReplaceTempView("events_view")
+    rows = spark.sql(view.batch_sql("events_view", carried=(part.column,)))
+    base_files = base.partitions(view.name) if base else {}
+    old_files = [spark_uri(layout, k) for start in touched for k in base_files.get(start, [])]
     if old_files:
         old = spark.read.schema(view_ddl(view)).parquet(*old_files)
+        old = old.withColumn(part.column, start_of("window_start", part.span_ms))
+        merged = rows.unionByName(old)
         rollup = [F.expr(e) for e in view.rollup_expressions()]
-        rows = rows.unionByName(old).groupBy(*view.key_columns).agg(*rollup)
-    prefix = layout.view_prefix(version, view.name)
-    target = spark_uri(layout, prefix.rstrip("/"))
-    # A view keyed by a dimension (an account) has about one group per event at these
-    # rates, and the base's rows of a merged day are one per key already: no partial
-    # aggregation for either. (A 1-day account_minute merge without its map-side partial
-    # merge, then by repartitioning first: 9.2 s → 6.6 s and 7.3 s → 5.6 s.) A view with no
-    # dimension has one group per window and keeps it.
-    with partial_aggregation(spark, enabled=not view.dimensions):
-        (  # not sorted by key within a day: readers sort on load (serving) or aggregate
-            rows.withColumn(VIEW_PARTITION_COLUMN, F.expr(day_of("window_start")))
-            .write.partitionBy(VIEW_PARTITION_COLUMN)
-            .mode("overwrite")
-            .parquet(target)
+        rows = (
+            (merged.repartition(part.column) if keyed else merged)
+            .groupBy(part.column, *view.key_columns)
+            .agg(*rollup)
         )
-    written = files_by_day(layout, prefix)
-    untouched = {day: keys for day, keys in base_days.items() if day not in set(touched)}
+    if not keyed:
+        rows = rows.coalesce(1)
+    prefix = layout.view_prefix(version, view.name)
+    with partial_aggregation(spark, enabled=not keyed):
+        # Not sorted by key within a partition: readers sort on load (serving) or aggregate.
+        rows.write.partitionBy(part.column).mode("overwrite").parquet(
+            spark_uri(layout, prefix.rstrip("/"))
+        )
+    written = files_by_partition(layout, prefix)
+    untouched = {start: keys for start, keys in base_files.items() if start not in written}
     return dict(sorted({**untouched, **written}.items()))
 
 
@@ -482,22 +502,21 @@ def run(settings: Settings, horizon_ms: int, version: str, run_id: str, full: bo
         ).write.mode("overwrite").parquet(spark_uri(layout, index_prefix.rstrip("/")))
         steps.done("write_index")
         events = flat.where("kafka_ts IS NOT NULL").select(*EVENT_COLUMNS)
-        events.createOrReplaceTempView("events_view")
-        # One pass for the counts and the days the events fall in (a day per group; the ids
-        # none of whose copies is kept have no day and no event)
-        per_day = flat.groupBy(F.expr(day_of("created_time")).alias("day")).agg(
+        # One pass for the counts and the hours the events fall in (an hour per group; the
+        # ids none of whose copies is kept have no hour and no event)
+        per_hour = flat.groupBy(start_of("created_time", HOUR_MS).alias("hour")).agg(
             F.count("kafka_ts").alias("events"), F.sum("copies").alias("rows_read")
         )
-        counted = per_day.collect()
+        counted = per_hour.collect()
         stats = {
             "events": sum(r["events"] for r in counted),
             "rows_read": sum(r["rows_read"] or 0 for r in counted),
         }
-        touched = sorted(int(r["day"]) for r in counted if r["events"] > 0)
+        touched = sorted(int(r["hour"]) for r in counted if r["events"] > 0)
         steps.done("count")
-        days = {}
+        files = {}
         for view in VIEWS:
-            days[view.name] = write_view(layout, view, events, touched, base, version)
+            files[view.name] = write_view(layout, view, events, touched, base, version)
             steps.done(f"view_{view.name}")
     finally:
         spark.catalog.clearCache()
@@ -506,7 +525,7 @@ def run(settings: Settings, horizon_ms: int, version: str, run_id: str, full: bo
     steps.done("stop_spark")
     layout.store.delete_prefix(dedup_prefix)  # intermediate: not part of the version
 
-    outputs = {name: [k for keys in by_day.values() for k in keys] for name, by_day in days.items()}
+    outputs = {name: [k for ks in by_part.values() for k in ks] for name, by_part in files.items()}
     new_index = [i.key for i in layout.store.list(index_prefix) if i.key.endswith(".parquet")]
     still_needed = kept_index_files(base, horizon_ms, settings.dedup_horizon_ms)  # by the next
     index_files = {**still_needed, **dict.fromkeys(new_index, horizon_ms)}
@@ -542,12 +561,17 @@ def run(settings: Settings, horizon_ms: int, version: str, run_id: str, full: bo
             "buckets": len({landing_key_bucket(k) for k in keys}),
             "files": len(keys),
             **increment,
-            "days_touched": len(touched),
-            "days": {name: len(by_day) for name, by_day in days.items()},
+            "days_touched": len({hour - hour % DAY_MS for hour in touched}),
+            "hours_touched": len(touched),
+            "partitions_touched": {
+                view.name: len({view_partitioning(view).start(hour) for hour in touched})
+                for view in VIEWS
+            },
+            "partitions": {name: len(by_part) for name, by_part in files.items()},
         },
         "input_files": file_rows,
         "dedup_index_files": index_files,
-        "output_days": {n: {str(d): ks for d, ks in by_day.items()} for n, by_day in days.items()},
+        "output_partitions": {n: {str(p): ks for p, ks in by.items()} for n, by in files.items()},
         "output_files": outputs,
     }
     layout.write_manifest(version, manifest)

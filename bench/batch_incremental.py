@@ -58,7 +58,9 @@ def absorb(settings: Settings, horizon: int, name: str, full: bool = False) -> d
         "new_events": increment["input_records"],
         "events_total": manifest["events"],
         "days_touched": increment["days_touched"],
-        "days": max(increment["days"].values()),
+        "hours_touched": increment["hours_touched"],
+        "partitions_touched": increment["partitions_touched"],
+        "partitions": increment["partitions"],
         "index_files": len(manifest["dedup_index_files"]),
         "steps_s": manifest.get("steps_s"),
     }

@@ -19,8 +19,8 @@ Every few minutes (``LAMBDA_BATCH_SCHEDULE_MINUTES``, default 5):
 5. **validate** — the manifest reconciles (input - removed = every view's total count).
 6. **publish** — flips ``CURRENT`` atomically (skipped, and logged, if a rollback pinned it
    meanwhile; refused if the horizon went stale); emits an event on the ``lambda-batch-views``
-   asset carrying the version, horizon and increment (buckets, events, days touched; Assets
-   view), and records the run.
+   asset carrying the version, horizon and increment (buckets, events, partitions touched;
+   Assets view), and records the run.
 7. **expire_speed_rows** — deletes speed rows with ingest bucket < H (cleanup only).
 8. **report** — logs the drift between speed and batch for the absorbed buckets; prunes old
    versions.
@@ -50,13 +50,16 @@ DEFAULT_ARGS = {
 
 
 def increment_summary(version: str) -> dict[str, Any]:
-    """What the run added (mode, buckets, events, days touched), from its manifest."""
+    """What the run added (mode, buckets, events, partitions touched), from its manifest."""
     from batch_layer.versions import read_manifest
     from lambda_contracts.layout import Layout
 
     manifest = read_manifest(Layout.of(get_settings()), version)
     increment = manifest.get("increment", {})
-    keep = ("from_ms", "buckets", "files", "input_records", "events", "days_touched", "days")
+    keep = (
+        *("from_ms", "buckets", "files", "input_records", "events"),
+        *("days_touched", "hours_touched", "partitions_touched", "partitions"),
+    )
     return {"mode": manifest.get("mode"), **{k: increment[k] for k in keep if k in increment}}
 
 

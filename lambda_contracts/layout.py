@@ -3,9 +3,10 @@
     store (LAMBDA_STORAGE_URL: the data directory by default, or s3://bucket/prefix):
       landing/bucket=<start_ms>/p<partition>-<first_offset>-<last_offset>.parquet
       landing/_progress/partition=<p>.json     landed offset and sealed-through time
-      batch/versions/<version>/<view>/day=<day_ms>/*.parquet   a view's rows of one
-                                               event-time day (a version may name another
-                                               version's files for the days it left alone)
+      batch/versions/<version>/<view>/hour=<ms>/*.parquet   a view's rows of one
+                                               event-time hour (day=<ms> for a view with no
+                                               dimension); a version may name another
+                                               version's files for the periods it left alone
       batch/versions/<version>/dedup-index/*.parquet   TransactionIDs kept in the last D
       batch/versions/<version>/manifest.json   written last: names the version's files
       batch/CURRENT                            the published version and its horizon (CAS)
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from lambda_contracts.settings import Settings
     from lambda_contracts.storage.base import ObjectStore
+    from lambda_contracts.views import View
 
 # Columns of a landing file, in order, with their logical types. Event columns are those of
 # events.Transaction.to_row(); the kafka_* columns say where the record sits in the log.
@@ -56,11 +58,37 @@ PROGRESS_PREFIX = "landing/_progress/"
 VERSIONS_PREFIX = "batch/versions/"
 MANIFEST_NAME = "manifest.json"
 CURRENT_KEY = "batch/CURRENT"  # the pointer object, moved only by compare-and-swap
-# Batch views are partitioned by event-time day (of window_start): an incremental run rewrites
-# only the days its new events fall in. Every view's window divides a day.
-VIEW_PARTITION_MS = 86_400_000
-VIEW_PARTITION_COLUMN = "day"
-VIEW_PARTITION_DIR = re.compile(r"/day=(?P<day>-?\d+)/")
+# Batch views are partitioned by event-time period (of window_start), a directory per period:
+# an incremental run rewrites only the periods its new events fall in. A view keyed by a
+# dimension (an account) has up to a row per event, and is partitioned by hour, so that an
+# event late by an hour rewrites an hour of history, not a day of it; a view with no dimension
+# has 1,440 rows a day and is partitioned by day (an hour would be a file of 60 rows).
+HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
+VIEW_PARTITION_DIR = re.compile(r"/(?P<period>hour|day)=(?P<start>-?\d+)/")
+
+
+@dataclass(frozen=True)
+class ViewPartitioning:
+    """How a view's files are partitioned: the period's directory name and length."""
+
+    column: str  # "hour" or "day": the directory is <column>=<start in ms>
+    span_ms: int
+
+    def start(self, ms: int) -> int:
+        """The start of the period a time in ms falls in."""
+        return ms - ms % self.span_ms
+
+
+def view_partitioning(view: View) -> ViewPartitioning:
+    """A view's partitioning (see above); every view's window divides its period."""
+    found = (
+        ViewPartitioning("hour", HOUR_MS) if view.dimensions else ViewPartitioning("day", DAY_MS)
+    )
+    assert found.span_ms % view.window_ms == 0, f"{view.name}: window must divide a partition"
+    return found
+
+
 DEDUP_INDEX_DIR = "dedup-index"
 
 # A landing file's key, or a local path to one: both end in its name.

@@ -135,12 +135,16 @@ class View:
                 prev[i] = merge(prev[i], 1 if source is None else row.get(source, 0))
         return {key: tuple(value) for key, value in acc.items()}
 
-    def batch_sql(self, relation: str) -> str:
-        """SQL computing this view from a relation of deduplicated events (Spark and DuckDB)."""
+    def batch_sql(self, relation: str, carried: Sequence[str] = ()) -> str:
+        """SQL computing this view from a relation of deduplicated events (Spark and DuckDB).
+
+        ``carried``: columns of the relation that the view's key determines (the batch layer's
+        file slice of an event's time), grouped by and selected first, so that a relation
+        already partitioned by them is aggregated without another shuffle."""
         window = f"(created_time - created_time % {self.window_ms})"
-        select = [*self.dimensions, f"{window} AS window_start"]
+        select = [*carried, *self.dimensions, f"{window} AS window_start"]
         select += [f"{m.kind.sql_over_events(m.source)} AS {m.name}" for m in self.measures]
-        group = [*self.dimensions, window]
+        group = [*carried, *self.dimensions, window]
         return f"SELECT {', '.join(select)} FROM {relation} GROUP BY {', '.join(group)}"
 
     def rollup_expressions(self) -> list[str]:
