@@ -14,8 +14,9 @@ Every few minutes (``LAMBDA_BATCH_SCHEDULE_MINUTES``, default 5):
 3. **name_version** — a version id, fixed for the run so retries rewrite the same version.
 4. **recompute** — ``spark-submit`` of ``batch_layer/spark_job.py``, incremental: the landed
    buckets in [H_prev, H), deduplicated against the published version's dedup index, added
-   to the event-time days of every view they touch; a staged version whose manifest names
-   its new files and the published version's files of the other days.
+   to the event-time partitions (hours; days for a view with no dimension) of every view they
+   touch; a staged version whose manifest names its new files and the published version's
+   files of the other partitions.
 5. **validate** — the manifest reconciles (input - removed = every view's total count).
 6. **publish** — flips ``CURRENT`` atomically (skipped, and logged, if a rollback pinned it
    meanwhile; refused if the horizon went stale); emits an event on the ``lambda-batch-views``
