@@ -64,7 +64,7 @@ def incremental_base(
     if manifest is None:
         return None, f"CURRENT names {current.version}, which has no manifest"
     if (found := manifest.get("format")) != BATCH_FORMAT:
-        return None, f"{current.version} has format {found}, not {BATCH_FORMAT}: a full run"
+        return None, f"{current.version} has manifest format {found}, not {BATCH_FORMAT}"
     if not manifest.get("validation", {}).get("ok"):
         return None, f"{current.version} is not validated"
     if manifest["bucket_ms"] != settings.bucket_ms:
