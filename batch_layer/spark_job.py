@@ -388,34 +388,40 @@ def files_by_partition(layout: Layout, prefix: str) -> dict[int, list[str]]:
     return found
 
 
+def touched_partitions(hours: list[int]) -> dict[str, list[int]]:
+    """Each view's partitions (their starts) that events in these event-time hours fall in."""
+    return {
+        view.name: sorted({view_partitioning(view).start(hour) for hour in hours}) for view in VIEWS
+    }
+
+
 def write_view(
     layout: Layout,
     view: View,
     events: DataFrame,
-    touched_hours: list[int],
+    touched: list[int],
     base: Base | None,
     version: str,
 ) -> dict[int, list[str]]:
-    """Write the view's partitions that the new events fall in (the base's rows of each
-    merged with the new events'), a file per partition; return the version's files by
-    partition, the untouched partitions' being the base's.
+    """Write the view's ``touched`` partitions (their starts: :func:`touched_partitions`),
+    each the base's rows of it merged with the new events', a file per partition; return the
+    version's files by partition, the untouched partitions' being the base's.
 
     A file per partition needs each partition's rows in one task. A view keyed by a dimension
     (an account) has about one group per event at these rates: its events are shuffled by
     partition once, into a task per partition (up to :data:`VIEW_TASKS`; 49 hours hashed into
     the default 4 tasks were unevenly spread: 8.8 s against 7.6 s, measured at 10M events),
-    and each task aggregates whole partitions with no map-side partial
-    aggregation (measured on a day of account_minute merged with the base: 9.2 s with one,
-    6.6 s without), as do the base's rows of a merged partition, one per key already. A view
-    with no dimension has a few rows per partition: it is aggregated map-side first, and one
-    task writes all its files.
+    and each task aggregates whole partitions with no map-side partial aggregation (measured
+    on a day of account_minute merged with the base: 9.2 s with one, 6.6 s without), as do
+    the base's rows of a merged partition, one per key already. A view with no dimension has
+    a few rows per partition: it is aggregated map-side first, and one task writes all its
+    files.
     """
     from pyspark.sql import functions as F
 
     spark = events.sparkSession
     part = view_partitioning(view)
     keyed = bool(view.dimensions)
-    touched = sorted({part.start(hour) for hour in touched_hours})
     tasks = max(1, min(len(touched), VIEW_TASKS))
     partitioned = events.withColumn(part.column, start_of("created_time", part.span_ms))
     if keyed:
@@ -524,10 +530,13 @@ def run(settings: Settings, horizon_ms: int, version: str, run_id: str, full: bo
             "rows_read": sum(r["rows_read"] or 0 for r in counted),
         }
         touched = sorted(int(r["hour"]) for r in counted if r["events"] > 0)
+        partitions = touched_partitions(touched)
         steps.done("count")
         files = {}
         for view in VIEWS:
-            files[view.name] = write_view(layout, view, events, touched, base, version)
+            files[view.name] = write_view(
+                layout, view, events, partitions[view.name], base, version
+            )
             steps.done(f"view_{view.name}")
     finally:
         spark.catalog.clearCache()
@@ -574,10 +583,7 @@ def run(settings: Settings, horizon_ms: int, version: str, run_id: str, full: bo
             **increment,
             "days_touched": len({hour - hour % DAY_MS for hour in touched}),
             "hours_touched": len(touched),
-            "partitions_touched": {
-                view.name: len({view_partitioning(view).start(hour) for hour in touched})
-                for view in VIEWS
-            },
+            "partitions_touched": {name: len(starts) for name, starts in partitions.items()},
             "partitions": {name: len(by_part) for name, by_part in files.items()},
         },
         "input_files": file_rows,

@@ -139,7 +139,7 @@ class View:
         """SQL computing this view from a relation of deduplicated events (Spark and DuckDB).
 
         ``carried``: columns of the relation that the view's key determines (the batch layer's
-        file slice of an event's time), grouped by and selected first, so that a relation
+        partition of an event's time), grouped by and selected first, so that a relation
         already partitioned by them is aggregated without another shuffle."""
         window = f"(created_time - created_time % {self.window_ms})"
         select = [*carried, *self.dimensions, f"{window} AS window_start"]
