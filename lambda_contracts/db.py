@@ -31,6 +31,7 @@ def make_engine(url: str, create: bool = True, sqlite_synchronous: str = "NORMAL
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute(f"PRAGMA synchronous={sqlite_synchronous}")
             cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA temp_store=MEMORY")  # the speed store's per-batch table
             cur.close()
 
     else:

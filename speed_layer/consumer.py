@@ -23,6 +23,7 @@ import contextlib
 import random
 import threading
 import time
+from collections.abc import Callable
 
 import structlog
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
@@ -36,6 +37,7 @@ from lambda_contracts.layout import Layout, PartitionProgress, landing_watermark
 from lambda_contracts.settings import Settings
 from lambda_contracts.storage import StorageError
 from speed_layer.broker_clock import BrokerClock
+from speed_layer.committer import Committer
 from speed_layer.dlq import DeadLetters
 from speed_layer.health import Health
 from speed_layer.landing import LandingWriter
@@ -148,6 +150,10 @@ class SpeedLayer:
         # store refuses is dead-lettered with its original key and value.
         self._counted: dict[tuple[int, int], ConsumerRecord] = {}
         self.broker_clock = BrokerClock()
+        self.committer = Committer(self.store.apply)
+        # Moves each time the partitions are sought again: a poll batch prepared before that
+        # is not submitted (its records will be read again).
+        self._epoch = 0
 
     # --- assignment ---------------------------------------------------------------------
     def take(self, assigned: set[TopicPartition]) -> None:
@@ -158,6 +164,8 @@ class SpeedLayer:
         retention did not remove records the store never counted: otherwise the broker would
         move the consumer to the log start and the gap would pass unseen.
         """
+        self.settle()
+        self._epoch += 1
         offsets = self.store.load_offsets()
         halts = self.store.load_halts()
         for tp in sorted(assigned):
@@ -262,6 +270,9 @@ class SpeedLayer:
         )
 
     def release(self, revoked: set[TopicPartition]) -> None:
+        """Give partitions up: their transaction in flight ends first, so their next owner
+        reads offsets that hold everything this process counted."""
+        self.settle()
         for tp in revoked:
             self.landing.revoke(tp.partition)
             self.stored.pop(tp.partition, None)
@@ -278,7 +289,19 @@ class SpeedLayer:
 
     # --- one poll batch -------------------------------------------------------------------
     def process(self, polled: dict[TopicPartition, list[ConsumerRecord]]) -> int:
-        """Apply one poll batch; returns the number of events newly counted."""
+        """Apply one poll batch and wait for its transaction; returns the number of events
+        newly counted. (The poll loop overlaps a batch's transaction with the next batch
+        instead: :meth:`_poll_once`.)"""
+        self.settle()
+        batches = self._prepare(polled)
+        if not batches:
+            return 0
+        started = time.perf_counter()
+        return self._conclude(batches, self._counted, lambda: self.store.apply(batches), started)
+
+    def _prepare(self, polled: dict[TopicPartition, list[ConsumerRecord]]) -> list[PartitionBatch]:
+        """Validate a poll batch, land it, dead-letter what is invalid (acknowledged before
+        this returns) and cut what the store lacks into partition batches."""
         self._counted = {}
         batches = []
         for tp, records in polled.items():
@@ -292,19 +315,47 @@ class SpeedLayer:
         self.metrics.consumed.inc(sum(len(r) for r in polled.values()))
         self._observe_broker_time(polled)
         self.dlq.flush()
-        if not batches:
+        return batches
+
+    def _submit(self, batches: list[PartitionBatch]) -> None:
+        """Start the batches' transaction in the background. The cursors move at once, so the
+        next poll batch is cut from where this one ends; should the transaction be fenced,
+        :meth:`settle` has the layer resynchronise from the store before anything else."""
+        self.committer.submit(batches, self._counted)
+        for batch in batches:
+            self.stored[batch.partition] = batch.next_offset
+
+    def settle(self) -> int:
+        """Wait for the transaction in flight and account for it; returns the events it
+        counted (0 if none was in flight or it was fenced)."""
+        pending = self.committer.take()
+        if pending is None:
             return 0
-        started = time.perf_counter()
+        return self._conclude(
+            pending.batches, pending.counted, pending.future.result, pending.submitted_at
+        )
+
+    def _conclude(
+        self,
+        batches: list[PartitionBatch],
+        counted: dict[tuple[int, int], ConsumerRecord],
+        apply: Callable[[], AppliedBatch],
+        started: float,
+    ) -> int:
+        """The outcome of the batches' transaction (``apply`` runs it or returns its result).
+
+        A batch the store refuses is applied record by record; a fenced one has the layer
+        read every partition again from the store's offsets. Other errors propagate."""
         try:
             try:
-                applied = self.store.apply(batches)
+                applied = apply()
             except Exception as exc:
                 if not is_record_error(exc):
                     raise
                 log.warning(
                     "store refused the batch; applying it record by record", error=repr(exc)
                 )
-                applied = self._apply_record_by_record(batches)
+                applied = self._apply_record_by_record(batches, counted)
         except FencedError as exc:
             self.metrics.fenced.inc()
             log.warning("fenced", error=str(exc))
@@ -341,7 +392,9 @@ class SpeedLayer:
         self.metrics.duplicates.inc(applied.duplicates)
         self.metrics.rejected.inc(applied.rejected)
 
-    def _apply_record_by_record(self, batches: list[PartitionBatch]) -> AppliedBatch:
+    def _apply_record_by_record(
+        self, batches: list[PartitionBatch], counted: dict[tuple[int, int], ConsumerRecord]
+    ) -> AppliedBatch:
         """Isolate the records the store refuses: one transaction per valid record, each
         moving the partition's stored offset past it, and a refused record dead-lettered (and
         acknowledged) before the transaction that moves past it as rejected.
@@ -351,25 +404,25 @@ class SpeedLayer:
         """
         events = duplicates = rejected = 0
         for batch in batches:
-            timestamps = {
-                o: r.timestamp for (p, o), r in self._counted.items() if p == batch.partition
-            }
+            timestamps = {o: r.timestamp for (p, o), r in counted.items() if p == batch.partition}
             for piece in split_by_record(batch, timestamps):
-                applied = self._apply_piece(piece)
+                applied = self._apply_piece(piece, counted)
                 self.stored[batch.partition] = piece.batch.next_offset
                 events += applied.events
                 duplicates += applied.duplicates
                 rejected += applied.rejected
         return AppliedBatch(events, duplicates, rejected)
 
-    def _apply_piece(self, piece: Piece) -> AppliedBatch:
+    def _apply_piece(
+        self, piece: Piece, counted: dict[tuple[int, int], ConsumerRecord]
+    ) -> AppliedBatch:
         """One piece of the fallback; if the store refuses its record, the DLQ gets it."""
         try:
             return self.store.apply([piece.batch])
         except Exception as exc:
             if piece.row_offset is None or not is_record_error(exc):
                 raise
-            rec = self._counted[(piece.batch.partition, piece.row_offset)]
+            rec = counted[(piece.batch.partition, piece.row_offset)]
             reason = store_reason(exc)
             log.error(
                 "record refused by the store; dead-lettered",
@@ -551,6 +604,10 @@ class SpeedLayer:
         the store or the landing zone yet. Seeking every owned partition back to the lower of
         its two cursors, exactly as on a new assignment, makes the retry exactly-once.
         """
+        try:
+            self.settle()
+        except Exception as exc:  # not in the store: read again from the stored offsets
+            log.warning("the transaction in flight failed; reading it again", error=repr(exc))
         self.dlq.forget_pending()
         self.resync_needed = False
         for partition in list(self.stored):
@@ -613,22 +670,36 @@ class SpeedLayer:
             self._shutdown()
 
     def _poll_once(self, stop: threading.Event) -> int:
-        """One poll and its batch. An empty poll that returned early (no broker, no
-        assignment) waits out the poll interval, so a client without a broker never spins."""
+        """One poll; its batch is prepared while the previous batch's transaction runs, then
+        submitted once that one has ended. Returns the events the ended transaction counted.
+        An empty poll that returned early (no broker, no assignment) waits out the poll
+        interval, so a client without a broker never spins."""
         self.verify_log_starts()
         started = time.monotonic()
         polled = self.consumer.poll(
             timeout_ms=POLL_MS, max_records=self.settings.speed_max_poll_records
         )
         if not polled:
+            events = self.settle()
             remaining = POLL_MS / 1000 - (time.monotonic() - started)
             if remaining > 0:
                 stop.wait(remaining)
-            return 0
-        return self.process(polled)
+            return events
+        epoch = self._epoch
+        batches = self._prepare(polled)
+        events = self.settle()
+        if batches and epoch == self._epoch:
+            self._submit(batches)
+        return events
 
     def _shutdown(self) -> None:
-        """Land what is buffered, then leave the group; bounded even without a broker."""
+        """End the transaction in flight, land what is buffered, then leave the group;
+        bounded even without a broker."""
+        try:
+            self.settle()
+        except Exception as exc:  # not in the store: the next owner reads it again
+            log.warning("the transaction in flight failed", error=repr(exc))
+        self.committer.close()
         for partition in self.landing.partitions:
             try:
                 self.landing.flush(partition)

@@ -26,8 +26,9 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import orjson
 import psycopg
 from sqlalchemy import (
     Connection,
@@ -44,10 +45,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 
+from lambda_contracts.buckets import floor_to
 from lambda_contracts.dedup import is_new_event, remembered_from
+from lambda_contracts.layout import LOG_ORDER
 from lambda_contracts.store_schema import dedup, partition_halts, partition_state, view_tables
-from lambda_contracts.views import VIEWS_BY_NAME, Key, Measures
-from speed_layer.aggregation import Row, fold_rows, log_order
+from lambda_contracts.views import VIEWS, View
+from speed_layer.aggregation import Row, log_order
 
 T = TypeVar("T")
 
@@ -119,76 +122,163 @@ class AppliedBatch:
     rejected: int
 
 
-# Parameters per statement: below SQLite's 32,766 and PostgreSQL's 65,535.
-MAX_PARAMETERS = 30_000
+# The poll batch's rows travel to the database as one JSON array (a single bound parameter)
+# into a temporary table, and every per-row step after that — the log order of an id's copies,
+# the dedup decision and claim, each view's aggregation — runs inside the database engine: the
+# process's Python work per event is one ``orjson`` serialisation, and the database's share
+# runs without the GIL, beside the next poll batch's decoding (see ``speed_layer.committer``).
+BATCH_TABLE = "speed_batch"
+# The columns a poll batch's rows carry into the database: the id, the log position, and the
+# event columns the views read (their dimensions, event time and measure sources).
+_VIEW_INPUTS = tuple(
+    dict.fromkeys(
+        c
+        for view in VIEWS
+        for c in (*view.dimensions, "created_time", *(m.source for m in view.measures))
+    )
+)
+BATCH_COLUMNS: tuple[str, ...] = ("transaction_id", *LOG_ORDER, *_VIEW_INPUTS)
+_TEXT_COLUMNS = frozenset(("transaction_id", *(d for view in VIEWS for d in view.dimensions)))
 
 
 class _Statements:
-    """The store's hot statements as raw multi-row ``VALUES`` SQL for the driver (no
-    SQLAlchemy per-row work, one statement execution per few thousand rows), rendered from the
-    same declarations the Core statements used: the tables, the views' measure merges and the
-    contracts' dedup predicate. The fixed parts are rendered once per dialect."""
+    """The store's hot statements as SQL for the driver, rendered once per dialect from the
+    same declarations every layer uses: the tables, the views' ``batch_sql`` and measure
+    merges, the contracts' dedup predicate and ingest-bucket arithmetic."""
 
-    def __init__(self, dedup_horizon_ms: int) -> None:
+    def __init__(self, bucket_ms: int, dedup_horizon_ms: int) -> None:
+        self.bucket_ms = bucket_ms
         self.dedup_horizon_ms = dedup_horizon_ms
-        self._parts: dict[tuple[str, str], tuple[str, str, str, int]] = {}
+        self._memo: dict[str, _Rendered] = {}
 
-    def claim(self, dialect: Dialect, rows: int) -> str:
-        """Insert ``rows`` (id, Kafka timestamp) pairs; overwrite a stored id only when the
-        new copy is a new event; return the ids written."""
-        return self._render(dialect, "claim", rows)
+    def of(self, dialect: Dialect) -> _Rendered:
+        if dialect.name not in self._memo:
+            self._memo[dialect.name] = self._render(dialect)
+        return self._memo[dialect.name]
 
-    def upsert(self, dialect: Dialect, view_name: str, rows: int) -> str:
-        """Insert ``rows`` view rows (key columns, ingest bucket, measures) or merge their
-        measures into the stored rows with the measures' own merge."""
-        return self._render(dialect, view_name, rows)
-
-    def rows_per_statement(self, dialect: Dialect, name: str) -> int:
-        return self._parts_of(dialect, name)[3]
-
-    def _render(self, dialect: Dialect, name: str, rows: int) -> str:
-        head, row, tail, _ = self._parts_of(dialect, name)
-        return f"{head} VALUES {', '.join([row] * rows)} {tail}"
-
-    def _parts_of(self, dialect: Dialect, name: str) -> tuple[str, str, str, int]:
-        memo = (dialect.name, name)
-        if memo not in self._parts:
-            head, columns, tail = (
-                self._claim_parts(dialect) if name == "claim" else self._upsert_parts(dialect, name)
-            )
-            row = f"({', '.join([_placeholder(dialect)] * columns)})"
-            self._parts[memo] = (head, row, tail, MAX_PARAMETERS // columns)
-        return self._parts[memo]
-
-    def _claim_parts(self, dialect: Dialect) -> tuple[str, int, str]:
-        new_event = is_new_event(
-            literal_column(f"{dedup.name}.ingest_ts"),
-            literal_column("excluded.ingest_ts"),
-            self.dedup_horizon_ms,
+    def _render(self, dialect: Dialect) -> _Rendered:
+        name = dialect.name
+        if name not in ("sqlite", "postgresql"):
+            raise NotImplementedError(f"speed store does not support {name}")
+        mark = _placeholder(dialect)
+        column_types = ", ".join(
+            f"{c} {'TEXT' if c in _TEXT_COLUMNS else 'BIGINT'}" for c in BATCH_COLUMNS
         )
-        where = new_event.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
-        return (
-            f"INSERT INTO {dedup.name} (transaction_id, ingest_ts)",
-            2,
-            "ON CONFLICT (transaction_id) DO UPDATE SET ingest_ts = excluded.ingest_ts "
-            f"WHERE {where} RETURNING transaction_id",
+        create = (
+            f"CREATE TEMP TABLE IF NOT EXISTS {BATCH_TABLE} ({column_types}, "
+            "ingest_bucket BIGINT, wave BIGINT, kept INTEGER NOT NULL DEFAULT 0)"
+        )
+        if name == "postgresql":
+            create += " ON COMMIT DELETE ROWS"
+            fields = [
+                f"e->>{i}" if c in _TEXT_COLUMNS else f"(e->>{i})::bigint"
+                for i, c in enumerate(BATCH_COLUMNS)
+            ]
+            source = f"json_array_elements({mark}::json) AS e"
+        else:
+            fields = [f"value->>{i}" for i in range(len(BATCH_COLUMNS))]
+            source = f"json_each({mark})"
+        loaded = ", ".join(f"{f} AS {c}" for f, c in zip(fields, BATCH_COLUMNS, strict=True))
+        kafka_ts = literal_column("kafka_ts")
+        bucket = _sql(floor_to(kafka_ts, self.bucket_ms), dialect)
+        columns = ", ".join(BATCH_COLUMNS)
+        load = (
+            f"INSERT INTO {BATCH_TABLE} ({columns}, ingest_bucket, wave) "
+            f"SELECT {columns}, {bucket}, 0 FROM (SELECT {loaded} FROM {source}) AS loaded"
+        )
+        # A later copy of an id within the batch: judged in a later wave.
+        position = " AND ".join(f"{c} = {mark}" for c in ("kafka_partition", "kafka_offset"))
+        rank = f"UPDATE {BATCH_TABLE} SET wave = {mark} WHERE {position}"
+        duplicate = _sql(
+            ~is_new_event(
+                literal_column(f"{dedup.name}.ingest_ts"),
+                literal_column(f"{BATCH_TABLE}.kafka_ts"),
+                self.dedup_horizon_ms,
+            ),
+            dialect,
+        )
+        judge = (
+            f"UPDATE {BATCH_TABLE} SET kept = 1 WHERE wave = {mark} AND NOT EXISTS "
+            f"(SELECT 1 FROM {dedup.name} WHERE {dedup.name}.transaction_id = "
+            f"{BATCH_TABLE}.transaction_id AND {duplicate})"
+        )
+        claim = (
+            f"INSERT INTO {dedup.name} (transaction_id, ingest_ts) "
+            f"SELECT transaction_id, kafka_ts FROM {BATCH_TABLE} WHERE wave = {mark} AND kept = 1 "
+            "ORDER BY transaction_id "
+            "ON CONFLICT (transaction_id) DO UPDATE SET ingest_ts = excluded.ingest_ts"
+        )
+        return _Rendered(
+            create=create,
+            clear=f"DELETE FROM {BATCH_TABLE}",
+            load=load,
+            rank=rank,
+            judge=judge,
+            claim=claim,
+            upserts=tuple(_upsert(view, dialect) for view in VIEWS),
+            counts=(
+                f"SELECT kafka_partition, count(*), sum(kept) FROM {BATCH_TABLE} "
+                "GROUP BY kafka_partition ORDER BY kafka_partition"
+            ),
+            lock=(
+                f"LOCK TABLE {dedup.name} IN SHARE ROW EXCLUSIVE MODE"
+                if name == "postgresql"
+                else None
+            ),
         )
 
-    @staticmethod
-    def _upsert_parts(dialect: Dialect, view_name: str) -> tuple[str, int, str]:
-        view, table = VIEWS_BY_NAME[view_name], view_tables[view_name].name
-        keys = [*view.key_columns, "ingest_bucket"]
-        columns = [*keys, *view.measure_names]
-        merge = ", ".join(
-            f"{m.name} = "
-            + m.kind.sql_merge(f"{table}.{m.name}", f"excluded.{m.name}", dialect.name)
-            for m in view.measures
-        )
-        return (
-            f"INSERT INTO {table} ({', '.join(columns)})",
-            len(columns),
-            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {merge}",
-        )
+
+@dataclass(frozen=True)
+class _Rendered:
+    create: str
+    clear: str
+    load: str
+    rank: str
+    judge: str
+    claim: str
+    upserts: tuple[str, ...]
+    counts: str
+    lock: str | None
+
+
+def _upsert(view: View, dialect: Dialect) -> str:
+    """Merge the kept rows' aggregates (the view's own ``batch_sql``, by ingest bucket too)
+    into its table with the measures' merge, in key order (a fixed lock order)."""
+    table = view_tables[view.name].name
+    kept = f"(SELECT * FROM {BATCH_TABLE} WHERE kept = 1) AS kept_events"
+    carried = ("ingest_bucket",)
+    select = view.batch_sql(kept, carried=carried)
+    keys = [*view.key_columns, "ingest_bucket"]
+    merge = ", ".join(
+        f"{m.name} = " + m.kind.sql_merge(f"{table}.{m.name}", f"excluded.{m.name}", dialect.name)
+        for m in view.measures
+    )
+    columns = [*carried, *view.key_columns, *view.measure_names]
+    # "WHERE true": SQLite reads an upsert after a bare SELECT's FROM as a join's ON.
+    statement = (
+        f"INSERT INTO {table} ({', '.join(columns)}) "
+        f"SELECT * FROM ({select}) AS delta WHERE true ORDER BY {', '.join(keys)} "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {merge}"
+    )
+    # The window's modulo is a placeholder's escape to psycopg (format paramstyle).
+    return statement if dialect.paramstyle == "qmark" else statement.replace("%", "%%")
+
+
+def _later_copies(rows: list[Row]) -> list[tuple[int, int, int]]:
+    """(wave, partition, offset) of every copy of an id after its first in the batch, in log
+    order: the second copy is in wave 1, the third in wave 2. Empty when every id is unique
+    (nearly always: checked with a set, without a loop per row)."""
+    ids = [row["transaction_id"] for row in rows]
+    if len(set(ids)) == len(ids):
+        return []
+    copies: dict[str, list[Row]] = {}
+    for row in rows:
+        copies.setdefault(row["transaction_id"], []).append(row)
+    later = []
+    for same in copies.values():
+        same.sort(key=log_order)
+        later += [(w, r["kafka_partition"], r["kafka_offset"]) for w, r in enumerate(same) if w]
+    return later
 
 
 def _placeholder(dialect: Dialect) -> str:
@@ -198,6 +288,10 @@ def _placeholder(dialect: Dialect) -> str:
     if dialect.paramstyle in ("format", "pyformat"):
         return "%s"
     raise NotImplementedError(f"speed store does not support paramstyle {dialect.paramstyle}")
+
+
+def _sql(expression: Any, dialect: Dialect) -> str:
+    return str(expression.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
 
 
 def _insert(conn: Connection, table: Table):  # type: ignore[no-untyped-def]
@@ -215,7 +309,7 @@ class SpeedStore:
         self.topic = topic
         self.bucket_ms = bucket_ms
         self.dedup_horizon_ms = dedup_horizon_ms
-        self._statements = _Statements(dedup_horizon_ms)
+        self._statements = _Statements(bucket_ms, dedup_horizon_ms)
 
     def load_offsets(self) -> dict[int, int]:
         """Each partition's next offset whose effect is not in the store yet."""
@@ -314,53 +408,59 @@ class SpeedStore:
         return retry_transient(lambda: self._apply_once(batches))
 
     def _apply_once(self, batches: list[PartitionBatch]) -> AppliedBatch:
+        sql = self._statements.of(self.engine.dialect)
         with self.engine.begin() as conn:
-            kept = self._keep_new(conn, [row for b in batches for row in b.rows])
-            kept_rows = {id(row) for row in kept}
+            if sql.lock is not None:
+                # PostgreSQL: one speed transaction at a time decides duplicates (the lock is
+                # self-exclusive; readers of the views are not blocked).
+                conn.exec_driver_sql(sql.lock)
+            # First a write: on SQLite it takes the database's write lock, so no other
+            # process commits between the dedup reads below and this transaction's writes.
             for batch in batches:
-                kept_here = sum(id(row) in kept_rows for row in batch.rows)
-                self._advance(conn, batch, kept_here, len(batch.rows) - kept_here)
-            self._upsert_views(conn, fold_rows(kept, self.bucket_ms))
-        total = sum(len(b.rows) for b in batches)
+                self._advance(conn, batch)
+            rows = [row for b in batches for row in b.rows]
+            kept, by_partition = self._apply_rows(conn, sql, rows) if rows else (0, {})
+            for batch in batches:
+                total, kept_here = by_partition.get(batch.partition, (0, 0))
+                if total:
+                    self._count(conn, batch.partition, kept_here, total - kept_here)
         rejected = sum(b.rejected for b in batches)
-        return AppliedBatch(len(kept), total - len(kept), rejected)
+        return AppliedBatch(kept, len(rows) - kept, rejected)
 
-    def _keep_new(self, conn: Connection, rows: list[Row]) -> list[Row]:
-        """The rows that count (are no duplicate), as decided by the database.
+    def _apply_rows(
+        self, conn: Connection, sql: _Rendered, rows: list[Row]
+    ) -> tuple[int, dict[int, tuple[int, int]]]:
+        """Load the rows, decide and claim their ids, merge the views; return how many rows
+        were kept and, per partition, (rows, kept).
 
         ``speed_dedup`` holds, per TransactionID, the Kafka timestamp of its last *kept* copy.
-        The insert decides and records in one statement: it inserts the id, or overwrites the
-        stored copy when the new one is a new event by the contracts' rule (more than the dedup
-        horizon after it), and returns the ids it wrote — those rows count. A duplicate leaves
-        the stored timestamp alone, which gives the rule's chain semantics (compare with the
-        last kept copy). One statement holds one copy per id, so copies of an id within the
-        batch go in successive waves, in log order: the second copy is judged against the
-        first if that one was kept.
+        A copy is kept when no stored copy makes it a duplicate by the contracts' rule
+        (:func:`~lambda_contracts.dedup.is_new_event`); the kept copies' timestamps are then
+        stored, so the rule's chain holds (compare with the last kept copy). The copies of one
+        id within the batch are judged in waves, in log order, each against the store as the
+        previous wave left it. The decision reads before it writes, which is safe because the
+        transaction holds the store's write lock (SQLite) or the dedup table's lock (PostgreSQL).
         """
-        heads: dict[str, Row] = {}  # each id's next copy to judge, in log order
-        later: dict[str, list[Row]] = {}  # ids with several copies: the rest, latest first
-        for row in rows:
-            tid = row["transaction_id"]
-            if tid in heads:
-                later.setdefault(tid, [heads[tid]]).append(row)
-            else:
-                heads[tid] = row
-        for tid, copies in later.items():
-            copies.sort(key=log_order, reverse=True)
-            heads[tid] = copies.pop()
-        kept: list[Row] = []
-        while heads:
-            ids = sorted(heads)  # a fixed lock order across processes
-            step = self._statements.rows_per_statement(conn.dialect, "claim")
-            for start in range(0, len(ids), step):
-                chunk = ids[start : start + step]
-                params = tuple([v for tid in chunk for v in (tid, heads[tid]["kafka_ts"])])
-                sql = self._statements.claim(conn.dialect, len(chunk))
-                kept += [heads[tid] for tid in conn.exec_driver_sql(sql, params).scalars().all()]
-            heads = {tid: copies.pop() for tid, copies in later.items() if copies}
-        return kept
+        conn.exec_driver_sql(sql.create)
+        conn.exec_driver_sql(sql.clear)
+        payload = orjson.dumps([tuple(map(row.__getitem__, BATCH_COLUMNS)) for row in rows])
+        conn.exec_driver_sql(sql.load, (payload.decode(),))
+        later = _later_copies(rows)
+        if later:
+            conn.exec_driver_sql(sql.rank, later)
+        waves = max((wave for wave, _, _ in later), default=0)
+        for wave in range(waves + 1):
+            conn.exec_driver_sql(sql.judge, (wave,))
+            conn.exec_driver_sql(sql.claim, (wave,))
+        for upsert in sql.upserts:
+            conn.exec_driver_sql(upsert)
+        by_partition = {
+            p: (int(total), int(kept)) for p, total, kept in conn.exec_driver_sql(sql.counts)
+        }
+        conn.exec_driver_sql(sql.clear)
+        return sum(k for _, k in by_partition.values()), by_partition
 
-    def _advance(self, conn: Connection, batch: PartitionBatch, kept: int, duplicates: int) -> None:
+    def _advance(self, conn: Connection, batch: PartitionBatch) -> None:
         """Move the partition's stored offset, only from where this process last read it."""
         state = partition_state.c
         now_ms = int(time.time() * 1000)
@@ -369,8 +469,8 @@ class SpeedStore:
                 topic=self.topic,
                 kafka_partition=batch.partition,
                 next_offset=batch.next_offset,
-                events=kept,
-                duplicates=duplicates,
+                events=0,
+                duplicates=0,
                 rejected=batch.rejected,
                 max_kafka_ts=batch.max_kafka_ts,
                 updated_at_ms=now_ms,
@@ -390,8 +490,6 @@ class SpeedStore:
                     )
                     .values(
                         next_offset=batch.next_offset,
-                        events=state.events + kept,
-                        duplicates=state.duplicates + duplicates,
                         rejected=state.rejected + batch.rejected,
                         max_kafka_ts=batch.max_kafka_ts,
                         updated_at_ms=now_ms,
@@ -405,19 +503,14 @@ class SpeedStore:
                 f"partition {batch.partition} moved past offset {batch.expected_offset}"
             )
 
-    def _upsert_views(self, conn: Connection, rows: dict[str, dict[Key, Measures]]) -> None:
-        """Merge each view's deltas into its table, rows in key order (a fixed lock order
-        across processes), a few thousand rows per statement."""
-        for view_name, delta in rows.items():
-            if not delta:
-                continue
-            ordered = sorted(delta.items())
-            step = self._statements.rows_per_statement(conn.dialect, view_name)
-            for start in range(0, len(ordered), step):
-                chunk = ordered[start : start + step]
-                params = tuple([v for key, measures in chunk for v in (*key, *measures)])
-                sql = self._statements.upsert(conn.dialect, view_name, len(chunk))
-                conn.exec_driver_sql(sql, params)
+    def _count(self, conn: Connection, partition: int, kept: int, duplicates: int) -> None:
+        """Add a partition's counted events and duplicates (its offset already moved)."""
+        state = partition_state.c
+        conn.execute(
+            update(partition_state)
+            .where(state.topic == self.topic, state.kafka_partition == partition)
+            .values(events=state.events + kept, duplicates=state.duplicates + duplicates)
+        )
 
     def record_time(self) -> int | None:
         """The store's record-time watermark: the lowest, over this topic's partitions, of the

@@ -1,14 +1,14 @@
-"""What keeps several speed processes on one store safe: a fixed lock order, dedup decided by
-the insert, and whole-transaction retry of transient errors only."""
+"""What keeps several speed processes on one store safe: a fixed lock order, dedup decided
+under the store's write lock, and whole-transaction retry of transient errors only."""
 
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
 
 import psycopg
 import pytest
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from lambda_contracts.db import make_engine
@@ -35,55 +35,51 @@ def batch(partition: int, rows: list[dict], expected: int | None = None) -> Part
     return PartitionBatch(partition, expected, start + len(rows), rows, 0, rows[-1]["kafka_ts"])
 
 
-def test_rows_are_written_in_key_order_whatever_the_fold_order() -> None:
-    """Two processes locking the same hot rows in opposite orders deadlock on PostgreSQL."""
+def test_rows_are_written_in_key_order_and_postgres_serialises_the_dedup() -> None:
+    """Two processes locking the same hot rows in opposite orders deadlock on PostgreSQL, and
+    two processes deciding one id's copies at once would both count it."""
     engine = make_engine("sqlite://")
-    written: list[tuple[str, list[Any]]] = []
+    written: list[str] = []
 
     @event.listens_for(engine, "before_cursor_execute")
     def capture(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
-        if statement.startswith("INSERT"):
-            written.append((statement.split()[2], parameters))
+        if statement.startswith("INSERT INTO speed_") and "ORDER BY" in statement:
+            written.append(statement)
 
-    # log order: minutes 9, 3, 7 and ids z, a, m -> the fold meets keys in descending order
+    # log order: minutes 9, 3, 7 and ids z, a, m -> rows arrive in descending key order
     rows = [
         row(t, acct, m, 0, i, 1000 + i)
         for i, (t, acct, m) in enumerate([("z", "b", 9), ("a", "a", 3), ("m", "c", 7)])
     ]
-    SpeedStore(engine, "tx", 1000, 10_000).apply([batch(0, rows)])
-    by_table: dict[str, list[Any]] = {}
-    for table, params in written:
-        by_table.setdefault(table, []).append(params)
-    # one multi-row VALUES statement: (id, ts, id, ts, ..., horizon)
-    [dedup_params] = by_table["speed_dedup"]
-    assert [p for p in dedup_params if isinstance(p, str)] == [
-        "a",
-        "m",
-        "z",
-    ]  # the fold met them as z, a, m
-    for table, width in (("speed_global_minute", 6), ("speed_account_minute", 7)):
-        [params] = by_table[table]  # one multi-row VALUES statement, a row every `width`
-        rows = [params[i : i + width] for i in range(0, len(params), width)]
-        keys = [tuple(p[:-4]) for p in rows]  # key columns come first, measures last
-        assert keys == sorted(keys) and len(keys) == 3
+    store = SpeedStore(engine, "tx", 1000, 10_000)
+    store.apply([batch(0, rows)])
+    orders = {s.split()[2]: s.split("ORDER BY ")[-1].split(" ON CONFLICT")[0] for s in written}
+    assert orders == {
+        "speed_dedup": "transaction_id",
+        "speed_account_minute": "source_account_id, window_start, ingest_bucket",
+        "speed_global_minute": "window_start, ingest_bucket",
+    }
+    assert stored_views(engine) == oracle_views(rows, 10_000, 1000)
+    rendered = store._statements.of(postgresql.dialect())
+    assert rendered.lock == "LOCK TABLE speed_dedup IN SHARE ROW EXCLUSIVE MODE"
 
 
 def test_a_transaction_failing_transiently_is_retried_whole() -> None:
     engine = make_engine("sqlite://")
     store = SpeedStore(engine, "tx", 1000, 10_000)
     rows = [row("a", "x", 1, 0, 0, 1000), row("a", "x", 1, 0, 1, 1001), row("b", "x", 1, 0, 2, 5)]
-    real = store._upsert_views
+    real = store._count
     failures = iter(
         [OperationalError("UPDATE", {}, sqlite3.OperationalError("database is locked"))]
     )
 
-    def flaky(conn, delta):  # type: ignore[no-untyped-def]
+    def flaky(conn, partition, kept, duplicates):  # type: ignore[no-untyped-def]
         failure = next(failures, None)
         if failure is not None:
-            raise failure  # after the dedup claims: they must roll back with the attempt
-        real(conn, delta)
+            raise failure  # after the dedup claims and view upserts: they must roll back
+        real(conn, partition, kept, duplicates)
 
-    store._upsert_views = flaky  # type: ignore[method-assign]
+    store._count = flaky  # type: ignore[method-assign]
     applied = store.apply([batch(0, rows)])
     assert (applied.events, applied.duplicates) == (2, 1)
     assert stored_views(engine) == oracle_views(rows, 10_000, 1000)
