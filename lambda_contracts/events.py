@@ -182,59 +182,59 @@ def validate_event(obj: Any) -> Transaction | Rejection:
 # two agree on random and adversarial inputs.
 
 
-class _JsonNumber(str):
-    """The text of a JSON number with a fraction or exponent, exactly as written.
+_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=ID_MAX_LENGTH)]
 
-    A distinct type, so that it is never mistaken for a JSON string (which is no amount).
+
+class _PlainWire(msgspec.Struct):
+    """The wire fields with the checks msgspec makes while decoding (types, lengths, range).
+
+    ``Amount`` stays the exact text of its JSON value. The Python names are read only to see
+    whether a record uses them (the contract also reads a field by its Python name, and such
+    records, and those naming a field both ways, are left to it). msgspec, unlike json, reads
+    no NaN or Infinity and no lone surrogates: records holding them go to the contract too.
     """
 
-    __slots__ = ()
+    TransactionID: _Id
+    CreatedTime: Annotated[int, msgspec.Meta(ge=0, le=MAX_CREATED_TIME_MS)]
+    SourceAccountID: _Id
+    TargetAccountID: _Id
+    Amount: msgspec.Raw
+    transaction_id: Any = msgspec.UNSET
+    created_time: Any = msgspec.UNSET
+    source_account_id: Any = msgspec.UNSET
+    target_account_id: Any = msgspec.UNSET
+    amount: Any = msgspec.UNSET
 
 
-# msgspec, unlike json, reads no NaN or Infinity and no lone surrogates: records holding them
-# go to the contract, which decides.
-_FAST_DECODER = msgspec.json.Decoder(float_hook=_JsonNumber)
-# populate_by_name: the contract also reads a field by its Python name; such records (and
-# those naming a field both ways) are left to it.
-_PYTHON_NAMES = frozenset(Transaction.model_fields)
+_FAST_DECODER = msgspec.json.Decoder(_PlainWire)
+_NO_PYTHON_NAMES = (msgspec.UNSET,) * 5
 _MAX_WHOLE_DIGITS = len(str(MAX_AMOUNT))
 
 
-def _plain_ids(*values: Any) -> bool:
-    """Strs the contract keeps as they are: each of a length in range, every character
-    printable.
+def _plain_ids(tid: str, source: str, target: str) -> bool:
+    """IDs the contract keeps as they are: every character printable, no space at either end.
 
     ``str.isprintable`` is false for every control and Unicode separator character except
     the ASCII space, so with no space at either end there is nothing for the contract to strip.
     """
-    for value in values:
-        if (
-            type(value) is not str
-            or not 0 < len(value) <= ID_MAX_LENGTH
-            or value[0] == " "
-            or value[-1] == " "
-        ):
+    for value in (tid, source, target):
+        if value[0] == " " or value[-1] == " ":
             return False
-    return "".join(values).isprintable()
+    return (tid + source + target).isprintable()
 
 
-def _plain_cents(value: Any) -> int | None:
-    """Exact integer cents of a JSON number ``digits[.d[d]]`` or an integer, in range."""
-    kind = type(value)
-    if kind is int:
-        return value * 100 if 0 <= value <= MAX_AMOUNT else None
-    if kind is not _JsonNumber:
-        return None
-    # JSON's grammar leaves digits, '-', '.', 'e', 'E', '+': a sign or an exponent fails here.
-    whole, _, fraction = value.partition(".")
+def _plain_cents(text: bytes) -> int | None:
+    """Exact integer cents of a JSON number ``digits[.d[d]]``, in range (None for any other
+    JSON value: a string, a sign, an exponent, more decimals)."""
+    whole, dot, fraction = text.partition(b".")
     if (
         len(fraction) > 2
         or len(whole) > _MAX_WHOLE_DIGITS
         or not whole.isdigit()
-        or not fraction.isdigit()
+        or (dot and not fraction.isdigit())
     ):
         return None
-    cents = int(whole) * 100 + int(fraction) * (10 if len(fraction) == 1 else 1)
+    cents = int(whole) * 100 + (int(fraction) * (10 if len(fraction) == 1 else 1) if dot else 0)
     return cents if cents <= MAX_AMOUNT_CENTS else None
 
 
@@ -244,25 +244,27 @@ def fast_event_row(value: bytes | None) -> dict[str, Any] | None:
     if value is None:
         return None
     try:
-        obj = _FAST_DECODER.decode(value)
-    except Exception:  # malformed, too deep, too large: the contract words the reason
+        wire = _FAST_DECODER.decode(value)
+    except Exception:  # malformed, mistyped, out of range, too deep: the contract words it
         return None
-    if type(obj) is not dict:
+    python_names = (
+        wire.transaction_id,
+        wire.created_time,
+        wire.source_account_id,
+        wire.target_account_id,
+        wire.amount,
+    )
+    if python_names != _NO_PYTHON_NAMES:
         return None
-    if not _PYTHON_NAMES.isdisjoint(obj):
-        return None
-    tid, created = obj.get("TransactionID"), obj.get("CreatedTime")
-    source, target = obj.get("SourceAccountID"), obj.get("TargetAccountID")
+    tid, source, target = wire.TransactionID, wire.SourceAccountID, wire.TargetAccountID
     if not _plain_ids(tid, source, target):
         return None
-    if type(created) is not int or not 0 <= created <= MAX_CREATED_TIME_MS:
-        return None
-    cents = _plain_cents(obj.get("Amount"))
+    cents = _plain_cents(bytes(wire.Amount))
     if cents is None:
         return None
     return {
         "transaction_id": tid,
-        "created_time": created,
+        "created_time": wire.CreatedTime,
         "source_account_id": source,
         "target_account_id": target,
         "amount_cents": cents,

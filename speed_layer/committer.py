@@ -21,11 +21,11 @@ from speed_layer.store import AppliedBatch, PartitionBatch
 
 @dataclass
 class Pending:
-    """A submitted transaction: its batches, the records they count (for the DLQ, should the
-    store refuse one) and when it was submitted."""
+    """A submitted transaction: its batches, the poll batch's records (for the DLQ, should
+    the store refuse one) and when it was submitted."""
 
     batches: list[PartitionBatch]
-    counted: dict[tuple[int, int], Any]
+    polled: Any
     future: Future[AppliedBatch]
     submitted_at: float = field(default_factory=time.perf_counter)
 
@@ -36,10 +36,10 @@ class Committer:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="speed-commit")
         self._pending: Pending | None = None
 
-    def submit(self, batches: list[PartitionBatch], counted: dict[tuple[int, int], Any]) -> None:
+    def submit(self, batches: list[PartitionBatch], polled: Any) -> None:
         if self._pending is not None:
             raise RuntimeError("a transaction is already in flight: take() it first")
-        self._pending = Pending(batches, counted, self._pool.submit(self._apply, batches))
+        self._pending = Pending(batches, polled, self._pool.submit(self._apply, batches))
 
     def take(self) -> Pending | None:
         """The transaction in flight, once it has ended (None if there is none); its

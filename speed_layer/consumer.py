@@ -53,6 +53,8 @@ from speed_layer.store import AppliedBatch, FencedError, PartitionBatch, SpeedSt
 
 log = structlog.get_logger("speed_layer")
 
+Polled = dict[int, list[ConsumerRecord]]  # a poll batch's records by partition
+
 LOG_APPEND_TIME = 1
 HOUSEKEEPING_S = 1.0
 DEDUP_EXPIRY_S = 60.0
@@ -146,9 +148,9 @@ class SpeedLayer:
         self.read_through: dict[int, int] = {}
         self.resync_needed = False
         self._warned_timestamp_type = False
-        # The records the current poll batch counts, by (partition, offset): a record the
-        # store refuses is dead-lettered with its original key and value.
-        self._counted: dict[tuple[int, int], ConsumerRecord] = {}
+        # The current poll batch's records by partition: a record the store refuses is
+        # dead-lettered with its original key and value.
+        self._polled: Polled = {}
         self.broker_clock = BrokerClock()
         self.committer = Committer(self.store.apply)
         # Moves each time the partitions are sought again: a poll batch prepared before that
@@ -297,12 +299,12 @@ class SpeedLayer:
         if not batches:
             return 0
         started = time.perf_counter()
-        return self._conclude(batches, self._counted, lambda: self.store.apply(batches), started)
+        return self._conclude(batches, self._polled, lambda: self.store.apply(batches), started)
 
     def _prepare(self, polled: dict[TopicPartition, list[ConsumerRecord]]) -> list[PartitionBatch]:
         """Validate a poll batch, land it, dead-letter what is invalid (acknowledged before
         this returns) and cut what the store lacks into partition batches."""
-        self._counted = {}
+        self._polled = {tp.partition: records for tp, records in polled.items()}
         batches = []
         for tp, records in polled.items():
             if tp.partition not in self.stored or not records or tp.partition in self.halted:
@@ -321,7 +323,7 @@ class SpeedLayer:
         """Start the batches' transaction in the background. The cursors move at once, so the
         next poll batch is cut from where this one ends; should the transaction be fenced,
         :meth:`settle` has the layer resynchronise from the store before anything else."""
-        self.committer.submit(batches, self._counted)
+        self.committer.submit(batches, self._polled)
         for batch in batches:
             self.stored[batch.partition] = batch.next_offset
 
@@ -332,13 +334,13 @@ class SpeedLayer:
         if pending is None:
             return 0
         return self._conclude(
-            pending.batches, pending.counted, pending.future.result, pending.submitted_at
+            pending.batches, pending.polled, pending.future.result, pending.submitted_at
         )
 
     def _conclude(
         self,
         batches: list[PartitionBatch],
-        counted: dict[tuple[int, int], ConsumerRecord],
+        polled: Polled,
         apply: Callable[[], AppliedBatch],
         started: float,
     ) -> int:
@@ -355,7 +357,7 @@ class SpeedLayer:
                 log.warning(
                     "store refused the batch; applying it record by record", error=repr(exc)
                 )
-                applied = self._apply_record_by_record(batches, counted)
+                applied = self._apply_record_by_record(batches, polled)
         except FencedError as exc:
             self.metrics.fenced.inc()
             log.warning("fenced", error=str(exc))
@@ -393,7 +395,7 @@ class SpeedLayer:
         self.metrics.rejected.inc(applied.rejected)
 
     def _apply_record_by_record(
-        self, batches: list[PartitionBatch], counted: dict[tuple[int, int], ConsumerRecord]
+        self, batches: list[PartitionBatch], polled: Polled
     ) -> AppliedBatch:
         """Isolate the records the store refuses: one transaction per valid record, each
         moving the partition's stored offset past it, and a refused record dead-lettered (and
@@ -404,7 +406,13 @@ class SpeedLayer:
         """
         events = duplicates = rejected = 0
         for batch in batches:
-            timestamps = {o: r.timestamp for (p, o), r in counted.items() if p == batch.partition}
+            counted = {
+                rec.offset: rec
+                for rec in polled[batch.partition]
+                if (batch.expected_offset is None or rec.offset >= batch.expected_offset)
+                and rec.offset < batch.next_offset
+            }
+            timestamps = {offset: rec.timestamp for offset, rec in counted.items()}
             for piece in split_by_record(batch, timestamps):
                 applied = self._apply_piece(piece, counted)
                 self.stored[batch.partition] = piece.batch.next_offset
@@ -413,16 +421,14 @@ class SpeedLayer:
                 rejected += applied.rejected
         return AppliedBatch(events, duplicates, rejected)
 
-    def _apply_piece(
-        self, piece: Piece, counted: dict[tuple[int, int], ConsumerRecord]
-    ) -> AppliedBatch:
+    def _apply_piece(self, piece: Piece, counted: dict[int, ConsumerRecord]) -> AppliedBatch:
         """One piece of the fallback; if the store refuses its record, the DLQ gets it."""
         try:
             return self.store.apply([piece.batch])
         except Exception as exc:
             if piece.row_offset is None or not is_record_error(exc):
                 raise
-            rec = counted[(piece.batch.partition, piece.row_offset)]
+            rec = counted[piece.row_offset]
             reason = store_reason(exc)
             log.error(
                 "record refused by the store; dead-lettered",
@@ -451,33 +457,37 @@ class SpeedLayer:
         landed_next = self.landing.landed_next(partition)
         batch = PartitionBatch(partition, stored, stored if stored is not None else 0)
         counted_any = False
-        land, rows, counted_records = self.landing.add, batch.rows, self._counted
+        rows, to_land, landed_through = batch.rows, [], None
         for rec in records:
             offset = rec.offset
             counted = stored is None or offset >= stored
-            if not counted and offset < landed_next:
+            landing = offset >= landed_next
+            if not counted and not landing:
                 continue  # a replay below both cursors: already in both sinks
             if rec.timestamp_type != LOG_APPEND_TIME and not self._warned_timestamp_type:
                 self._warned_timestamp_type = True
                 log.warning("topic is not LogAppendTime: ingest buckets follow producer clocks")
             parsed = event_row(rec.value)
             if isinstance(parsed, Rejection):
-                land(partition, offset, None)
                 if counted:
                     origin = (rec.topic, partition, offset, rec.timestamp)
                     self.dlq.send(rec.key, rec.value, parsed.reason, origin)
                     batch.rejected += 1
             else:
                 row = place_row(parsed, partition, offset, rec.timestamp)
-                land(partition, offset, row)
+                if landing:
+                    to_land.append(row)
                 if counted:
                     rows.append(row)
+            if landing:
+                landed_through = offset
             if counted:
                 counted_any = True
-                counted_records[(partition, offset)] = rec
                 batch.next_offset = offset + 1
                 if rec.timestamp > batch.max_kafka_ts:
                     batch.max_kafka_ts = rec.timestamp
+        if landed_through is not None:
+            self.landing.add_many(partition, to_land, landed_through + 1)
         return batch if counted_any else None
 
     # --- housekeeping ---------------------------------------------------------------------

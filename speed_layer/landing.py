@@ -81,6 +81,18 @@ class LandingWriter:
             buf.rows.append(row)
         buf.consumed_next = offset + 1
 
+    def add_many(self, partition: int, rows: list[dict[str, Any]], consumed_next: int) -> None:
+        """:meth:`add` for a poll batch: ``rows`` (valid events, none below the landed offset,
+        in offset order) are buffered and every offset below ``consumed_next`` is consumed."""
+        buf = self._parts[partition]
+        if consumed_next <= buf.landed_next:
+            return
+        if rows:
+            if not buf.rows:
+                buf.oldest_at = time.monotonic()
+            buf.rows.extend(rows)
+        buf.consumed_next = consumed_next
+
     def flush_due(self) -> None:
         now = time.monotonic()
         for partition, buf in self._parts.items():
@@ -94,8 +106,7 @@ class LandingWriter:
         """Write every buffered row of the partition durably, then record the progress."""
         buf = self._parts[partition]
         max_ts = buf.sealed_through_ms
-        for bucket, group in groupby(buf.rows, key=self._bucket_of):
-            rows = list(group)
+        for bucket, rows in self._runs_by_bucket(buf.rows):
             write_landing_file(self.layout, bucket, partition, rows)
             max_ts = max(max_ts, rows[-1]["kafka_ts"])
         if buf.consumed_next == buf.landed_next and max_ts == buf.sealed_through_ms:
@@ -107,6 +118,21 @@ class LandingWriter:
 
     def _bucket_of(self, row: dict[str, Any]) -> int:
         return ingest_bucket(row["kafka_ts"], self.bucket_ms)
+
+    def _runs_by_bucket(self, rows: list[dict[str, Any]]) -> list[tuple[int, list[dict[str, Any]]]]:
+        """The rows cut into runs of one ingest bucket, in order: a file each. A flush's rows
+        nearly always share one bucket (it spans seconds, a bucket minutes): seen from the
+        lowest and highest timestamps, without a bucket computed per row."""
+        if not rows:
+            return []
+        stamps = [row["kafka_ts"] for row in rows]
+        low, high = (
+            ingest_bucket(min(stamps), self.bucket_ms),
+            ingest_bucket(max(stamps), self.bucket_ms),
+        )
+        if low == high:
+            return [(low, rows)]
+        return [(bucket, list(run)) for bucket, run in groupby(rows, key=self._bucket_of)]
 
     def seal_caught_up(
         self, end_offsets: dict[int, int], positions: dict[int, int], broker_now_ms: int | None

@@ -28,7 +28,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import orjson
 import psycopg
 from sqlalchemy import (
     Connection,
@@ -122,11 +121,11 @@ class AppliedBatch:
     rejected: int
 
 
-# The poll batch's rows travel to the database as one JSON array (a single bound parameter)
-# into a temporary table, and every per-row step after that — the log order of an id's copies,
-# the dedup decision and claim, each view's aggregation — runs inside the database engine: the
-# process's Python work per event is one ``orjson`` serialisation, and the database's share
-# runs without the GIL, beside the next poll batch's decoding (see ``speed_layer.committer``).
+# The poll batch's rows go into a temporary table (multi-row ``VALUES``, a few thousand rows
+# per statement), and every per-row step after that — the dedup decision and claim, each
+# view's aggregation — runs inside the database engine, which releases the GIL: the speed
+# process's Python work per event is flattening its row into the parameters, and the
+# database's share runs beside the next poll batch's decoding (``speed_layer.committer``).
 BATCH_TABLE = "speed_batch"
 # The columns a poll batch's rows carry into the database: the id, the log position, and the
 # event columns the views read (their dimensions, event time and measure sources).
@@ -139,6 +138,9 @@ _VIEW_INPUTS = tuple(
 )
 BATCH_COLUMNS: tuple[str, ...] = ("transaction_id", *LOG_ORDER, *_VIEW_INPUTS)
 _TEXT_COLUMNS = frozenset(("transaction_id", *(d for view in VIEWS for d in view.dimensions)))
+# Parameters per statement: below SQLite's 32,766 and PostgreSQL's 65,535.
+MAX_PARAMETERS = 30_000
+ROWS_PER_LOAD = MAX_PARAMETERS // len(BATCH_COLUMNS)
 
 
 class _Statements:
@@ -150,11 +152,23 @@ class _Statements:
         self.bucket_ms = bucket_ms
         self.dedup_horizon_ms = dedup_horizon_ms
         self._memo: dict[str, _Rendered] = {}
+        self._loads: dict[tuple[str, int], str] = {}
 
     def of(self, dialect: Dialect) -> _Rendered:
         if dialect.name not in self._memo:
             self._memo[dialect.name] = self._render(dialect)
         return self._memo[dialect.name]
+
+    def load(self, dialect: Dialect, rows: int) -> str:
+        """Insert ``rows`` rows of :data:`BATCH_COLUMNS` into the batch table."""
+        memo = (dialect.name, rows)
+        if memo not in self._loads:
+            row = f"({', '.join([_placeholder(dialect)] * len(BATCH_COLUMNS))})"
+            self._loads[memo] = (
+                f"INSERT INTO {BATCH_TABLE} ({', '.join(BATCH_COLUMNS)}) "
+                f"VALUES {', '.join([row] * rows)}"
+            )
+        return self._loads[memo]
 
     def _render(self, dialect: Dialect) -> _Rendered:
         name = dialect.name
@@ -166,29 +180,12 @@ class _Statements:
         )
         create = (
             f"CREATE TEMP TABLE IF NOT EXISTS {BATCH_TABLE} ({column_types}, "
-            "ingest_bucket BIGINT, wave BIGINT, kept INTEGER NOT NULL DEFAULT 0)"
+            "wave BIGINT NOT NULL DEFAULT 0, kept INTEGER NOT NULL DEFAULT 0)"
         )
         if name == "postgresql":
             create += " ON COMMIT DELETE ROWS"
-            fields = [
-                f"e->>{i}" if c in _TEXT_COLUMNS else f"(e->>{i})::bigint"
-                for i, c in enumerate(BATCH_COLUMNS)
-            ]
-            source = f"json_array_elements({mark}::json) AS e"
-        else:
-            fields = [f"value->>{i}" for i in range(len(BATCH_COLUMNS))]
-            source = f"json_each({mark})"
-        loaded = ", ".join(f"{f} AS {c}" for f, c in zip(fields, BATCH_COLUMNS, strict=True))
-        kafka_ts = literal_column("kafka_ts")
-        bucket = _sql(floor_to(kafka_ts, self.bucket_ms), dialect)
-        columns = ", ".join(BATCH_COLUMNS)
-        load = (
-            f"INSERT INTO {BATCH_TABLE} ({columns}, ingest_bucket, wave) "
-            f"SELECT {columns}, {bucket}, 0 FROM (SELECT {loaded} FROM {source}) AS loaded"
-        )
         # A later copy of an id within the batch: judged in a later wave.
         position = " AND ".join(f"{c} = {mark}" for c in ("kafka_partition", "kafka_offset"))
-        rank = f"UPDATE {BATCH_TABLE} SET wave = {mark} WHERE {position}"
         duplicate = _sql(
             ~is_new_event(
                 literal_column(f"{dedup.name}.ingest_ts"),
@@ -197,25 +194,24 @@ class _Statements:
             ),
             dialect,
         )
-        judge = (
-            f"UPDATE {BATCH_TABLE} SET kept = 1 WHERE wave = {mark} AND NOT EXISTS "
-            f"(SELECT 1 FROM {dedup.name} WHERE {dedup.name}.transaction_id = "
-            f"{BATCH_TABLE}.transaction_id AND {duplicate})"
-        )
-        claim = (
-            f"INSERT INTO {dedup.name} (transaction_id, ingest_ts) "
-            f"SELECT transaction_id, kafka_ts FROM {BATCH_TABLE} WHERE wave = {mark} AND kept = 1 "
-            "ORDER BY transaction_id "
-            "ON CONFLICT (transaction_id) DO UPDATE SET ingest_ts = excluded.ingest_ts"
-        )
+        bucket = _sql(floor_to(literal_column("kafka_ts"), self.bucket_ms), dialect)
+        kept = f"(SELECT *, {bucket} AS ingest_bucket FROM {BATCH_TABLE} WHERE kept = 1)"
         return _Rendered(
             create=create,
             clear=f"DELETE FROM {BATCH_TABLE}",
-            load=load,
-            rank=rank,
-            judge=judge,
-            claim=claim,
-            upserts=tuple(_upsert(view, dialect) for view in VIEWS),
+            rank=f"UPDATE {BATCH_TABLE} SET wave = {mark} WHERE {position}",
+            judge=(
+                f"UPDATE {BATCH_TABLE} SET kept = 1 WHERE wave = {mark} AND NOT EXISTS "
+                f"(SELECT 1 FROM {dedup.name} WHERE {dedup.name}.transaction_id = "
+                f"{BATCH_TABLE}.transaction_id AND {duplicate})"
+            ),
+            claim=(
+                f"INSERT INTO {dedup.name} (transaction_id, ingest_ts) "
+                f"SELECT transaction_id, kafka_ts FROM {BATCH_TABLE} "
+                f"WHERE wave = {mark} AND kept = 1 ORDER BY transaction_id "
+                "ON CONFLICT (transaction_id) DO UPDATE SET ingest_ts = excluded.ingest_ts"
+            ),
+            upserts=tuple(_upsert(view, kept, dialect) for view in VIEWS),
             counts=(
                 f"SELECT kafka_partition, count(*), sum(kept) FROM {BATCH_TABLE} "
                 "GROUP BY kafka_partition ORDER BY kafka_partition"
@@ -232,7 +228,6 @@ class _Statements:
 class _Rendered:
     create: str
     clear: str
-    load: str
     rank: str
     judge: str
     claim: str
@@ -241,13 +236,12 @@ class _Rendered:
     lock: str | None
 
 
-def _upsert(view: View, dialect: Dialect) -> str:
-    """Merge the kept rows' aggregates (the view's own ``batch_sql``, by ingest bucket too)
-    into its table with the measures' merge, in key order (a fixed lock order)."""
+def _upsert(view: View, kept: str, dialect: Dialect) -> str:
+    """Merge the aggregates of the ``kept`` rows (the view's own ``batch_sql``, by ingest
+    bucket too) into its table with the measures' merge, in key order (a fixed lock order)."""
     table = view_tables[view.name].name
-    kept = f"(SELECT * FROM {BATCH_TABLE} WHERE kept = 1) AS kept_events"
     carried = ("ingest_bucket",)
-    select = view.batch_sql(kept, carried=carried)
+    select = view.batch_sql(f"{kept} AS kept_events", carried=carried)
     keys = [*view.key_columns, "ingest_bucket"]
     merge = ", ".join(
         f"{m.name} = " + m.kind.sql_merge(f"{table}.{m.name}", f"excluded.{m.name}", dialect.name)
@@ -257,7 +251,7 @@ def _upsert(view: View, dialect: Dialect) -> str:
     # "WHERE true": SQLite reads an upsert after a bare SELECT's FROM as a join's ON.
     statement = (
         f"INSERT INTO {table} ({', '.join(columns)}) "
-        f"SELECT * FROM ({select}) AS delta WHERE true ORDER BY {', '.join(keys)} "
+        f"SELECT * FROM ({select}) AS delta WHERE true "
         f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {merge}"
     )
     # The window's modulo is a placeholder's escape to psycopg (format paramstyle).
@@ -443,8 +437,10 @@ class SpeedStore:
         """
         conn.exec_driver_sql(sql.create)
         conn.exec_driver_sql(sql.clear)
-        payload = orjson.dumps([tuple(map(row.__getitem__, BATCH_COLUMNS)) for row in rows])
-        conn.exec_driver_sql(sql.load, (payload.decode(),))
+        for start in range(0, len(rows), ROWS_PER_LOAD):
+            chunk = rows[start : start + ROWS_PER_LOAD]
+            params = [v for row in chunk for v in map(row.__getitem__, BATCH_COLUMNS)]
+            conn.exec_driver_sql(self._statements.load(conn.dialect, len(chunk)), tuple(params))
         later = _later_copies(rows)
         if later:
             conn.exec_driver_sql(sql.rank, later)

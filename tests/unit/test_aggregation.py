@@ -1,9 +1,9 @@
-"""Speed-layer folding: log order, per-ingest-bucket keys, and the dedup rule in the store."""
+"""Speed-layer aggregation: log order, per-ingest-bucket keys, and the dedup rule in the store."""
 
 from __future__ import annotations
 
 from lambda_contracts.db import make_engine
-from speed_layer.aggregation import fold_rows, log_order
+from speed_layer.aggregation import log_order
 from speed_layer.store import PartitionBatch, SpeedStore
 
 
@@ -44,10 +44,21 @@ def test_log_order_is_timestamp_then_partition_then_offset() -> None:
 
 
 def test_ingest_bucket_is_part_of_the_speed_key() -> None:
-    rows = [r("a", 5, 1_000), r("b", 7, 299_999), r("c", 11, 300_000)]
-    folded = fold_rows(rows, bucket_ms=300_000)
-    assert folded["global_minute"] == {
-        (60_000, 0): (2, 12, 5, 7),
-        (60_000, 300_000): (1, 11, 11, 11),
-    }
-    assert folded["account_minute"][("A", 60_000, 0)] == (2, 12, 5, 7)
+    store = SpeedStore(make_engine("sqlite://"), "tx", bucket_ms=300_000, dedup_horizon_ms=100)
+    rows = [r("a", 5, 1_000, offset=0), r("b", 7, 299_999, offset=1)]
+    rows += [r("c", 11, 300_000, offset=2)]
+    store.apply([PartitionBatch(0, None, 3, rows)])
+    with store.engine.connect() as conn:
+        by_minute = conn.exec_driver_sql(
+            "SELECT window_start, ingest_bucket, txn_count, amount_sum, amount_min, amount_max "
+            "FROM speed_global_minute ORDER BY ingest_bucket"
+        ).all()
+        by_account = conn.exec_driver_sql(
+            "SELECT source_account_id, window_start, ingest_bucket, txn_count, amount_sum, "
+            "amount_min, amount_max FROM speed_account_minute ORDER BY ingest_bucket"
+        ).all()
+    assert [tuple(x) for x in by_minute] == [
+        (60_000, 0, 2, 12, 5, 7),
+        (60_000, 300_000, 1, 11, 11, 11),
+    ]
+    assert tuple(by_account[0]) == ("A", 60_000, 0, 2, 12, 5, 7)
