@@ -6,17 +6,22 @@ consumer seeks to them and neither loses nor double-counts an event. The offset 
 conditional on the offset this process last read (optimistic fencing): a process that lost its
 partitions in a rebalance but still runs (a zombie) fails its commit instead of counting twice.
 
-Several processes share the store, so the database, not a read before the write, decides:
-- duplicates are decided by the dedup insert itself (``ON CONFLICT ... DO UPDATE WHERE`` the
-  new copy is a new event by the contracts' rule, ``lambda_contracts.dedup.is_new_event``,
-  ``RETURNING``): the row lock serialises two processes that see one TransactionID, and
-  exactly one of them counts it;
+Several processes share the store, and one of their transactions writes at a time:
+- a transaction's first statement takes the store's write lock: on SQLite it moves the
+  offsets (a write takes the database's lock), on PostgreSQL it locks ``speed_dedup`` in SHARE
+  ROW EXCLUSIVE mode (self-exclusive; readers of the views are not blocked). So duplicates can
+  be decided by reading the dedup table and then writing it: no other process's claim comes
+  in between, and exactly one process counts a TransactionID that two of them see;
+- everything per row runs inside the database: the poll batch's rows are loaded into a
+  temporary table, the dedup rule (``lambda_contracts.dedup.is_new_event``) and each view's
+  ``batch_sql`` are SQL over it. The Python work per event is flattening its row into the
+  load's parameters, and the database releases the GIL while it works, so the transaction
+  overlaps the next poll batch's decoding (``speed_layer.committer``);
 - dedup state is evicted by record time (the Kafka timestamps the store has applied), never by
   the wall clock (:meth:`SpeedStore.expire_dedup`);
-- every statement touches its rows in a fixed order (dedup ids, then partitions, then view
-  keys, each sorted), so two transactions never wait on each other's locks in a cycle;
-- a transaction that still fails transiently (deadlock, serialization failure, lost
-  connection, SQLite busy) is retried whole with backoff (:func:`retry_transient`).
+- a transaction that still fails transiently (deadlock with another writer such as the batch
+  publish's expiry, serialization failure, lost connection, SQLite busy) is retried whole with
+  backoff (:func:`retry_transient`).
 """
 
 from __future__ import annotations
@@ -248,10 +253,13 @@ def _upsert(view: View, kept: str, dialect: Dialect) -> str:
         for m in view.measures
     )
     columns = [*carried, *view.key_columns, *view.measure_names]
+    # PostgreSQL locks rows as it writes them: in key order, like any other writer of the
+    # view (the publish's expiry) can expect. SQLite locks the whole database: no sort.
+    order = f"ORDER BY {', '.join(keys)} " if dialect.name == "postgresql" else ""
     # "WHERE true": SQLite reads an upsert after a bare SELECT's FROM as a join's ON.
     statement = (
         f"INSERT INTO {table} ({', '.join(columns)}) "
-        f"SELECT * FROM ({select}) AS delta WHERE true "
+        f"SELECT * FROM ({select}) AS delta WHERE true {order}"
         f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {merge}"
     )
     # The window's modulo is a placeholder's escape to psycopg (format paramstyle).
