@@ -208,7 +208,7 @@ class _PlainWire(msgspec.Struct):
 
 _FAST_DECODER = msgspec.json.Decoder(_PlainWire)
 _NO_PYTHON_NAMES = (msgspec.UNSET,) * 5
-_MAX_WHOLE_DIGITS = len(str(MAX_AMOUNT))
+_MAX_DIGITS = len(str(MAX_AMOUNT)) + 2  # whole digits, then up to two decimals
 
 
 def _plain_ids(tid: str, source: str, target: str) -> bool:
@@ -217,24 +217,30 @@ def _plain_ids(tid: str, source: str, target: str) -> bool:
     ``str.isprintable`` is false for every control and Unicode separator character except
     the ASCII space, so with no space at either end there is nothing for the contract to strip.
     """
-    for value in (tid, source, target):
-        if value[0] == " " or value[-1] == " ":
-            return False
-    return (tid + source + target).isprintable()
+    return (tid + source + target).isprintable() and " " not in (
+        tid[0],
+        tid[-1],
+        source[0],
+        source[-1],
+        target[0],
+        target[-1],
+    )
 
 
 def _plain_cents(text: bytes) -> int | None:
     """Exact integer cents of a JSON number ``digits[.d[d]]``, in range (None for any other
     JSON value: a string, a sign, an exponent, more decimals)."""
-    whole, dot, fraction = text.partition(b".")
-    if (
-        len(fraction) > 2
-        or len(whole) > _MAX_WHOLE_DIGITS
-        or not whole.isdigit()
-        or (dot and not fraction.isdigit())
-    ):
+    dot = text.find(b".")
+    if dot < 0:
+        digits, scale = text, 100
+    else:
+        decimals = len(text) - dot - 1
+        if decimals > 2 or dot == 0:
+            return None
+        digits, scale = text[:dot] + text[dot + 1 :], (10 if decimals == 1 else 1)
+    if not digits.isdigit() or len(digits) > _MAX_DIGITS:
         return None
-    cents = int(whole) * 100 + (int(fraction) * (10 if len(fraction) == 1 else 1) if dot else 0)
+    cents = int(digits) * scale
     return cents if cents <= MAX_AMOUNT_CENTS else None
 
 

@@ -199,7 +199,9 @@ class _Statements:
             ),
             dialect,
         )
+        # Unescaped: _upsert escapes the whole statement for the driver.
         bucket = _sql(floor_to(literal_column("kafka_ts"), self.bucket_ms), dialect)
+        bucket = bucket if dialect.paramstyle == "qmark" else bucket.replace("%%", "%")
         kept = f"(SELECT *, {bucket} AS ingest_bucket FROM {BATCH_TABLE} WHERE kept = 1)"
         return _Rendered(
             create=create,
