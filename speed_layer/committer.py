@@ -1,16 +1,17 @@
-"""One store transaction in flight beside the poll loop.
+"""Store transactions in flight beside the poll loop.
 
 The speed store's transaction runs mostly inside the database engine (SQLite and the
 PostgreSQL driver release the GIL while a statement runs), so it can overlap the decoding and
-validation of the next poll batch on another core. At most one transaction is in flight and
-they run in submission order, on one thread: the loop submits batch k, prepares batch k+1,
-waits for k's outcome, and only then submits k+1. Anything that reads or moves the cursors —
-a rebalance, housekeeping, a rewind, a shutdown — waits for the transaction in flight first.
+validation of the next poll batches on another core. Transactions run in submission order, on
+one thread; the loop keeps at most ``MAX_IN_FLIGHT`` of them submitted and accounts for each
+(:meth:`Committer.take`) in that order. Each transaction is fenced by the offsets its batches
+start from, so one that follows a failed transaction on the same partitions fails too.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,23 +31,37 @@ class Pending:
     submitted_at: float = field(default_factory=time.perf_counter)
 
 
+# Two: one running while the next waits, so that the committer thread never waits for the
+# poll loop to hand it work while the loop decodes a batch.
+MAX_IN_FLIGHT = 2
+
+
 class Committer:
     def __init__(self, apply: Callable[[list[PartitionBatch]], AppliedBatch]) -> None:
         self._apply = apply
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="speed-commit")
-        self._pending: Pending | None = None
+        self._pending: deque[Pending] = deque()
+
+    @property
+    def in_flight(self) -> bool:
+        return bool(self._pending)
+
+    @property
+    def full(self) -> bool:
+        return len(self._pending) >= MAX_IN_FLIGHT
 
     def submit(self, batches: list[PartitionBatch], polled: Any) -> None:
-        if self._pending is not None:
-            raise RuntimeError("a transaction is already in flight: take() it first")
-        self._pending = Pending(batches, polled, self._pool.submit(self._apply, batches))
+        if self.full:
+            raise RuntimeError(f"{MAX_IN_FLIGHT} transactions in flight: take() one first")
+        self._pending.append(Pending(batches, polled, self._pool.submit(self._apply, batches)))
 
     def take(self) -> Pending | None:
-        """The transaction in flight, once it has ended (None if there is none); its
+        """The oldest transaction in flight, once it has ended (None if there is none); its
         ``future.result()`` gives its outcome or raises its error."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.future.exception()  # waits
+        if not self._pending:
+            return None
+        pending = self._pending.popleft()
+        pending.future.exception()  # waits
         return pending
 
     def close(self) -> None:

@@ -23,7 +23,6 @@ import contextlib
 import random
 import threading
 import time
-from collections.abc import Callable
 
 import structlog
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
@@ -156,6 +155,8 @@ class SpeedLayer:
         # Moves each time the partitions are sought again: a poll batch prepared before that
         # is not submitted (its records will be read again).
         self._epoch = 0
+        # A batch the store refused is read again and applied in the loop's own thread.
+        self._apply_next_now = False
 
     # --- assignment ---------------------------------------------------------------------
     def take(self, assigned: set[TopicPartition]) -> None:
@@ -166,7 +167,7 @@ class SpeedLayer:
         retention did not remove records the store never counted: otherwise the broker would
         move the consumer to the log start and the gap would pass unseen.
         """
-        self.settle()
+        self.settle_all()
         self._epoch += 1
         offsets = self.store.load_offsets()
         halts = self.store.load_halts()
@@ -274,7 +275,7 @@ class SpeedLayer:
     def release(self, revoked: set[TopicPartition]) -> None:
         """Give partitions up: their transaction in flight ends first, so their next owner
         reads offsets that hold everything this process counted."""
-        self.settle()
+        self.settle_all()
         for tp in revoked:
             self.landing.revoke(tp.partition)
             self.stored.pop(tp.partition, None)
@@ -292,14 +293,11 @@ class SpeedLayer:
     # --- one poll batch -------------------------------------------------------------------
     def process(self, polled: dict[TopicPartition, list[ConsumerRecord]]) -> int:
         """Apply one poll batch and wait for its transaction; returns the number of events
-        newly counted. (The poll loop overlaps a batch's transaction with the next batch
+        newly counted. (The poll loop overlaps a batch's transaction with the next batches
         instead: :meth:`_poll_once`.)"""
-        self.settle()
+        self.settle_all()
         batches = self._prepare(polled)
-        if not batches:
-            return 0
-        started = time.perf_counter()
-        return self._conclude(batches, self._polled, lambda: self.store.apply(batches), started)
+        return self._apply_now(batches, self._polled) if batches else 0
 
     def _prepare(self, polled: dict[TopicPartition, list[ConsumerRecord]]) -> list[PartitionBatch]:
         """Validate a poll batch, land it, dead-letter what is invalid (acknowledged before
@@ -319,38 +317,13 @@ class SpeedLayer:
         self.dlq.flush()
         return batches
 
-    def _submit(self, batches: list[PartitionBatch]) -> None:
-        """Start the batches' transaction in the background. The cursors move at once, so the
-        next poll batch is cut from where this one ends; should the transaction be fenced,
-        :meth:`settle` has the layer resynchronise from the store before anything else."""
-        self.committer.submit(batches, self._polled)
-        for batch in batches:
-            self.stored[batch.partition] = batch.next_offset
-
-    def settle(self) -> int:
-        """Wait for the transaction in flight and account for it; returns the events it
-        counted (0 if none was in flight or it was fenced)."""
-        pending = self.committer.take()
-        if pending is None:
-            return 0
-        return self._conclude(
-            pending.batches, pending.polled, pending.future.result, pending.submitted_at
-        )
-
-    def _conclude(
-        self,
-        batches: list[PartitionBatch],
-        polled: Polled,
-        apply: Callable[[], AppliedBatch],
-        started: float,
-    ) -> int:
-        """The outcome of the batches' transaction (``apply`` runs it or returns its result).
-
-        A batch the store refuses is applied record by record; a fenced one has the layer
-        read every partition again from the store's offsets. Other errors propagate."""
+    def _apply_now(self, batches: list[PartitionBatch], polled: Polled) -> int:
+        """Apply the batches in this thread. A batch the store refuses is applied record by
+        record; a fenced one has the layer read every partition again from the store."""
+        started = time.perf_counter()
         try:
             try:
-                applied = apply()
+                applied = self.store.apply(batches)
             except Exception as exc:
                 if not is_record_error(exc):
                     raise
@@ -359,8 +332,7 @@ class SpeedLayer:
                 )
                 applied = self._apply_record_by_record(batches, polled)
         except FencedError as exc:
-            self.metrics.fenced.inc()
-            log.warning("fenced", error=str(exc))
+            self._fenced(exc)
             self.take({TopicPartition(self.settings.topic, p) for p in list(self.stored)})
             return 0
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
@@ -368,6 +340,68 @@ class SpeedLayer:
             self.stored[batch.partition] = batch.next_offset
         self._count(applied)
         return applied.events
+
+    def _submit(self, batches: list[PartitionBatch]) -> None:
+        """Start the batches' transaction in the background. The cursors move at once, so the
+        next poll batch is cut from where this one ends: its transaction is fenced by that
+        offset, and fails if this one does (:meth:`settle` then resynchronises)."""
+        self.committer.submit(batches, self._polled)
+        for batch in batches:
+            self.stored[batch.partition] = batch.next_offset
+
+    def settle(self) -> int:
+        """Wait for the oldest transaction in flight and account for it; returns the events
+        it counted (0 if none was in flight or it failed)."""
+        pending = self.committer.take()
+        if pending is None:
+            return 0
+        try:
+            applied = pending.future.result()
+        except Exception as exc:
+            if not isinstance(exc, FencedError) and not is_record_error(exc):
+                raise
+            return self._resync_after(exc)
+        self.metrics.batch_seconds.observe(time.perf_counter() - pending.submitted_at)
+        self._count(applied)
+        return applied.events
+
+    def settle_all(self) -> int:
+        """Wait for every transaction in flight and account for them; returns their events."""
+        events = 0
+        while self.committer.in_flight:
+            events += self.settle()
+        return events
+
+    def _resync_after(self, failure: Exception) -> int:
+        """A transaction in flight was fenced, or refused by the store for one record's data.
+
+        The transactions submitted after it start where it would have ended, so on its
+        partitions they fail too (fenced); on others they may commit, consistently. Let them
+        end, then read every partition again from the store's offsets. A refused batch's
+        records come back first in the next poll batch, which is applied in this thread,
+        record by record if the store refuses it again (:meth:`_apply_now`).
+        """
+        if isinstance(failure, FencedError):
+            self._fenced(failure)
+        else:
+            log.warning("store refused a batch; reading it again", error=repr(failure))
+            self._apply_next_now = True
+        events = 0
+        while (pending := self.committer.take()) is not None:
+            try:
+                applied = pending.future.result()
+            except Exception as later:
+                if not isinstance(later, FencedError) and not is_record_error(later):
+                    raise
+                continue  # read again with the rest
+            self._count(applied)
+            events += applied.events
+        self.take({TopicPartition(self.settings.topic, p) for p in list(self.stored)})
+        return events
+
+    def _fenced(self, exc: FencedError) -> None:
+        self.metrics.fenced.inc()
+        log.warning("fenced", error=str(exc))
 
     def _follows_seek(self, partition: int, records: list[ConsumerRecord]) -> bool:
         """Whether the records continue the log the cursors describe; if not, halt.
@@ -615,7 +649,7 @@ class SpeedLayer:
         its two cursors, exactly as on a new assignment, makes the retry exactly-once.
         """
         try:
-            self.settle()
+            self.settle_all()
         except Exception as exc:  # not in the store: read again from the stored offsets
             log.warning("the transaction in flight failed; reading it again", error=repr(exc))
         self.dlq.forget_pending()
@@ -690,14 +724,20 @@ class SpeedLayer:
             timeout_ms=POLL_MS, max_records=self.settings.speed_max_poll_records
         )
         if not polled:
-            events = self.settle()
+            events = self.settle_all()
             remaining = POLL_MS / 1000 - (time.monotonic() - started)
             if remaining > 0:
                 stop.wait(remaining)
             return events
         epoch = self._epoch
         batches = self._prepare(polled)
-        events = self.settle()
+        if self._apply_next_now:  # after a refused batch, until a batch got through
+            events = self.settle_all()
+            if batches and epoch == self._epoch:
+                self._apply_next_now = False
+                events += self._apply_now(batches, self._polled)
+            return events
+        events = self.settle() if self.committer.full else 0
         if batches and epoch == self._epoch:
             self._submit(batches)
         return events
@@ -706,7 +746,7 @@ class SpeedLayer:
         """End the transaction in flight, land what is buffered, then leave the group;
         bounded even without a broker."""
         try:
-            self.settle()
+            self.settle_all()
         except Exception as exc:  # not in the store: the next owner reads it again
             log.warning("the transaction in flight failed", error=repr(exc))
         self.committer.close()

@@ -1,6 +1,7 @@
-"""The poll loop overlaps a batch's store transaction with the next poll batch: the next batch
-is cut from where the one in flight ends, and a transaction that turns out fenced has the
-batch prepared meanwhile dropped and every partition read again from the store.
+"""The poll loop overlaps store transactions with the next poll batches: each batch is cut from
+where the one before ends, each is accounted for in order, and a transaction that fails
+(fenced, or refused for a record's data) has every partition read again from the store, a
+refused batch then applied in the loop's thread, record by record.
 
 Stand-in Kafka clients (``tests.support.fakes``), a real SQLite store and landing zone; the
 oracle folds the delivered events with plain loops (``tests.support.oracle``).
@@ -70,33 +71,66 @@ def test_batches_in_flight_chain_and_each_event_counts_once(tmp_path: Path) -> N
     delivered = records(0, 119)
     consumer.script.extend([delivered[:50], delivered[50:90], delivered[90:]])
     stop = threading.Event()
-    counted = [layer._poll_once(stop) for _ in range(4)]  # the 4th poll is empty: it settles
-    assert counted == [0, 50, 40, 30]  # each poll accounts for the transaction before it
+    counted = [layer._poll_once(stop) for _ in range(4)]
+    # Two in flight: the 3rd poll waits for the 1st transaction, the empty 4th for the rest.
+    assert counted == [0, 0, 50, 70]
     assert layer.store.load_offsets() == {0: 120}
     assert stored_events(layer) == 120
     assert stored_views(layer.store.engine) == oracle_views(rows_of(delivered), bucket_ms=BUCKET_MS)
 
 
-def test_a_fenced_transaction_drops_the_batch_prepared_meanwhile(tmp_path: Path) -> None:
+def test_a_fenced_transaction_has_every_partition_read_again(tmp_path: Path) -> None:
     layer = new_layer(tmp_path)
     consumer: ScriptedConsumer = layer.consumer  # type: ignore[assignment]
     delivered = records(0, 4)
-    # Another process counted offsets 0-2 first: this one's transaction of 0-2 is fenced.
+    # Another process counted offsets 0-2 first: this one's transaction of 0-2 is fenced; the
+    # one of 3-4, cut from offset 3, follows the other process's and commits.
     layer.store.apply([PartitionBatch(0, None, 3, rows_of(delivered[:3]), 0, NOW_MS + 2)])
     consumer.script.extend([delivered[:3], delivered[3:]])
     stop = threading.Event()
-    assert layer._poll_once(stop) == 0  # 0-2 submitted
-    assert layer._poll_once(stop) == 0  # 3-4 prepared; 0-2 fenced: 3-4 dropped, re-sought
+    assert layer._poll_once(stop) == 0  # 0-2 in flight
+    assert layer._poll_once(stop) == 0  # 3-4 in flight
+    assert layer._poll_once(stop) == 2  # nothing polled: 0-2 fenced, 3-4 counted, re-sought
     assert consumer.positions[0] == 0  # the lower cursor: nothing landed durably yet
-    assert layer.store.load_offsets() == {0: 3}
-    consumer.script.append(delivered)  # read again from the cursors
-    layer.verify_log_starts()
-    layer._poll_once(stop)
-    layer._poll_once(stop)
     assert layer.store.load_offsets() == {0: 5}
+    consumer.script.append(delivered)  # read again from the cursors: landed, not counted
+    layer.verify_log_starts()
+    assert layer._poll_once(stop) == 0
+    assert layer._poll_once(stop) == 0
     assert stored_events(layer) == 5
     assert stored_views(layer.store.engine) == oracle_views(rows_of(delivered), bucket_ms=BUCKET_MS)
     assert layer.metrics.registry.get_sample_value("speed_fenced_commits_total") == 1
+
+
+def test_a_refused_batch_is_read_again_and_applied_record_by_record(tmp_path: Path) -> None:
+    layer = new_layer(tmp_path)
+    consumer: ScriptedConsumer = layer.consumer  # type: ignore[assignment]
+    with layer.store.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TRIGGER refuse BEFORE INSERT ON speed_account_minute "
+            "WHEN NEW.source_account_id = 'refused' "
+            "BEGIN SELECT RAISE(ABORT, 'account refused'); END"
+        )
+    delivered = records(0, 9)
+    delivered[4] = event_record(0, 4, "refused", NOW_MS + 4)
+    consumer.script.extend([delivered[:6], delivered[6:]])
+    stop = threading.Event()
+    layer._poll_once(stop)  # 0-5 in flight: refused
+    layer._poll_once(stop)  # 6-9 in flight, cut from offset 6: fenced
+    layer._poll_once(stop)  # nothing polled: both fail, every partition is read again
+    assert layer.store.load_offsets() == {}
+    consumer.script.append(delivered)
+    layer.verify_log_starts()
+    assert layer._poll_once(stop) == 9  # applied in this thread: the refused record apart
+    assert layer.store.load_offsets() == {0: 10}
+    dlq: FakeDLQ = layer.dlq  # type: ignore[assignment]
+    assert [origin[2] for _, _, _, origin in dlq.sent] == [4]
+    kept = [r for r in rows_of(delivered) if r["source_account_id"] != "refused"]
+    assert stored_views(layer.store.engine) == oracle_views(kept, bucket_ms=BUCKET_MS)
+    # and the loop overlaps transactions again
+    consumer.script.append(records(10, 11))
+    assert layer._poll_once(stop) == 0
+    assert layer._poll_once(stop) == 2
 
 
 def test_a_rebalance_waits_for_the_transaction_in_flight(tmp_path: Path) -> None:
