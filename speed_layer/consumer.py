@@ -23,6 +23,7 @@ import contextlib
 import random
 import threading
 import time
+from operator import attrgetter
 
 import structlog
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
@@ -490,6 +491,12 @@ class SpeedLayer:
         stored = self.stored[partition]
         landed_next = self.landing.landed_next(partition)
         batch = PartitionBatch(partition, stored, stored if stored is not None else 0)
+        if records[0].timestamp_type != LOG_APPEND_TIME and not self._warned_timestamp_type:
+            self._warned_timestamp_type = True
+            log.warning("topic is not LogAppendTime: ingest buckets follow producer clocks")
+        first = records[0].offset
+        if first >= landed_next and (stored is None or first >= stored):
+            return self._new_records(batch, records)
         counted_any = False
         rows, to_land, landed_through = batch.rows, [], None
         for rec in records:
@@ -498,9 +505,6 @@ class SpeedLayer:
             landing = offset >= landed_next
             if not counted and not landing:
                 continue  # a replay below both cursors: already in both sinks
-            if rec.timestamp_type != LOG_APPEND_TIME and not self._warned_timestamp_type:
-                self._warned_timestamp_type = True
-                log.warning("topic is not LogAppendTime: ingest buckets follow producer clocks")
             parsed = event_row(rec.value)
             if isinstance(parsed, Rejection):
                 if counted:
@@ -523,6 +527,23 @@ class SpeedLayer:
         if landed_through is not None:
             self.landing.add_many(partition, to_land, landed_through + 1)
         return batch if counted_any else None
+
+    def _new_records(self, batch: PartitionBatch, records: list[ConsumerRecord]) -> PartitionBatch:
+        """:meth:`_partition_batch` when every record lies above both cursors (nearly always:
+        nothing is a replay), so every record is both landed and counted."""
+        partition, rows, send = batch.partition, batch.rows, self.dlq.send
+        for rec in records:
+            parsed = event_row(rec.value)
+            if isinstance(parsed, Rejection):
+                origin = (rec.topic, partition, rec.offset, rec.timestamp)
+                send(rec.key, rec.value, parsed.reason, origin)
+                batch.rejected += 1
+            else:
+                rows.append(place_row(parsed, partition, rec.offset, rec.timestamp))
+        batch.next_offset = records[-1].offset + 1
+        batch.max_kafka_ts = max(map(attrgetter("timestamp"), records))
+        self.landing.add_many(partition, rows, batch.next_offset)
+        return batch
 
     # --- housekeeping ---------------------------------------------------------------------
     def housekeeping(self) -> None:
