@@ -212,18 +212,17 @@ _MAX_DIGITS = len(str(MAX_AMOUNT)) + 2  # whole digits, then up to two decimals
 
 
 def _plain_ids(tid: str, source: str, target: str) -> bool:
-    """IDs the contract keeps as they are: every character printable, no space at either end.
+    """IDs the contract keeps as they are: every character printable, nothing to strip.
 
     ``str.isprintable`` is false for every control and Unicode separator character except
-    the ASCII space, so with no space at either end there is nothing for the contract to strip.
+    the ASCII space, so for printable IDs ``strip`` (the contract's own) only removes spaces at
+    either end: an ID equal to its stripped self has none.
     """
-    return (tid + source + target).isprintable() and " " not in (
-        tid[0],
-        tid[-1],
-        source[0],
-        source[-1],
-        target[0],
-        target[-1],
+    return (
+        (tid + source + target).isprintable()
+        and tid.strip() == tid
+        and source.strip() == source
+        and target.strip() == target
     )
 
 

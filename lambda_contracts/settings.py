@@ -67,7 +67,12 @@ class Settings(BaseSettings):
         "1.6x faster than one on a 2-core machine (bench/speed_layer_bench.py --processes)",
     )
     speed_store_url: str | None = None
-    speed_max_poll_records: int = 5000
+    speed_max_poll_records: int = Field(
+        default=10_000,
+        ge=1,
+        description="records per poll batch, one store transaction each: with 10,000 a "
+        "process catches up 1.2x faster than with 5,000 (bench/speed_layer_bench.py)",
+    )
     speed_metrics_port: int = 9464
     speed_metrics_host: str = Field(
         default="127.0.0.1",

@@ -54,6 +54,7 @@ from speed_layer.store import AppliedBatch, FencedError, PartitionBatch, SpeedSt
 log = structlog.get_logger("speed_layer")
 
 Polled = dict[int, list[ConsumerRecord]]  # a poll batch's records by partition
+_OFFSET, _TIMESTAMP = attrgetter("offset"), attrgetter("timestamp")
 
 LOG_APPEND_TIME = 1
 HOUSEKEEPING_S = 1.0
@@ -413,7 +414,7 @@ class SpeedLayer:
         skipping it as a replay (it lies below the cursors) would lose it.
         """
         sought = self.sought.get(partition, 0)
-        first = min(rec.offset for rec in records)
+        first = min(map(_OFFSET, records))
         if first < sought:
             reason = (
                 f"the broker returned offset {first} after a seek to {sought}: the log "
@@ -421,7 +422,7 @@ class SpeedLayer:
             )
             self._halt(partition, reason, sought=sought, offset_seen=first)
             return False
-        self.sought[partition] = max(rec.offset for rec in records) + 1
+        self.sought[partition] = max(map(_OFFSET, records)) + 1
         return True
 
     def _count(self, applied: AppliedBatch) -> None:
@@ -482,7 +483,7 @@ class SpeedLayer:
         learned_at = time.monotonic()
         for records in polled.values():
             if records:
-                self.broker_clock.observe(max(r.timestamp for r in records), learned_at)
+                self.broker_clock.observe(max(map(_TIMESTAMP, records)), learned_at)
 
     def _partition_batch(
         self, partition: int, records: list[ConsumerRecord]
@@ -541,7 +542,7 @@ class SpeedLayer:
             else:
                 rows.append(place_row(parsed, partition, rec.offset, rec.timestamp))
         batch.next_offset = records[-1].offset + 1
-        batch.max_kafka_ts = max(map(attrgetter("timestamp"), records))
+        batch.max_kafka_ts = max(map(_TIMESTAMP, records))
         self.landing.add_many(partition, rows, batch.next_offset)
         return batch
 
