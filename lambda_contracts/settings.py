@@ -63,8 +63,10 @@ class Settings(BaseSettings):
     speed_processes: int = Field(
         default=2,
         ge=1,
-        description="speed-layer processes `make up` starts in the group: two catch up about "
-        "1.6x faster than one on a 2-core machine (bench/speed_layer_bench.py --processes)",
+        description="speed-layer processes `make up` starts in the group: with two, the other "
+        "takes a stopped one's partitions at once; each overlaps its store transactions on a "
+        "second core, so on a 2-core machine two catch up no faster than one "
+        "(bench/speed_layer_bench.py --processes)",
     )
     speed_store_url: str | None = None
     speed_max_poll_records: int = Field(
