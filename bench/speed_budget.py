@@ -51,7 +51,7 @@ def per_event_us(events: int, action: Callable[[], Any]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=300_000)
-    parser.add_argument("--batch", type=int, default=5000, help="records per poll batch")
+    parser.add_argument("--batch", type=int, default=10_000, help="records per poll batch")
     args = parser.parse_args()
     n, batch = args.events, args.batch
     values = [value for _, value in payloads(n)]
