@@ -736,10 +736,11 @@ class SpeedLayer:
             self._shutdown()
 
     def _poll_once(self, stop: threading.Event) -> int:
-        """One poll; its batch is prepared while the previous batch's transaction runs, then
-        submitted once that one has ended. Returns the events the ended transaction counted.
-        An empty poll that returned early (no broker, no assignment) waits out the poll
-        interval, so a client without a broker never spins."""
+        """One poll; its batch is prepared while earlier batches' transactions run, and
+        submitted behind them (at most ``MAX_IN_FLIGHT``: the oldest is waited for first).
+        Returns the events of the transactions accounted for. An empty poll waits for every
+        transaction in flight, and one that returned early (no broker, no assignment) waits
+        out the poll interval, so a client without a broker never spins."""
         self.verify_log_starts()
         started = time.monotonic()
         polled = self.consumer.poll(
