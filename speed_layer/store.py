@@ -168,15 +168,19 @@ class _Statements:
         return self._memo[dialect.name]
 
     def load(self, dialect: Dialect, rows: int) -> str:
-        """Insert ``rows`` rows of :data:`BATCH_COLUMNS` into the batch table."""
+        """Insert ``rows`` rows of :data:`BATCH_COLUMNS` into the batch table. Only the full
+        statement (:data:`ROWS_PER_LOAD` rows) is kept: a batch's last one varies in size."""
         memo = (dialect.name, rows)
-        if memo not in self._loads:
-            row = f"({', '.join([_placeholder(dialect)] * len(BATCH_COLUMNS))})"
-            self._loads[memo] = (
-                f"INSERT INTO {BATCH_TABLE} ({', '.join(BATCH_COLUMNS)}) "
-                f"VALUES {', '.join([row] * rows)}"
-            )
-        return self._loads[memo]
+        if memo in self._loads:
+            return self._loads[memo]
+        row = f"({', '.join([_placeholder(dialect)] * len(BATCH_COLUMNS))})"
+        statement = (
+            f"INSERT INTO {BATCH_TABLE} ({', '.join(BATCH_COLUMNS)}) "
+            f"VALUES {', '.join([row] * rows)}"
+        )
+        if rows == ROWS_PER_LOAD:
+            self._loads[memo] = statement
+        return statement
 
     def _render(self, dialect: Dialect) -> _Rendered:
         name = dialect.name
