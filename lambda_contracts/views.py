@@ -1,11 +1,12 @@
 """Views, declared once: dimensions, an event-time window and mergeable measures.
 
 Everything that computes a view derives from these declarations:
-- the speed layer folds events with :meth:`View.fold` and upserts with the measures' merge;
 - the batch layer runs :meth:`View.batch_sql` on Spark (and the benchmark on DuckDB);
+- the speed store runs the same :meth:`View.batch_sql` over each poll batch (SQLite or
+  PostgreSQL) and merges the result into its rows with the measures' ``sql_merge``;
 - the serving layer rolls rows up with :meth:`View.rollup_sql`;
 - tests referee all of them with the independent oracle in ``tests/support/oracle.py``
-  (:func:`reference_views` below is built on the production fold, so it cannot referee it).
+  (:func:`reference_views` below is built on :meth:`View.fold`, so it cannot referee it).
 
 Measures are monoids (count, sum, min, max); an average is derived as sum / count when read.
 Amounts are integer cents, so every measure is exact.
@@ -13,8 +14,7 @@ Amounts are integer cents, so every measure is exact.
 
 from __future__ import annotations
 
-import operator
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -40,11 +40,6 @@ class MeasureKind(Enum):
         if self is MeasureKind.MAX:
             return a if a >= b else b
         return a + b
-
-    @property
-    def merge(self) -> Callable[[int, int], int]:
-        """:meth:`combine` as a builtin (the fold's inner loop calls it per event)."""
-        return {MeasureKind.MIN: min, MeasureKind.MAX: max}.get(self, operator.add)
 
     def sql_over_events(self, column: str) -> str:
         """Aggregate over raw events, in SQL that Spark, DuckDB, SQLite and PostgreSQL share."""
@@ -106,34 +101,19 @@ class View:
     def combine(self, a: Measures, b: Measures) -> Measures:
         return tuple(m.kind.combine(x, y) for m, x, y in zip(self.measures, a, b, strict=True))
 
-    def fold(
-        self,
-        rows: Sequence[Mapping[str, Any]],
-        extra_keys: Sequence[Key] | None = None,
-    ) -> dict[Key, Measures]:
-        """Aggregate deduplicated rows into {key: measures}: the incremental (speed) path.
+    def fold(self, rows: Sequence[Mapping[str, Any]]) -> dict[Key, Measures]:
+        """Aggregate deduplicated rows into {key: measures}: the declaration's meaning in
+        Python, folding :meth:`initial` with :meth:`combine` row by row.
 
-        ``extra_keys[i]`` is appended to row i's view key (the speed layer adds the ingest
-        bucket). The same as folding :meth:`initial` with :meth:`combine` row by row; written
-        as one loop with builtins because the speed layer runs it for every event it counts.
+        The layers compute views in SQL (:meth:`batch_sql`, on Spark and in the speed store);
+        the tests hold that SQL, and the :meth:`combine` the serving merge uses, to this.
         """
-        dimensions, window = self.dimensions, self.window_ms
-        # Per measure: the row column it reads (None: counts 1) and its merge as a builtin.
-        sources = [None if m.kind is MeasureKind.COUNT else m.source for m in self.measures]
-        merges = [m.kind.merge for m in self.measures]
-        positions = list(enumerate(zip(sources, merges, strict=True)))
-        extras = [()] * len(rows) if extra_keys is None else extra_keys
-        acc: dict[Key, list[int]] = {}
-        for row, extra in zip(rows, extras, strict=True):
-            created = row["created_time"]
-            key = (*[row[d] for d in dimensions], created - created % window, *extra)
+        acc: dict[Key, Measures] = {}
+        for row in rows:
+            key, value = self.key_of(row), self.initial(row)
             prev = acc.get(key)
-            if prev is None:
-                acc[key] = [1 if s is None else row.get(s, 0) for s in sources]
-                continue
-            for i, (source, merge) in positions:
-                prev[i] = merge(prev[i], 1 if source is None else row.get(source, 0))
-        return {key: tuple(value) for key, value in acc.items()}
+            acc[key] = value if prev is None else self.combine(prev, value)
+        return acc
 
     def batch_sql(self, relation: str, carried: Sequence[str] = ()) -> str:
         """SQL computing this view from a relation of deduplicated events (Spark and DuckDB).
