@@ -72,14 +72,7 @@ class LandingWriter:
 
         Offsets already landed are skipped, so a replay after a crash lands nothing twice.
         """
-        buf = self._parts[partition]
-        if offset < buf.landed_next:
-            return
-        if row is not None:
-            if not buf.rows:
-                buf.oldest_at = time.monotonic()
-            buf.rows.append(row)
-        buf.consumed_next = offset + 1
+        self.add_many(partition, [] if row is None else [row], offset + 1)
 
     def add_many(self, partition: int, rows: list[dict[str, Any]], consumed_next: int) -> None:
         """:meth:`add` for a poll batch: ``rows`` (valid events, none below the landed offset,
