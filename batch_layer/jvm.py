@@ -13,7 +13,9 @@ names one; on a cluster the driver keeps the environment's JDK, which must match
 executors', unless that setting says otherwise. The cache is only valid for the JDK build
 and the class path it was trained with (Spark's version, where its jars are, the driver's
 extra class path), so they are in its file name; a JVM that cannot use a cache anyway (another
-build of the JDK) says so on stderr and runs without it.
+build of the JDK) says so on stderr and runs without it. The JVM also checks each jar's size
+and modification time, so they are in the name too: a virtualenv installed again at the same
+path trains a cache of its own.
 
 ``python -m batch_layer.jvm`` trains the cache once per machine (``make`` does, before
 ``up``, ``test`` and ``bench``): a full run of the real job over a small synthetic landing
@@ -99,9 +101,28 @@ def aot_cache(settings: Settings, extra_class_path: str = "") -> Path | None:
     if found is None or found < AOT_FROM:
         return None
     jdk = ".".join(map(str, found))
-    class_path = hashlib.sha256(f"{spark_jars()}:{extra_class_path}".encode()).hexdigest()[:12]
+    class_path = hashlib.sha256(class_path_identity(extra_class_path).encode()).hexdigest()[:12]
     name = f"spark-{package_version('pyspark')}-jdk-{jdk}-{class_path}.aot"
     return settings.spark_jvm_cache_dir / name
+
+
+def class_path_identity(extra_class_path: str = "") -> str:
+    """Every jar of the driver's class path with its size and modification time. The JVM
+    refuses a cache whose jars are not the very files it was trained with: a virtualenv
+    installed again at the same path (same jars, new mtimes) needs a cache of its own."""
+    jars_dir = spark_jars()
+    jars = sorted(Path(jars_dir).glob("*.jar")) if jars_dir else []
+    jars += [Path(entry) for entry in extra_class_path.split(":") if entry]
+    return "\n".join([jars_dir, *(f"{jar}:{file_stamp(jar)}" for jar in jars)])
+
+
+def file_stamp(path: Path) -> str:
+    """A file's size and modification time; "-" for one that is missing."""
+    try:
+        st = path.stat()
+    except OSError:
+        return "-"
+    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 def spark_jars() -> str:

@@ -109,6 +109,31 @@ def test_another_checkouts_spark_jars_are_another_cache(
     assert jvm.aot_cache(settings) != here
 
 
+def test_jars_installed_again_at_the_same_path_are_another_cache(
+    jdks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The JVM checks each jar's size and mtime: a cache of the jars before a reinstall at the
+    same path fails with "Unable to use AOT cache" (seen in CI), so it must not be chosen."""
+    jars = tmp_path / "jars"
+    jars.mkdir()
+    for name in ("spark-core.jar", "spark-sql.jar"):
+        (jars / name).write_bytes(b"jar")
+    monkeypatch.setattr(jvm, "spark_jars", lambda: str(jars))
+    settings = Settings(spark_jvm_cache_dir=tmp_path / "cache")
+    before = jvm.aot_cache(settings)
+    assert jvm.aot_cache(settings) == before  # stable while nothing changes
+    os.utime(jars / "spark-core.jar", ns=(0, 1_000_000_000))
+    reinstalled = jvm.aot_cache(settings)
+    assert reinstalled != before
+    (jars / "spark-sql.jar").write_bytes(b"another jar")
+    assert jvm.aot_cache(settings) not in (before, reinstalled)
+    extra = tmp_path / "hadoop-aws.jar"
+    extra.write_bytes(b"aws")
+    with_extra = jvm.aot_cache(settings, str(extra))
+    os.utime(extra, ns=(0, 2_000_000_000))
+    assert jvm.aot_cache(settings, str(extra)) != with_extra
+
+
 def test_no_aot_cache_on_a_jdk_that_has_none(jdks: Path, tmp_path: Path) -> None:
     settings = Settings(spark_java_home=jdks / "jdk-21", spark_jvm_cache_dir=tmp_path)
     assert jvm.aot_cache(settings) is None
