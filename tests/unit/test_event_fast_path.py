@@ -1,6 +1,7 @@
-"""The speed layer's fast validation path and the pydantic contract are one rule.
+"""The speed layer's fast validation paths and the pydantic contract are one rule.
 
-``event_row`` answers plainly valid records itself and asks the contract about all others.
+``event_row`` answers plainly valid records itself and asks the contract about all others;
+``plain_event_columns`` answers for a whole poll batch of plainly valid records at once.
 The oracle here is the contract (``parse_event``): on random and adversarial inputs the fast
 path never accepts a record the contract rejects, accepts with exactly the contract's values,
 and every rejection carries the contract's reason.
@@ -25,6 +26,7 @@ from lambda_contracts.events import (
     event_row,
     fast_event_row,
     parse_event,
+    plain_event_columns,
 )
 from tests.unit.test_events import INVALID, VALID
 
@@ -232,3 +234,56 @@ def test_oversized_or_deeply_nested_json_is_rejected_not_raised() -> None:
     for value in (huge, deep):
         assert isinstance(event_row(value), Rejection)
         assert_one_rule(value)
+
+
+# --- the batch path: a poll batch at once ------------------------------------------------------
+def assert_batch_rule(values: list[bytes | None]) -> str:
+    """The batch path accepts a batch only if the contract accepts every value, with exactly
+    its rows; and it accepts every batch the record path accepts record by record (IDs with
+    a "|" next to a space aside: those it leaves to the record path, on purpose)."""
+    columns = plain_event_columns(values)
+    expected = [contract_row(v) for v in values]
+    if columns is not None:
+        assert all(len(column) == len(values) for column in columns.values())
+        for i, row in enumerate(expected):
+            assert not isinstance(row, Rejection), (values[i], row)
+            assert {name: column[i] for name, column in columns.items()} == row
+    fast = [fast_event_row(v) for v in values]
+    ids = [r[k] for r in fast if r is not None for k in ("transaction_id", "source_account_id",
+                                                         "target_account_id")]  # fmt: skip
+    if values and None not in fast and not any(" |" in i or "| " in i for i in ids):
+        assert columns is not None, values
+    return "batch decided" if columns is not None else "record by record"
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(records(), valid_records(), valid_records()), max_size=6))
+def test_batch_path_and_contract_agree_on_mixed_batches(values: list[bytes]) -> None:
+    event(assert_batch_rule(values))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(valid_records(), min_size=1, max_size=20))
+def test_batch_path_decides_batches_of_plainly_valid_records(values: list[bytes]) -> None:
+    assert assert_batch_rule(values) == "batch decided"
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [None, wire()],
+        [wire() + wire(), b""],  # two objects in one value, none in the next: both invalid
+        [wire()[:20], wire()[20:]],  # one object cut across two values
+        [wire(), wire() + b"\n" + wire()],
+        [wire(), b" "],
+        [wire(tid='"a |b"'), wire()],  # plain, but left to the record path
+        [wire(tid='" a"')],
+        [wire("10000000.01")],
+        [wire("99999999999")],
+        [wire("1.5e1")],
+        [wire(extra=',"amount":2')],
+    ],
+)
+def test_batch_path_never_lets_one_value_pass_for_another(values: list[bytes | None]) -> None:
+    assert plain_event_columns(values) is None
+    assert_batch_rule(values)
