@@ -3,11 +3,13 @@
     .venv/bin/python -m bench.speed_budget [--events 300000] [--batch 5000]
 
 The stages ``lambda-speed`` runs for every record after kafka-python has delivered it, on the
-messages of ``bench.speed_layer_bench``, each timed alone with the production code: validating
-the value (``event_row``), placing it in the log (``place_row``), landing (``LandingWriter``:
-Arrow, Parquet, fsync, rename) and the store transaction per poll batch (``SpeedStore.apply``
-on SQLite: the rows loaded, dedup decided and claimed, views aggregated and merged, offsets,
-commit), with the time its statements spend inside SQLite (without the GIL) reported apart.
+messages of ``bench.speed_layer_bench``, each timed alone with the production code, a poll
+batch at a time: validating the values (``plain_event_columns``, the batch path a stream of
+valid events takes; ``event_row``, record by record, is reported beside it), placing them in
+the log (``EventBlock.placed``), landing (``LandingWriter``: Arrow, Parquet, fsync, rename) and
+the store transaction (``SpeedStore.apply`` on SQLite: the rows loaded, dedup decided and
+claimed, views aggregated and merged, offsets, commit), with the time its statements spend
+inside SQLite (without the GIL) reported apart.
 The poll thread runs the first three; the store transaction runs on the committer thread,
 beside the next poll batch, and only its Python share (the rest) competes for the GIL.
 The raw client's cost per event comes from ``bench.speed_layer_bench`` (1e6 / its raw
@@ -29,10 +31,10 @@ from sqlalchemy import event
 from bench.common import Timer, write_report
 from bench.kafka_throughput import payloads
 from lambda_contracts.db import make_engine
-from lambda_contracts.events import event_row
-from lambda_contracts.landing_files import place_row
+from lambda_contracts.events import event_row, plain_event_columns
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
+from speed_layer.event_block import EventBlock
 from speed_layer.landing import LandingWriter
 from speed_layer.store import PartitionBatch, SpeedStore
 
@@ -60,11 +62,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="lambda-bench-budget-") as tmp:
         settings = Settings(data_dir=Path(tmp))
         layout = Layout.of(settings)
-        rows: list[dict[str, Any]] = []
-        figures = {"validate": per_event_us(n, lambda: rows.extend(map(event_row, values)))}
-        figures["place"] = per_event_us(
-            n, lambda: [place_row(r, 0, i, BASE_TS + i) for i, r in enumerate(rows)]
-        )
+        starts = range(0, n, batch)
+        events: list[dict[str, list[Any]] | None] = []
+        figures = {
+            "validate": per_event_us(
+                n, lambda: events.extend(plain_event_columns(values[i : i + batch]) for i in starts)
+            ),
+            "validate record by record": per_event_us(n, lambda: list(map(event_row, values))),
+        }
+        assert None not in events, "the batch path refused the benchmark's valid events"
+        blocks: list[EventBlock] = []
+
+        def place_all() -> None:
+            for i, columns in zip(starts, events, strict=True):
+                offsets = list(range(i, i + len(columns["transaction_id"])))  # type: ignore[index]
+                stamps = [BASE_TS + o for o in offsets]
+                blocks.append(EventBlock.placed(columns, 0, offsets, stamps))  # type: ignore[arg-type]
+
+        figures["place"] = per_event_us(n, place_all)
         landing = LandingWriter(
             layout,
             settings.bucket_ms,
@@ -75,9 +90,8 @@ def main() -> None:
         landing.assign(0)
 
         def land_all() -> None:  # a poll batch at a time, flushed when full, as in the loop
-            for start in range(0, n, batch):
-                chunk = rows[start : start + batch]
-                landing.add_many(0, chunk, start + len(chunk))
+            for start, block in zip(starts, blocks, strict=True):
+                landing.add_many(0, block, start + len(block))
                 landing.flush_due()
             landing.flush(0)
 
@@ -97,11 +111,9 @@ def main() -> None:
 
         def apply_all() -> None:
             expected = None
-            for i in range(0, n, batch):
-                chunk = rows[i : i + batch]
-                part = PartitionBatch(
-                    0, expected, i + len(chunk), chunk, max_kafka_ts=chunk[-1]["kafka_ts"]
-                )
+            for i, block in zip(starts, blocks, strict=True):
+                last_ts = block.column("kafka_ts")[-1]
+                part = PartitionBatch(0, expected, i + len(block), block, max_kafka_ts=last_ts)
                 store.apply([part])
                 expected = part.next_offset
 

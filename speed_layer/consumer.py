@@ -31,7 +31,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
 
 from lambda_contracts.db import make_engine
-from lambda_contracts.events import Rejection, event_row
+from lambda_contracts.events import Rejection, event_row, plain_event_columns
 from lambda_contracts.landing_files import place_row
 from lambda_contracts.layout import Layout, PartitionProgress, landing_watermark
 from lambda_contracts.settings import Settings
@@ -39,6 +39,7 @@ from lambda_contracts.storage import StorageError
 from speed_layer.broker_clock import BrokerClock
 from speed_layer.committer import Committer
 from speed_layer.dlq import DeadLetters
+from speed_layer.event_block import EventBlock
 from speed_layer.health import Health
 from speed_layer.landing import LandingWriter
 from speed_layer.metrics import SpeedMetrics
@@ -54,7 +55,7 @@ from speed_layer.store import AppliedBatch, FencedError, PartitionBatch, SpeedSt
 log = structlog.get_logger("speed_layer")
 
 Polled = dict[int, list[ConsumerRecord]]  # a poll batch's records by partition
-_OFFSET, _TIMESTAMP = attrgetter("offset"), attrgetter("timestamp")
+_OFFSET, _TIMESTAMP, _VALUE = attrgetter("offset"), attrgetter("timestamp"), attrgetter("value")
 
 LOG_APPEND_TIME = 1
 HOUSEKEEPING_S = 1.0
@@ -499,7 +500,7 @@ class SpeedLayer:
         if first >= landed_next and (stored is None or first >= stored):
             return self._new_records(batch, records)
         counted_any = False
-        rows, to_land, landed_through = batch.rows, [], None
+        rows, to_land, landed_through = batch.rows, EventBlock(), None
         for rec in records:
             offset = rec.offset
             counted = stored is None or offset >= stored
@@ -531,19 +532,26 @@ class SpeedLayer:
 
     def _new_records(self, batch: PartitionBatch, records: list[ConsumerRecord]) -> PartitionBatch:
         """:meth:`_partition_batch` when every record lies above both cursors (nearly always:
-        nothing is a replay), so every record is both landed and counted."""
-        partition, rows, send = batch.partition, batch.rows, self.dlq.send
-        for rec in records:
-            parsed = event_row(rec.value)
-            if isinstance(parsed, Rejection):
-                origin = (rec.topic, partition, rec.offset, rec.timestamp)
-                send(rec.key, rec.value, parsed.reason, origin)
-                batch.rejected += 1
-            else:
-                rows.append(place_row(parsed, partition, rec.offset, rec.timestamp))
+        nothing is a replay), so every record is both landed and counted. A batch of plainly
+        valid records is validated at once, as columns; any other record by record."""
+        partition = batch.partition
+        stamps = list(map(_TIMESTAMP, records))
+        events = plain_event_columns(list(map(_VALUE, records)))
+        if events is not None:
+            batch.rows = EventBlock.placed(events, partition, list(map(_OFFSET, records)), stamps)
+        else:
+            rows, send = batch.rows, self.dlq.send
+            for rec in records:
+                parsed = event_row(rec.value)
+                if isinstance(parsed, Rejection):
+                    origin = (rec.topic, partition, rec.offset, rec.timestamp)
+                    send(rec.key, rec.value, parsed.reason, origin)
+                    batch.rejected += 1
+                else:
+                    rows.append(place_row(parsed, partition, rec.offset, rec.timestamp))
         batch.next_offset = records[-1].offset + 1
-        batch.max_kafka_ts = max(map(_TIMESTAMP, records))
-        self.landing.add_many(partition, rows, batch.next_offset)
+        batch.max_kafka_ts = max(stamps)
+        self.landing.add_many(partition, batch.rows, batch.next_offset)
         return batch
 
     # --- housekeeping ---------------------------------------------------------------------

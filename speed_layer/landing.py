@@ -11,13 +11,15 @@ consumer before it commits anything that the landing zone would lack for a seale
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Any
 
 from lambda_contracts.buckets import ingest_bucket
-from lambda_contracts.landing_files import warm_up, write_landing_file
+from lambda_contracts.landing_files import warm_up, write_landing_table
 from lambda_contracts.layout import Layout, PartitionProgress
+from speed_layer.event_block import EventBlock
 
 
 @dataclass
@@ -25,7 +27,7 @@ class _PartitionBuffer:
     landed_next: int
     sealed_through_ms: int
     consumed_next: int
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: EventBlock = field(default_factory=EventBlock)
     oldest_at: float = 0.0  # monotonic time of the oldest buffered row
 
 
@@ -67,23 +69,23 @@ class LandingWriter:
     def landed_next(self, partition: int) -> int:
         return self._parts[partition].landed_next
 
-    def add(self, partition: int, offset: int, row: dict[str, Any] | None) -> None:
+    def add(self, partition: int, offset: int, row: Mapping[str, Any] | None) -> None:
         """Record that ``offset`` was consumed; ``row`` (a valid event) is buffered for landing.
 
         Offsets already landed are skipped, so a replay after a crash lands nothing twice.
         """
-        self.add_many(partition, [] if row is None else [row], offset + 1)
+        self.add_many(partition, EventBlock.from_rows([] if row is None else [row]), offset + 1)
 
-    def add_many(self, partition: int, rows: list[dict[str, Any]], consumed_next: int) -> None:
-        """:meth:`add` for a poll batch: ``rows`` (valid events, none below the landed offset,
-        in offset order) are buffered and every offset below ``consumed_next`` is consumed."""
+    def add_many(self, partition: int, events: EventBlock, consumed_next: int) -> None:
+        """:meth:`add` for a poll batch: ``events`` (none below the landed offset, in offset
+        order) are buffered and every offset below ``consumed_next`` is consumed."""
         buf = self._parts[partition]
         if consumed_next <= buf.landed_next:
             return
-        if rows:
+        if events:
             if not buf.rows:
                 buf.oldest_at = time.monotonic()
-            buf.rows.extend(rows)
+            buf.rows.extend(events)
         buf.consumed_next = consumed_next
 
     def flush_due(self) -> None:
@@ -99,33 +101,36 @@ class LandingWriter:
         """Write every buffered row of the partition durably, then record the progress."""
         buf = self._parts[partition]
         max_ts = buf.sealed_through_ms
-        for bucket, rows in self._runs_by_bucket(buf.rows):
-            write_landing_file(self.layout, bucket, partition, rows)
-            max_ts = max(max_ts, rows[-1]["kafka_ts"])
+        if buf.rows:
+            table, stamps = buf.rows.to_table(), buf.rows.column("kafka_ts")
+            for bucket, start, stop in self._runs_by_bucket(stamps):
+                run = table.slice(start, stop - start)
+                write_landing_table(self.layout, bucket, partition, run)
+            max_ts = max(max_ts, *stamps)
         if buf.consumed_next == buf.landed_next and max_ts == buf.sealed_through_ms:
             return
-        buf.rows = []
+        buf.rows = EventBlock()
         buf.landed_next = buf.consumed_next
         buf.sealed_through_ms = max_ts
         self._write_progress(partition, buf)
 
-    def _bucket_of(self, row: dict[str, Any]) -> int:
-        return ingest_bucket(row["kafka_ts"], self.bucket_ms)
-
-    def _runs_by_bucket(self, rows: list[dict[str, Any]]) -> list[tuple[int, list[dict[str, Any]]]]:
-        """The rows cut into runs of one ingest bucket, in order: a file each. A flush's rows
-        nearly always share one bucket (it spans seconds, a bucket minutes): seen from the
-        lowest and highest timestamps, without a bucket computed per row."""
-        if not rows:
-            return []
-        stamps = [row["kafka_ts"] for row in rows]
+    def _runs_by_bucket(self, stamps: list[int]) -> list[tuple[int, int, int]]:
+        """(bucket, start, stop) of each run of rows in one ingest bucket, in order: a file
+        each. A flush's rows nearly always share one bucket (it spans seconds, a bucket
+        minutes): seen from the lowest and highest timestamps, without a bucket per row."""
         low, high = (
             ingest_bucket(min(stamps), self.bucket_ms),
             ingest_bucket(max(stamps), self.bucket_ms),
         )
         if low == high:
-            return [(low, rows)]
-        return [(bucket, list(run)) for bucket, run in groupby(rows, key=self._bucket_of)]
+            return [(low, 0, len(stamps))]
+        runs, start = [], 0
+        buckets = (ingest_bucket(ts, self.bucket_ms) for ts in stamps)
+        for bucket, run in groupby(buckets):
+            stop = start + sum(1 for _ in run)
+            runs.append((bucket, start, stop))
+            start = stop
+        return runs
 
     def seal_caught_up(
         self, end_offsets: dict[int, int], positions: dict[int, int], broker_now_ms: int | None

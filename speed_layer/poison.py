@@ -66,7 +66,7 @@ def split_by_record(batch: PartitionBatch, timestamps: dict[int, int]) -> list[P
     one ends, so the pieces chain from ``batch.expected_offset`` to ``batch.next_offset``.
     ``timestamps`` maps each counted offset to its Kafka timestamp.
     """
-    rows = {row["kafka_offset"]: row for row in batch.rows}
+    rows = {offset: i for i, offset in enumerate(batch.rows.column("kafka_offset"))}
     pieces: list[Piece] = []
     expected, rejected, max_ts = batch.expected_offset, 0, 0
     for offset in sorted(timestamps):
@@ -74,7 +74,8 @@ def split_by_record(batch: PartitionBatch, timestamps: dict[int, int]) -> list[P
         if offset not in rows:
             rejected += 1
             continue
-        piece = PartitionBatch(batch.partition, expected, offset + 1, [rows[offset]], rejected)
+        row = batch.rows.slice(rows[offset], rows[offset] + 1)
+        piece = PartitionBatch(batch.partition, expected, offset + 1, row, rejected)
         piece.max_kafka_ts = max_ts
         pieces.append(Piece(piece, offset))
         expected, rejected = offset + 1, 0

@@ -32,7 +32,6 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import chain
-from operator import itemgetter
 from typing import Any, TypeVar
 
 import psycopg
@@ -56,7 +55,7 @@ from lambda_contracts.dedup import is_new_event, remembered_from
 from lambda_contracts.layout import LOG_ORDER
 from lambda_contracts.store_schema import dedup, partition_halts, partition_state, view_tables
 from lambda_contracts.views import VIEWS, View
-from speed_layer.aggregation import Row, log_order
+from speed_layer.event_block import EventBlock
 
 T = TypeVar("T")
 
@@ -116,9 +115,14 @@ class PartitionBatch:
     partition: int
     expected_offset: int | None  # the stored next offset this batch starts from (None: none)
     next_offset: int  # offset after the last record consumed
-    rows: list[Row] = field(default_factory=list)  # valid records, in log order
+    # The valid records, in log order (a list of row mappings is taken as the same block).
+    rows: EventBlock = field(default_factory=EventBlock)
     rejected: int = 0
     max_kafka_ts: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.rows, EventBlock):
+            self.rows = EventBlock.from_rows(self.rows)
 
 
 @dataclass(frozen=True)
@@ -144,7 +148,6 @@ _VIEW_INPUTS = tuple(
     )
 )
 BATCH_COLUMNS: tuple[str, ...] = ("transaction_id", *LOG_ORDER, *_VIEW_INPUTS)
-_BATCH_VALUES = itemgetter(*BATCH_COLUMNS)  # a row's values for the load, in C
 _TEXT_COLUMNS = frozenset(("transaction_id", *(d for view in VIEWS for d in view.dimensions)))
 # Parameters per statement: below SQLite's 32,766 and PostgreSQL's 65,535.
 MAX_PARAMETERS = 30_000
@@ -275,20 +278,22 @@ def _upsert(view: View, kept: str, dialect: Dialect) -> str:
     return statement if dialect.paramstyle == "qmark" else statement.replace("%", "%%")
 
 
-def _later_copies(rows: list[Row]) -> list[tuple[int, int, int]]:
+def _later_copies(blocks: list[EventBlock]) -> list[tuple[int, int, int]]:
     """(wave, partition, offset) of every copy of an id after its first in the batch, in log
     order: the second copy is in wave 1, the third in wave 2. Empty when every id is unique
     (nearly always: checked with a set, without a loop per row)."""
-    ids = [row["transaction_id"] for row in rows]
+    ids = list(chain.from_iterable(b.column("transaction_id") for b in blocks))
     if len(set(ids)) == len(ids):
         return []
-    copies: dict[str, list[Row]] = {}
-    for row in rows:
-        copies.setdefault(row["transaction_id"], []).append(row)
+    copies: dict[str, list[tuple[int, ...]]] = {}
+    for block in blocks:
+        for tid, *position in block.tuples(("transaction_id", *LOG_ORDER)):
+            copies.setdefault(tid, []).append(tuple(position))
+    where = [LOG_ORDER.index("kafka_partition"), LOG_ORDER.index("kafka_offset")]
     later = []
     for same in copies.values():
-        same.sort(key=log_order)
-        later += [(w, r["kafka_partition"], r["kafka_offset"]) for w, r in enumerate(same) if w]
+        same.sort()  # log order: LOG_ORDER's columns, compared in turn
+        later += [(w, p[where[0]], p[where[1]]) for w, p in enumerate(same) if w]
     return later
 
 
@@ -429,17 +434,18 @@ class SpeedStore:
             # process commits between the dedup reads below and this transaction's writes.
             for batch in batches:
                 self._advance(conn, batch)
-            rows = [row for b in batches for row in b.rows]
-            kept, by_partition = self._apply_rows(conn, sql, rows) if rows else (0, {})
+            blocks = [b.rows for b in batches if b.rows]
+            rows = sum(map(len, blocks))
+            kept, by_partition = self._apply_rows(conn, sql, blocks) if rows else (0, {})
             for batch in batches:
                 total, kept_here = by_partition.get(batch.partition, (0, 0))
                 if total:
                     self._count(conn, batch.partition, kept_here, total - kept_here)
         rejected = sum(b.rejected for b in batches)
-        return AppliedBatch(kept, len(rows) - kept, rejected)
+        return AppliedBatch(kept, rows - kept, rejected)
 
     def _apply_rows(
-        self, conn: Connection, sql: _Rendered, rows: list[Row]
+        self, conn: Connection, sql: _Rendered, blocks: list[EventBlock]
     ) -> tuple[int, dict[int, tuple[int, int]]]:
         """Load the rows, decide and claim their ids, merge the views; return how many rows
         were kept and, per partition, (rows, kept).
@@ -454,11 +460,12 @@ class SpeedStore:
         """
         conn.exec_driver_sql(sql.create)
         conn.exec_driver_sql(sql.clear)
-        for start in range(0, len(rows), ROWS_PER_LOAD):
-            chunk = rows[start : start + ROWS_PER_LOAD]
-            params = tuple(chain.from_iterable(map(_BATCH_VALUES, chunk)))
-            conn.exec_driver_sql(self._statements.load(conn.dialect, len(chunk)), params)
-        later = _later_copies(rows)
+        for block in blocks:
+            for start in range(0, len(block), ROWS_PER_LOAD):
+                stop = min(start + ROWS_PER_LOAD, len(block))
+                params = tuple(chain.from_iterable(block.tuples(BATCH_COLUMNS, start, stop)))
+                conn.exec_driver_sql(self._statements.load(conn.dialect, stop - start), params)
+        later = _later_copies(blocks)
         if later:
             conn.exec_driver_sql(sql.rank, later)
         waves = max((wave for wave, _, _ in later), default=0)

@@ -1,9 +1,8 @@
-"""Speed-layer aggregation: log order, per-ingest-bucket keys, and the dedup rule in the store."""
+"""Speed-layer aggregation in the store: per-ingest-bucket keys, and the dedup rule in log order."""
 
 from __future__ import annotations
 
 from lambda_contracts.db import make_engine
-from speed_layer.aggregation import log_order
 from speed_layer.store import PartitionBatch, SpeedStore
 
 
@@ -36,11 +35,31 @@ def test_duplicates_are_counted_not_summed_first_wins_within_the_horizon() -> No
     assert total == 1 + 5 + 2 + 4
 
 
-def test_log_order_is_timestamp_then_partition_then_offset() -> None:
-    a = r("a", 1, 10) | {"kafka_partition": 1, "kafka_offset": 0}
-    b = r("b", 1, 10) | {"kafka_partition": 0, "kafka_offset": 7}
-    c = r("c", 1, 9) | {"kafka_partition": 2, "kafka_offset": 9}
-    assert sorted([a, b, c], key=log_order) == [c, b, a]
+def test_the_first_copy_in_log_order_wins_timestamp_then_partition_then_offset() -> None:
+    """Copies of one id in three partitions of one transaction: the kept copy is the one first
+    by Kafka timestamp, then partition, then offset; its amount is the one summed."""
+    store = SpeedStore(make_engine("sqlite://"), "tx", bucket_ms=300_000, dedup_horizon_ms=100)
+    a = r("x", 1, 10) | {"kafka_partition": 1, "kafka_offset": 0}
+    b = r("x", 2, 10) | {"kafka_partition": 0, "kafka_offset": 7}
+    c = r("x", 4, 9) | {"kafka_partition": 2, "kafka_offset": 9}
+    d = r("x", 8, 9) | {"kafka_partition": 2, "kafka_offset": 10}
+    batches = [PartitionBatch(1, None, 1, [a]), PartitionBatch(0, None, 8, [b])]
+    applied = store.apply([*batches, PartitionBatch(2, None, 11, [c, d])])
+    assert (applied.events, applied.duplicates) == (1, 3)
+    with store.engine.connect() as conn:
+        total = conn.exec_driver_sql("SELECT sum(amount_sum) FROM speed_global_minute").scalar()
+    assert total == 4
+    # without c, d (stamped 9) is still first
+    store = SpeedStore(make_engine("sqlite://"), "tx", bucket_ms=300_000, dedup_horizon_ms=100)
+    store.apply([*batches, PartitionBatch(2, None, 11, [d])])
+    with store.engine.connect() as conn:
+        total = conn.exec_driver_sql("SELECT sum(amount_sum) FROM speed_global_minute").scalar()
+    assert total == 8
+    store = SpeedStore(make_engine("sqlite://"), "tx", bucket_ms=300_000, dedup_horizon_ms=100)
+    store.apply(batches)  # equal timestamps: the lower partition wins
+    with store.engine.connect() as conn:
+        total = conn.exec_driver_sql("SELECT sum(amount_sum) FROM speed_global_minute").scalar()
+    assert total == 2
 
 
 def test_ingest_bucket_is_part_of_the_speed_key() -> None:

@@ -89,13 +89,19 @@ def test_a_refused_record_is_dead_lettered_and_the_batch_goes_on(layer: SpeedLay
 
 
 def test_split_chains_offsets_and_carries_rejects_with_the_next_row() -> None:
-    rows = [{"kafka_offset": o} for o in (11, 13)]
+    rows = [
+        {"transaction_id": f"t{o}", "created_time": 0, "source_account_id": "a"}
+        | {"target_account_id": "b", "amount_cents": 1, "kafka_partition": 0}
+        | {"kafka_offset": o, "kafka_ts": 100 + o}
+        for o in (11, 13)
+    ]
     batch = PartitionBatch(0, 10, 15, rows, rejected=3, max_kafka_ts=114)  # type: ignore[arg-type]
     stamps = {o: 100 + o for o in range(10, 15)}
     pieces = split_by_record(batch, stamps)
     spans = [(p.batch.expected_offset, p.batch.next_offset, p.batch.rejected) for p in pieces]
     assert spans == [(10, 12, 1), (12, 14, 1), (14, 15, 1)]
     assert [p.row_offset for p in pieces] == [11, 13, None]
+    assert [p.batch.rows.rows() for p in pieces] == [[rows[0]], [rows[1]], []]
     assert [p.batch.max_kafka_ts for p in pieces] == [111, 113, 114]
 
 

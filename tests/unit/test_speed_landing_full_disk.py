@@ -79,14 +79,14 @@ def test_a_full_landing_disk_is_retried_until_freed(
 
     disk_full = threading.Event()
     disk_full.set()
-    write = landing_module.write_landing_file
+    write = landing_module.write_landing_table
 
     def full_disk_write(*args: Any, **kwargs: Any) -> Any:
         if disk_full.is_set():
             raise OSError(errno.ENOSPC, "No space left on device")
         return write(*args, **kwargs)
 
-    monkeypatch.setattr(landing_module, "write_landing_file", full_disk_write)
+    monkeypatch.setattr(landing_module, "write_landing_table", full_disk_write)
     stop = threading.Event()
     failure: list[BaseException] = []
 

@@ -1,0 +1,77 @@
+"""A run of valid events as columns: how a poll batch travels through the speed layer.
+
+The landing zone writes Arrow columns and the store binds its load's parameters column by
+column; a dict per event in between costs more than both (building it, then taking it apart
+again in ``pyarrow.Table.from_pylist``). A block holds the landing zone's columns as Python
+lists, in log order: a poll batch's events, a partition's landing buffer, a store
+transaction's rows. Extending one copies references, not events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import repeat
+from typing import Any
+
+import pyarrow as pa
+
+from lambda_contracts.landing_files import LANDING_SCHEMA
+
+COLUMNS: tuple[str, ...] = tuple(LANDING_SCHEMA.names)
+
+
+class EventBlock:
+    """Valid events with their place in the log, as the landing zone's columns."""
+
+    __slots__ = ("columns",)
+
+    def __init__(self, columns: dict[str, list[Any]] | None = None) -> None:
+        self.columns = columns if columns is not None else {name: [] for name in COLUMNS}
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[Mapping[str, Any]]) -> EventBlock:
+        block = cls()
+        for row in rows:
+            block.append(row)
+        return block
+
+    @classmethod
+    def placed(
+        cls, events: dict[str, list[Any]], partition: int, offsets: list[int], stamps: list[int]
+    ) -> EventBlock:
+        """Event columns (``plain_event_columns``) completed with where each sits in the log."""
+        columns = dict(events)
+        columns["kafka_partition"] = list(repeat(partition, len(offsets)))
+        columns["kafka_offset"] = offsets
+        columns["kafka_ts"] = stamps
+        return cls(columns)
+
+    def __len__(self) -> int:
+        return len(self.columns["kafka_offset"])
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        for name, column in self.columns.items():
+            column.append(row[name])
+
+    def extend(self, other: EventBlock) -> None:
+        for name, column in self.columns.items():
+            column.extend(other.columns[name])
+
+    def column(self, name: str) -> list[Any]:
+        return self.columns[name]
+
+    def slice(self, start: int, stop: int) -> EventBlock:
+        return EventBlock({name: column[start:stop] for name, column in self.columns.items()})
+
+    def tuples(
+        self, names: Sequence[str], start: int = 0, stop: int | None = None
+    ) -> Iterator[tuple[Any, ...]]:
+        """Each event's values of ``names``, in order, as tuples (zipped in C)."""
+        return zip(*(self.columns[name][start:stop] for name in names), strict=True)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The events as row dicts (for tests and error paths, not the hot path)."""
+        return [dict(zip(COLUMNS, values, strict=True)) for values in self.tuples(COLUMNS)]
+
+    def to_table(self) -> pa.Table:
+        return pa.table(self.columns, schema=LANDING_SCHEMA)
