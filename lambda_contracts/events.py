@@ -213,11 +213,8 @@ class _PlainWire(msgspec.Struct):
 
 _FAST_DECODER = msgspec.json.Decoder(_PlainWire)
 _MAX_DIGITS = len(str(MAX_AMOUNT)) + 2  # whole digits, then up to two decimals
-_IDS, _CREATED, _AMOUNT = (
-    attrgetter("TransactionID", "SourceAccountID", "TargetAccountID"),
-    attrgetter("CreatedTime"),
-    attrgetter("Amount"),
-)
+_FIELDS = ("TransactionID", "CreatedTime", "SourceAccountID", "TargetAccountID", "Amount")
+_TID, _CREATED, _SOURCE, _TARGET, _AMOUNT = map(attrgetter, _FIELDS)
 # An amount's text the fast path reads: digits (JSON has no leading zeros) and up to two
 # decimals. pyarrow's cast to DECIMAL(12, 2) then reads it exactly, and fails above 10 digits.
 _PLAIN_AMOUNT = r"^[0-9]+(\.[0-9]{1,2})?$"
@@ -324,13 +321,12 @@ def plain_event_columns(values: Sequence[bytes | None]) -> dict[str, list[Any]] 
         wires = list(map(_FAST_DECODER.decode, values))  # type: ignore[arg-type]
     except Exception:  # one value not plainly valid (or None): record by record
         return None
-    ids = list(map(_IDS, wires))
-    if not _all_plain_ids(chain.from_iterable(ids)):
+    tids, sources, targets = (list(map(field, wires)) for field in (_TID, _SOURCE, _TARGET))
+    if not _all_plain_ids(chain(tids, sources, targets)):
         return None
     cents = _all_plain_cents([bytes(raw) for raw in map(_AMOUNT, wires)])
     if cents is None:
         return None
-    tids, sources, targets = (list(column) for column in zip(*ids, strict=True))
     return {
         "transaction_id": tids,
         "created_time": list(map(_CREATED, wires)),
