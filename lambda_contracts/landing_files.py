@@ -60,10 +60,16 @@ def write_landing_table(layout: Layout, bucket_ms: int, partition: int, table: p
     return key
 
 
+# Columns whose values repeat (accounts) are dictionary-encoded; a TransactionID is unique,
+# and a dictionary of it is built only to be dropped: without it a landing file is written
+# in 40 % of the time and is 25 % smaller (bench/README.md, 2026-11-28).
+DICTIONARY_COLUMNS = ["source_account_id", "target_account_id"]
+
+
 def put_parquet(layout: Layout, key: str, table: pa.Table) -> None:
     """``table`` as one Parquet object, written whole (a durable put on either backend)."""
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
+    pq.write_table(table, sink, use_dictionary=DICTIONARY_COLUMNS)
     layout.store.put(key, sink.getvalue().to_pybytes())
 
 

@@ -53,7 +53,7 @@ KAFKA_REQUEST_TIMEOUT_MS = 30_000
 # without, on a loaded machine). Cycles are rare here: a young collection every 50k
 # allocations still bounds them.
 GC_GEN0_THRESHOLD = 50_000
-GIL_SWITCH_INTERVAL_S = 0.0005
+GIL_SWITCH_INTERVAL_S = 0.0001
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
