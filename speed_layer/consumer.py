@@ -415,7 +415,7 @@ class SpeedLayer:
         skipping it as a replay (it lies below the cursors) would lose it.
         """
         sought = self.sought.get(partition, 0)
-        first = min(map(_OFFSET, records))
+        first = records[0].offset  # a fetch returns a partition's records in offset order
         if first < sought:
             reason = (
                 f"the broker returned offset {first} after a seek to {sought}: the log "
@@ -423,7 +423,7 @@ class SpeedLayer:
             )
             self._halt(partition, reason, sought=sought, offset_seen=first)
             return False
-        self.sought[partition] = max(map(_OFFSET, records)) + 1
+        self.sought[partition] = records[-1].offset + 1
         return True
 
     def _count(self, applied: AppliedBatch) -> None:

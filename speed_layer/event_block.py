@@ -69,6 +69,16 @@ class EventBlock:
         """Each event's values of ``names``, in order, as tuples (zipped in C)."""
         return zip(*(self.columns[name][start:stop] for name in names), strict=True)
 
+    def flat(self, names: Sequence[str], start: int, stop: int) -> tuple[Any, ...]:
+        """The values of ``names`` for the events in [start, stop), event after event, in one
+        flat tuple: a multi-row statement's parameters, interleaved by slice assignment (no
+        tuple per event)."""
+        width = len(names)
+        values: list[Any] = [None] * ((stop - start) * width)
+        for i, name in enumerate(names):
+            values[i::width] = self.columns[name][start:stop]
+        return tuple(values)
+
     def rows(self) -> list[dict[str, Any]]:
         """The events as row dicts (for tests and error paths, not the hot path)."""
         return [dict(zip(COLUMNS, values, strict=True)) for values in self.tuples(COLUMNS)]

@@ -282,8 +282,8 @@ def _later_copies(blocks: list[EventBlock]) -> list[tuple[int, int, int]]:
     """(wave, partition, offset) of every copy of an id after its first in the batch, in log
     order: the second copy is in wave 1, the third in wave 2. Empty when every id is unique
     (nearly always: checked with a set, without a loop per row)."""
-    ids = list(chain.from_iterable(b.column("transaction_id") for b in blocks))
-    if len(set(ids)) == len(ids):
+    ids = set(chain.from_iterable(b.column("transaction_id") for b in blocks))
+    if len(ids) == sum(map(len, blocks)):
         return []
     copies: dict[str, list[tuple[int, ...]]] = {}
     for block in blocks:
@@ -463,7 +463,7 @@ class SpeedStore:
         for block in blocks:
             for start in range(0, len(block), ROWS_PER_LOAD):
                 stop = min(start + ROWS_PER_LOAD, len(block))
-                params = tuple(chain.from_iterable(block.tuples(BATCH_COLUMNS, start, stop)))
+                params = block.flat(BATCH_COLUMNS, start, stop)
                 conn.exec_driver_sql(self._statements.load(conn.dialect, stop - start), params)
         later = _later_copies(blocks)
         if later:

@@ -39,6 +39,10 @@ def test_a_block_keeps_its_rows_through_extend_slice_and_arrow(
     assert list(block.tuples(("kafka_offset", "transaction_id"), start, stop)) == [
         (row["kafka_offset"], row["transaction_id"]) for row in everything[start:stop]
     ]
+    names = ("transaction_id", "kafka_offset", "amount_cents")
+    low, high = min(start, len(everything)), min(max(start, stop), len(everything))
+    flat = [v for row in everything[low:high] for v in (row[n] for n in names)]
+    assert block.flat(names, low, high) == tuple(flat)
     table = block.to_table()
     assert table.schema == LANDING_SCHEMA
     assert table.to_pylist() == everything

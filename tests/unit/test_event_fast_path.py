@@ -14,10 +14,11 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, event, example, given, settings
+from hypothesis import HealthCheck, assume, event, example, given, settings
 from hypothesis import strategies as st
 
 from lambda_contracts.events import (
+    FAST_PATH_MAX_BYTES,
     ID_MAX_LENGTH,
     MAX_AMOUNT,
     MAX_CREATED_TIME_MS,
@@ -180,7 +181,9 @@ def valid_records(draw: st.DrawFn) -> bytes:
         TargetAccountID=draw(ids),
         Amount=Decimal(cents) / 100,
     )
-    return event.to_json_bytes()
+    value = event.to_json_bytes()
+    assume(len(value) <= FAST_PATH_MAX_BYTES)  # longer ones are the contract's, by design
+    return value
 
 
 def wire(amount: str = "1", tid: str = '"1"', extra: str = "") -> bytes:
@@ -197,6 +200,8 @@ def wire(amount: str = "1", tid: str = '"1"', extra: str = "") -> bytes:
 @example(wire(extra=',"amount":2'))
 @example(wire(extra=',"Amount":"1"'))
 @example(wire(tid='" 1"'))
+@example(wire(extra=',"Extra":' + "1" * 5000))  # json refuses it even where it is ignored
+@example(wire(extra=',"Extra":' + "[" * 1500 + "]" * 1500))  # deeper than json recurses
 def test_fast_path_and_contract_agree_on_adversarial_records(value: bytes) -> None:
     event(assert_one_rule(value))
 
@@ -282,8 +287,20 @@ def test_batch_path_decides_batches_of_plainly_valid_records(values: list[bytes]
         [wire("99999999999")],
         [wire("1.5e1")],
         [wire(extra=',"amount":2')],
+        [wire(), wire(extra=',"Extra":' + "1" * 5000)],
+        [wire(), wire(extra=',"Extra":' + "[" * 1500 + "]" * 1500)],
     ],
 )
 def test_batch_path_never_lets_one_value_pass_for_another(values: list[bytes | None]) -> None:
     assert plain_event_columns(values) is None
     assert_batch_rule(values)
+
+
+def test_a_long_value_is_decided_by_the_contract_with_the_same_answer() -> None:
+    """Valid, but longer than the fast paths read: the contract's row, by either path."""
+    value = wire(tid=dumps("\U0001f600" * ID_MAX_LENGTH))  # 12 bytes each, escaped
+    assert len(value) > FAST_PATH_MAX_BYTES
+    assert fast_event_row(value) is None and plain_event_columns([value]) is None
+    row = event_row(value)
+    assert isinstance(row, dict) and row == contract_row(value)
+    assert row["transaction_id"] == "\U0001f600" * ID_MAX_LENGTH
