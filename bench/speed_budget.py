@@ -1,6 +1,6 @@
 """Per-event cost of each stage of the speed layer's poll loop, in this process, no broker.
 
-    .venv/bin/python -m bench.speed_budget [--events 300000] [--batch 5000]
+    .venv/bin/python -m bench.speed_budget [--events 300000] [--batch 20000]
 
 The stages ``lambda-speed`` runs for every record after kafka-python has delivered it, on the
 messages of ``bench.speed_layer_bench``, each timed alone with the production code, a poll
@@ -53,7 +53,7 @@ def per_event_us(events: int, action: Callable[[], Any]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=300_000)
-    parser.add_argument("--batch", type=int, default=10_000, help="records per poll batch")
+    parser.add_argument("--batch", type=int, default=20_000, help="records per poll batch")
     args = parser.parse_args()
     n, batch = args.events, args.batch
     values = [value for _, value in payloads(n)]
