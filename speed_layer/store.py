@@ -459,6 +459,8 @@ class SpeedStore:
         transaction holds the store's write lock (SQLite) or the dedup table's lock (PostgreSQL).
         """
         conn.exec_driver_sql(sql.create)
+        # A batch's rows stay until the next transaction clears them (PostgreSQL drops them
+        # at commit): one statement less per batch.
         conn.exec_driver_sql(sql.clear)
         for block in blocks:
             for start in range(0, len(block), ROWS_PER_LOAD):
@@ -477,7 +479,6 @@ class SpeedStore:
         by_partition = {
             p: (int(total), int(kept)) for p, total, kept in conn.exec_driver_sql(sql.counts)
         }
-        conn.exec_driver_sql(sql.clear)
         return sum(k for _, k in by_partition.values()), by_partition
 
     def _advance(self, conn: Connection, batch: PartitionBatch) -> None:
