@@ -132,8 +132,9 @@ def run(instance: int, metrics: bool) -> None:
     configure_logging()
     gc.set_threshold(GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
     # The store's transaction runs on its own thread, mostly inside the database without the
-    # GIL; handing the GIL back within half a millisecond of a statement's end (not 5 ms)
-    # keeps it from waiting on the poll thread's Python work.
+    # GIL; handing the GIL back within a tenth of a millisecond of a statement's end (not
+    # 5 ms) keeps it from waiting on the poll thread's Python work (0.5 ms: 0.60-0.62 of the
+    # raw client, 0.1 ms: 0.65, 0.05 ms: no better; bench/README.md).
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     settings = get_settings()
     stop = threading.Event()
