@@ -334,7 +334,7 @@ def plain_event_columns(values: Sequence[bytes | None]) -> dict[str, list[Any]] 
     if not _all_plain_ids(chain(tids, sources, targets)):
         return None
     cents = _all_plain_cents(map(_AMOUNT, wires))
-    if cents is None:
+    if cents is None or len(cents) != len(wires):  # an Amount holding a newline: no number
         return None
     return {
         "transaction_id": tids,

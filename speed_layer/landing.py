@@ -106,7 +106,7 @@ class LandingWriter:
             for bucket, start, stop in self._runs_by_bucket(stamps):
                 run = table.slice(start, stop - start)
                 write_landing_table(self.layout, bucket, partition, run)
-            max_ts = max(max_ts, *stamps)
+            max_ts = max(max_ts, max(stamps))
         if buf.consumed_next == buf.landed_next and max_ts == buf.sealed_through_ms:
             return
         buf.rows = EventBlock()

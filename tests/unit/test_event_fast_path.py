@@ -287,6 +287,7 @@ def test_batch_path_decides_batches_of_plainly_valid_records(values: list[bytes]
         [wire("99999999999")],
         [wire("1.5e1")],
         [wire(extra=',"amount":2')],
+        [wire(), wire("[\n1\n]"), wire('{"a":\n1}')],  # an Amount that spans lines
         [wire(), wire(extra=',"Extra":' + "1" * 5000)],
         [wire(), wire(extra=',"Extra":' + "[" * 1500 + "]" * 1500)],
     ],
