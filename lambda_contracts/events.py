@@ -227,25 +227,14 @@ _AMOUNT_TYPE = pa.decimal128(12, 2)
 _CENTS_PER_UNIT = pa.scalar(100, pa.decimal128(3, 0))
 
 
-def _plain_ids(tid: str, source: str, target: str) -> bool:
+def _plain_ids(ids: Iterable[str]) -> bool:
     """IDs the contract keeps as they are: every character printable, nothing to strip.
 
     ``str.isprintable`` is false for every control and Unicode separator character except
     the ASCII space, so for printable IDs ``strip`` (the contract's own) only removes spaces at
-    either end: an ID equal to its stripped self has none.
-    """
-    return (
-        (tid + source + target).isprintable()
-        and tid.strip() == tid
-        and source.strip() == source
-        and target.strip() == target
-    )
-
-
-def _all_plain_ids(ids: Iterable[str]) -> bool:
-    """:func:`_plain_ids` for many IDs at once, in a few passes over one joined string: all
-    printable, and no space next to a separator or at either end. An ID that holds the
-    separator next to a space is refused though plain: the caller then asks record by record."""
+    either end. Checked for many IDs at once, in a few passes over one joined string: no space
+    next to a separator or at either end. An ID that holds the separator next to a space is
+    refused though plain: the contract then decides it."""
     joined = "|".join(ids)
     return (
         joined.isprintable()
@@ -300,7 +289,7 @@ def fast_event_row(value: bytes | None) -> dict[str, Any] | None:
     except Exception:  # malformed, mistyped, out of range, too deep: the contract words it
         return None
     tid, source, target = wire.TransactionID, wire.SourceAccountID, wire.TargetAccountID
-    if not _plain_ids(tid, source, target):
+    if not _plain_ids((tid, source, target)):
         return None
     cents = _plain_cents(bytes(wire.Amount))
     if cents is None:
@@ -331,7 +320,7 @@ def plain_event_columns(values: Sequence[bytes | None]) -> dict[str, list[Any]] 
     except Exception:  # one value not plainly valid (or None): record by record
         return None
     tids, sources, targets = (list(map(field, wires)) for field in (_TID, _SOURCE, _TARGET))
-    if not _all_plain_ids(chain(tids, sources, targets)):
+    if not _plain_ids(chain(tids, sources, targets)):
         return None
     cents = _all_plain_cents(map(_AMOUNT, wires))
     if cents is None or len(cents) != len(wires):  # an Amount holding a newline: no number
