@@ -9,7 +9,10 @@ below its horizon; all three take the definitions from here. Amounts are integer
 - ``speed_partition_halts``: partitions whose log contradicts their stored offsets (topic
   recreated or truncated, records expired uncounted): no process reads them until
   ``lambda-speed reset-offsets`` clears the row, so a rebalance cannot lift a halt.
-- ``speed_dedup``: TransactionIDs seen within the dedup horizon.
+- ``speed_dedup``: TransactionIDs seen within the dedup horizon. On SQLite a WITHOUT ROWID
+  table: its primary key's B-tree holds the rows, so a claim writes one tree fewer and a
+  look-up reads the timestamp from the key's tree (claim and judge 0.98 -> 0.89 us per event,
+  the file 17 % smaller at 2M events; bench/README.md).
 - ``speed_<view>``: one row per (dimensions, window_start, ingest_bucket).
 - ``batch_runs``: what each batch publish absorbed and how far speed had drifted from it.
 """
@@ -50,6 +53,7 @@ dedup = Table(
     metadata,
     Column("transaction_id", String(ID_MAX_LENGTH), primary_key=True),
     Column("ingest_ts", BigInteger, nullable=False, index=True),
+    sqlite_with_rowid=False,
 )
 
 batch_runs = Table(

@@ -29,6 +29,7 @@ from __future__ import annotations
 import random
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import chain
@@ -195,7 +196,7 @@ class _Statements:
         )
         create = (
             f"CREATE TEMP TABLE IF NOT EXISTS {BATCH_TABLE} ({column_types}, "
-            "wave BIGINT NOT NULL DEFAULT 0, kept INTEGER NOT NULL DEFAULT 0)"
+            "wave BIGINT NOT NULL DEFAULT 0)"
         )
         if name == "postgresql":
             create += " ON COMMIT DELETE ROWS"
@@ -212,27 +213,24 @@ class _Statements:
         # Unescaped: _upsert escapes the whole statement for the driver.
         bucket = _sql(floor_to(literal_column("kafka_ts"), self.bucket_ms), dialect)
         bucket = bucket if dialect.paramstyle == "qmark" else bucket.replace("%%", "%")
-        kept = f"(SELECT *, {bucket} AS ingest_bucket FROM {BATCH_TABLE} WHERE kept = 1)"
+        # The duplicates were deleted from the batch: what is left is counted.
+        kept = f"(SELECT *, {bucket} AS ingest_bucket FROM {BATCH_TABLE})"
         return _Rendered(
             create=create,
             clear=f"DELETE FROM {BATCH_TABLE}",
             rank=f"UPDATE {BATCH_TABLE} SET wave = {mark} WHERE {position}",
-            judge=(
-                f"UPDATE {BATCH_TABLE} SET kept = 1 WHERE wave = {mark} AND NOT EXISTS "
+            drop_duplicates=(
+                f"DELETE FROM {BATCH_TABLE} WHERE wave = {mark} AND EXISTS "
                 f"(SELECT 1 FROM {dedup.name} WHERE {dedup.name}.transaction_id = "
-                f"{BATCH_TABLE}.transaction_id AND {duplicate})"
+                f"{BATCH_TABLE}.transaction_id AND {duplicate}) RETURNING kafka_partition"
             ),
             claim=(
                 f"INSERT INTO {dedup.name} (transaction_id, ingest_ts) "
                 f"SELECT transaction_id, kafka_ts FROM {BATCH_TABLE} "
-                f"WHERE wave = {mark} AND kept = 1 ORDER BY transaction_id "
+                f"WHERE wave = {mark} ORDER BY transaction_id "
                 "ON CONFLICT (transaction_id) DO UPDATE SET ingest_ts = excluded.ingest_ts"
             ),
             upserts=tuple(_upsert(view, kept, dialect) for view in VIEWS),
-            counts=(
-                f"SELECT kafka_partition, count(*), sum(kept) FROM {BATCH_TABLE} "
-                "GROUP BY kafka_partition ORDER BY kafka_partition"
-            ),
             lock=(
                 f"LOCK TABLE {dedup.name} IN SHARE ROW EXCLUSIVE MODE"
                 if name == "postgresql"
@@ -246,10 +244,9 @@ class _Rendered:
     create: str
     clear: str
     rank: str
-    judge: str
+    drop_duplicates: str
     claim: str
     upserts: tuple[str, ...]
-    counts: str
     lock: str | None
 
 
@@ -435,20 +432,19 @@ class SpeedStore:
             for batch in batches:
                 self._advance(conn, batch)
             blocks = [b.rows for b in batches if b.rows]
-            rows = sum(map(len, blocks))
-            kept, by_partition = self._apply_rows(conn, sql, blocks) if rows else (0, {})
+            duplicates = self._apply_rows(conn, sql, blocks) if blocks else Counter()
             for batch in batches:
-                total, kept_here = by_partition.get(batch.partition, (0, 0))
-                if total:
-                    self._count(conn, batch.partition, kept_here, total - kept_here)
-        rejected = sum(b.rejected for b in batches)
-        return AppliedBatch(kept, rows - kept, rejected)
+                if batch.rows:
+                    repeated = duplicates[batch.partition]
+                    self._count(conn, batch.partition, len(batch.rows) - repeated, repeated)
+        rows, repeated = sum(map(len, blocks)), duplicates.total()
+        return AppliedBatch(rows - repeated, repeated, sum(b.rejected for b in batches))
 
     def _apply_rows(
         self, conn: Connection, sql: _Rendered, blocks: list[EventBlock]
-    ) -> tuple[int, dict[int, tuple[int, int]]]:
-        """Load the rows, decide and claim their ids, merge the views; return how many rows
-        were kept and, per partition, (rows, kept).
+    ) -> Counter[int]:
+        """Load the rows, decide and claim their ids, merge the views; return the duplicates
+        per partition.
 
         ``speed_dedup`` holds, per TransactionID, the Kafka timestamp of its last *kept* copy.
         A copy is kept when no stored copy makes it a duplicate by the contracts' rule
@@ -457,6 +453,9 @@ class SpeedStore:
         id within the batch are judged in waves, in log order, each against the store as the
         previous wave left it. The decision reads before it writes, which is safe because the
         transaction holds the store's write lock (SQLite) or the dedup table's lock (PostgreSQL).
+        Duplicates are deleted from the batch table as they are found (rarely any: a read-only
+        pass over the batch, not a flag written on every row), so the views aggregate the
+        table as it is left.
         """
         conn.exec_driver_sql(sql.create)
         # A batch's rows stay until the next transaction clears them (PostgreSQL drops them
@@ -471,15 +470,13 @@ class SpeedStore:
         if later:
             conn.exec_driver_sql(sql.rank, later)
         waves = max((wave for wave, _, _ in later), default=0)
+        duplicates: Counter[int] = Counter()
         for wave in range(waves + 1):
-            conn.exec_driver_sql(sql.judge, (wave,))
+            duplicates.update(p for (p,) in conn.exec_driver_sql(sql.drop_duplicates, (wave,)))
             conn.exec_driver_sql(sql.claim, (wave,))
         for upsert in sql.upserts:
             conn.exec_driver_sql(upsert)
-        by_partition = {
-            p: (int(total), int(kept)) for p, total, kept in conn.exec_driver_sql(sql.counts)
-        }
-        return sum(k for _, k in by_partition.values()), by_partition
+        return duplicates
 
     def _advance(self, conn: Connection, batch: PartitionBatch) -> None:
         """Move the partition's stored offset, only from where this process last read it."""
