@@ -76,13 +76,6 @@ class Settings(BaseSettings):
         "process catches up ~5% faster than with 10,000 and ~1.2x faster than with 5,000 "
         "(bench/speed_layer_bench.py); a poll returns what is fetched, up to this",
     )
-    speed_wal_checkpoint_s: float = Field(
-        default=0.2,
-        ge=0,
-        description="SQLite store: copy the WAL into the database this often on a thread of its "
-        "own, so the commits that checkpoint find little left to copy and sync (0: only "
-        "SQLite's checkpoint in the commit)",
-    )
     speed_metrics_port: int = 9464
     speed_metrics_host: str = Field(
         default="127.0.0.1",

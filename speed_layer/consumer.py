@@ -51,7 +51,6 @@ from speed_layer.poison import (
     store_reason,
 )
 from speed_layer.store import AppliedBatch, FencedError, PartitionBatch, SpeedStore
-from speed_layer.wal_checkpoint import WalCheckpointer, has_wal
 
 log = structlog.get_logger("speed_layer")
 
@@ -123,16 +122,8 @@ class SpeedLayer:
         self.metrics = metrics
         self.health = health or Health(settings.speed_unhealthy_after_s)
         self.layout = Layout.of(settings)
-        engine = make_engine(settings.speed_store_url)
-        # SQLite: the WAL is copied into the database beside the committer, ahead of the
-        # checkpoint in its commits.
-        self.checkpointer = (
-            WalCheckpointer(engine, settings.speed_wal_checkpoint_s)
-            if has_wal(engine) and settings.speed_wal_checkpoint_s > 0
-            else None
-        )
         self.store = SpeedStore(
-            engine,
+            make_engine(settings.speed_store_url),
             settings.topic,
             settings.bucket_ms,
             settings.dedup_horizon_ms,
@@ -708,8 +699,6 @@ class SpeedLayer:
         cursors and retried with backoff.
         """
         self.consumer.subscribe([self.settings.topic], listener=_Rebalance(self))
-        if self.checkpointer is not None:
-            self.checkpointer.start()
         last_housekeeping = 0.0
         last_expiry = time.monotonic()
         window_start, window_events = time.monotonic(), 0.0
@@ -792,8 +781,6 @@ class SpeedLayer:
         except Exception as exc:  # not in the store: the next owner reads it again
             log.warning("the transaction in flight failed", error=repr(exc))
         self.committer.close()
-        if self.checkpointer is not None:
-            self.checkpointer.stop()
         for partition in self.landing.partitions:
             try:
                 self.landing.flush(partition)
