@@ -22,10 +22,8 @@ from statistics import mean
 from typing import Any
 
 from bench.common import bench_broker, bench_settings, consume_all, write_report
-from bench.kafka_throughput import payloads
-from bench.speed_layer_bench import group_members
+from bench.speed_layer_bench import group_members, produce_payloads
 from lambda_contracts.db import make_engine
-from producer.cli import make_producer
 from tests.support.pipeline import SpeedProcess, stored_offsets, wait_until
 
 
@@ -73,11 +71,7 @@ def main() -> None:
     raw: list[float] = []
     with bench_broker() as broker, tempfile.TemporaryDirectory() as tmp:
         settings = bench_settings(broker, Path(tmp) / "topic", "bench-ab")
-        producer = make_producer(settings.bootstrap_servers, linger_ms=20, batch_size=262_144)
-        for key, value in payloads(args.events):
-            producer.send(settings.topic, key=key, value=value)
-        producer.flush()
-        producer.close()
+        produce_payloads(settings, args.events)
         raw.append(args.events / consume_all(settings, args.events))
         for round_ in range(args.rounds):
             for name, fields in args.config:

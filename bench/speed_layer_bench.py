@@ -41,6 +41,15 @@ from producer.cli import make_producer
 from tests.support.pipeline import SpeedProcess, stored_offsets, wait_until
 
 
+def produce_payloads(settings, events: int) -> None:  # type: ignore[no-untyped-def]
+    """Put ``events`` benchmark messages on the settings' topic, in large producer batches."""
+    producer = make_producer(settings.bootstrap_servers, linger_ms=20, batch_size=262_144)
+    for key, value in payloads(events):
+        producer.send(settings.topic, key=key, value=value)
+    producer.flush()
+    producer.close()
+
+
 def raw_consume(settings, total: int, processes: int) -> float:  # type: ignore[no-untyped-def]
     """Events/s of ``processes`` bare consumers, each reading its share of the partitions."""
     if processes == 1:
@@ -158,11 +167,7 @@ def main() -> None:
     throughput = {}
     with bench_broker() as broker, tempfile.TemporaryDirectory() as tmp:
         settings = bench_settings(broker, Path(tmp) / "a", "bench-speed")
-        producer = make_producer(settings.bootstrap_servers, linger_ms=20, batch_size=262_144)
-        for key, value in payloads(args.events):
-            producer.send(settings.topic, key=key, value=value)
-        producer.flush()
-        producer.close()
+        produce_payloads(settings, args.events)
         for n in args.processes:
             raw = raw_consume(settings, args.events, n)
             group = bench_settings(
