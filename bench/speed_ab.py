@@ -16,15 +16,11 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 from statistics import mean
-from typing import Any
 
 from bench.common import bench_broker, bench_settings, consume_all, write_report
-from bench.speed_layer_bench import group_members, produce_payloads
-from lambda_contracts.db import make_engine
-from tests.support.pipeline import SpeedProcess, stored_offsets, wait_until
+from bench.speed_layer_bench import produce_payloads, speed_consume
 
 
 def parse_config(text: str) -> tuple[str, dict[str, str]]:
@@ -32,33 +28,6 @@ def parse_config(text: str) -> tuple[str, dict[str, str]]:
     name, _, pairs = text.partition(":")
     fields = dict(pair.split("=", 1) for pair in pairs.split(",") if pair)
     return name, fields
-
-
-def timed_run(settings: Any, total: int) -> dict[str, float]:
-    """One speed process from the group's first stable moment to the last message counted:
-    events/s over all of it and over each half of the messages."""
-    engine = make_engine(settings.speed_store_url)
-    speed = SpeedProcess(settings).start()
-    try:
-        wait_until(lambda: group_members(settings, settings.speed_group) == 1, 120, "the group")
-        start, first = time.monotonic(), sum(stored_offsets(engine, settings.topic).values())
-        half: tuple[float, int] | None = None
-        while True:
-            counted = sum(stored_offsets(engine, settings.topic).values())
-            now = time.monotonic() - start
-            if half is None and counted >= total // 2:
-                half = (now, counted)
-            if counted >= total:
-                break
-            time.sleep(0.05)
-    finally:
-        speed.terminate()
-    assert half is not None
-    return {
-        "events_per_s": (total - first) / now,
-        "first_half": (half[1] - first) / half[0],
-        "second_half": (total - half[1]) / (now - half[0]),
-    }
 
 
 def main() -> None:
@@ -82,7 +51,7 @@ def main() -> None:
                     speed_group=f"bench-ab-{name}-{round_}",
                     **fields,
                 )
-                run = timed_run(run_settings, args.events)
+                run = speed_consume(run_settings, args.events, 1)
                 runs[name].append(run)
                 print(
                     f"round {round_ + 1} {name}: {run['events_per_s']:,.0f} ev/s "
