@@ -15,7 +15,10 @@ second half shows it), and each config's mean against the mean of the bare consu
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from statistics import mean
 
@@ -24,10 +27,30 @@ from bench.speed_layer_bench import produce_payloads, speed_consume
 
 
 def parse_config(text: str) -> tuple[str, dict[str, str]]:
-    """``name:field=value,field=value`` (``name:`` for the defaults)."""
+    """``name:field=value,field=value`` (``name:`` for the defaults). A name may end in
+    ``@DIR``: that config's speed processes import the platform's packages from the source
+    tree ``DIR`` (e.g. ``git worktree add /tmp/base HEAD``), to compare code side by side."""
     name, _, pairs = text.partition(":")
     fields = dict(pair.split("=", 1) for pair in pairs.split(",") if pair)
     return name, fields
+
+
+@contextmanager
+def source_tree(name: str) -> Iterator[None]:
+    """Speed processes started inside run the code of the config's tree (``name@DIR``)."""
+    _, _, tree = name.partition("@")
+    if not tree:
+        yield
+        return
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(Path(tree).resolve())  # ahead of the editable install
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = before
 
 
 def main() -> None:
@@ -44,14 +67,16 @@ def main() -> None:
         raw.append(args.events / consume_all(settings, args.events))
         for round_ in range(args.rounds):
             for name, fields in args.config:
+                label = name.partition("@")[0]
                 run_settings = bench_settings(
                     broker,
-                    Path(tmp) / f"{name}-{round_}",
+                    Path(tmp) / f"{label}-{round_}",
                     "bench-ab",
-                    speed_group=f"bench-ab-{name}-{round_}",
+                    speed_group=f"bench-ab-{label}-{round_}",
                     **fields,
                 )
-                run = speed_consume(run_settings, args.events, 1)
+                with source_tree(name):
+                    run = speed_consume(run_settings, args.events, 1)
                 runs[name].append(run)
                 print(
                     f"round {round_ + 1} {name}: {run['events_per_s']:,.0f} ev/s "

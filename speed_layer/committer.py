@@ -15,18 +15,17 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 from speed_layer.store import AppliedBatch, PartitionBatch
 
 
 @dataclass
 class Pending:
-    """A submitted transaction: its batches, the poll batch's records (for the DLQ, should
-    the store refuse one) and when it was submitted."""
+    """A submitted transaction: its batches and when it was submitted. (Not the poll batch's
+    records: should the store refuse one, the records are read again from Kafka and applied
+    in the loop's thread; holding them here would keep three poll batches alive.)"""
 
     batches: list[PartitionBatch]
-    polled: Any
     future: Future[AppliedBatch]
     submitted_at: float = field(default_factory=time.perf_counter)
 
@@ -50,10 +49,10 @@ class Committer:
     def full(self) -> bool:
         return len(self._pending) >= MAX_IN_FLIGHT
 
-    def submit(self, batches: list[PartitionBatch], polled: Any) -> None:
+    def submit(self, batches: list[PartitionBatch]) -> None:
         if self.full:
             raise RuntimeError(f"{MAX_IN_FLIGHT} transactions in flight: take() one first")
-        self._pending.append(Pending(batches, polled, self._pool.submit(self._apply, batches)))
+        self._pending.append(Pending(batches, self._pool.submit(self._apply, batches)))
 
     def take(self) -> Pending | None:
         """The oldest transaction in flight, once it has ended (None if there is none); its

@@ -348,7 +348,7 @@ class SpeedLayer:
         """Start the batches' transaction in the background. The cursors move at once, so the
         next poll batch is cut from where this one ends: its transaction is fenced by that
         offset, and fails if this one does (:meth:`settle` then resynchronises)."""
-        self.committer.submit(batches, self._polled)
+        self.committer.submit(batches)
         for batch in batches:
             self.stored[batch.partition] = batch.next_offset
 
@@ -684,6 +684,7 @@ class SpeedLayer:
             log.warning("the transaction in flight failed; reading it again", error=repr(exc))
         self.dlq.forget_pending()
         self.resync_needed = False
+        self.landing.recover()  # the queued landing writes end: the progress read next is final
         for partition in list(self.stored):
             self.landing.forget(partition)
         self.stored.clear()
@@ -786,6 +787,7 @@ class SpeedLayer:
                 self.landing.flush(partition)
             except LANDING_ERRORS as exc:  # its landing progress stays behind: read again later
                 log.warning("could not land buffered records", partition=partition, error=repr(exc))
+        self.landing.close()
         try:
             self.consumer.commit(timeout_ms=SHUTDOWN_TIMEOUT_MS)
         except Exception as exc:  # the store holds the truth; this is for lag tools only

@@ -1,11 +1,15 @@
 """The landing zone writer: raw valid events, durable and idempotent, by ingest bucket.
 
-Runs inside the consumer loop. Records are buffered per partition and written when the buffer
-is old (``landing_flush_ms``) or large (``landing_flush_records``): one Parquet file per
+Fed by the consumer loop. Records are buffered per partition and written when the buffer is
+old (``landing_flush_ms``) or large (``landing_flush_records``): one Parquet file per
 (partition, bucket) per flush, named by its offset range, written atomically (temp, fsync,
 rename). After each flush the partition's progress is recorded: the next unlanded offset and
-the time below which every record of the partition is landed. A failure here stops the
-consumer before it commits anything that the landing zone would lack for a sealed bucket.
+the time below which every record of the partition is landed. The writes run behind the loop,
+in order, on a thread of their own (:mod:`speed_layer.write_behind`); the loop's view of a
+partition (``landed_next``) counts what is queued. A failed write cancels the writes queued
+after it and is raised to the loop, which reads the durable progress again (:meth:`recover`,
+then :meth:`assign`) and lands the records from there: a progress record never vouches for a
+file that is not there.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from lambda_contracts.buckets import ingest_bucket
 from lambda_contracts.landing_files import warm_up, write_landing_table
 from lambda_contracts.layout import Layout, PartitionProgress
 from speed_layer.event_block import EventBlock
+from speed_layer.write_behind import WriteBehind
 
 
 @dataclass
@@ -41,10 +46,16 @@ class LandingWriter:
         self.flush_records = flush_records
         self.grace_ms = grace_ms
         self._parts: dict[int, _PartitionBuffer] = {}
+        # One flush per partition of a usual assignment may queue without waiting: they fall
+        # due together (the records arrive across the partitions at the same pace).
+        self._writes = WriteBehind("landing", max_pending=4)
         warm_up()
 
     def assign(self, partition: int) -> int:
-        """Start tracking a partition; returns the next offset that still needs landing."""
+        """Start tracking a partition; returns the next offset that still needs landing.
+
+        The queued writes end first, so the durable progress read is the last one."""
+        self._writes.drain()
         progress = self.layout.read_progress(partition)
         landed = progress.next_offset if progress else 0
         sealed = progress.sealed_through_ms if progress else 0
@@ -52,7 +63,8 @@ class LandingWriter:
         return landed
 
     def revoke(self, partition: int) -> None:
-        """Land what is buffered for a partition this process gives up, then forget it."""
+        """Land what is buffered for a partition this process gives up (durably: its next
+        owner reads the progress), then forget it."""
         if partition in self._parts:
             self.flush(partition)
             del self._parts[partition]
@@ -61,6 +73,21 @@ class LandingWriter:
         """Drop a partition's buffer unwritten: its records will be read (and landed) again
         from the durable progress, by this process or by the partition's new owner."""
         self._parts.pop(partition, None)
+
+    def recover(self) -> None:
+        """After a failed write: let the queued writes end and forget the failure. Every
+        partition's buffer is stale then (its queued writes were cancelled): the caller forgets
+        them and assigns the partitions again from the durable progress."""
+        self._writes.recover()
+
+    def wait(self) -> None:
+        """Wait for the queued writes; raise a failed write's error."""
+        self._writes.wait()
+
+    def close(self) -> None:
+        """Wait for the queued writes (a failure stays unraised: the progress stays behind
+        and the records are read again) and stop the writer thread."""
+        self._writes.close()
 
     @property
     def partitions(self) -> list[int]:
@@ -89,30 +116,45 @@ class LandingWriter:
         buf.consumed_next = consumed_next
 
     def flush_due(self) -> None:
+        """Queue the writes of the buffers that are old or large; raise a failed write's
+        error (the loop then recovers)."""
+        self._writes.raise_failure()
         now = time.monotonic()
         for partition, buf in self._parts.items():
             full = len(buf.rows) >= self.flush_records
             old = buf.rows and now - buf.oldest_at >= self.flush_s
             only_skipped = not buf.rows and buf.consumed_next > buf.landed_next
             if full or old or only_skipped:
-                self.flush(partition)
+                self._queue_flush(partition)
 
     def flush(self, partition: int) -> None:
-        """Write every buffered row of the partition durably, then record the progress."""
+        """Write every buffered row of the partition durably, then record the progress; wait
+        for it (and for the writes queued before it)."""
+        self._queue_flush(partition)
+        self._writes.wait()
+
+    def _queue_flush(self, partition: int) -> None:
+        """Queue the writes of the partition's buffered rows, then of its progress."""
         buf = self._parts[partition]
-        max_ts = buf.sealed_through_ms
-        if buf.rows:
-            table, stamps = buf.rows.to_table(), buf.rows.column("kafka_ts")
-            for bucket, start, stop in self._runs_by_bucket(stamps):
-                run = table.slice(start, stop - start)
-                write_landing_table(self.layout, bucket, partition, run)
-            max_ts = max(max_ts, max(stamps))
+        rows, max_ts = buf.rows, buf.sealed_through_ms
+        if rows:
+            max_ts = max(max_ts, max(rows.column("kafka_ts")))
         if buf.consumed_next == buf.landed_next and max_ts == buf.sealed_through_ms:
             return
         buf.rows = EventBlock()
         buf.landed_next = buf.consumed_next
         buf.sealed_through_ms = max_ts
-        self._write_progress(partition, buf)
+        progress = PartitionProgress(partition, buf.landed_next, buf.sealed_through_ms)
+
+        def write() -> None:
+            if rows:
+                table, stamps = rows.to_table(), rows.column("kafka_ts")
+                for bucket, start, stop in self._runs_by_bucket(stamps):
+                    run = table.slice(start, stop - start)
+                    write_landing_table(self.layout, bucket, partition, run)
+            self.layout.write_progress(progress)
+
+        self._writes.submit(write)
 
     def _runs_by_bucket(self, stamps: list[int]) -> list[tuple[int, int, int]]:
         """(bucket, start, stop) of each run of rows in one ingest bucket, in order: a file
@@ -154,7 +196,7 @@ class LandingWriter:
                 continue
             if sealed > buf.sealed_through_ms:
                 buf.sealed_through_ms = sealed
-                self._write_progress(partition, buf)
+                self._queue_progress(partition, buf)
 
     @staticmethod
     def _landed_through(buf: _PartitionBuffer, end: int, position: int | None) -> bool:
@@ -164,7 +206,6 @@ class LandingWriter:
             return False
         return buf.landed_next >= end or (position is not None and position >= end)
 
-    def _write_progress(self, partition: int, buf: _PartitionBuffer) -> None:
-        self.layout.write_progress(
-            PartitionProgress(partition, buf.landed_next, buf.sealed_through_ms)
-        )
+    def _queue_progress(self, partition: int, buf: _PartitionBuffer) -> None:
+        progress = PartitionProgress(partition, buf.landed_next, buf.sealed_through_ms)
+        self._writes.submit(lambda: self.layout.write_progress(progress))

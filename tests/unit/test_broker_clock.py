@@ -73,6 +73,7 @@ def test_idle_partition_is_sealed_by_broker_time(tmp_path: Path, skew_ms: int) -
     consumer.ends = {0: 3, 1: 0}
     layer.landing.flush(0)
     layer.housekeeping()
+    layer.landing.wait()  # the landing writes run behind the loop
     broker_now_ms = broker_ms + int((time.monotonic() - started) * 1000)
 
     idle = sealed(tmp_path, 1)
@@ -93,12 +94,14 @@ def test_a_process_owning_only_idle_partitions_learns_broker_time_from_landing_p
     consumer: FakeConsumer = layer.consumer  # type: ignore[assignment]
     consumer.ends = {1: 0}
     layer.housekeeping()
+    layer.landing.wait()  # the landing writes run behind the loop
     assert broker_ms - GRACE_MS <= sealed(tmp_path, 1) <= broker_ms
 
 
 def test_nothing_is_sealed_by_time_before_any_broker_time_is_known(tmp_path: Path) -> None:
     layer = speed_layer(tmp_path, [0, 1])
     layer.housekeeping()
+    layer.landing.wait()  # the landing writes run behind the loop
     assert Layout(tmp_path).read_progress(1) is None
 
 
@@ -114,4 +117,5 @@ def test_a_commit_marker_does_not_hold_back_the_seal(tmp_path: Path) -> None:
     consumer.positions[0] = 3  # poll() moved past the marker
     consumer.ends = {0: 3}
     layer.housekeeping()
+    layer.landing.wait()  # the landing writes run behind the loop
     assert sealed(tmp_path, 0) >= broker_ms + 5_000 - GRACE_MS

@@ -30,6 +30,14 @@ def writer(where: Path | Layout, grace_ms: int = 100) -> LandingWriter:
     return LandingWriter(layout, BUCKET, flush_ms=60_000, flush_records=10**6, grace_ms=grace_ms)
 
 
+def seal(
+    w: LandingWriter, ends: dict[int, int], positions: dict[int, int], **now: int | None
+) -> None:
+    """Seal as the loop does, then wait for the writes it queued (they run behind the loop)."""
+    w.seal_caught_up(ends, positions, **now)
+    w.wait()
+
+
 def test_watermark_needs_every_partition(layout: Layout) -> None:
     assert layout.landing_watermark(partitions=2, bucket_ms=BUCKET) == 0
     layout.write_progress(PartitionProgress(0, 10, 5_500))
@@ -73,20 +81,20 @@ def test_idle_partition_seals_only_when_nothing_is_unlanded(tmp_path: Path) -> N
     w.assign(0)
     w.add(0, 0, landing_row(0, 0, 1_000))
     # Caught up to offset 1, but the row is still only buffered: no seal.
-    w.seal_caught_up({0: 1}, {0: 1}, broker_now_ms=10_000)
+    seal(w, {0: 1}, {0: 1}, broker_now_ms=10_000)
     assert Layout(tmp_path).read_progress(0) is None
     w.flush(0)
     # The broker has a record we have not consumed: no seal beyond what is landed.
-    w.seal_caught_up({0: 2}, {0: 1}, broker_now_ms=10_000)
+    seal(w, {0: 2}, {0: 1}, broker_now_ms=10_000)
     assert Layout(tmp_path).read_progress(0).sealed_through_ms == 1_000
     # Everything up to the end offset is landed: sealed to the broker time less the grace.
-    w.seal_caught_up({0: 1}, {0: 1}, broker_now_ms=10_000)
+    seal(w, {0: 1}, {0: 1}, broker_now_ms=10_000)
     assert Layout(tmp_path).read_progress(0).sealed_through_ms == 9_900
     # Sealing never goes backwards.
-    w.seal_caught_up({0: 1}, {0: 1}, broker_now_ms=5_000)
+    seal(w, {0: 1}, {0: 1}, broker_now_ms=5_000)
     assert Layout(tmp_path).read_progress(0).sealed_through_ms == 9_900
     # No broker time known: nothing is sealed by time.
-    w.seal_caught_up({0: 1}, {0: 1}, broker_now_ms=None)
+    seal(w, {0: 1}, {0: 1}, broker_now_ms=None)
     assert Layout(tmp_path).read_progress(0).sealed_through_ms == 9_900
 
 
@@ -100,18 +108,18 @@ def test_a_commit_marker_after_the_last_record_does_not_keep_a_partition_unseale
     w.add(0, 0, landing_row(0, 0, 1_000))
     w.add(0, 1, landing_row(0, 1, 1_001))
     w.flush(0)
-    w.seal_caught_up({0: 3}, {0: 3}, broker_now_ms=10_000)
+    seal(w, {0: 3}, {0: 3}, broker_now_ms=10_000)
     assert Layout(tmp_path).read_progress(0).sealed_through_ms == 9_900
     # Records consumed but not yet landed still hold the seal back, whatever the position.
     w.add(0, 3, None)
-    w.seal_caught_up({0: 4}, {0: 4}, broker_now_ms=20_000)
+    seal(w, {0: 4}, {0: 4}, broker_now_ms=20_000)
     assert Layout(tmp_path).read_progress(0).sealed_through_ms == 9_900
 
 
 def test_unassigned_partition_is_not_sealed_by_anyone(tmp_path: Path) -> None:
     w = writer(tmp_path)
     w.assign(0)
-    w.seal_caught_up({0: 0, 1: 0}, {0: 0, 1: 0}, broker_now_ms=50_000)
+    seal(w, {0: 0, 1: 0}, {0: 0, 1: 0}, broker_now_ms=50_000)
     layout = Layout(tmp_path)
     assert layout.read_progress(1) is None
     assert layout.landing_watermark(partitions=2, bucket_ms=BUCKET) == 0
