@@ -51,6 +51,7 @@ from speed_layer.poison import (
     store_reason,
 )
 from speed_layer.store import AppliedBatch, FencedError, PartitionBatch, SpeedStore
+from speed_layer.store_process import StoreProcess
 
 log = structlog.get_logger("speed_layer")
 
@@ -154,7 +155,16 @@ class SpeedLayer:
         # dead-lettered with its original key and value.
         self._polled: Polled = {}
         self.broker_clock = BrokerClock()
-        self.committer = Committer(self.store.apply)
+        # The loop's transactions run in a process of their own (no GIL shared with the loop),
+        # waited for on the committer's thread; this process's own store connection serves
+        # the rest (offsets, halts, a refused batch applied record by record).
+        self.store_process = StoreProcess(
+            settings.speed_store_url,
+            settings.topic,
+            settings.bucket_ms,
+            settings.dedup_horizon_ms,
+        )
+        self.committer = Committer(self.store_process.apply)
         # Moves each time the partitions are sought again: a poll batch prepared before that
         # is not submitted (its records will be read again).
         self._epoch = 0
@@ -684,7 +694,12 @@ class SpeedLayer:
             log.warning("the transaction in flight failed; reading it again", error=repr(exc))
         self.dlq.forget_pending()
         self.resync_needed = False
-        self.landing.recover()  # the queued landing writes end: the progress read next is final
+        # The queued landing writes end, so the progress read next is final; a write that
+        # failed meanwhile is landed again from there, and reported here.
+        unreported = self.landing.recover()
+        if unreported is not None:
+            self.metrics.landing_errors.inc()
+            log.warning("landing zone write failed; landing again", error=repr(unreported))
         for partition in list(self.stored):
             self.landing.forget(partition)
         self.stored.clear()
@@ -699,6 +714,7 @@ class SpeedLayer:
         write errors (a full disk) never end the loop: the batch is rewound to the durable
         cursors and retried with backoff.
         """
+        self.store_process.start()
         self.consumer.subscribe([self.settings.topic], listener=_Rebalance(self))
         last_housekeeping = 0.0
         last_expiry = time.monotonic()
@@ -782,6 +798,7 @@ class SpeedLayer:
         except Exception as exc:  # not in the store: the next owner reads it again
             log.warning("the transaction in flight failed", error=repr(exc))
         self.committer.close()
+        self.store_process.close()
         for partition in self.landing.partitions:
             try:
                 self.landing.flush(partition)

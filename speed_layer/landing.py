@@ -74,11 +74,12 @@ class LandingWriter:
         from the durable progress, by this process or by the partition's new owner."""
         self._parts.pop(partition, None)
 
-    def recover(self) -> None:
-        """After a failed write: let the queued writes end and forget the failure. Every
-        partition's buffer is stale then (its queued writes were cancelled): the caller forgets
-        them and assigns the partitions again from the durable progress."""
-        self._writes.recover()
+    def recover(self) -> BaseException | None:
+        """Let the queued writes end and forget a failed one's error (returned if it was never
+        raised). After a failure every partition's buffer is stale (its queued writes were
+        cancelled): the caller forgets them and assigns the partitions again from the durable
+        progress."""
+        return self._writes.recover()
 
     def wait(self) -> None:
         """Wait for the queued writes; raise a failed write's error."""

@@ -22,6 +22,7 @@ class WriteBehind:
         self._pending: deque[Future[None]] = deque()
         self._max_pending = max_pending
         self._failure: BaseException | None = None  # written by the worker thread only
+        self._raised = False  # whether the failure reached the caller
 
     def submit(self, write: Callable[[], None]) -> None:
         """Queue ``write`` behind the others; wait for the oldest while ``max_pending`` are
@@ -52,13 +53,17 @@ class WriteBehind:
 
     def raise_failure(self) -> None:
         if self._failure is not None:
+            self._raised = True
             raise self._failure
 
-    def recover(self) -> None:
+    def recover(self) -> BaseException | None:
         """Wait for the queue, then forget its failure: the caller reads the durable state
-        again and takes it from there."""
+        again and takes it from there. Returns a failure that was never raised (the caller
+        recovered for another reason), so that it is still reported."""
         self.drain()
-        self._failure = None
+        unraised = None if self._raised else self._failure
+        self._failure, self._raised = None, False
+        return unraised
 
     def close(self) -> None:
         """Let the queued writes end and stop the thread (a failure stays unraised)."""

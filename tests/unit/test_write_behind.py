@@ -41,10 +41,24 @@ def test_a_failed_write_cancels_the_later_ones_until_recovered() -> None:
         writes.wait()
     with pytest.raises(OSError, match="disk full"):  # kept until recovered
         writes.submit(lambda: done.append(4))
-    writes.recover()
+    assert writes.recover() is None  # it was raised: the caller has reported it
     writes.submit(lambda: done.append(5))
     writes.wait()
     assert done == [1, 5]
+    writes.close()
+
+
+def test_a_failure_never_raised_is_handed_over_when_recovering() -> None:
+    writes = WriteBehind("test")
+
+    def s3_down() -> None:
+        raise OSError("S3 down")
+
+    writes.submit(s3_down)
+    writes.drain()
+    unraised = writes.recover()
+    assert isinstance(unraised, OSError) and "S3 down" in str(unraised)
+    writes.wait()  # forgotten: nothing raised
     writes.close()
 
 
