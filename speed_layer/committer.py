@@ -1,9 +1,9 @@
 """Store transactions in flight beside the poll loop.
 
-The speed store's transaction runs mostly inside the database engine (SQLite and the
-PostgreSQL driver release the GIL while a statement runs), so it can overlap the decoding and
-validation of the next poll batches on another core. Transactions run in submission order, on
-one thread; the loop keeps at most ``MAX_IN_FLIGHT`` of them submitted and accounts for each
+The speed store's transaction runs in the store process (:mod:`speed_layer.store_process`),
+so it overlaps the decoding and validation of the next poll batches on another core; this
+thread only waits for its answer. Transactions run in submission order, on one thread; the
+loop keeps at most ``MAX_IN_FLIGHT`` of them submitted and accounts for each
 (:meth:`Committer.take`) in that order. Each transaction is fenced by the offsets its batches
 start from, so one that follows a failed transaction on the same partitions fails too.
 """

@@ -15,8 +15,8 @@ Several processes share the store, and one of their transactions writes at a tim
 - everything per row runs inside the database: the poll batch's rows are loaded into a
   temporary table, the dedup rule (``lambda_contracts.dedup.is_new_event``) and each view's
   ``batch_sql`` are SQL over it. The Python work per event is flattening its row into the
-  load's parameters, and the database releases the GIL while it works, so the transaction
-  overlaps the next poll batch's decoding (``speed_layer.committer``);
+  load's parameters; the speed layer runs the transaction in a process of its own, beside the
+  next poll batch's decoding (``speed_layer.store_process``, ``speed_layer.committer``);
 - dedup state is evicted by record time (the Kafka timestamps the store has applied), never by
   the wall clock (:meth:`SpeedStore.expire_dedup`);
 - a transaction that still fails transiently (deadlock with another writer such as the batch
@@ -135,9 +135,8 @@ class AppliedBatch:
 
 # The poll batch's rows go into a temporary table (multi-row ``VALUES``, a few thousand rows
 # per statement), and every per-row step after that — the dedup decision and claim, each
-# view's aggregation — runs inside the database engine, which releases the GIL: the speed
-# process's Python work per event is flattening its row into the parameters, and the
-# database's share runs beside the next poll batch's decoding (``speed_layer.committer``).
+# view's aggregation — runs inside the database engine: the Python work per event is
+# flattening its row into the parameters.
 BATCH_TABLE = "speed_batch"
 # The columns a poll batch's rows carry into the database: the id, the log position, and the
 # event columns the views read (their dimensions, event time and measure sources).
