@@ -58,6 +58,7 @@ def encode(batches: list[PartitionBatch]) -> bytes:
 
 
 def decode(data: bytes) -> list[PartitionBatch]:
+    """The batches :func:`encode` wrote, as the store takes them."""
     return [
         PartitionBatch(partition, expected, next_offset, EventBlock(columns), rejected, max_ts)
         for partition, expected, next_offset, rejected, max_ts, columns in _DECODER.decode(data)
