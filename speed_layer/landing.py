@@ -145,7 +145,7 @@ class LandingWriter:
         buf.rows = EventBlock()
         buf.landed_next = buf.consumed_next
         buf.sealed_through_ms = max_ts
-        progress = PartitionProgress(partition, buf.landed_next, buf.sealed_through_ms)
+        progress = self._progress(partition, buf)
 
         def write() -> None:
             if rows:
@@ -208,5 +208,10 @@ class LandingWriter:
         return buf.landed_next >= end or (position is not None and position >= end)
 
     def _queue_progress(self, partition: int, buf: _PartitionBuffer) -> None:
-        progress = PartitionProgress(partition, buf.landed_next, buf.sealed_through_ms)
+        progress = self._progress(partition, buf)
         self._writes.submit(lambda: self.layout.write_progress(progress))
+
+    @staticmethod
+    def _progress(partition: int, buf: _PartitionBuffer) -> PartitionProgress:
+        """The partition's progress as the buffer stands now (a snapshot for a queued write)."""
+        return PartitionProgress(partition, buf.landed_next, buf.sealed_through_ms)
