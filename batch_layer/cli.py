@@ -16,8 +16,10 @@ from rich.table import Table
 
 from batch_layer.horizon import HorizonError
 from batch_layer.pipeline import NothingToDo, run_once
+from batch_layer.retention import rollback_reach
 from batch_layer.validate import ValidationFailed, validate_version
 from batch_layer.versions import (
+    VersionError,
     is_validated,
     list_versions,
     new_version_id,
@@ -85,11 +87,21 @@ def run(
 
 @app.command("list")
 def list_cmd() -> None:
-    """Versions on disk, newest last; the CURRENT one is marked."""
+    """Versions on disk, newest last; the CURRENT one is marked, and whether a rollback can
+    reach each (its speed rows not expired, not being pruned)."""
     layout = Layout.of(get_settings())
     current = layout.read_current()
+    reach = rollback_reach(layout)
     table = Table(
-        "", "version", "validated", "horizon", "events", "duplicates removed", "run", "days touched"
+        "",
+        "version",
+        "validated",
+        "horizon",
+        "events",
+        "duplicates removed",
+        "run",
+        "days touched",
+        "rollback",
     )
     for version in list_versions(layout):
         m = read_manifest(layout, version)
@@ -105,16 +117,29 @@ def list_cmd() -> None:
             str(m["duplicates_removed"]),
             m.get("mode", "full"),
             str(m.get("increment", {}).get("days_touched", "")),
+            _reach(reach.get(version)),
         )
     console.print(table)
+
+
+def _reach(why: str | None) -> str:
+    """The list's rollback column: yes, "-" for CURRENT, or no and why."""
+    if why is None:
+        return "yes"
+    return "-" if why == "CURRENT" else f"no: {why}"
 
 
 @app.command("rollback")
 def rollback_cmd(
     to: Annotated[str | None, typer.Option(help="version (default: the previous one)")] = None,
 ) -> None:
-    """Point CURRENT back at an earlier validated version and pin it there."""
-    pointer = rollback(Layout.of(get_settings()), to)
+    """Point CURRENT back at an earlier validated version and pin it there, or refuse (and
+    leave CURRENT as it was) when the answers on it would not be exact."""
+    try:
+        pointer = rollback(Layout.of(get_settings()), to)
+    except VersionError as exc:
+        console.print(f"[red]rollback refused[/red]: {exc}")
+        raise typer.Exit(1) from exc
     console.print(
         f"CURRENT is now {pointer.version} (horizon {ms_to_iso(pointer.horizon_ms)}), pinned: "
         "runs will not publish until `lambda-batch resume`"

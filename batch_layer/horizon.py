@@ -53,10 +53,13 @@ def check_horizon(
 
 
 def rebuild_floor(settings: Settings) -> int:
-    """How far back a rebuild may go: the speed rows kept for rollback reach that far."""
+    """How far back a rebuild may go: the speed rows kept for rollback reach that far, and
+    none below the recorded expiry floor is left."""
+    from batch_layer.retention import speed_floor
     from batch_layer.versions import safe_expiry_horizon  # versions imports this module
 
-    return safe_expiry_horizon(Layout.of(settings), settings.batch_keep_versions)
+    layout = Layout.of(settings)
+    return max(safe_expiry_horizon(layout, settings.batch_keep_versions), speed_floor(layout))
 
 
 def choose_horizon(

@@ -11,10 +11,17 @@ import subprocess
 from typing import Any
 
 from batch_layer.horizon import choose_horizon, rebuild_floor
+from batch_layer.retention import raise_speed_floor
 from batch_layer.speed_sync import expire_speed_rows, record_run, stored_report
 from batch_layer.submit import spark_submit_command, submit_env
 from batch_layer.validate import validate_version, view_totals
-from batch_layer.versions import PinnedError, prune, publish, safe_expiry_horizon
+from batch_layer.versions import (
+    PinnedError,
+    StaleBaseError,
+    prune,
+    publish,
+    safe_expiry_horizon,
+)
 from lambda_contracts.db import make_engine
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
@@ -75,10 +82,16 @@ def publish_version(settings: Settings, version: str, rebuild: bool = False) -> 
 
 
 def expire(settings: Settings, horizon_ms: int) -> int:
-    """Delete speed rows below ``horizon_ms`` and below every version kept for rollback."""
+    """Delete speed rows below ``horizon_ms`` and below every version kept for rollback.
+
+    The floor is recorded durably first (``retention``), so a rollback below it is refused
+    rather than served short, and a rollback in flight holds it down.
+    """
     assert settings.speed_store_url is not None
     layout = Layout.of(settings)
-    below = min(horizon_ms, safe_expiry_horizon(layout, settings.batch_keep_versions))
+    below = raise_speed_floor(
+        layout, lambda: min(horizon_ms, safe_expiry_horizon(layout, settings.batch_keep_versions))
+    )
     engine = make_engine(settings.speed_store_url)
     try:
         return expire_speed_rows(engine, below)
@@ -97,7 +110,25 @@ def run_once(
 
     Raises NothingToDo when there is no new sealed bucket or CURRENT is pinned (checked
     before and, as the publish guard, after the recompute), HorizonError for a bad horizon.
+    A version built on a base that is no longer CURRENT (a rollback and resume meanwhile) is
+    not published: the run goes again from the new CURRENT, under a new version id.
     """
+    for attempt in range(STALE_BASE_ATTEMPTS):
+        this = version if attempt == 0 else f"{version}-b{attempt}"
+        try:
+            return _run(settings, this, run_id, horizon_ms, rebuild)
+        except StaleBaseError:
+            if attempt + 1 == STALE_BASE_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+STALE_BASE_ATTEMPTS = 3
+
+
+def _run(
+    settings: Settings, version: str, run_id: str, horizon_ms: int | None, rebuild: bool
+) -> dict[str, Any]:
     pinned = pinned_version(settings)
     if pinned:
         raise NothingToDo(f"CURRENT is pinned to {pinned} by a rollback (lambda-batch resume)")
@@ -112,6 +143,6 @@ def run_once(
     except PinnedError as exc:
         raise NothingToDo(str(exc)) from exc
     report["expired_speed_rows"] = expire(settings, horizon)
-    report["pruned"] = prune(layout, settings.batch_keep_versions)
+    report["pruned"] = prune(layout, settings.batch_keep_versions, running=version)
     report["events"] = checks["events"]
     return report

@@ -3,8 +3,9 @@
 - every input record was read (Parquet footers == rows Spark counted);
 - input - replays - duplicates == events == each view's total count;
 - every view's total amount is the same (views differ in keys, not in what they count).
-The verdict is recorded in the manifest: only a validated version can be published or rolled
-back to. A failure raises, so the DAG run fails and CURRENT keeps the previous version.
+The verdict is recorded in the manifest it checked, by compare-and-swap (a manifest rewritten
+meanwhile keeps no verdict): only a validated version can be published or rolled back to.
+A failure raises, so the DAG run fails and CURRENT keeps the previous version.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import pyarrow.compute as pc
 
-from batch_layer.versions import read_manifest, record_validation
+from batch_layer.versions import read_manifest_versioned, record_validation
 from lambda_contracts.batch_files import read_view
 from lambda_contracts.layout import Layout
 from lambda_contracts.views import VIEWS
@@ -35,7 +36,8 @@ def view_totals(layout: Layout, version: str) -> dict[str, tuple[int, int]]:
 
 def validate_version(layout: Layout, version: str) -> dict[str, Any]:
     """Return a summary of the checks; raise ValidationFailed if any fails."""
-    m = read_manifest(layout, version)
+    checked = read_manifest_versioned(layout, version)
+    m = checked[0]
     problems = []
     if m["input_records"] != m["records_read"]:
         problems.append(f"read {m['records_read']} of {m['input_records']} input records")
@@ -49,7 +51,7 @@ def validate_version(layout: Layout, version: str) -> dict[str, Any]:
     if len({amount for _, amount in totals.values()}) > 1:
         problems.append(f"views disagree on the total amount: {totals}")
     if problems:
-        record_validation(layout, version, False, {"problems": problems})
+        record_validation(layout, version, False, {"problems": problems}, checked)
         raise ValidationFailed(f"version {version}: " + "; ".join(problems))
-    record_validation(layout, version, True, {"events": expected})
+    record_validation(layout, version, True, {"events": expected}, checked)
     return {"version": version, "events": expected, "views": totals}

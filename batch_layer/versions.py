@@ -7,17 +7,22 @@ only when CURRENT names it; CURRENT moves by compare-and-swap, so a reader sees 
 or the new one, never a mix, and of two publishers only one wins.
 
 Only validated versions are published or rolled back to: validation records its verdict in
-the version's manifest (``validation``). A rollback pins CURRENT: batch runs are skipped and
-nothing is published over the operator's choice until ``resume``.
+the version's manifest (``validation``), by compare-and-swap on the manifest it checked. A
+rollback pins CURRENT: batch runs are skipped and nothing is published over the operator's
+choice until ``resume``. An incremental version is published only over the base it was built
+on. Every move of CURRENT to another version first holds that version in ``retention`` (its
+files from prune, its speed rows from expiry), and is refused if they are already gone.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from batch_layer import retention
 from batch_layer.horizon import check_horizon
 from lambda_contracts.layout import BatchPointer, Layout
 
@@ -36,6 +41,14 @@ class PinnedError(VersionError):
 
 class ConcurrentUpdateError(VersionError):
     """CURRENT moved between this caller's read and its compare-and-swap."""
+
+
+class RollbackRefused(VersionError):
+    """CURRENT cannot move to the version exactly (its speed rows or files are gone)."""
+
+
+class StaleBaseError(VersionError):
+    """An incremental version was built on a version that is no longer CURRENT."""
 
 
 def new_version_id(run_id: str, now: datetime | None = None) -> str:
@@ -57,11 +70,30 @@ def read_manifest(layout: Layout, version: str) -> dict[str, Any]:
     return manifest
 
 
-def record_validation(layout: Layout, version: str, ok: bool, detail: dict[str, Any]) -> None:
-    """Store the validation verdict in the version's manifest (replaced as a whole)."""
-    manifest = read_manifest(layout, version)
-    manifest["validation"] = {"ok": ok, "at_ms": int(time.time() * 1000), **detail}
-    layout.write_manifest(version, manifest)
+def read_manifest_versioned(layout: Layout, version: str) -> tuple[dict[str, Any], str]:
+    """The manifest and its etag: a verdict is stored only on the manifest it checked."""
+    found = layout.store.get_versioned(layout.manifest_key(version))
+    if found is None:
+        raise VersionError(f"version {version} has no manifest (incomplete or unknown)")
+    return json.loads(found.data), found.etag
+
+
+def record_validation(
+    layout: Layout,
+    version: str,
+    ok: bool,
+    detail: dict[str, Any],
+    checked: tuple[dict[str, Any], str] | None = None,
+) -> None:
+    """Store the verdict in the manifest ``checked`` (manifest, etag) by compare-and-swap:
+    if the manifest was rewritten meanwhile (a re-run), the verdict is not stored."""
+    manifest, etag = checked or read_manifest_versioned(layout, version)
+    verdict = {**manifest, "validation": {"ok": ok, "at_ms": int(time.time() * 1000), **detail}}
+    data = json.dumps(verdict, indent=1, sort_keys=True).encode()
+    if layout.store.cas(layout.manifest_key(version), etag, data) is None:
+        raise ConcurrentUpdateError(
+            f"the manifest of {version} changed while it was validated; validate it again"
+        )
 
 
 def is_validated(manifest: dict[str, Any]) -> bool:
@@ -93,6 +125,7 @@ def publish(layout: Layout, version: str, rebuild: bool = False, floor_ms: int =
         return current  # already published: a retried task is a no-op
     if current and current.pinned:
         raise PinnedError(f"CURRENT is pinned to {current.version}; not publishing {version}")
+    check_base(manifest, version, current)
     check_horizon(
         manifest["horizon_ms"],
         bucket_ms=manifest["bucket_ms"],
@@ -102,8 +135,21 @@ def publish(layout: Layout, version: str, rebuild: bool = False, floor_ms: int =
         floor_ms=floor_ms,
     )
     pointer = BatchPointer(version, manifest["horizon_ms"], int(time.time() * 1000))
-    swap_current(layout, pointer, etag)
+    move_current(layout, pointer, etag)
     return pointer
+
+
+def check_base(manifest: dict[str, Any], version: str, current: BatchPointer | None) -> None:
+    """Raise StaleBaseError unless an incremental ``version`` adds to CURRENT (a full one,
+    with no base, replaces anything)."""
+    if manifest.get("mode") != "incremental":
+        return
+    base, now = manifest.get("base_version"), current.version if current else None
+    if base != now:
+        raise StaleBaseError(
+            f"version {version} was built on base {base}, but CURRENT is {now}: not "
+            "publishing it (the next run builds on CURRENT)"
+        )
 
 
 def rollback(layout: Layout, to_version: str | None = None) -> BatchPointer:
@@ -120,8 +166,26 @@ def rollback(layout: Layout, to_version: str | None = None) -> BatchPointer:
         to_version = older[-1]
     manifest = require_validated(layout, to_version)
     pointer = BatchPointer(to_version, manifest["horizon_ms"], int(time.time() * 1000), True)
-    swap_current(layout, pointer, etag)
+    move_current(layout, pointer, etag)
     return pointer
+
+
+def move_current(layout: Layout, pointer: BatchPointer, expected_etag: str | None) -> None:
+    """Swap CURRENT to ``pointer`` with its version held meanwhile: a prune cannot delete it
+    and expiry cannot pass its horizon between the checks and the swap. Raises
+    RollbackRefused (CURRENT as it was) if its speed rows or files are already gone."""
+    try:
+        retention.hold(layout, pointer.version, pointer.horizon_ms)
+    except retention.Unreachable as exc:
+        raise RollbackRefused(f"refused, CURRENT is unchanged: {exc}") from exc
+    try:
+        if layout.read_manifest(pointer.version) is None:
+            raise RollbackRefused(
+                f"refused, CURRENT is unchanged: version {pointer.version} was deleted (pruned)"
+            )
+        swap_current(layout, pointer, expected_etag)
+    finally:
+        retention.release(layout, pointer.version)
 
 
 def resume(layout: Layout) -> BatchPointer | None:
@@ -145,34 +209,82 @@ def swap_current(layout: Layout, pointer: BatchPointer, expected_etag: str | Non
         )
 
 
+def validated_versions(layout: Layout) -> list[str]:
+    """Complete versions that passed validation, oldest first."""
+    return [v for v in list_versions(layout) if is_validated(layout.read_manifest(v) or {})]
+
+
 def safe_expiry_horizon(layout: Layout, keep: int) -> int:
-    """The horizon below which speed rows may go: that of the oldest version still kept.
+    """The horizon below which speed rows may go: that of the oldest validated version kept.
 
     Keeping speed rows back to the oldest retained version makes a rollback to any of them
-    exact, and leaves in-flight readers of the previous version their rows.
+    exact, and leaves in-flight readers of the previous version their rows. Only validated
+    versions count: a failed run can be neither published nor rolled back to.
     """
     current = layout.read_current()
     if current is None:
         return 0
-    kept = list_versions(layout)[-keep:]
+    kept = validated_versions(layout)[-keep:]
     horizons = [read_manifest(layout, v)["horizon_ms"] for v in kept] + [current.horizon_ms]
     return min(horizons)
 
 
-def prune(layout: Layout, keep: int, now: datetime | None = None) -> list[str]:
-    """Delete all but the newest ``keep`` versions (never CURRENT), and the leftovers of
-    killed jobs once they are ``GARBAGE_AFTER`` old (a younger one may be a job still writing).
-    Returns the complete versions deleted."""
-    current = layout.read_current()
-    versions = list_versions(layout)
-    doomed = [v for v in versions[:-keep] if current is None or v != current.version]
+def prune(
+    layout: Layout, keep: int, now: datetime | None = None, running: str | None = None
+) -> list[str]:
+    """Delete all but the newest ``keep`` validated versions (never CURRENT, a held one or
+    ``running``, the caller's own job), the versions that failed or never finished validation
+    once older than the newest validated one (a version with no verdict only once it is
+    ``GARBAGE_AFTER`` old: its job may still be validating it), and the leftovers of killed
+    jobs. The decision is recorded in ``retention`` before anything goes, so a rollback racing
+    the prune refuses its victims. Returns the complete versions deleted."""
+    cutoff = (now or datetime.now(UTC)) - GARBAGE_AFTER
+
+    def decide(record: retention.Retention) -> list[str]:
+        current = layout.read_current()  # after the record: see ``retention``
+        manifests = {v: layout.read_manifest(v) for v in list_versions(layout)}
+        ok = [v for v, m in manifests.items() if m is not None and is_validated(m)]
+        spared = {*ok[-keep:], *record.holds, running, current.version if current else None}
+        newest_ok = ok[-1] if ok else None
+        return [
+            v
+            for v, m in manifests.items()
+            if m is not None
+            and v not in spared
+            and (v in ok or (newest_ok is not None and v < newest_ok and _leftover(v, m, cutoff)))
+        ]
+
+    doomed = retention.mark_pruning(layout, decide)
     for version in doomed:
         delete_version(layout, version)
-    cutoff = (now or datetime.now(UTC)) - GARBAGE_AFTER
+    retention.done_pruning(layout)
     for version, complete in layout.version_ids().items():
         if not complete and (not VERSION_ID.match(version) or version_time(version) < cutoff):
             delete_version(layout, version)
     return doomed
+
+
+def _leftover(version: str, manifest: dict[str, Any], cutoff: datetime) -> bool:
+    """An unvalidated version no job will publish: failed, or no verdict and old."""
+    if "validation" in manifest:
+        return True
+    created = manifest.get("created_at_ms")
+    when = version_time(version) if created is None else datetime.fromtimestamp(created / 1000, UTC)
+    return when < cutoff
+
+
+def check_reusable(layout: Layout, version: str) -> None:
+    """Raise VersionError if ``version`` was pruned but files under its prefix are still
+    named by a kept version: a job re-running that id would delete or overwrite them."""
+    if layout.read_manifest(version) is not None:
+        return
+    prefix = layout.version_prefix(version)
+    for other in list_versions(layout):
+        if any(k.startswith(prefix) for k in named_files(layout.read_manifest(other) or {})):
+            raise VersionError(
+                f"version id {version} was pruned and {other} still shares its files: "
+                "run again under a new version id"
+            )
 
 
 def delete_version(layout: Layout, version: str) -> None:

@@ -19,7 +19,8 @@ Every few minutes (``LAMBDA_BATCH_SCHEDULE_MINUTES``, default 5):
    files of the other partitions.
 5. **validate** — the manifest reconciles (input - removed = every view's total count).
 6. **publish** — flips ``CURRENT`` atomically (skipped, and logged, if a rollback pinned it
-   meanwhile; refused if the horizon went stale); emits an event on the ``lambda-batch-views``
+   meanwhile or CURRENT is no longer the version this run built on — the next run builds on
+   the new one; refused if the horizon went stale); emits an event on the ``lambda-batch-views``
    asset carrying the version, horizon and increment (buckets, events, partitions touched;
    Assets view), and records the run.
 7. **expire_speed_rows** — deletes speed rows with ingest bucket < H (cleanup only).
@@ -132,13 +133,16 @@ def lambda_batch() -> None:
         from airflow.sdk.exceptions import AirflowSkipException
 
         from batch_layer.pipeline import publish_version
-        from batch_layer.versions import PinnedError
+        from batch_layer.versions import PinnedError, StaleBaseError
         from lambda_contracts.buckets import ms_to_iso
 
         try:
             report = publish_version(get_settings(), version)
         except PinnedError as exc:
             print(f"not publishing {version}: {exc} (lambda-batch resume to publish again)")
+            raise AirflowSkipException(str(exc)) from exc
+        except StaleBaseError as exc:  # a retry would fail alike: the next run rebuilds on it
+            print(f"not publishing {version}: {exc}")
             raise AirflowSkipException(str(exc)) from exc
         horizon_iso = ms_to_iso(report["horizon_ms"])
         increment = increment_summary(version)

@@ -1,0 +1,171 @@
+"""What may still be rolled back to: the speed store's expiry floor, rollback holds, prunes.
+
+A rollback to version V (horizon H) is exact only while every speed row with ingest bucket >= H
+still exists, and only while V's files do. Three writers race over that, so they meet in one
+small object, ``batch/RETENTION``, moved only by compare-and-swap:
+
+- ``speed_expired_below_ms``: expiry raises it BEFORE deleting speed rows below it (a crash
+  leaves it above what is gone: conservative), so it is the durable floor of the speed rows.
+- ``holds``: {version: horizon} of a move of CURRENT downwards (rollback, a rebuild at an older
+  horizon) between its checks and its swap; expiry never goes above a hold, prune never
+  deletes a held version. Once CURRENT names the version, CURRENT protects it and the hold goes.
+- ``pruning``: the versions a prune has decided to delete; a rollback refuses them.
+
+Each writer reads this object, then CURRENT, then swaps this object by its etag: a writer whose
+swap fails re-reads both, so of a rollback and an expiry (or a prune) one always sees the other.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from lambda_contracts.layout import Layout
+
+RETENTION_KEY = "batch/RETENTION"
+ATTEMPTS = 20
+
+
+class RetentionConflict(RuntimeError):
+    """The retention record kept moving under this caller (many concurrent writers)."""
+
+
+@dataclass(frozen=True)
+class Retention:
+    speed_expired_below_ms: int = 0
+    holds: dict[str, int] = field(default_factory=dict)
+    pruning: tuple[str, ...] = ()
+
+    def to_json(self) -> bytes:
+        body = {
+            "speed_expired_below_ms": self.speed_expired_below_ms,
+            "holds": self.holds,
+            "pruning": list(self.pruning),
+        }
+        return json.dumps(body, indent=1, sort_keys=True).encode()
+
+
+def read_retention(layout: Layout) -> tuple[Retention, str | None]:
+    """The record and its etag (a default record and None if none was written yet)."""
+    found = layout.store.get_versioned(RETENTION_KEY)
+    if found is None:
+        return Retention(), None
+    raw = json.loads(found.data)
+    record = Retention(
+        int(raw.get("speed_expired_below_ms", 0)),
+        {str(v): int(h) for v, h in raw.get("holds", {}).items()},
+        tuple(raw.get("pruning", ())),
+    )
+    return record, found.etag
+
+
+def update(layout: Layout, change: Callable[[Retention], Retention | None]) -> Retention:
+    """Apply ``change`` to the record by compare-and-swap, re-reading on a conflict.
+
+    ``change`` may read other state (CURRENT) after the record: a swap that succeeds means no
+    other writer changed the record in between. It returns None to leave the record as is.
+    """
+    for _ in range(ATTEMPTS):
+        record, etag = read_retention(layout)
+        new = change(record)
+        if new is None or new == record:
+            return record
+        if layout.store.cas(RETENTION_KEY, etag, new.to_json()) is not None:
+            return new
+    raise RetentionConflict(f"{RETENTION_KEY} kept moving; try again")
+
+
+def speed_floor(layout: Layout) -> int:
+    """Every speed row below this ingest time may be gone."""
+    return read_retention(layout)[0].speed_expired_below_ms
+
+
+def raise_speed_floor(layout: Layout, wanted_ms: Callable[[], int]) -> int:
+    """Record that speed rows below ``wanted_ms()`` (evaluated after the record was read, so
+    it sees CURRENT as of then) will be deleted, never above a hold; return the new floor.
+
+    The caller deletes rows below the returned floor only after this returns.
+    """
+
+    def change(record: Retention) -> Retention:
+        below = min([wanted_ms(), *record.holds.values()])
+        return replace(record, speed_expired_below_ms=max(below, record.speed_expired_below_ms))
+
+    return update(layout, change).speed_expired_below_ms
+
+
+class Unreachable(RuntimeError):
+    """A version a rollback (or a downward publish) cannot move CURRENT to exactly."""
+
+
+def reason_unreachable(record: Retention, version: str, horizon_ms: int) -> str | None:
+    """Why CURRENT cannot move to ``version`` exactly, or None if it can."""
+    if version in record.pruning:
+        return f"version {version} is being pruned (deleted)"
+    if horizon_ms < record.speed_expired_below_ms:
+        return (
+            f"version {version} has horizon {horizon_ms}, but the speed rows below "
+            f"{record.speed_expired_below_ms} are expired: its answers would undercount"
+        )
+    return None
+
+
+def hold(layout: Layout, version: str, horizon_ms: int) -> None:
+    """Reserve ``version``'s speed rows and files before CURRENT moves down to it; raise
+    Unreachable (nothing changed) if they are already gone or going."""
+
+    def change(record: Retention) -> Retention:
+        why = reason_unreachable(record, version, horizon_ms)
+        if why is not None:
+            raise Unreachable(why)
+        return replace(record, holds={**record.holds, version: horizon_ms})
+
+    update(layout, change)
+
+
+def release(layout: Layout, version: str) -> None:
+    """Drop the hold on ``version`` (CURRENT names it now, or the move was given up)."""
+
+    def change(record: Retention) -> Retention | None:
+        if version not in record.holds:
+            return None
+        return replace(record, holds={v: h for v, h in record.holds.items() if v != version})
+
+    update(layout, change)
+
+
+def mark_pruning(layout: Layout, decide: Callable[[Retention], list[str]]) -> list[str]:
+    """Record the versions ``decide`` (given the record, never a held one) says to delete."""
+    chosen: list[str] = []
+
+    def change(record: Retention) -> Retention:
+        chosen[:] = [v for v in decide(record) if v not in record.holds]
+        return replace(record, pruning=tuple(chosen))
+
+    update(layout, change)
+    return chosen
+
+
+def done_pruning(layout: Layout) -> None:
+    """The deletions are over (their manifests are gone: a rollback finds nothing to use)."""
+    update(layout, lambda r: replace(r, pruning=()) if r.pruning else None)
+
+
+def rollback_reach(layout: Layout) -> dict[str, str | None]:
+    """{version: why a rollback cannot reach it, "CURRENT", or None if it can}."""
+    from batch_layer.versions import is_validated, list_versions
+
+    record, _ = read_retention(layout)
+    current = layout.read_current()
+    reach: dict[str, str | None] = {}
+    for version in list_versions(layout):
+        manifest: dict[str, Any] = layout.read_manifest(version) or {}
+        if current is not None and current.version == version:
+            reach[version] = "CURRENT"
+        elif not is_validated(manifest):
+            reach[version] = "not validated"
+        else:
+            reach[version] = reason_unreachable(record, version, int(manifest["horizon_ms"]))
+    return reach
