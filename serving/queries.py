@@ -98,11 +98,13 @@ class QueryService:
         A publish may be followed by expiry of speed rows below the new horizon. If CURRENT is
         unchanged after the speed rows were read, no newer version — hence no expiry that this
         snapshot depends on — happened before the read ended, so the answer is consistent.
+        The check reads CURRENT as of now (``fresh``: on S3 not a cached reading), and the
+        next attempt's snapshot takes that reading.
         """
         for _ in range(attempts):
             snap = self.snapshot()
             result = compute(snap)
-            after = self.current.read()
+            after = self.current.read(fresh=True)
             if after == snap.pointer:
                 return snap, result
         return snap, result  # publishes every few minutes: unreachable in practice

@@ -5,7 +5,9 @@ it computed). Reading and parsing the JSON file each time costs more than the ca
 it guards, so :class:`CurrentReader` stats the file and re-reads it only when the file changed
 (a publish replaces it by rename: a new inode, mtime, ctime) or its reading is older than
 ``max_age_s`` (a backstop should the file system reuse an inode within one timestamp tick).
-On S3 there is nothing to stat: the pointer is read at most once per ``max_age_s``.
+On S3 there is nothing to stat: a snapshot may take a reading up to ``max_age_s`` old, but the
+check after the computation (``fresh``) always reads the object, and its reading replaces the
+cached one — a check against a cached reading would be blind to a publish and its expiry.
 
 The speed watermark is informational and monotonic, so a value a second old is still a true
 lower bound; it is refreshed off the event loop (:class:`Refreshed`).
@@ -55,11 +57,18 @@ class CurrentReader:
         # concurrent reader sees either the old or the new reading, never a mix.
         self._state: tuple[Signature, float, BatchPointer | None] | None = None
 
-    def read(self) -> BatchPointer | None:
+    def read(self, fresh: bool = False) -> BatchPointer | None:
+        """CURRENT; ``fresh``: as of now on every backend (on S3, a GET of the pointer)."""
         signature = _signature(self.path)  # before the read: a change after
         state = self._state  # it leaves a stale signature, so the next call reads again
         now = time.monotonic()
-        if state is not None and state[0] == signature and now - state[1] < self.max_age_s:
+        blind = fresh and self.path is None  # nothing stat() could have told us
+        if (
+            not blind
+            and state is not None
+            and state[0] == signature
+            and now - state[1] < self.max_age_s
+        ):
             return state[2]
         pointer = self.layout.read_current()
         self._state = (signature, now, pointer)
