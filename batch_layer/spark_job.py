@@ -42,6 +42,8 @@ import pyarrow as pa
 
 from batch_layer.increment import BATCH_FORMAT, Base, cumulative, incremental_base
 from batch_layer.inputs import spark_uri
+from batch_layer.liveness import heartbeat
+from batch_layer.versions import check_reusable
 from lambda_contracts.batch_files import view_schema
 from lambda_contracts.dedup import DEDUP_ORDER, RECORD_TIME, is_new_event, remembered_from
 from lambda_contracts.landing_files import parquet_rows, read_landing_file
@@ -461,15 +463,32 @@ def run(settings: Settings, horizon_ms: int, version: str, run_id: str, full: bo
     manifest naming them last: until it exists the version does not (a killed attempt leaves
     garbage that a retry overwrites and ``prune`` removes).
     """
-    from pyspark.sql import SparkSession  # heavy: imported only when the job runs
-    from pyspark.sql import functions as F
-
     layout = Layout.of(settings)
     manifest_key = layout.manifest_key(version)
     if layout.store.exists(manifest_key):
         return manifest_key  # an earlier attempt of this run completed: idempotent
+    check_reusable(layout, version)  # a pruned id: its prefix may hold files others share
     started, steps = time.time(), Steps()
     layout.store.delete_prefix(layout.version_prefix(version))  # a killed attempt of this run
+    with heartbeat(layout, version):  # prune keeps an unfinished version while it beats
+        return _run(layout, settings, horizon_ms, version, run_id, full, started, steps)
+
+
+def _run(
+    layout: Layout,
+    settings: Settings,
+    horizon_ms: int,
+    version: str,
+    run_id: str,
+    full: bool,
+    started: float,
+    steps: Steps,
+) -> str:
+    """The body of :func:`run`, inside the version's heartbeat."""
+    from pyspark.sql import SparkSession  # heavy: imported only when the job runs
+    from pyspark.sql import functions as F
+
+    manifest_key = layout.manifest_key(version)
     base, why = (
         (None, "full recompute asked for")
         if full

@@ -24,11 +24,14 @@ from typing import Any
 
 from batch_layer import retention
 from batch_layer.horizon import check_horizon
+from batch_layer.liveness import last_written_ms
 from lambda_contracts.layout import BatchPointer, Layout
 
 VERSION_ID = re.compile(r"^v\d{8}T\d{6}Z-[A-Za-z0-9_.-]+$")
-# A version without a manifest this old is a killed job's leftovers, not a job still writing.
+# A version without a manifest whose newest object is this old is a killed job's leftovers,
+# not a job still writing (a running job rewrites a heartbeat object: ``liveness``).
 GARBAGE_AFTER = timedelta(hours=6)
+TOMBSTONE_NAME = "pruned.json"
 
 
 class VersionError(RuntimeError):
@@ -236,8 +239,9 @@ def prune(
     ``running``, the caller's own job), the versions that failed or never finished validation
     once older than the newest validated one (a version with no verdict only once it is
     ``GARBAGE_AFTER`` old: its job may still be validating it), and the leftovers of killed
-    jobs. The decision is recorded in ``retention`` before anything goes, so a rollback racing
-    the prune refuses its victims. Returns the complete versions deleted."""
+    jobs (no manifest, nothing written for ``GARBAGE_AFTER``). The decision is recorded in
+    ``retention`` before anything goes, so a rollback racing the prune refuses its victims.
+    Returns the complete versions deleted."""
     cutoff = (now or datetime.now(UTC)) - GARBAGE_AFTER
 
     def decide(record: retention.Retention) -> list[str]:
@@ -258,9 +262,13 @@ def prune(
     for version in doomed:
         delete_version(layout, version)
     retention.done_pruning(layout)
+    cutoff_ms = int(cutoff.timestamp() * 1000)
     for version, complete in layout.version_ids().items():
-        if not complete and (not VERSION_ID.match(version) or version_time(version) < cutoff):
-            delete_version(layout, version)
+        if complete:
+            continue
+        pruned = layout.store.exists(tombstone_key(layout, version))
+        if pruned or last_written_ms(layout, version) < cutoff_ms:
+            delete_version(layout, version)  # what a kept version still names stays
     return doomed
 
 
@@ -306,9 +314,16 @@ def delete_version(layout: Layout, version: str) -> None:
     if not shared:
         layout.store.delete_prefix(prefix)
         return
+    tombstone = tombstone_key(layout, version)
+    layout.store.put(tombstone, b"{}")  # not a job still writing: prune may finish it any time
     for info in layout.store.list(prefix):
-        if info.key not in shared and not _checksum_of(info.key, shared):
+        if info.key not in shared and info.key != tombstone and not _checksum_of(info.key, shared):
             layout.store.delete(info.key)
+
+
+def tombstone_key(layout: Layout, version: str) -> str:
+    """Marks the prefix of a pruned version whose files a kept version still names."""
+    return f"{layout.version_prefix(version)}{TOMBSTONE_NAME}"
 
 
 def named_files(manifest: dict[str, Any]) -> set[str]:

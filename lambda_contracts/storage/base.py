@@ -18,7 +18,7 @@ backend's own bookkeeping (temporary files, lock files) and are neither accepted
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow.fs as pafs
 
@@ -40,8 +40,12 @@ class StorageCheckError(StorageError):
 
 @dataclass(frozen=True)
 class ObjectInfo:
+    """A listed object; ``modified_ms``: when it was last written (epoch ms), so a reader
+    can tell a live job's objects from a killed one's without trusting names."""
+
     key: str
     size: int
+    modified_ms: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)

@@ -123,8 +123,8 @@ class LocalStore(ObjectStore):
         base_key = prefix.rpartition("/")[0]
         base = self.root / base_key if base_key else self.root
         found = [
-            ObjectInfo(key, size)
-            for key, size in self._walk(base, base_key)
+            ObjectInfo(key, size, modified_ms)
+            for key, size, modified_ms in self._walk(base, base_key)
             if key.startswith(prefix) and not hidden(key)
         ]
         return sorted(found, key=lambda info: info.key)
@@ -143,7 +143,7 @@ class LocalStore(ObjectStore):
             if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)
         )
 
-    def _walk(self, directory: Path, key_prefix: str) -> Iterator[tuple[str, int]]:
+    def _walk(self, directory: Path, key_prefix: str) -> Iterator[tuple[str, int, int]]:
         try:
             entries = list(os.scandir(directory))
         except (FileNotFoundError, NotADirectoryError):
@@ -156,7 +156,8 @@ class LocalStore(ObjectStore):
                 if entry.is_dir(follow_symlinks=False):
                     yield from self._walk(Path(entry.path), key)
                 elif entry.is_file(follow_symlinks=False):
-                    yield key, entry.stat(follow_symlinks=False).st_size
+                    st = entry.stat(follow_symlinks=False)
+                    yield key, st.st_size, st.st_mtime_ns // 1_000_000
             except FileNotFoundError:  # removed while we listed: it is simply not there
                 continue
 

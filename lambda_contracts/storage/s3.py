@@ -202,7 +202,7 @@ class S3Store(ObjectStore):
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         validate_prefix(prefix)
         found = [
-            ObjectInfo(key, int(item["Size"]))
+            ObjectInfo(key, int(item["Size"]), int(item["LastModified"].timestamp() * 1000))
             for strip, page in self._list_pages(prefix)
             for item in page.get("Contents", [])
             if not hidden(key := item["Key"][strip:])

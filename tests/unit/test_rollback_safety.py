@@ -351,3 +351,32 @@ def test_a_verdict_is_not_stored_on_a_manifest_rewritten_while_validating(
     with pytest.raises(VersionError, match="changed while it was validated"):
         validate_version(layout, version)
     assert layout.read_manifest(version) == rewritten  # kept whole, with no verdict
+
+
+def test_rerunning_a_pruned_version_id_leaves_the_files_current_shares(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyspark.sql
+
+    from batch_layer import spark_job
+
+    layout = Layout.of(settings)
+    v1 = write(layout, 1, 1 * BUCKET)
+    v2 = write(layout, 2, 2 * BUCKET, base=v1)
+    shared = (layout.read_manifest(v1) or {})["output_files"]["global_minute"][0]
+    manifest = layout.read_manifest(v2) or {}
+    manifest["output_files"]["global_minute"] = [shared]  # v2 left that partition alone
+    layout.write_manifest(v2, manifest)
+    publish(layout, v1)
+    publish(layout, v2)
+    assert prune(layout, keep=1, now=NOW) == [v1]
+    assert layout.store.exists(shared)
+
+    class NoSpark:  # the job must stop before it computes anything
+        def __getattr__(self, name: str) -> Any:
+            raise RuntimeError("the re-run got as far as starting Spark")
+
+    monkeypatch.setattr(pyspark.sql, "SparkSession", NoSpark())
+    with pytest.raises(VersionError, match="new version id"):
+        spark_job.run(settings, 1 * BUCKET, v1, "rerun")
+    assert layout.store.exists(shared)

@@ -4,8 +4,9 @@ one horizon rule for every caller. Versions are written by hand (no Spark)."""
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -228,17 +229,33 @@ def test_prune_keeps_current_and_the_newest_and_clears_old_leftovers(layout: Lay
     v1, v2, v3 = (validated(layout, n, 1000 * int(n)) for n in ("01", "02", "03"))
     publish(layout, v1)
     rollback(layout, v1)  # CURRENT pinned to the oldest: prune must keep it
-    # Leftovers of killed jobs (files, no manifest): one from the run's start time of 2026-01-01,
-    # one written "now" by a job that may still be running.
-    old_leftover, young_leftover = "v20260101T000000Z-killed", "v20260101T120000Z-writing"
-    for leftover in (old_leftover, young_leftover):
+    # Leftovers of jobs (files, no manifest) whose ids say they started long ago: until nothing
+    # was written under them for GARBAGE_AFTER they may be jobs still running (issue 32, 13).
+    leftovers = ("v20260101T000000Z-killed", "v20260101T120000Z-writing")
+    for leftover in leftovers:
         layout.store.put(f"{layout.view_prefix(leftover, 'global_minute')}part-0.parquet", b"x")
-    doomed = prune(layout, keep=1, now=datetime(2026, 1, 1, 15, tzinfo=UTC))
+    written = datetime.now(UTC)
+    doomed = prune(layout, keep=1, now=written + timedelta(hours=1))
     assert doomed == [v2]
     assert list_versions(layout) == [v1, v3]
-    left = layout.version_ids()
-    assert old_leftover not in left and left.get(young_leftover) is False
+    assert all(layout.version_ids().get(leftover) is False for leftover in leftovers)
     assert not layout.store.list(layout.version_prefix(v2))  # every object of v2 went
+    assert prune(layout, keep=1, now=written + timedelta(hours=7)) == []
+    assert not set(leftovers) & set(layout.version_ids())
+
+
+def test_a_running_job_beats_under_its_version(tmp_path: Path) -> None:
+    from batch_layer.liveness import heartbeat, last_written_ms
+
+    layout = Layout(tmp_path)
+    version = "v20260101T000000Z-long"
+    assert last_written_ms(layout, version) == 0
+    with heartbeat(layout, version, every_s=0.05):
+        first = last_written_ms(layout, version)
+        assert first > 0
+        time.sleep(0.3)
+        assert last_written_ms(layout, version) > first
+    assert layout.version_ids() == {version: False}
 
 
 def test_prune_keeps_the_files_a_kept_version_shares_and_removes_them_with_the_last(
