@@ -12,7 +12,13 @@ from typing import Any
 
 from batch_layer.horizon import choose_horizon, rebuild_floor
 from batch_layer.retention import raise_speed_floor
-from batch_layer.speed_sync import expire_speed_rows, record_run, stored_report
+from batch_layer.speed_sync import (
+    discard_run,
+    expire_speed_rows,
+    mark_published,
+    record_run,
+    stored_report,
+)
 from batch_layer.submit import spark_submit_command, submit_env
 from batch_layer.validate import validate_version, view_totals
 from batch_layer.versions import (
@@ -20,6 +26,7 @@ from batch_layer.versions import (
     StaleBaseError,
     prune,
     publish,
+    read_manifest,
     safe_expiry_horizon,
 )
 from lambda_contracts.db import make_engine
@@ -50,33 +57,43 @@ def recompute(
 def publish_version(settings: Settings, version: str, rebuild: bool = False) -> dict[str, Any]:
     """Flip CURRENT to a validated version and record the run with its drift report.
 
-    Raises PinnedError while a rollback pins CURRENT, HorizonError if the horizon went stale.
+    The run is recorded (pending) before the flip, against the CURRENT it replaces, so a
+    retry after a flip whose task died reports what that publish absorbed; a refused flip
+    drops the record. Raises PinnedError while a rollback pins CURRENT, StaleBaseError if
+    the version was built on another base, HorizonError if the horizon went stale.
     """
     assert settings.speed_store_url is not None
     layout = Layout.of(settings)
     engine = make_engine(settings.speed_store_url)
     try:
         previous = layout.read_current()
-        if previous and previous.version == version:  # a retry after a successful publish
+        if previous and previous.version == version:  # a retry after a successful flip
             report = stored_report(engine, version)
             if report is not None:
+                mark_published(engine, version, previous.published_at_ms)
                 return report
-            previous = None
+            previous = None  # flipped before runs were recorded first: nothing to go by
         before = view_totals(layout, previous.version)[GLOBAL_MINUTE.name] if previous else (0, 0)
         after = view_totals(layout, version)[GLOBAL_MINUTE.name]
-        floor = rebuild_floor(settings) if rebuild else 0
-        pointer = publish(layout, version, rebuild=rebuild, floor_ms=floor)
-        return record_run(
+        report = record_run(
             engine,
             version,
-            pointer.horizon_ms,
+            int(read_manifest(layout, version)["horizon_ms"]),
             previous.horizon_ms if previous else 0,
-            pointer.published_at_ms,
+            0,  # pending: set once CURRENT names the version
             after[0],
             before[0],
             after[1],
             before[1],
         )
+        floor = rebuild_floor(settings) if rebuild else 0
+        try:
+            pointer = publish(layout, version, rebuild=rebuild, floor_ms=floor)
+        except Exception:
+            discard_run(engine, version)
+            raise
+        mark_published(engine, version, pointer.published_at_ms)
+        return report
     finally:
         engine.dispose()
 

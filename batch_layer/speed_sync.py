@@ -2,7 +2,8 @@
 
 Readers already ignore speed rows below the published horizon, so expiry is cleanup only. The
 drift is what the speed layer had counted for the buckets a run absorbed ([previous H, H))
-against what batch computed for them; it is stored in ``batch_runs`` and logged.
+against what batch computed for them; it is stored in ``batch_runs`` (before the publish, with
+``published_at_ms`` 0 until it happened) and logged.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import Engine, delete, func, select, update
 
 from lambda_contracts.store_schema import batch_runs, view_tables
 from lambda_contracts.views import GLOBAL_MINUTE, VIEWS
@@ -69,6 +70,22 @@ def record_run(
             )
         )
     return report
+
+
+def mark_published(engine: Engine, version: str, published_at_ms: int) -> None:
+    """The run recorded before its publish happened: CURRENT names it since then."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(batch_runs)
+            .where(batch_runs.c.version == version)
+            .values(published_at_ms=published_at_ms)
+        )
+
+
+def discard_run(engine: Engine, version: str) -> None:
+    """Drop the record of a run whose publish was refused (it absorbed nothing)."""
+    with engine.begin() as conn:
+        conn.execute(delete(batch_runs).where(batch_runs.c.version == version))
 
 
 def stored_report(engine: Engine, version: str) -> dict[str, Any] | None:

@@ -380,3 +380,39 @@ def test_rerunning_a_pruned_version_id_leaves_the_files_current_shares(
     with pytest.raises(VersionError, match="new version id"):
         spark_job.run(settings, 1 * BUCKET, v1, "rerun")
     assert layout.store.exists(shared)
+
+
+# --- 13: the drift report of a retried publish ----------------------------------------------
+
+
+def test_a_publish_retried_after_its_swap_reports_the_drift_of_what_it_absorbed(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The task dies after CURRENT moved but before the run was recorded; its retry must
+    report the buckets [H1, H2) it absorbed, not everything since 0."""
+    from batch_layer import speed_sync
+
+    layout = Layout.of(settings)
+    v1 = write(layout, 1, 1 * BUCKET)
+    v2 = write(layout, 3, 3 * BUCKET, base=v1)
+    pipeline.publish_version(settings, v1)
+    swap = Layout.swap_current
+
+    def swap_then_die(self: Layout, pointer: Any, etag: Any) -> bool:
+        moved = swap(self, pointer, etag)
+        if moved and pointer.version == v2:
+            raise SystemExit("killed right after the swap")
+        return moved
+
+    monkeypatch.setattr(Layout, "swap_current", swap_then_die)
+    with pytest.raises(SystemExit):
+        pipeline.publish_version(settings, v2)
+    monkeypatch.undo()
+    report = pipeline.publish_version(settings, v2)  # the retry
+    assert report["previous_horizon_ms"] == 1 * BUCKET
+    assert report["absorbed_events_batch"] == 2 * EVENTS_PER_BUCKET
+    assert report["absorbed_events_speed"] == 2 * EVENTS_PER_BUCKET
+    assert (report["drift_events"], report["drift_cents"]) == (0, 0)
+    engine = make_engine(settings.speed_store_url)
+    assert speed_sync.stored_report(engine, v2) == report
+    engine.dispose()
