@@ -281,10 +281,26 @@ def _all_plain_cents(texts: Iterable[msgspec.Raw]) -> list[int] | None:
     return cents.to_pylist()
 
 
+def _all_utf8(values: Sequence[bytes]) -> bool:
+    """Whether every value is valid UTF-8, as the contract decodes the whole value first.
+
+    msgspec checks the text of the members it reads, not of those it skips (an unknown
+    member's value, a member's name) nor of a raw ``Amount``: without this check the fast paths
+    would count records the contract rejects. ASCII (nearly every record) is checked in one
+    pass; anything else is decoded."""
+    for value in values:
+        if not value.isascii():
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                return False
+    return True
+
+
 def fast_event_row(value: bytes | None) -> dict[str, Any] | None:
     """The event's row (as :meth:`Transaction.to_row`) when it is plainly valid; else None,
     meaning "ask the contract", never "invalid"."""
-    if value is None or len(value) > FAST_PATH_MAX_BYTES:
+    if value is None or len(value) > FAST_PATH_MAX_BYTES or not _all_utf8((value,)):
         return None
     try:
         wire = _FAST_DECODER.decode(value)
@@ -316,6 +332,8 @@ def plain_event_columns(values: Sequence[bytes | None]) -> dict[str, list[Any]] 
     if not values or None in values:
         return None
     if max(map(len, values)) > FAST_PATH_MAX_BYTES:  # type: ignore[arg-type]
+        return None
+    if not _all_utf8(values):  # type: ignore[arg-type]  # None was ruled out above
         return None
     try:
         wires = list(map(_FAST_DECODER.decode, values))  # type: ignore[arg-type]
