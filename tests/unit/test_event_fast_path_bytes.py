@@ -36,8 +36,12 @@ VALID = (
     b'{"TransactionID":"100001","CreatedTime":1550149860000,'
     b'"SourceAccountID":"131100","TargetAccountID":"151837","Amount":3000.25}'
 )
-MEMBER_NAMES = [b"note", b"\xc0\xaf", b"\xff", b"Amount", b"amount", b"TransactionID", b"\xed\xa0\x80"]
-MEMBER_VALUES = [b'"\xff"', b'"\xc3"', b'"\xe2\x82"', b"1", b'"x"', b"[\xff]", b'{"\xff":1}', b"null"]
+MEMBER_NAMES = [
+    b"note", b"\xc0\xaf", b"\xff", b"Amount", b"amount", b"TransactionID", b"\xed\xa0\x80",
+]  # fmt: skip
+MEMBER_VALUES = [
+    b'"\xff"', b'"\xc3"', b'"\xe2\x82"', b"1", b'"x"', b"[\xff]", b'{"\xff":1}', b"null",
+]  # fmt: skip
 
 
 def contract(value: bytes | None) -> dict | Rejection:
