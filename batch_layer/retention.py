@@ -6,9 +6,11 @@ small object, ``batch/RETENTION``, moved only by compare-and-swap:
 
 - ``speed_expired_below_ms``: expiry raises it BEFORE deleting speed rows below it (a crash
   leaves it above what is gone: conservative), so it is the durable floor of the speed rows.
-- ``holds``: {version: horizon} of a move of CURRENT downwards (rollback, a rebuild at an older
-  horizon) between its checks and its swap; expiry never goes above a hold, prune never
+- ``holds``: {version: (horizon, until)} of a move of CURRENT to another version (a rollback,
+  a publish) between its checks and its swap; expiry never goes above a hold, prune never
   deletes a held version. Once CURRENT names the version, CURRENT protects it and the hold goes.
+  A hold lapses at ``until`` (``HOLD_MS`` on): a mover that died leaves no lasting block on
+  expiry, and a mover that has not swapped by then gives up.
 - ``pruning``: the versions a prune has decided to delete; a rollback refuses them.
 
 Each writer reads this object, then CURRENT, then swaps this object by its etag: a writer whose
@@ -18,6 +20,7 @@ swap fails re-reads both, so of a rollback and an expiry (or a prune) one always
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -26,6 +29,11 @@ from lambda_contracts.layout import Layout
 
 RETENTION_KEY = "batch/RETENTION"
 ATTEMPTS = 20
+HOLD_MS = 600_000  # a move takes milliseconds; ten minutes is far more than any stall
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 class RetentionConflict(RuntimeError):
@@ -35,13 +43,18 @@ class RetentionConflict(RuntimeError):
 @dataclass(frozen=True)
 class Retention:
     speed_expired_below_ms: int = 0
-    holds: dict[str, int] = field(default_factory=dict)
+    holds: dict[str, tuple[int, int]] = field(default_factory=dict)
     pruning: tuple[str, ...] = ()
+
+    def live_holds(self) -> dict[str, int]:
+        """{version: horizon} of the holds that have not lapsed."""
+        at = now_ms()
+        return {v: h for v, (h, until) in self.holds.items() if until > at}
 
     def to_json(self) -> bytes:
         body = {
             "speed_expired_below_ms": self.speed_expired_below_ms,
-            "holds": self.holds,
+            "holds": {v: list(hold) for v, hold in self.holds.items()},
             "pruning": list(self.pruning),
         }
         return json.dumps(body, indent=1, sort_keys=True).encode()
@@ -55,7 +68,7 @@ def read_retention(layout: Layout) -> tuple[Retention, str | None]:
     raw = json.loads(found.data)
     record = Retention(
         int(raw.get("speed_expired_below_ms", 0)),
-        {str(v): int(h) for v, h in raw.get("holds", {}).items()},
+        {str(v): (int(h), int(until)) for v, (h, until) in raw.get("holds", {}).items()},
         tuple(raw.get("pruning", ())),
     )
     return record, found.etag
@@ -90,7 +103,7 @@ def raise_speed_floor(layout: Layout, wanted_ms: Callable[[], int]) -> int:
     """
 
     def change(record: Retention) -> Retention:
-        below = min([wanted_ms(), *record.holds.values()])
+        below = min([wanted_ms(), *record.live_holds().values()])
         return replace(record, speed_expired_below_ms=max(below, record.speed_expired_below_ms))
 
     return update(layout, change).speed_expired_below_ms
@@ -112,17 +125,21 @@ def reason_unreachable(record: Retention, version: str, horizon_ms: int) -> str 
     return None
 
 
-def hold(layout: Layout, version: str, horizon_ms: int) -> None:
-    """Reserve ``version``'s speed rows and files before CURRENT moves down to it; raise
-    Unreachable (nothing changed) if they are already gone or going."""
+def hold(layout: Layout, version: str, horizon_ms: int) -> int:
+    """Reserve ``version``'s speed rows and files before CURRENT moves to it; raise
+    Unreachable (nothing changed) if they are already gone or going. Returns when the hold
+    lapses (epoch ms): the caller must have swapped CURRENT by then."""
+    until = now_ms() + HOLD_MS
 
     def change(record: Retention) -> Retention:
         why = reason_unreachable(record, version, horizon_ms)
         if why is not None:
             raise Unreachable(why)
-        return replace(record, holds={**record.holds, version: horizon_ms})
+        live = {v: hold for v, hold in record.holds.items() if v in record.live_holds()}
+        return replace(record, holds={**live, version: (horizon_ms, until)})
 
     update(layout, change)
+    return until
 
 
 def release(layout: Layout, version: str) -> None:
@@ -141,7 +158,7 @@ def mark_pruning(layout: Layout, decide: Callable[[Retention], list[str]]) -> li
     chosen: list[str] = []
 
     def change(record: Retention) -> Retention:
-        chosen[:] = [v for v in decide(record) if v not in record.holds]
+        chosen[:] = [v for v in decide(record) if v not in record.live_holds()]
         return replace(record, pruning=tuple(chosen))
 
     update(layout, change)

@@ -178,13 +178,17 @@ def move_current(layout: Layout, pointer: BatchPointer, expected_etag: str | Non
     and expiry cannot pass its horizon between the checks and the swap. Raises
     RollbackRefused (CURRENT as it was) if its speed rows or files are already gone."""
     try:
-        retention.hold(layout, pointer.version, pointer.horizon_ms)
+        until_ms = retention.hold(layout, pointer.version, pointer.horizon_ms)
     except retention.Unreachable as exc:
         raise RollbackRefused(f"refused, CURRENT is unchanged: {exc}") from exc
     try:
         if layout.read_manifest(pointer.version) is None:
             raise RollbackRefused(
                 f"refused, CURRENT is unchanged: version {pointer.version} was deleted (pruned)"
+            )
+        if retention.now_ms() >= until_ms:
+            raise RollbackRefused(
+                f"refused, CURRENT is unchanged: the hold on {pointer.version} lapsed; try again"
             )
         swap_current(layout, pointer, expected_etag)
     finally:
@@ -248,7 +252,7 @@ def prune(
         current = layout.read_current()  # after the record: see ``retention``
         manifests = {v: layout.read_manifest(v) for v in list_versions(layout)}
         ok = [v for v, m in manifests.items() if m is not None and is_validated(m)]
-        spared = {*ok[-keep:], *record.holds, running, current.version if current else None}
+        spared = {*ok[-keep:], *record.live_holds(), running, current.version if current else None}
         newest_ok = ok[-1] if ok else None
         return [
             v

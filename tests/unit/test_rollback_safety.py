@@ -416,3 +416,22 @@ def test_a_publish_retried_after_its_swap_reports_the_drift_of_what_it_absorbed(
     engine = make_engine(settings.speed_store_url)
     assert speed_sync.stored_report(engine, v2) == report
     engine.dispose()
+
+
+def test_a_hold_left_by_a_mover_that_died_lapses(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rollback killed between its hold and its swap does not stop expiry for good."""
+    from batch_layer import retention
+
+    layout = Layout.of(settings)
+    v1, v2 = (write(layout, n, n * BUCKET) for n in (1, 2))
+    publish(layout, v1)
+    publish(layout, v2)
+    settings.batch_keep_versions = 1  # so only the hold keeps the rows of [1000, 2000)
+    retention.hold(layout, v1, 1 * BUCKET)  # ... and the mover dies here
+    pipeline.expire(settings, 2 * BUCKET)
+    assert retention.speed_floor(layout) == 1 * BUCKET  # held while the hold lives
+    monkeypatch.setattr(retention, "now_ms", lambda: 2**62)  # long after it lapsed
+    pipeline.expire(settings, 2 * BUCKET)
+    assert retention.speed_floor(layout) == 2 * BUCKET
