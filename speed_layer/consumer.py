@@ -591,11 +591,12 @@ class SpeedLayer:
             # A halted partition is neither sealed (its new records are not landed) nor
             # watched for progress (it makes none until a reset; a restart would not help).
             live = [p for p in own if p not in self.halted]
-            counted = {p: self._counted_through(p) for p in own}
+            positions = self._positions(live)
+            counted = {p: self._past_markers(p, self._counted_through(p), positions) for p in own}
             stored = {p: counted[p] for p in live}
             if not self.resync_needed:  # positions are trustworthy only after a clean take
                 live_ends = {p: end_by_partition[p] for p in live if p in end_by_partition}
-                self.landing.seal_caught_up(live_ends, self._positions(live), broker_now_ms)
+                self.landing.seal_caught_up(live_ends, positions, broker_now_ms)
             for partition in own:
                 lag = end_by_partition.get(partition, 0) - (counted[partition] or 0)
                 self.metrics.lag.labels(str(partition)).set(lag)
@@ -668,6 +669,22 @@ class SpeedLayer:
             except KafkaError:
                 continue  # unknown: sealed by the landed offset alone
         return positions
+
+    def _past_markers(
+        self, partition: int, counted: int | None, positions: dict[int, int]
+    ) -> int | None:
+        """How far a partition is read and counted, past the offsets that hold no record.
+
+        A transaction's commit or abort marker takes an offset but is never returned: after
+        the last record of a transactional producer the store's offset stays one below the
+        end offset for good. When every record read so far is counted (the store's offset at
+        or past where the last record read ends), the consumer's position, which moves past
+        markers and aborted records, is how far the partition is done: a caught-up partition
+        then reports no lag and no stall."""
+        position = positions.get(partition)
+        if counted is None or position is None or counted < self.sought.get(partition, 0):
+            return counted
+        return max(counted, position)
 
     def _counted_through(self, partition: int) -> int | None:
         """The store's next offset; for a partition the store has never counted, where the

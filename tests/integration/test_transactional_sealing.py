@@ -14,9 +14,18 @@ from decimal import Decimal
 import pytest
 from kafka import KafkaProducer
 
+from lambda_contracts.db import make_engine
 from lambda_contracts.events import Transaction
 from lambda_contracts.layout import Layout
-from tests.support.pipeline import SpeedProcess, landed_rows, wait_watermark
+from tests.support.pipeline import (
+    SpeedProcess,
+    end_offsets,
+    free_port,
+    landed_rows,
+    stored_offsets,
+    wait_until,
+    wait_watermark,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -62,3 +71,41 @@ def test_partitions_written_in_transactions_seal_when_idle(make_settings) -> Non
     for partition in range(settings.partitions):
         progress = layout.read_progress(partition)
         assert progress is not None and progress.sealed_through_ms >= newest_bucket_end
+
+
+def test_a_partition_ending_in_a_commit_marker_is_caught_up_not_stalled(make_settings) -> None:
+    """The last offset of a partition is a commit marker: end offset = stored offset + 1, and
+    no record will ever come to move the stored offset there. The process is caught up: no
+    lag, healthy, and its watchdog does not restart it (it did every exit bound)."""
+    settings = make_settings(
+        partitions=1,
+        speed_unhealthy_after_s=2.0,
+        speed_exit_after_s=5.0,
+        speed_metrics_port=free_port(),
+    )
+    producer = KafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers,
+        transactional_id=f"tx-marker-{uuid.uuid4().hex[:8]}",
+    )
+    producer.init_transactions()
+    producer.begin_transaction()
+    event = Transaction(
+        TransactionID="m1",
+        CreatedTime=int(time.time() * 1000),
+        SourceAccountID="a",
+        TargetAccountID="t",
+        Amount=Decimal("1.00"),
+    )
+    producer.send(settings.topic, event.to_json_bytes(), event.key, partition=0)
+    producer.commit_transaction()
+    producer.close()
+    assert end_offsets(settings) == {0: 2}  # the record and its commit marker
+
+    with SpeedProcess(settings, metrics=True) as speed:
+        engine = make_engine(settings.speed_store_url)
+        wait_until(lambda: stored_offsets(engine, settings.topic) == {0: 1}, 60, "counted")
+        time.sleep(3 * settings.speed_exit_after_s)  # past the exit bound, caught up all along
+        assert speed.alive(), SpeedProcess.recent_logs()
+        report = speed.health()
+        assert report is not None and report["status"] == "ok", report
+        assert report["lag"] == 0, report
