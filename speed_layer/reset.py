@@ -72,8 +72,16 @@ def group_members(settings: Settings) -> list[str]:
 
 
 def log_bounds(settings: Settings, partitions: list[int]) -> tuple[dict[int, int], dict[int, int]]:
-    """Each partition's log start and end offsets, from the broker."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+    """Each partition's log start and end offsets, from the broker.
+
+    The end is the one the speed processes stop at: they read committed records only, so an
+    open transaction holds their end at its first record (the last stable offset), below the
+    high watermark. Reset to the high watermark, they would find their stored offset past
+    the log's end and halt again, and would skip the open transaction's records once it
+    commits."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers, isolation_level="read_committed"
+    )
     try:
         tps = [TopicPartition(settings.topic, p) for p in partitions]
         starts = consumer.beginning_offsets(tps)

@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import subprocess
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
 from infra.topics import ensure_topics
 from lambda_contracts.buckets import ingest_bucket
 from lambda_contracts.db import make_engine
+from lambda_contracts.events import Transaction
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
 from speed_layer.reset import group_members
@@ -193,3 +195,57 @@ def test_reset_refuses_while_a_speed_process_runs(make_settings) -> None:
     assert reset.returncode == 2
     assert "live members" in reset.stderr and "make down" in reset.stderr
     assert stored_offsets(engine, settings.topic) == {}
+
+
+def test_reset_to_end_stops_where_read_committed_consumers_stop(
+    make_settings, tmp_path: Path
+) -> None:
+    """A transaction open at the reset: the end the speed processes read to is its first
+    record (the last stable offset), not the high watermark. Reset there, the process does
+    not halt, and counts the transaction's record once it commits."""
+    settings = make_settings(partitions=1, speed_metrics_port=free_port())
+    engine = make_engine(settings.speed_store_url)
+    truth = produce(settings, tmp_path / "t.jsonl", "--count", "20")
+    with SpeedProcess(settings) as speed:  # the group has run before the reset, as it would
+        wait_until(lambda: stored_offsets(engine, settings.topic) == {0: 20}, 60, "counted")
+        assert speed.terminate() == 0
+    producer = KafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers,
+        transactional_id=f"tx-reset-{settings.topic}",
+    )
+    producer.init_transactions()
+    producer.begin_transaction()
+    held = Transaction(
+        TransactionID="held-1",
+        CreatedTime=int(time.time() * 1000),
+        SourceAccountID="held",
+        TargetAccountID="t",
+        Amount=Decimal("7.00"),
+    )
+    producer.send(settings.topic, held.to_json_bytes(), held.key, partition=0).get(30)
+    producer.flush()
+    stable = len(truth)  # the open transaction's record sits at the last stable offset
+    assert end_offsets(settings) == {0: stable + 1}  # the high watermark is past it
+
+    reset = subprocess.run(
+        [str(BIN / "lambda-speed"), "reset-offsets", "--all", "--to-end"],
+        env=env_for(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert reset.returncode == 0, reset.stderr
+    assert stored_offsets(engine, settings.topic) == {0: stable}
+
+    with SpeedProcess(settings, metrics=True) as speed:
+        producer.commit_transaction()
+        producer.close()
+        wait_until(
+            lambda: stored_offsets(engine, settings.topic) == {0: stable + 1}, 60, "the held one"
+        )
+        answer = readyz(settings)
+        assert answer is not None and answer[1]["status"] != "halted", answer
+        views = speed_views(engine)
+        held_rows = [m for k, m in views["account_minute"].items() if "held" in k]
+        assert len(held_rows) == 1, views
+        assert speed.terminate() == 0
