@@ -1,27 +1,34 @@
 """Dead-letter queue: invalid records go to ``transactions.dlq`` with why and where from.
 
-Runs for every record that fails validation. The value and key are kept byte for byte; headers
-carry ``reason`` and the original ``topic``/``partition``/``offset``/``timestamp``. ``flush`` is
-called before the store commits the batch's offsets, so a rejected record is never lost (after a
-crash it may be sent twice; consumers of the DLQ can dedup by the origin headers).
+Runs for every record that fails validation. The value and key are kept byte for byte (the head
+of each, with its size and digest, where the record is too large to copy); headers carry
+``reason`` and the original ``topic``/``partition``/``offset``/``timestamp``. ``flush`` is called
+before the store commits the batch's offsets, so a rejected record is never lost (after a crash
+it may be sent twice; consumers of the DLQ can dedup by the origin headers).
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from kafka import KafkaProducer
+from kafka.errors import MessageSizeTooLargeError
 
-# A rejected record may be as large as the broker allows; with the DLQ headers it could exceed
-# the producer's request size and never be sent. Longer values are cut, and say so.
-MAX_VALUE_BYTES = 900_000
+# A rejected record may be as large as the broker allows (a compressed batch can hold a key or
+# value far larger than an uncompressed request may carry): with the DLQ headers it could exceed
+# the producer's request size and never be sent, wedging its partition. Where the original does
+# not fit, the dead letter keeps the head of its key and value, their sizes and SHA-256 digests.
+MAX_RECORD_BYTES = 900_000
+MAX_KEY_BYTES = 4096  # the head of an oversized key that is kept
 
 
 class DeadLetters:
     def __init__(self, producer: KafkaProducer, topic: str) -> None:
         self.producer = producer
         self.topic = topic
-        self._futures: list[Any] = []
+        # Each send in flight with what to send instead if the broker finds it too large.
+        self._futures: list[tuple[Any, tuple[bytes | None, bytes | None, list[Header]]]] = []
 
     def send(
         self,
@@ -38,10 +45,19 @@ class DeadLetters:
             ("origin.offset", str(offset).encode()),
             ("origin.timestamp", str(timestamp).encode()),
         ]
-        if value is not None and len(value) > MAX_VALUE_BYTES:
-            headers.append(("value.truncated_from", str(len(value)).encode()))
-            value = value[:MAX_VALUE_BYTES]
-        self._futures.append(self.producer.send(self.topic, key=key, value=value, headers=headers))
+        cut = _cut(key, value, headers, MAX_KEY_BYTES, MAX_RECORD_BYTES - MAX_KEY_BYTES)
+        letter = (key, value, headers)
+        if len(key or b"") + len(value or b"") > MAX_RECORD_BYTES:
+            letter = cut
+        try:
+            future = self._send(*letter)
+        except MessageSizeTooLargeError:  # the record and its headers exceed the request size
+            future = self._send(*cut)
+        # If the broker refuses it as too large (its message.max.bytes is lower), smaller.
+        self._futures.append((future, _cut(key, value, headers, 1024, 16_384)))
+
+    def _send(self, key: bytes | None, value: bytes | None, headers: list[Header]) -> Any:
+        return self.producer.send(self.topic, key=key, value=value, headers=headers)
 
     def forget_pending(self) -> None:
         """Drop unacknowledged sends after a failed flush: the rewound batch sends them again
@@ -49,10 +65,41 @@ class DeadLetters:
         self._futures = []
 
     def flush(self, timeout_s: float = 30.0) -> None:
-        """Block until every sent record is acknowledged; raise if one was not."""
+        """Block until every sent record is acknowledged; raise if one was not. A record the
+        broker refuses as too large is sent again cut to its head (the partition goes on)."""
         if not self._futures:
             return
         self.producer.flush(timeout=timeout_s)
         futures, self._futures = self._futures, []
-        for future in futures:
-            future.get(timeout=timeout_s)
+        resent = []
+        for future, (key, value, headers) in futures:
+            try:
+                future.get(timeout=timeout_s)
+            except MessageSizeTooLargeError:
+                resent.append(self._send(key, value, headers))
+        if resent:
+            self.producer.flush(timeout=timeout_s)
+            for future in resent:
+                future.get(timeout=timeout_s)
+
+
+Header = tuple[str, bytes]
+
+
+def _cut(
+    key: bytes | None, value: bytes | None, headers: list[Header], key_head: int, value_head: int
+) -> tuple[bytes | None, bytes | None, list[Header]]:
+    """The dead letter of a record too large to copy whole: the heads of its key and value,
+    with the original sizes and digests in headers so the original can be found and checked."""
+    extra: list[Header] = []
+    for name, part, head in (("key", key, key_head), ("value", value, value_head)):
+        if part is not None and len(part) > head:
+            extra += [
+                (f"{name}.truncated_from", str(len(part)).encode()),
+                (f"{name}.sha256", hashlib.sha256(part).hexdigest().encode()),
+            ]
+    return (
+        None if key is None else key[:key_head],
+        None if value is None else value[:value_head],
+        headers + extra,
+    )
