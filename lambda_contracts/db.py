@@ -22,6 +22,31 @@ from lambda_contracts.store_schema import metadata
 # (the store's cost per event 4.26 -> 4.01 us at 2M events, bench/README.md 2026-11-28).
 WAL_AUTOCHECKPOINT_PAGES = 10_000
 
+# A speed host cut off in the middle of a transaction holds ``LOCK TABLE speed_dedup`` until
+# PostgreSQL notices: without bounds, that is the kernel's TCP timeout (~2 h), and the surviving
+# member cannot take the partitions over. The server ends a session left idle inside a
+# transaction after IDLE_IN_TRANSACTION_S (no speed, batch or serving transaction waits idle
+# that long: each runs its statements back to back), and both ends probe a silent peer with
+# TCP keepalives. The lock is free within about 20 s of the cut, so with the consumer group's
+# rebalance the survivor counts the partitions again within 60 s.
+IDLE_IN_TRANSACTION_S = 20
+KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT = 5, 5, 3
+POSTGRES_CONNECT_ARGS = {
+    "keepalives": 1,
+    "keepalives_idle": KEEPALIVE_IDLE_S,
+    "keepalives_interval": KEEPALIVE_INTERVAL_S,
+    "keepalives_count": KEEPALIVE_COUNT,
+    "tcp_user_timeout": 1000 * KEEPALIVE_IDLE_S * (1 + KEEPALIVE_COUNT),
+    "options": " ".join(
+        [
+            f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_S * 1000}",
+            f"-c tcp_keepalives_idle={KEEPALIVE_IDLE_S}",
+            f"-c tcp_keepalives_interval={KEEPALIVE_INTERVAL_S}",
+            f"-c tcp_keepalives_count={KEEPALIVE_COUNT}",
+        ]
+    ),
+}
+
 
 def make_engine(url: str, create: bool = True, sqlite_synchronous: str = "NORMAL") -> Engine:
     """An engine for the speed store; creates missing tables unless ``create`` is False."""
@@ -42,7 +67,7 @@ def make_engine(url: str, create: bool = True, sqlite_synchronous: str = "NORMAL
             cur.close()
 
     else:
-        engine = create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, pool_pre_ping=True, connect_args=POSTGRES_CONNECT_ARGS)
     if create:
         create_tables(engine)
     return engine
