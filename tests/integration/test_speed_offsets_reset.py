@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import subprocess
 import time
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
 from infra.topics import ensure_topics
 from lambda_contracts.buckets import ingest_bucket
 from lambda_contracts.db import make_engine
-from lambda_contracts.events import Transaction
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
 from speed_layer.reset import group_members
@@ -38,6 +36,7 @@ from tests.support.pipeline import (
     free_port,
     landed_rows,
     mixed_stream,
+    open_transaction,
     produce,
     read_topic,
     speed_views,
@@ -209,21 +208,7 @@ def test_reset_to_end_stops_where_read_committed_consumers_stop(
     with SpeedProcess(settings) as speed:  # the group has run before the reset, as it would
         wait_until(lambda: stored_offsets(engine, settings.topic) == {0: 20}, 60, "counted")
         assert speed.terminate() == 0
-    producer = KafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers,
-        transactional_id=f"tx-reset-{settings.topic}",
-    )
-    producer.init_transactions()
-    producer.begin_transaction()
-    held = Transaction(
-        TransactionID="held-1",
-        CreatedTime=int(time.time() * 1000),
-        SourceAccountID="held",
-        TargetAccountID="t",
-        Amount=Decimal("7.00"),
-    )
-    producer.send(settings.topic, held.to_json_bytes(), held.key, partition=0).get(30)
-    producer.flush()
+    producer = open_transaction(settings, "held-1", "held", "7.00")
     stable = len(truth)  # the open transaction's record sits at the last stable offset
     assert end_offsets(settings) == {0: stable + 1}  # the high watermark is past it
 

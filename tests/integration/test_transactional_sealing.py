@@ -22,6 +22,7 @@ from tests.support.pipeline import (
     end_offsets,
     free_port,
     landed_rows,
+    open_transaction,
     stored_offsets,
     wait_until,
     wait_watermark,
@@ -83,20 +84,7 @@ def test_a_partition_ending_in_a_commit_marker_is_caught_up_not_stalled(make_set
         speed_exit_after_s=5.0,
         speed_metrics_port=free_port(),
     )
-    producer = KafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers,
-        transactional_id=f"tx-marker-{uuid.uuid4().hex[:8]}",
-    )
-    producer.init_transactions()
-    producer.begin_transaction()
-    event = Transaction(
-        TransactionID="m1",
-        CreatedTime=int(time.time() * 1000),
-        SourceAccountID="a",
-        TargetAccountID="t",
-        Amount=Decimal("1.00"),
-    )
-    producer.send(settings.topic, event.to_json_bytes(), event.key, partition=0)
+    producer = open_transaction(settings, "m1", "a", "1.00")
     producer.commit_transaction()
     producer.close()
     assert end_offsets(settings) == {0: 2}  # the record and its commit marker

@@ -16,10 +16,11 @@ import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from sqlalchemy import Engine, select
 
 from infra.services import speed_health
@@ -394,3 +395,23 @@ def kill_recompute_mid_write(settings: Settings, horizon_ms: int, version: str) 
     wait_until(writing, 240, f"the job to start writing version {version}")
     os.killpg(job.pid, signal.SIGKILL)
     job.wait()
+
+
+def open_transaction(settings: Settings, tid: str, account: str, amount: str) -> KafkaProducer:
+    """A transactional producer with one event sent to partition 0 (acknowledged) in a
+    transaction left open: the caller commits or aborts it."""
+    producer = KafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers,
+        transactional_id=f"tx-{tid}-{settings.topic}",
+    )
+    producer.init_transactions()
+    producer.begin_transaction()
+    event = Transaction(
+        TransactionID=tid,
+        CreatedTime=int(time.time() * 1000),
+        SourceAccountID=account,
+        TargetAccountID="t",
+        Amount=Decimal(amount),
+    )
+    producer.send(settings.topic, event.to_json_bytes(), event.key, partition=0).get(30)
+    return producer
