@@ -13,28 +13,21 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, insert
+from sqlalchemy import delete
 
-from lambda_contracts.db import make_engine
 from lambda_contracts.layout import BatchPointer, Layout
 from lambda_contracts.settings import Settings
 from lambda_contracts.store_schema import view_tables
 from lambda_contracts.views import VIEWS
-from serving.batch_cache import BatchCache
-from serving.batch_store import BatchStore
-from serving.queries import QueryService
-from serving.speed_store import SpeedReader
 from tests.support.stores import s3_store
 from tests.unit.test_serving_cache import (
     BUCKET,
-    EVENTS,
     H2,
     HORIZON,
     RANGES,
-    aggregate,
     oracle,
+    serving_over,
     summary_of,
-    write_version,
 )
 
 pytestmark = pytest.mark.integration
@@ -50,20 +43,8 @@ def test_an_answer_right_after_a_publish_and_expiry_on_s3_is_exact(
 ) -> None:  # type: ignore[no-untyped-def]
     settings = Settings(data_dir=tmp_path, partitions=1, bucket_ms=BUCKET)
     layout = Layout(tmp_path, s3_store(s3_server))
-    for version in ("v1", "v2"):
-        write_version(layout, version)
-    engine = make_engine(settings.speed_store_url)
-    with engine.begin() as conn:
-        for view in VIEWS:
-            cols = (*view.key_columns, "ingest_bucket", *view.measure_names)
-            rows = aggregate(EVENTS, view, with_bucket=True)
-            conn.execute(
-                insert(view_tables[view.name]),
-                [dict(zip(cols, (*k, *m), strict=True)) for k, m in rows.items()],
-            )
-    queries = QueryService(
-        BatchStore(layout), SpeedReader(engine, "t"), partitions=1, cache=BatchCache(10_000)
-    )
+    queries = serving_over(settings, layout, ("v1", "v2"))
+    engine = queries.speed.engine
     start, end = RANGES[0]
     move_current(layout, "v1")
     snap, value = queries.consistent(lambda s: queries.summary(s, start, end))

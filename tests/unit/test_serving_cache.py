@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -131,11 +131,10 @@ def publish(layout: Layout, version: str, pinned: bool = False) -> None:
     assert layout.swap_current(pointer, layout.read_current_versioned()[1])
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[tuple[Settings, QueryService]]:
-    settings = Settings(data_dir=tmp_path, partitions=1, bucket_ms=BUCKET)
-    layout = Layout.of(settings)
-    for version in BATCH:
+def serving_over(settings: Settings, layout: Layout, versions: Iterable[str]) -> QueryService:
+    """Serving over these batch versions (written to ``layout``) and the speed rows of every
+    event, as the speed layer would hold them before any expiry."""
+    for version in versions:
         write_version(layout, version)
     engine = make_engine(settings.speed_store_url)
     with engine.begin() as conn:
@@ -146,11 +145,17 @@ def store(tmp_path: Path) -> Iterator[tuple[Settings, QueryService]]:
                 insert(view_tables[view.name]),
                 [dict(zip(cols, (*k, *m), strict=True)) for k, m in rows.items()],
             )
-    queries = QueryService(
+    return QueryService(
         BatchStore(layout), SpeedReader(engine, "t"), partitions=1, cache=BatchCache(10_000)
     )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[tuple[Settings, QueryService]]:
+    settings = Settings(data_dir=tmp_path, partitions=1, bucket_ms=BUCKET)
+    queries = serving_over(settings, Layout.of(settings), BATCH)
     yield settings, queries
-    engine.dispose()
+    queries.speed.engine.dispose()
 
 
 RANGES = [(T0 - 3 * DAY, T0 + DAY), (T0, T0 + 50 * BUCKET), (H1 - 10 * BUCKET, H2 + 600_000)]
