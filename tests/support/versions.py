@@ -8,6 +8,7 @@ import pyarrow as pa
 
 from lambda_contracts.landing_files import put_parquet
 from lambda_contracts.layout import Layout
+from lambda_contracts.views import VIEWS
 
 
 def put_version(
@@ -20,3 +21,35 @@ def put_version(
         put_parquet(layout, key, table)
         outputs[view_name] = [key]
     layout.write_manifest(version, {**manifest, "output_files": outputs})
+
+
+def put_counted_version(
+    layout: Layout,
+    version: str,
+    horizon: int,
+    bucket_ms: int,
+    events: int,
+    view_events: int,
+    **manifest: Any,
+) -> str:
+    """A complete version of one row per view whose views count ``view_events`` events of
+    the ``events`` its manifest says it read (validation passes iff the two are equal)."""
+    tables = {}
+    for view in VIEWS:
+        columns: dict[str, list[object]] = {d: ["acct"] for d in view.dimensions}
+        columns["window_start"] = [60_000]
+        measures = (view_events, 10 * view_events, 10, 10)
+        named = dict(zip(view.measure_names, measures, strict=True))
+        tables[view.name] = pa.table(columns | {k: [v] for k, v in named.items()})
+    counts = {
+        "version": version,
+        "horizon_ms": horizon,
+        "bucket_ms": bucket_ms,
+        "input_records": events,
+        "records_read": events,
+        "replays_removed": 0,
+        "duplicates_removed": 0,
+        "events": events,
+    }
+    put_version(layout, version, tables, counts | manifest)
+    return version

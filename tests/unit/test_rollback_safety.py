@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pytest
 from sqlalchemy import func, insert, select
 
@@ -25,7 +24,7 @@ from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
 from lambda_contracts.store_schema import view_tables
 from lambda_contracts.views import VIEWS
-from tests.support.versions import put_version
+from tests.support.versions import put_counted_version
 
 BUCKET = 1000
 BUCKETS = 8
@@ -51,26 +50,17 @@ def write(
     version = version or vid(n, tag)
     events = horizon // BUCKET * EVENTS_PER_BUCKET
     in_views = events if good else events - 1
-    tables = {}
-    for view in VIEWS:
-        columns: dict[str, list[object]] = {d: ["acct"] for d in view.dimensions}
-        columns["window_start"] = [60_000]
-        measures = dict(zip(view.measure_names, (in_views, 10 * in_views, 10, 10), strict=True))
-        tables[view.name] = pa.table(columns | {k: [v] for k, v in measures.items()})
-    manifest: dict[str, Any] = {
-        "version": version,
-        "horizon_ms": horizon,
-        "bucket_ms": BUCKET,
-        "input_records": events,
-        "records_read": events,
-        "replays_removed": 0,
-        "duplicates_removed": 0,
-        "events": events,
-        "mode": "incremental" if base else "full",
-        "base_version": base,
-        "created_at_ms": int(datetime(2026, 1, 1, tzinfo=UTC).timestamp() * 1000),
-    }
-    put_version(layout, version, tables, manifest)
+    put_counted_version(
+        layout,
+        version,
+        horizon,
+        BUCKET,
+        events,
+        in_views,
+        mode="incremental" if base else "full",
+        base_version=base,
+        created_at_ms=int(datetime(2026, 1, 1, tzinfo=UTC).timestamp() * 1000),
+    )
     if good:
         validate_version(layout, version)
     else:

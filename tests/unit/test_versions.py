@@ -9,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 
@@ -31,7 +30,7 @@ from lambda_contracts.batch_files import read_view
 from lambda_contracts.layout import BatchPointer, Layout, PartitionProgress
 from lambda_contracts.settings import Settings
 from lambda_contracts.views import VIEWS
-from tests.support.versions import put_version
+from tests.support.versions import put_counted_version
 
 BUCKET = 1000
 
@@ -39,26 +38,7 @@ BUCKET = 1000
 def make_version(layout: Layout, name: str, horizon: int, events: int, view_events: int) -> str:
     """A complete version whose views count ``view_events`` (valid iff it equals ``events``)."""
     version = f"v20260101T0000{name}Z-{name}"
-    manifest = {
-        "version": version,
-        "horizon_ms": horizon,
-        "bucket_ms": BUCKET,
-        "input_records": events,
-        "records_read": events,
-        "replays_removed": 0,
-        "duplicates_removed": 0,
-        "events": events,
-    }
-    tables = {}
-    for view in VIEWS:
-        columns: dict[str, list[object]] = {d: ["acct"] for d in view.dimensions}
-        columns["window_start"] = [60_000]
-        measures = dict(
-            zip(view.measure_names, (view_events, 10 * view_events, 10, 10), strict=True)
-        )
-        tables[view.name] = pa.table(columns | {name: [value] for name, value in measures.items()})
-    put_version(layout, version, tables, manifest)
-    return version
+    return put_counted_version(layout, version, horizon, BUCKET, events, view_events)
 
 
 def validated(layout: Layout, name: str, horizon: int) -> str:
