@@ -60,6 +60,17 @@ def recreate_topic(settings: Settings) -> None:
     ensure_topics(settings)  # waits until every partition has a leader
 
 
+def reset_offsets(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """``lambda-speed reset-offsets ARGS`` as an operator runs it."""
+    return subprocess.run(
+        [str(BIN / "lambda-speed"), "reset-offsets", *args],
+        env=env_for(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def readyz(settings: Settings) -> tuple[int, dict[str, Any]] | None:
     url = f"http://127.0.0.1:{settings.speed_metrics_port}/readyz"
     try:
@@ -156,13 +167,7 @@ def test_recreated_topic_halts_until_the_offsets_are_reset(
         assert not [k for k in landed_by_bucket(settings) if k[0] >= first_new_bucket]
         assert speed.terminate() == 0
 
-    reset = subprocess.run(
-        [str(BIN / "lambda-speed"), "reset-offsets", "--all", "--to-beginning"],
-        env=env_for(settings),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    reset = reset_offsets(settings, "--all", "--to-beginning")
     assert reset.returncode == 0, reset.stderr
     for p in range(settings.partitions):
         assert f"partition {p}: stored {offsets_before[p]} → 0" in reset.stdout
@@ -184,13 +189,7 @@ def test_reset_refuses_while_a_speed_process_runs(make_settings) -> None:
     engine = make_engine(settings.speed_store_url)
     with SpeedProcess(settings):
         wait_until(lambda: bool(group_members(settings)), 60, "the speed process in its group")
-        reset = subprocess.run(
-            [str(BIN / "lambda-speed"), "reset-offsets", "--partition", "0", "--to-end"],
-            env=env_for(settings),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        reset = reset_offsets(settings, "--partition", "0", "--to-end")
     assert reset.returncode == 2
     assert "live members" in reset.stderr and "make down" in reset.stderr
     assert stored_offsets(engine, settings.topic) == {}
@@ -212,13 +211,7 @@ def test_reset_to_end_stops_where_read_committed_consumers_stop(
     stable = len(truth)  # the open transaction's record sits at the last stable offset
     assert end_offsets(settings) == {0: stable + 1}  # the high watermark is past it
 
-    reset = subprocess.run(
-        [str(BIN / "lambda-speed"), "reset-offsets", "--all", "--to-end"],
-        env=env_for(settings),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    reset = reset_offsets(settings, "--all", "--to-end")
     assert reset.returncode == 0, reset.stderr
     assert stored_offsets(engine, settings.topic) == {0: stable}
 
