@@ -13,6 +13,7 @@ re-checks the part that can change meanwhile (the published horizon) as the last
 from __future__ import annotations
 
 from lambda_contracts.layout import Layout
+from lambda_contracts.retention import speed_floor
 from lambda_contracts.settings import Settings
 
 
@@ -55,7 +56,6 @@ def check_horizon(
 def rebuild_floor(settings: Settings) -> int:
     """How far back a rebuild may go: the speed rows kept for rollback reach that far, and
     none below the recorded expiry floor is left."""
-    from batch_layer.retention import speed_floor
     from batch_layer.versions import safe_expiry_horizon  # versions imports this module
 
     layout = Layout.of(settings)

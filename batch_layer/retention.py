@@ -2,7 +2,8 @@
 
 A rollback to version V (horizon H) is exact only while every speed row with ingest bucket >= H
 still exists, and only while V's files do. Three writers race over that, so they meet in one
-small object, ``batch/RETENTION``, moved only by compare-and-swap:
+small object, ``batch/RETENTION`` (its format: :mod:`lambda_contracts.retention`), moved only
+by compare-and-swap:
 
 - ``speed_expired_below_ms``: expiry raises it BEFORE deleting speed rows below it (a crash
   leaves it above what is gone: conservative), so it is the durable floor of the speed rows.
@@ -19,59 +20,19 @@ swap fails re-reads both, so of a rollback and an expiry (or a prune) one always
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from lambda_contracts.layout import Layout
+from lambda_contracts.retention import RETENTION_KEY, Retention, now_ms, read_retention
 
-RETENTION_KEY = "batch/RETENTION"
 ATTEMPTS = 20
 HOLD_MS = 600_000  # a move takes milliseconds; ten minutes is far more than any stall
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class RetentionConflict(RuntimeError):
     """The retention record kept moving under this caller (many concurrent writers)."""
-
-
-@dataclass(frozen=True)
-class Retention:
-    speed_expired_below_ms: int = 0
-    holds: dict[str, tuple[int, int]] = field(default_factory=dict)
-    pruning: tuple[str, ...] = ()
-
-    def live_holds(self) -> dict[str, int]:
-        """{version: horizon} of the holds that have not lapsed."""
-        at = now_ms()
-        return {v: h for v, (h, until) in self.holds.items() if until > at}
-
-    def to_json(self) -> bytes:
-        body = {
-            "speed_expired_below_ms": self.speed_expired_below_ms,
-            "holds": {v: list(hold) for v, hold in self.holds.items()},
-            "pruning": list(self.pruning),
-        }
-        return json.dumps(body, indent=1, sort_keys=True).encode()
-
-
-def read_retention(layout: Layout) -> tuple[Retention, str | None]:
-    """The record and its etag (a default record and None if none was written yet)."""
-    found = layout.store.get_versioned(RETENTION_KEY)
-    if found is None:
-        return Retention(), None
-    raw = json.loads(found.data)
-    record = Retention(
-        int(raw.get("speed_expired_below_ms", 0)),
-        {str(v): (int(h), int(until)) for v, (h, until) in raw.get("holds", {}).items()},
-        tuple(raw.get("pruning", ())),
-    )
-    return record, found.etag
 
 
 def update(layout: Layout, change: Callable[[Retention], Retention | None]) -> Retention:
@@ -88,11 +49,6 @@ def update(layout: Layout, change: Callable[[Retention], Retention | None]) -> R
         if layout.store.cas(RETENTION_KEY, etag, new.to_json()) is not None:
             return new
     raise RetentionConflict(f"{RETENTION_KEY} kept moving; try again")
-
-
-def speed_floor(layout: Layout) -> int:
-    """Every speed row below this ingest time may be gone."""
-    return read_retention(layout)[0].speed_expired_below_ms
 
 
 def raise_speed_floor(layout: Layout, wanted_ms: Callable[[], int]) -> int:

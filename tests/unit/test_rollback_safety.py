@@ -413,6 +413,7 @@ def test_a_hold_left_by_a_mover_that_died_lapses(
 ) -> None:
     """A rollback killed between its hold and its swap does not stop expiry for good."""
     from batch_layer import retention
+    from lambda_contracts import retention as record
 
     layout = Layout.of(settings)
     v1, v2 = (write(layout, n, n * BUCKET) for n in (1, 2))
@@ -421,7 +422,7 @@ def test_a_hold_left_by_a_mover_that_died_lapses(
     settings.batch_keep_versions = 1  # so only the hold keeps the rows of [1000, 2000)
     retention.hold(layout, v1, 1 * BUCKET)  # ... and the mover dies here
     pipeline.expire(settings, 2 * BUCKET)
-    assert retention.speed_floor(layout) == 1 * BUCKET  # held while the hold lives
-    monkeypatch.setattr(retention, "now_ms", lambda: 2**62)  # long after it lapsed
+    assert record.speed_floor(layout) == 1 * BUCKET  # held while the hold lives
+    monkeypatch.setattr(record, "now_ms", lambda: 2**62)  # long after it lapsed
     pipeline.expire(settings, 2 * BUCKET)
-    assert retention.speed_floor(layout) == 2 * BUCKET
+    assert record.speed_floor(layout) == 2 * BUCKET
