@@ -11,10 +11,15 @@ The cache holds ONE generation: when a request's snapshot sees CURRENT at anothe
 arrives after the switch is not stored, and a lookup under any identity but the generation's
 misses, so no answer can take a part of another version or horizon. Entries are kept least
 recently used first out, within a budget of rows (one row: one key and its measures).
+
+A new version is warmed before it answers (:mod:`serving.version_switch`): the parts of the
+most recently used queries are computed on it off the request path and staged
+(:meth:`BatchCache.stage`); the switch to its identity starts the generation with them.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable
@@ -54,6 +59,7 @@ class BatchCache:
         self._generation: Identity | None = None
         self._entries: OrderedDict[Hashable, BatchPart] = OrderedDict()
         self._rows = 0
+        self._staged: tuple[Identity, OrderedDict[Hashable, BatchPart]] | None = None
         self.hits = 0
         self.misses = 0
 
@@ -71,9 +77,33 @@ class BatchCache:
             return
         with self._lock:
             if identity != self._generation:
-                self._entries.clear()
-                self._rows = 0
+                staged = self._staged
+                self._staged = None
+                fresh = staged[1] if staged is not None and staged[0] == identity else None
+                self._entries = fresh if fresh is not None else OrderedDict()
+                self._rows = sum(max(len(p.rows), 1) for p in self._entries.values())
                 self._generation = identity
+
+    def hot_queries(self, limit: int) -> list[Hashable]:
+        """The ``limit`` most recently used queries of the generation, most recent first."""
+        with self._lock:
+            return list(itertools.islice(reversed(self._entries), limit))
+
+    def stage(self, pointer: BatchPointer, parts: list[tuple[Hashable, BatchPart]]) -> None:
+        """The first entries of ``pointer``'s generation, used when :meth:`switch` reaches it;
+        ``parts``: most recent first, within the budget (the rest are dropped)."""
+        identity = identity_of(pointer)
+        kept: OrderedDict[Hashable, BatchPart] = OrderedDict()
+        rows = 0
+        for query, part in parts:
+            size = max(len(part.rows), 1)
+            if part.identity != identity or rows + size > self.max_rows:
+                continue
+            kept[query] = part
+            rows += size
+        kept_lru = OrderedDict(reversed(kept.items()))  # least recently used first
+        with self._lock:
+            self._staged = (identity, kept_lru) if identity is not None else None
 
     def get(self, pointer: BatchPointer, query: Hashable) -> BatchPart | None:
         with self._lock:

@@ -97,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             end_offsets=lambda: app.state.end_offsets.get(),
             partitions=settings.partitions,
             cache=BatchCache(settings.api_batch_cache_rows),
+            observe_switch=metrics.observe_switch,
         )
         try:  # load CURRENT's version before taking requests (each worker has its own copy)
             await queries.prepare()

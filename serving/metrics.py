@@ -36,6 +36,18 @@ class ServingMetrics:
             ["side"],
             registry=r,
         )
+        self.switch = Histogram(
+            "serving_version_switch_seconds",
+            "From a worker seeing a new CURRENT to answering from it: the version's load and "
+            "the warming of its cache, both off the request path",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=r,
+        )
+        self.warmed = Counter(
+            "serving_warmed_parts",
+            "Batch parts computed on a new version before it answered",
+            registry=r,
+        )
         self.staleness = Gauge(
             "serving_staleness_seconds",
             "Age of what each side has counted completely (speed: its watermark over all "
@@ -44,6 +56,10 @@ class ServingMetrics:
             registry=r,
             multiprocess_mode="mostrecent",
         )
+
+    def observe_switch(self, seconds: float, warmed: int) -> None:
+        self.switch.observe(seconds)
+        self.warmed.inc(warmed)
 
     def exposition(self) -> bytes:
         """The text format of this worker's metrics, or of every worker's (multiprocess)."""

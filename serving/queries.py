@@ -21,8 +21,9 @@ from serving.batch_cache import BatchCache, BatchPart, MixedSnapshotError, ident
 from serving.batch_store import BatchStore
 from serving.merge import merge_rows, roll_up, total
 from serving.row_query import RowQuery
-from serving.snapshot_cache import CurrentReader, Refreshed
+from serving.snapshot_cache import Refreshed
 from serving.speed_store import SpeedReader
+from serving.version_switch import VersionSwitch
 from serving.watermark import EndOffsetsReading, speed_watermark_ms
 
 T = TypeVar("T")
@@ -61,6 +62,7 @@ class QueryService:
         end_offsets: Callable[[], EndOffsetsReading | None] = lambda: None,
         partitions: int = 1,
         cache: BatchCache | None = None,
+        observe_switch: Callable[[float, int], None] = lambda seconds, warmed: None,
     ) -> None:
         self.batch = batch
         self.speed = speed
@@ -68,7 +70,7 @@ class QueryService:
         self.end_offsets = end_offsets
         self.partitions = partitions
         self.cache = cache if cache is not None else BatchCache(0)
-        self.current = CurrentReader(batch.layout)
+        self.switch = VersionSwitch(batch.layout, batch, self.cache, observe_switch)
         self.recent_watermark = Refreshed(self.speed_watermark_ms)
 
     def speed_watermark_ms(self, ends: EndOffsetsReading | None = None) -> int | None:
@@ -78,34 +80,37 @@ class QueryService:
         return speed_watermark_ms(self.speed.partitions(), self.partitions, reading)
 
     def snapshot(self) -> Snapshot:
-        """CURRENT read once (the cache follows it), its version loaded."""
-        pointer = self.current.read()
+        """The batch version to answer from (:class:`~serving.version_switch.VersionSwitch`:
+        CURRENT once loaded and warmed), the cache following it."""
+        pointer = self.switch.pointer()
         self.cache.switch(pointer)
-        if pointer is not None:
-            self.batch.ensure_loaded(pointer.version)
         return Snapshot(pointer)
 
     async def prepare(self) -> None:
-        """Load CURRENT's version in a worker thread if it is new (seconds after a publish), so
-        an ``async`` handler's :meth:`snapshot` does not hold up the event loop meanwhile."""
-        pointer = self.current.read()
-        if pointer is not None and not self.batch.is_loaded(pointer.version):
-            await anyio.to_thread.run_sync(self.batch.ensure_loaded, pointer.version)
+        """Wait in a worker thread, not on the event loop, if the snapshot would wait for a
+        version's load (at start-up: there is no version to answer from meanwhile)."""
+        if self.switch.would_wait():
+            await anyio.to_thread.run_sync(self.switch.pointer)
 
     def consistent(self, compute: Callable[[Snapshot], T], attempts: int = 5) -> tuple[Snapshot, T]:
-        """Run ``compute`` on one snapshot; redo it if a publish happened meanwhile.
+        """Run ``compute`` on one snapshot; redo it if its speed rows may have been expired
+        meanwhile.
 
         A publish may be followed by expiry of speed rows below the new horizon. If CURRENT is
-        unchanged after the speed rows were read, no newer version — hence no expiry that this
-        snapshot depends on — happened before the read ended, so the answer is consistent.
-        The check reads CURRENT as of now (``fresh``: on S3 not a cached reading), and the
-        next attempt's snapshot takes that reading.
+        the snapshot's version and unchanged after the speed rows were read, no newer version
+        — hence no expiry that this snapshot depends on — happened before the read ended. If
+        CURRENT is another version (one loading, or published meanwhile), the answer is exact
+        if the speed floor, read after the speed rows, is still at or below the snapshot's
+        horizon: the floor is raised before any row below it is deleted. Both checks read as
+        of now (``fresh``: on S3 not a cached reading).
         """
         for _ in range(attempts):
             snap = self.snapshot()
             result = compute(snap)
-            after = self.current.read(fresh=True)
+            after = self.switch.current.read(fresh=True)
             if after == snap.pointer:
+                return snap, result
+            if snap.pointer is not None and self.switch.exact(snap.pointer, fresh=True):
                 return snap, result
         return snap, result  # publishes every few minutes: unreachable in practice
 

@@ -106,7 +106,10 @@ class PartitionLag(BaseModel):
 
 
 class Freshness(BaseModel):
-    batch_version: str | None
+    batch_version: str | None = Field(
+        description="the published version (CURRENT); meta says which version answers read "
+        "now (the one before, for the seconds a new one takes to load)"
+    )
     batch_pinned: bool = Field(
         description="a rollback pinned this version: no batch run publishes until resumed"
     )

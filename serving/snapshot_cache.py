@@ -1,8 +1,8 @@
-"""Cheap per-request reads of what changes rarely: the CURRENT pointer and the speed watermark.
+"""Cheap per-request reads of what changes rarely: CURRENT, the speed floor, the speed watermark.
 
 Every request reads CURRENT twice (its snapshot, then the check that no publish happened while
 it computed). Reading and parsing the JSON file each time costs more than the cached answer
-it guards, so :class:`CurrentReader` stats the file and re-reads it only when the file changed
+it guards, so :class:`ObjectReader` stats the file and re-reads it only when the file changed
 (a publish replaces it by rename: a new inode, mtime, ctime) or its reading is older than
 ``max_age_s`` (a backstop should the file system reuse an inode within one timestamp tick).
 On S3 there is nothing to stat: a snapshot may take a reading up to ``max_age_s`` old, but the
@@ -25,6 +25,7 @@ import anyio.to_thread
 import structlog
 
 from lambda_contracts.layout import CURRENT_KEY, BatchPointer, Layout
+from lambda_contracts.retention import RETENTION_KEY, speed_floor
 from lambda_contracts.storage import LocalStore
 
 T = TypeVar("T")
@@ -43,22 +44,25 @@ def _signature(path: str | None) -> Signature:
     return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
 
 
-class CurrentReader:
-    """CURRENT as of now, re-read only when the pointer file changed or is ``max_age_s`` old."""
+class ObjectReader(Generic[T]):
+    """A small object of the store as of now (``read`` parses it), re-read only when its file
+    changed or its reading is ``max_age_s`` old."""
 
-    def __init__(self, layout: Layout, max_age_s: float = 1.0) -> None:
-        self.layout = layout
-        # The pointer's local file, built once (a Path per request costs more); on S3 there
-        # is none, and CURRENT is read again once the last reading is max_age_s old.
+    def __init__(
+        self, layout: Layout, key: str, read: Callable[[], T], max_age_s: float = 1.0
+    ) -> None:
+        # The object's local file, built once (a Path per request costs more); on S3 there
+        # is none, and the object is read again once the last reading is max_age_s old.
         local = isinstance(layout.store, LocalStore)
-        self.path = layout.store.path(CURRENT_KEY) if local else None
+        self.path = layout.store.path(key) if local else None
+        self._read = read
         self.max_age_s = max_age_s
-        # (file signature, monotonic time of the read, pointer): replaced as one tuple, so a
+        # (file signature, monotonic time of the read, value): replaced as one tuple, so a
         # concurrent reader sees either the old or the new reading, never a mix.
-        self._state: tuple[Signature, float, BatchPointer | None] | None = None
+        self._state: tuple[Signature, float, T] | None = None
 
-    def read(self, fresh: bool = False) -> BatchPointer | None:
-        """CURRENT; ``fresh``: as of now on every backend (on S3, a GET of the pointer)."""
+    def read(self, fresh: bool = False) -> T:
+        """The value; ``fresh``: as of now on every backend (on S3, a GET of the object)."""
         signature = _signature(self.path)  # before the read: a change after
         state = self._state  # it leaves a stale signature, so the next call reads again
         now = time.monotonic()
@@ -70,9 +74,19 @@ class CurrentReader:
             and now - state[1] < self.max_age_s
         ):
             return state[2]
-        pointer = self.layout.read_current()
-        self._state = (signature, now, pointer)
-        return pointer
+        value = self._read()
+        self._state = (signature, now, value)
+        return value
+
+
+def current_reader(layout: Layout) -> ObjectReader[BatchPointer | None]:
+    """CURRENT, the published batch version."""
+    return ObjectReader(layout, CURRENT_KEY, layout.read_current)
+
+
+def speed_floor_reader(layout: Layout) -> ObjectReader[int]:
+    """The speed store's expiry floor: speed rows below it may be gone."""
+    return ObjectReader(layout, RETENTION_KEY, lambda: speed_floor(layout))
 
 
 class Refreshed(Generic[T]):

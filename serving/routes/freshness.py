@@ -33,7 +33,7 @@ def freshness(settings: SettingsDep, queries: QueriesDep, layout: LayoutDep) -> 
             )
         )
     last = queries.speed.last_run()
-    pointer = snap.pointer
+    pointer = queries.switch.current.read()  # as published (meta: what answers read now)
     return Freshness(
         batch_version=pointer.version if pointer else None,
         batch_pinned=pointer.pinned if pointer else False,

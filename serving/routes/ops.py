@@ -19,7 +19,8 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 def readyz(queries: QueriesDep) -> JSONResponse:
-    """Ready when the speed store answers and the CURRENT batch version (if any) is loaded."""
+    """Ready when the speed store answers and a batch version answers (CURRENT, or the one
+    before it while CURRENT loads), if one was published."""
     checks: dict[str, str] = {}
     try:
         queries.speed.ping()
@@ -27,7 +28,7 @@ def readyz(queries: QueriesDep) -> JSONResponse:
     except Exception as exc:  # any failure means not ready; the reason is reported
         checks["speed_store"] = f"error: {exc.__class__.__name__}"
     try:
-        pointer = queries.batch.current()
+        pointer = queries.switch.pointer()
         checks["batch_views"] = f"ok ({pointer.version})" if pointer else "ok (none published yet)"
     except Exception as exc:
         checks["batch_views"] = f"error: {exc.__class__.__name__}"

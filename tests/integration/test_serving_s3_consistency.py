@@ -3,7 +3,8 @@ item 12): serving's per-request check must see the new CURRENT, not a cached rea
 
 keep=1: the publish of v2 is followed by the deletion of every speed row below H2. A request
 that still computes on v1 (H1 < H2) then misses the events of [H1, H2); the check after the
-computation must notice that CURRENT moved and redo it on v2. Real versitygw, real DuckDB
+computation must notice that CURRENT moved and the speed floor passed H1 (on S3: reading both
+as of now, not cached readings), and redo it on v2. Real versitygw, real DuckDB
 batch store, real SQLite speed store; the oracle is the plain-Python one of the cache tests.
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete
 
+from batch_layer.retention import raise_speed_floor
 from lambda_contracts.layout import BatchPointer, Layout
 from lambda_contracts.settings import Settings
 from lambda_contracts.store_schema import view_tables
@@ -51,6 +53,7 @@ def test_an_answer_right_after_a_publish_and_expiry_on_s3_is_exact(
     assert value == summary_of(oracle("v1", start, end, None))
 
     move_current(layout, "v2")  # publish, then expiry with keep=1: every row below H2 goes
+    raise_speed_floor(layout, lambda: H2)  # expiry raises the floor before it deletes
     with engine.begin() as conn:
         for view in VIEWS:
             table = view_tables[view.name]

@@ -161,6 +161,14 @@ def store(tmp_path: Path) -> Iterator[tuple[Settings, QueryService]]:
 RANGES = [(T0 - 3 * DAY, T0 + DAY), (T0, T0 + 50 * BUCKET), (H1 - 10 * BUCKET, H2 + 600_000)]
 
 
+def switched(queries: QueryService, version: str, timeout_s: float = 30) -> None:
+    """Until the service answers from ``version`` (it loads a new one in the background)."""
+    deadline = time.monotonic() + timeout_s
+    while (queries.snapshot().pointer or pointer("-", 0)).version != version:
+        assert time.monotonic() < deadline, f"never switched to {version}"
+        time.sleep(0.01)
+
+
 def check_answers(queries: QueryService, version: str) -> None:
     """Every range, account and granularity answers as the oracle says for ``version``."""
     for start, end in RANGES:
@@ -189,16 +197,22 @@ def test_answers_follow_current_and_never_reuse_a_part_of_another_version(store)
     check_answers(queries, "v1")  # the second round is answered from the cache
     assert queries.cache.hits > hits and queries.cache.generation == ("v1", H1)
     publish(layout, "v2")
+    switched(queries, "v2")
     check_answers(queries, "v2")
     assert queries.cache.generation == ("v2", H2)
     publish(layout, "v1", pinned=True)  # a rollback: back to v1's parts, recomputed
+    switched(queries, "v1")
     check_answers(queries, "v1")
     check_answers(queries, "v1")
 
 
-def test_a_publish_while_answering_is_redone_on_the_new_snapshot(store, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """CURRENT moves after the batch part of v1 was taken, before its speed rows are read:
-    the answer is recomputed on v2 whole, and v1's part is not served under v2 afterwards."""
+def test_a_publish_while_answering_keeps_the_answer_exact(store, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """CURRENT moves to v2 after the batch part of v1 was taken, before its speed rows are
+    read: with v1's speed rows all there, the answer on v1 stands (exact). When expiry also
+    raised the speed floor past v1's horizon meanwhile, the answer is recomputed on v2 whole,
+    and v1's part is not served under v2 afterwards."""
+    from batch_layer.retention import raise_speed_floor
+
     settings, queries = store
     layout = Layout.of(settings)
     publish(layout, "v1")
@@ -214,6 +228,23 @@ def test_a_publish_while_answering_is_redone_on_the_new_snapshot(store, monkeypa
         return read_rows(view, horizon_ms, *args, **kwargs)
 
     monkeypatch.setattr(queries.speed, "rows", publish_then_read)
+    snap, value = queries.consistent(lambda s: queries.summary(s, start, end, ACCOUNTS[0]))
+    assert horizons == [H1]
+    assert snap.pointer is not None and snap.pointer.version == "v1"
+    assert value == summary_of(oracle("v1", start, end, ACCOUNTS[0]))
+    switched(queries, "v2")
+    publish(layout, "v1", pinned=True)
+    switched(queries, "v1")  # v1 is still loaded: at once
+    horizons.clear()
+
+    def publish_expire_then_read(view, horizon_ms, *args, **kwargs):  # type: ignore[no-untyped-def]
+        horizons.append(horizon_ms)
+        if len(horizons) == 1:
+            publish(layout, "v2")
+            raise_speed_floor(layout, lambda: H2)  # what expiry does before deleting rows
+        return read_rows(view, horizon_ms, *args, **kwargs)
+
+    monkeypatch.setattr(queries.speed, "rows", publish_expire_then_read)
     snap, value = queries.consistent(lambda s: queries.summary(s, start, end, ACCOUNTS[0]))
     assert horizons == [H1, H2]
     assert snap.pointer is not None and snap.pointer.version == "v2"
@@ -286,6 +317,7 @@ def test_http_answers_carry_the_version_they_were_computed_on(store) -> None:  #
         app.state.end_offsets.get = lambda: None  # no broker in unit tests
         for version in ("v1", "v2", "v1"):
             publish(layout, version)
+            switched(app.state.queries, version)
             for _ in range(2):  # computed, then from the cache
                 body = client.get(
                     f"/v1/accounts/{ACCOUNTS[1]}/summary", params={"start": start, "end": end}
@@ -336,3 +368,59 @@ def test_keyed_arrays_answer_as_duckdb_sql_does(store) -> None:  # type: ignore[
                     ):
                         q = RowQuery.of(view, start, end, group_by, filters, window)
                         assert batch.rows(version, q) == sorted(batch.sql_rows(version, q)), q
+
+
+def test_a_new_version_loads_off_the_request_path(store, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """While v2 loads (held here until released), answers come from v1 at once and are exact
+    for v1; the cache of v2 starts warm with the parts of the queries asked before the switch.
+    Once the speed floor passes v1's horizon, v1 is no longer exact: a request waits for v2."""
+    import threading
+
+    from batch_layer.retention import raise_speed_floor
+
+    settings, queries = store
+    layout = Layout.of(settings)
+    publish(layout, "v1")
+    check_answers(queries, "v1")
+    release = threading.Event()
+    real_load = queries.batch.ensure_loaded
+
+    def held_load(version: str) -> None:
+        if version == "v2":
+            assert release.wait(30)
+        real_load(version)
+
+    monkeypatch.setattr(queries.batch, "ensure_loaded", held_load)
+    publish(layout, "v2")
+    started = time.monotonic()
+    check_answers(queries, "v1")  # v2 is not loaded: v1 still answers, exactly
+    assert time.monotonic() - started < 20  # nothing waited for the held load
+    assert not queries.batch.is_loaded("v2")
+    hot = len(queries.cache)
+    release.set()
+    switched(queries, "v2")
+    assert len(queries.cache) == hot > 0  # warmed: every part of v1's cache recomputed on v2
+    hits = queries.cache.hits
+    check_answers(queries, "v2")
+    assert queries.cache.hits > hits
+
+    publish(layout, "v1", pinned=True)
+    switched(queries, "v1")
+    queries.batch._tables.pop("v2")  # v2 unloaded (as if evicted): it loads again, held
+    release.clear()
+    publish(layout, "v2")
+    raise_speed_floor(layout, lambda: H2)  # expiry is under way: v1 undercounts from now on
+    answered: list[str] = []
+
+    def ask() -> None:
+        snap, _ = queries.consistent(lambda s: queries.summary(s, *RANGES[0]))
+        answered.append(snap.pointer.version)  # type: ignore[union-attr]
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    asker.join(0.5)
+    assert asker.is_alive() and answered == []  # waiting for v2, not answering from v1
+    release.set()
+    asker.join(30)
+    assert answered == ["v2"]
+    check_answers(queries, "v2")
