@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy import Engine, delete, func, select, tuple_, update
 
 from lambda_contracts.store_schema import batch_runs, view_tables
 from lambda_contracts.views import GLOBAL_MINUTE, VIEWS
@@ -96,13 +96,30 @@ def stored_report(engine: Engine, version: str) -> dict[str, Any] | None:
     return json.loads(row[0]) if row else None
 
 
-def expire_speed_rows(engine: Engine, horizon_ms: int) -> int:
-    """Delete speed rows that the published batch version already covers."""
+EXPIRY_CHUNK_ROWS = 5_000
+
+
+def expire_speed_rows(engine: Engine, horizon_ms: int, chunk_rows: int = EXPIRY_CHUNK_ROWS) -> int:
+    """Delete speed rows that the published batch version already covers.
+
+    In transactions of at most ``chunk_rows`` rows each: one DELETE of a million-event
+    increment's rows would hold the store's write lock (SQLite: the whole file) for seconds,
+    and the speed layer's commits, hence its freshness, would wait behind it. Readers never
+    see a half-expired view: they ignore rows below the published horizon anyway.
+    """
     deleted = 0
-    with engine.begin() as conn:
-        for view in VIEWS:
-            table = view_tables[view.name]
-            deleted += conn.execute(
-                delete(table).where(table.c.ingest_bucket < horizon_ms)
-            ).rowcount
+    for view in VIEWS:
+        table = view_tables[view.name]
+        key = tuple_(*table.primary_key.columns)
+        doomed = (
+            select(*table.primary_key.columns)
+            .where(table.c.ingest_bucket < horizon_ms)
+            .limit(chunk_rows)
+        )
+        while True:
+            with engine.begin() as conn:
+                count = conn.execute(delete(table).where(key.in_(doomed))).rowcount
+            deleted += count
+            if count < chunk_rows:
+                break
     return deleted
