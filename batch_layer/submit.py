@@ -10,10 +10,12 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from batch_layer.inputs import s3a_conf
 from batch_layer.jvm import driver_java_options, spark_java_home
-from lambda_contracts.settings import Settings, blank_secrets, without_secrets
+from lambda_contracts.priority import lower_cpu_priority
+from lambda_contracts.settings import Settings, blank_secrets, get_settings, without_secrets
 
 JOB_FILE = Path(__file__).with_name("spark_job.py")
 
@@ -112,6 +114,13 @@ def spark_submit_command(
 def submit_env(settings: Settings) -> dict[str, str]:
     """The job's environment: these settings and the Spark variables, and no secrets."""
     return without_secrets({**os.environ, **settings.as_env(), **spark_env(settings)})
+
+
+def yield_cpu(context: Any) -> None:
+    """A DAG task's ``on_execute_callback``: its work (spark-submit included) yields the CPU
+    to serving and the speed layer on a shared host (``LAMBDA_BATCH_NICE``). A no-op where the
+    scheduler that started the task already runs at that priority, as in local mode."""
+    lower_cpu_priority(get_settings().batch_nice)
 
 
 def spark_submit_operator(  # type: ignore[no-untyped-def]

@@ -38,12 +38,13 @@ from typing import Any
 import pendulum
 from airflow.sdk import Asset, PokeReturnValue, dag, task
 
-from batch_layer.submit import spark_submit_operator
+from batch_layer.submit import spark_submit_operator, yield_cpu
 from lambda_contracts.settings import get_settings
 
 BATCH_VIEWS = Asset("lambda-batch-views", uri="file:///lambda/batch/CURRENT")
 SETTINGS = get_settings()
 DEFAULT_ARGS = {
+    "on_execute_callback": yield_cpu,
     "retries": 3,
     "retry_delay": timedelta(seconds=20),
     "retry_exponential_backoff": True,

@@ -25,7 +25,7 @@ from typing import Any
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from batch_layer.submit import spark_submit_operator
+from batch_layer.submit import spark_submit_operator, yield_cpu
 from lambda_contracts.settings import get_settings
 
 SETTINGS = get_settings()
@@ -37,7 +37,11 @@ SETTINGS = get_settings()
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=20)},
+    default_args={
+        "on_execute_callback": yield_cpu,
+        "retries": 2,
+        "retry_delay": timedelta(seconds=20),
+    },
     tags=["lambda", "batch", "rebuild"],
     doc_md=__doc__,
     params={

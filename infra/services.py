@@ -121,6 +121,7 @@ def airflow_services(settings: Settings) -> list[Service]:
         )
         return [airflow, "api-server"]
 
+    nice = settings.batch_nice  # the batch side: its tasks and spark-submit inherit it
     return [
         Service(
             "airflow-api",
@@ -129,10 +130,12 @@ def airflow_services(settings: Settings) -> list[Service]:
             env,
             start_timeout_s=180,
             stop_timeout_s=30,
+            nice=nice,
         ),
-        Service("airflow-scheduler", lambda: [airflow, "scheduler"], lambda: True, env),
-        Service("airflow-dag-processor", lambda: [airflow, "dag-processor"], lambda: True, env),
-        Service("airflow-triggerer", lambda: [airflow, "triggerer"], lambda: True, env),
+        *(
+            Service(f"airflow-{part}", lambda p=part: [airflow, p], lambda: True, env, nice=nice)
+            for part in ("scheduler", "dag-processor", "triggerer")
+        ),
     ]
 
 

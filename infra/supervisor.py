@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lambda_contracts.priority import lower_cpu_priority
+
 
 @dataclass(frozen=True)
 class Service:
@@ -26,6 +28,7 @@ class Service:
     start_timeout_s: float = 60.0
     stop_timeout_s: float = 20.0
     after_start: Callable[[], None] | None = None
+    nice: int = 0  # > 0: work that yields the CPU to the others (lambda_contracts.priority)
 
 
 class ServiceError(RuntimeError):
@@ -100,6 +103,8 @@ class Supervisor:
         with self.log_file(service.name).open("ab") as log:
             log.write(f"\n--- start {time.strftime('%Y-%m-%dT%H:%M:%S')} ---\n".encode())
             log.flush()
+            if service.nice > 0:  # set before exec: every thread and child inherits it
+                command = ["nice", "-n", str(service.nice), *command]
             proc = subprocess.Popen(
                 command,
                 stdout=log,
@@ -108,6 +113,7 @@ class Supervisor:
                 env=env,
                 start_new_session=True,
             )
+        lower_cpu_priority(service.nice, proc.pid)  # and its session's autogroup
         self.pid_file(service.name).write_text(str(proc.pid))
         return proc.pid
 

@@ -120,6 +120,13 @@ class Settings(BaseSettings):
         default=Path.home() / ".cache" / "lambda-platform" / "spark-jvm",
         description="the job JVM's AOT caches (JDK 25+), trained by python -m batch_layer.jvm",
     )
+    batch_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="CPU nice of batch work on a shared host (Airflow, spark-submit, the DAG "
+        "tasks), so that serving and the speed layer come first; 0: no change",
+    )
     batch_keep_versions: int = Field(default=5, ge=1)
     batch_schedule_minutes: int = Field(default=5, ge=1)
 
