@@ -54,6 +54,15 @@ class Committer:
             raise RuntimeError(f"{MAX_IN_FLIGHT} transactions in flight: take() one first")
         self._pending.append(Pending(batches, self._pool.submit(self._apply, batches)))
 
+    def unsettled_from(self) -> dict[int, int | None]:
+        """Per partition with a transaction in flight, the stored offset its oldest one starts
+        from: the store holds that partition's records below it only (None: none stored)."""
+        starts: dict[int, int | None] = {}
+        for pending in self._pending:
+            for batch in pending.batches:
+                starts.setdefault(batch.partition, batch.expected_offset)
+        return starts
+
     def take(self) -> Pending | None:
         """The oldest transaction in flight, once it has ended (None if there is none); its
         ``future.result()`` gives its outcome or raises its error."""

@@ -26,7 +26,7 @@ import time
 from operator import attrgetter
 
 import structlog
-from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
 
@@ -571,7 +571,7 @@ class SpeedLayer:
         self.landing.flush_due()
         progress = self.layout.read_all_progress(self.settings.partitions)
         self._observe_landed_time(progress)
-        own = sorted(tp.partition for tp in self.consumer.assignment())
+        own = self._owned()
         # With no partitions of its own, the process watches the whole topic: a group whose
         # members all hold nothing while records wait (a lost assignment) is a stall too.
         watched = own or list(range(self.settings.partitions))
@@ -686,6 +686,38 @@ class SpeedLayer:
             return counted
         return max(counted, position)
 
+    def durable_offsets(self) -> dict[TopicPartition, OffsetAndMetadata]:
+        """Per owned partition, the offset below which every record is counted in the store
+        (its transactions ended) and durably landed — past the markers that follow, when that
+        is every record read. The group's committed offset is read back as how far a
+        partition was read (:meth:`verify_log_starts`), so it must never pass what is
+        durable: the consumer's position would, by the records polled, in transactions in
+        flight or landing buffers, that a crash loses."""
+        own = [p for p in self._owned() if p not in self.halted and p not in self.unverified]
+        positions = self._positions(own)
+        unsettled = self.committer.unsettled_from()
+        offsets = {}
+        for partition in own:
+            stored = unsettled.get(partition, self.stored.get(partition))
+            landed = self.landing.durable_next(partition)
+            if stored is None or landed is None:
+                continue
+            through = self._past_markers(partition, min(stored, landed), positions)
+            if through is not None:
+                tp = TopicPartition(self.settings.topic, partition)
+                offsets[tp] = OffsetAndMetadata(through, "", -1)
+        return offsets
+
+    def commit_durable(self) -> None:
+        """Commit :meth:`durable_offsets` to the group (asynchronously: for lag tools and
+        the log-start check after a restart; the store holds the truth)."""
+        offsets = self.durable_offsets()
+        if offsets:
+            self.consumer.commit_async(offsets=offsets)
+
+    def _owned(self) -> list[int]:
+        return sorted(tp.partition for tp in self.consumer.assignment())
+
     def _counted_through(self, partition: int) -> int | None:
         """The store's next offset; for a partition the store has never counted, where the
         consumer stands (all its records may be gone by retention: then nothing waits)."""
@@ -746,7 +778,7 @@ class SpeedLayer:
                     now = time.monotonic()
                     if now - last_housekeeping >= HOUSEKEEPING_S:
                         self.housekeeping()
-                        self.consumer.commit_async()
+                        self.commit_durable()
                         self.metrics.events_per_s.set(window_events / (now - window_start))
                         window_start, window_events = now, 0.0
                         last_housekeeping = now
@@ -823,7 +855,9 @@ class SpeedLayer:
                 log.warning("could not land buffered records", partition=partition, error=repr(exc))
         self.landing.close()
         try:
-            self.consumer.commit(timeout_ms=SHUTDOWN_TIMEOUT_MS)
+            offsets = self.durable_offsets()  # everything settled and landed by now
+            if offsets:
+                self.consumer.commit(offsets=offsets, timeout_ms=SHUTDOWN_TIMEOUT_MS)
         except Exception as exc:  # the store holds the truth; this is for lag tools only
             log.warning("final kafka commit failed", error=repr(exc))
         try:

@@ -34,6 +34,7 @@ class _PartitionBuffer:
     consumed_next: int
     rows: EventBlock = field(default_factory=EventBlock)
     oldest_at: float = 0.0  # monotonic time of the oldest buffered row
+    durable_next: int = 0  # the next offset of the last progress written (the writes ended)
 
 
 class LandingWriter:
@@ -59,7 +60,7 @@ class LandingWriter:
         progress = self.layout.read_progress(partition)
         landed = progress.next_offset if progress else 0
         sealed = progress.sealed_through_ms if progress else 0
-        self._parts[partition] = _PartitionBuffer(landed, sealed, landed)
+        self._parts[partition] = _PartitionBuffer(landed, sealed, landed, durable_next=landed)
         return landed
 
     def revoke(self, partition: int) -> None:
@@ -95,7 +96,14 @@ class LandingWriter:
         return list(self._parts)
 
     def landed_next(self, partition: int) -> int:
+        """The next offset to land, counting the writes queued (not yet durable)."""
         return self._parts[partition].landed_next
+
+    def durable_next(self, partition: int) -> int | None:
+        """The next offset not durably landed: every record below it is in the landing zone
+        and its progress written (None: the partition is not tracked)."""
+        buf = self._parts.get(partition)
+        return None if buf is None else buf.durable_next
 
     def add(self, partition: int, offset: int, row: Mapping[str, Any] | None) -> None:
         """Record that ``offset`` was consumed; ``row`` (a valid event) is buffered for landing.
@@ -154,6 +162,7 @@ class LandingWriter:
                     run = table.slice(start, stop - start)
                     write_landing_table(self.layout, bucket, partition, run)
             self.layout.write_progress(progress)
+            buf.durable_next = progress.next_offset
 
         self._writes.submit(write)
 
@@ -209,7 +218,12 @@ class LandingWriter:
 
     def _queue_progress(self, partition: int, buf: _PartitionBuffer) -> None:
         progress = self._progress(partition, buf)
-        self._writes.submit(lambda: self.layout.write_progress(progress))
+
+        def write() -> None:
+            self.layout.write_progress(progress)
+            buf.durable_next = progress.next_offset
+
+        self._writes.submit(write)
 
     @staticmethod
     def _progress(partition: int, buf: _PartitionBuffer) -> PartitionProgress:
