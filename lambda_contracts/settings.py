@@ -95,11 +95,12 @@ class Settings(BaseSettings):
         ge=0,
         description="extra patience of a process that owns no partition (a rebalance held open)",
     )
-    idle_seal_grace_ms: int = Field(
-        default=1000,
+    idle_seal_grace_ms: int | None = Field(
+        default=None,
         ge=0,
         description="margin for broker clock skew and replication delay when sealing idle "
-        "partitions by broker time",
+        "partitions by broker time; None: 1 s with replication factor 1, else 35 s (a "
+        "follower may hold the high watermark back for replica.lag.time.max.ms, 30 s)",
     )
 
     spark_master: str = "local[2]"
@@ -168,6 +169,8 @@ class Settings(BaseSettings):
             self.logs_dir = self.data_dir / "logs"
         if self.speed_store_url is None:
             self.speed_store_url = f"sqlite:///{self.data_dir / 'speed' / 'speed.db'}"
+        if self.idle_seal_grace_ms is None:
+            self.idle_seal_grace_ms = 1_000 if self.replication_factor == 1 else 35_000
         return self
 
     @classmethod

@@ -115,10 +115,14 @@ class SpeedLayer:
         dead_letters: DeadLetters,
         metrics: SpeedMetrics,
         health: Health | None = None,
+        log_ends: KafkaConsumer | None = None,
     ) -> None:
         assert settings.speed_store_url is not None
         self.settings = settings
         self.consumer = consumer
+        # A read_uncommitted client for the high watermarks: the consumer's own end offsets
+        # are the LSO, which an open transaction holds back (None: the consumer's, in tests).
+        self.log_ends = log_ends
         self.dlq = dead_letters
         self.metrics = metrics
         self.health = health or Health(settings.speed_unhealthy_after_s)
@@ -134,7 +138,7 @@ class SpeedLayer:
             settings.bucket_ms,
             settings.landing_flush_ms,
             settings.landing_flush_records,
-            settings.idle_seal_grace_ms,
+            settings.idle_seal_grace_ms or 0,
         )
         self.stored: dict[int, int | None] = {}  # partition -> store's next offset
         # partition -> lowest offset the consumer may return: where take() sought it, then
@@ -595,8 +599,9 @@ class SpeedLayer:
             counted = {p: self._past_markers(p, self._counted_through(p), positions) for p in own}
             stored = {p: counted[p] for p in live}
             if not self.resync_needed:  # positions are trustworthy only after a clean take
-                live_ends = {p: end_by_partition[p] for p in live if p in end_by_partition}
-                self.landing.seal_caught_up(live_ends, positions, broker_now_ms)
+                highs = self._high_watermarks(live)
+                if highs is not None:
+                    self.landing.seal_caught_up(highs, positions, broker_now_ms)
             for partition in own:
                 lag = end_by_partition.get(partition, 0) - (counted[partition] or 0)
                 self.metrics.lag.labels(str(partition)).set(lag)
@@ -605,6 +610,24 @@ class SpeedLayer:
             stored = {p: known.get(p) for p in watched if p not in halts}
         self.health.observe(stored, end_by_partition, own)
         self.metrics.watermark.set(landing_watermark(progress, self.settings.bucket_ms))
+
+    def _high_watermarks(self, partitions: list[int]) -> dict[int, int] | None:
+        """Each partition's high watermark: every record appended and replicated, committed
+        or not (None: no answer, nothing is sealed this round).
+
+        Sealing by time needs it, not the LSO: a record in a transaction still open sits
+        below the high watermark but above the LSO, and arrives (stamped when it was
+        appended) once the transaction commits. A partition is caught up only when nothing
+        can still arrive below its end, so an open transaction holds its seal."""
+        client = self.log_ends or self.consumer
+        tps = [TopicPartition(self.settings.topic, p) for p in partitions]
+        try:
+            ends = client.end_offsets(tps)
+        except KafkaError as exc:
+            self.metrics.kafka_errors.labels("end_offsets").inc()
+            log.warning("high watermarks unavailable; sealing later", error=repr(exc))
+            return None
+        return {tp.partition: end for tp, end in ends.items()}
 
     def _check_ends(self, own: list[int], ends: dict[int, int]) -> None:
         """Halt a partition whose stored or landed cursor lies beyond the log's end: an empty

@@ -87,6 +87,18 @@ def make_consumer(settings: Settings, instance: int) -> KafkaConsumer:
     )
 
 
+def make_log_end_reader(settings: Settings, instance: int) -> KafkaConsumer:
+    """A client of no group that reads the high watermarks (read_uncommitted end offsets),
+    which idle-partition sealing needs (``SpeedLayer._high_watermarks``)."""
+    return KafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=f"speed-layer-{instance}-ends",
+        enable_auto_commit=False,
+        request_timeout_ms=KAFKA_REQUEST_TIMEOUT_MS,
+        isolation_level="read_uncommitted",
+    )
+
+
 def make_dlq_producer(settings: Settings, instance: int) -> KafkaProducer:
     return KafkaProducer(
         bootstrap_servers=settings.bootstrap_servers,
@@ -172,15 +184,22 @@ def run(instance: int, metrics: bool) -> None:
         checked_layout(settings)  # a bad storage setting exits 78 here, before any work
         consumer = connect(lambda: make_consumer(settings, instance), stop)
         producer = connect(lambda: make_dlq_producer(settings, instance), stop)
-        if consumer is not None and producer is not None:
+        log_ends = connect(lambda: make_log_end_reader(settings, instance), stop)
+        if consumer is not None and producer is not None and log_ends is not None:
             layer = SpeedLayer(
-                settings, consumer, DeadLetters(producer, settings.dlq_topic), speed_metrics, health
+                settings,
+                consumer,
+                DeadLetters(producer, settings.dlq_topic),
+                speed_metrics,
+                health,
+                log_ends=log_ends,
             )
             gc.freeze()  # what start-up built lives as long as the process: never rescan it
             try:
                 layer.run(stop)
             finally:
                 producer.close(timeout=5)
+                log_ends.close()
     finally:
         watchdog.halt()
     if watchdog.tripped.is_set():

@@ -207,7 +207,7 @@ def test_reset_to_end_stops_where_read_committed_consumers_stop(
     with SpeedProcess(settings) as speed:  # the group has run before the reset, as it would
         wait_until(lambda: stored_offsets(engine, settings.topic) == {0: 20}, 60, "counted")
         assert speed.terminate() == 0
-    producer = open_transaction(settings, "held-1", "held", "7.00")
+    producer, _ = open_transaction(settings, "held-1", "held", "7.00")
     stable = len(truth)  # the open transaction's record sits at the last stable offset
     assert end_offsets(settings) == {0: stable + 1}  # the high watermark is past it
 

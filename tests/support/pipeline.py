@@ -265,6 +265,10 @@ class SpeedProcess:
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
 
+    def started(self) -> bool:
+        """Whether this process has logged that it started (its loop is about to run)."""
+        return self._started_log()
+
     def _started_log(self) -> bool:
         try:
             with self.log_path.open("rb") as log:
@@ -397,9 +401,11 @@ def kill_recompute_mid_write(settings: Settings, horizon_ms: int, version: str) 
     job.wait()
 
 
-def open_transaction(settings: Settings, tid: str, account: str, amount: str) -> KafkaProducer:
+def open_transaction(
+    settings: Settings, tid: str, account: str, amount: str
+) -> tuple[KafkaProducer, int]:
     """A transactional producer with one event sent to partition 0 (acknowledged) in a
-    transaction left open: the caller commits or aborts it."""
+    transaction left open, and the event's broker timestamp: the caller commits or aborts."""
     producer = KafkaProducer(
         bootstrap_servers=settings.bootstrap_servers,
         transactional_id=f"tx-{tid}-{settings.topic}",
@@ -413,5 +419,5 @@ def open_transaction(settings: Settings, tid: str, account: str, amount: str) ->
         TargetAccountID="t",
         Amount=Decimal(amount),
     )
-    producer.send(settings.topic, event.to_json_bytes(), event.key, partition=0).get(30)
-    return producer
+    sent = producer.send(settings.topic, event.to_json_bytes(), event.key, partition=0).get(30)
+    return producer, sent.timestamp
