@@ -103,28 +103,40 @@ def test_an_open_transaction_holds_the_seal_of_its_partition(make_settings) -> N
     """Issue 32, item 3: a record in a transaction still open is stamped when it is appended
     and arrives once the transaction commits. The read_committed end offset (the LSO) stops
     before it, so judged by the LSO the partition looked caught up and was sealed past the
-    record's time: the record then landed in a sealed bucket, which a batch run may already
-    have absorbed (lost from every answer until a rebuild). Judged by the high watermark, the
-    open transaction holds the seal below the record's time until it commits."""
+    record's time (the brokers' clock known from the records of partition 1): the record then
+    landed in a sealed bucket, which a batch run may already have absorbed (lost from every
+    answer until a rebuild). Judged by the high watermark, the open transaction holds the seal
+    below the record's time until it commits."""
     settings = make_settings(
-        bucket_ms=BUCKET_MS, landing_flush_ms=200, idle_seal_grace_ms=200, partitions=1
+        bucket_ms=BUCKET_MS, landing_flush_ms=200, idle_seal_grace_ms=200, partitions=2
     )
     layout = Layout.of(settings)
     producer, stamp = open_transaction(settings, "held-1", "held", "3.00")
+    plain = KafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    sent = 0
     try:
         with SpeedProcess(settings) as speed:
             wait_until(speed.started, 60, "the speed process started")
             deadline = time.monotonic() + 6 * BUCKET_MS / 1000  # buckets close meanwhile
             while time.monotonic() < deadline:
+                event = Transaction(
+                    TransactionID=f"p1-{sent}",
+                    CreatedTime=int(time.time() * 1000),
+                    SourceAccountID="other",
+                    TargetAccountID="t",
+                    Amount=Decimal("1.00"),
+                )
+                plain.send(settings.topic, event.to_json_bytes(), event.key, partition=1).get(30)
+                sent += 1
                 progress = layout.read_progress(0)  # None: nothing landed or sealed yet
                 sealed = progress.sealed_through_ms if progress else 0
                 assert sealed <= stamp, (sealed, stamp)
                 time.sleep(0.2)
             producer.commit_transaction()
-            rows = []
+            rows: list[dict] = []
 
             def landed() -> bool:
-                rows[:] = landed_rows(layout)
+                rows[:] = [r for r in landed_rows(layout) if r["kafka_partition"] == 0]
                 return len(rows) == 1
 
             wait_until(landed, 60, "the committed record landed")
@@ -133,3 +145,5 @@ def test_an_open_transaction_holds_the_seal_of_its_partition(make_settings) -> N
             wait_watermark(settings, bucket_end, timeout=60)  # and then it seals past it
     finally:
         producer.close()
+        plain.close()
+    assert sent > 10
