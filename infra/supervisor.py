@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lambda_contracts.priority import lower_cpu_priority
+from lambda_contracts.priority import lower_autogroup_priority
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ class Supervisor:
                 env=env,
                 start_new_session=True,
             )
-        lower_cpu_priority(service.nice, proc.pid)  # and its session's autogroup
+        lower_autogroup_priority(service.nice, proc.pid)  # the session's group too
         self.pid_file(service.name).write_text(str(proc.pid))
         return proc.pid
 
