@@ -177,6 +177,9 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         speed_processes=2,
         batch_schedule_minutes=1,
         idle_seal_grace_ms=1000,
+        # The stream saturates both cores; at the default nice the batch side yields to it
+        # almost entirely, and the fault schedule needs a spark-submit to kill within 300 s.
+        batch_nice=0,
     )
     env = env_for(settings, DEMO="0")
     layout = Layout.of(settings)
