@@ -47,6 +47,7 @@ T = TypeVar("T")
 
 # A blocking client call (offset look-ups, commits) gives up after this; the loop retries.
 KAFKA_REQUEST_TIMEOUT_MS = 30_000
+LOG_END_TIMEOUT_MS = 5_000
 # The poll loop allocates several containers per record (decoded JSON, rows, fold keys), all
 # freed by reference counting; with the default threshold (700) the cyclic collector runs
 # every few records (bench.speed_profile, 200k events: 6.2-12.6 s with it, 5.1-6.6 s
@@ -94,7 +95,10 @@ def make_log_end_reader(settings: Settings, instance: int) -> KafkaConsumer:
         bootstrap_servers=settings.bootstrap_servers,
         client_id=f"speed-layer-{instance}-ends",
         enable_auto_commit=False,
-        request_timeout_ms=KAFKA_REQUEST_TIMEOUT_MS,
+        # Asked from the poll loop once a second: an answer that does not come within 5 s
+        # only postpones a seal, and must not hold the loop (and its rebalances) for 30 s.
+        request_timeout_ms=LOG_END_TIMEOUT_MS,
+        metadata_max_age_ms=10_000,  # follow a leader that moved within seconds
         isolation_level="read_uncommitted",
     )
 
