@@ -15,16 +15,19 @@ write them back. The command refuses while the consumer group has members.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from enum import StrEnum
 
 from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.admin import KafkaAdminClient
+from kafka.errors import KafkaError
 
 from lambda_contracts.layout import Layout, PartitionProgress
 from lambda_contracts.settings import Settings
 from speed_layer.store import SpeedStore
 
+COORDINATOR_WAIT_S = 30  # a group coordinator that is not up yet (a fresh broker) answers soon
 STOP_FIRST = (
     "Stop every speed process of the group first (make down, or stop the speed services / "
     "docker compose stop speed): a running process would write its old cursors back."
@@ -64,8 +67,16 @@ def group_members(settings: Settings) -> list[str]:
     admin = KafkaAdminClient(
         bootstrap_servers=settings.bootstrap_servers, client_id="lambda-speed-reset"
     )
+    deadline = time.monotonic() + COORDINATOR_WAIT_S
     try:
-        groups = admin.describe_consumer_groups([settings.speed_group])
+        while True:
+            try:
+                groups = admin.describe_consumer_groups([settings.speed_group])
+                break
+            except KafkaError as exc:  # the coordinator moves or is not up yet: transient
+                if not exc.retriable or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
     finally:
         admin.close()
     return [member.client_id for group in groups for member in group.members]
