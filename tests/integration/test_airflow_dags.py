@@ -12,12 +12,11 @@ from lambda_contracts.db import make_engine
 from lambda_contracts.layout import Layout
 from lambda_contracts.store_schema import batch_runs
 from tests.support.pipeline import (
-    BIN,
     SpeedProcess,
     batch_views,
-    env_for,
     expected_views,
     produce,
+    run_cli,
     wait_caught_up,
     wait_sealed,
 )
@@ -28,13 +27,7 @@ BUCKET_MS = 3000
 
 
 def airflow(settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "lambda-platform"), "airflow", *args],
-        env=env_for(settings),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_cli(settings, "lambda-platform", "airflow", *args, timeout=600)
 
 
 def test_dags_test_batch_then_rebuild_with_reland(make_settings, tmp_path: Path) -> None:

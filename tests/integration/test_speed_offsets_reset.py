@@ -27,11 +27,9 @@ from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
 from speed_layer.reset import group_members
 from tests.support.pipeline import (
-    BIN,
     SpeedProcess,
     TruthRecord,
     end_offsets,
-    env_for,
     expected_views,
     free_port,
     landed_rows,
@@ -39,6 +37,7 @@ from tests.support.pipeline import (
     open_transaction,
     produce,
     read_topic,
+    run_cli,
     speed_views,
     stored_offsets,
     truth_rows,
@@ -62,13 +61,7 @@ def recreate_topic(settings: Settings) -> None:
 
 def reset_offsets(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     """``lambda-speed reset-offsets ARGS`` as an operator runs it."""
-    return subprocess.run(
-        [str(BIN / "lambda-speed"), "reset-offsets", *args],
-        env=env_for(settings),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_cli(settings, "lambda-speed", "reset-offsets", *args)
 
 
 def readyz(settings: Settings) -> tuple[int, dict[str, Any]] | None:

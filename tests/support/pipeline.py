@@ -49,6 +49,20 @@ def env_for(settings: Settings, **extra: str) -> dict[str, str]:
     return env
 
 
+def run_cli(
+    settings: Settings, command: str, *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """One of the platform's commands (``lambda-speed``, ``lambda-platform``, …) with these
+    settings, as an operator runs it; its output captured."""
+    return subprocess.run(
+        [str(BIN / command), *args],
+        env=env_for(settings),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 @dataclass(frozen=True)
 class TruthRecord:
     kind: str
