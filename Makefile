@@ -11,7 +11,7 @@ S3A_STAMP := $(HOME)/.cache/lambda-platform/spark-s3a/.fetched
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: up down status test lint batch bench chaos install jars s3a-jars s3gw spark-jvm clean \
-	cluster-up cluster-status cluster-down cluster-chaos
+	cluster-up cluster-status cluster-down cluster-chaos settings-doc
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,7 +40,7 @@ s3gw:
 # The Spark job's JVM starts from an AOT cache on JDK 25+ (batch_layer/jvm.py): trained once
 # per JDK and Spark version into ~/.cache/lambda-platform/spark-jvm (about 45 s), else a no-op.
 spark-jvm: $(STAMP)
-	$(BIN)/python -m batch_layer.jvm
+	$(BIN)/python -m batch_layer.jvm_training
 
 up: $(STAMP) $(JARS_STAMP) spark-jvm
 	$(BIN)/lambda-platform up
@@ -71,6 +71,10 @@ cluster-down: $(STAMP)
 
 cluster-chaos: $(STAMP) $(JARS_STAMP) $(S3A_STAMP) s3gw
 	$(BIN)/python -m bench.cluster_chaos $(CHAOS_ARGS)
+
+# docs/settings.md from the Settings class (a unit test fails when it is stale).
+settings-doc: $(STAMP)
+	$(BIN)/python -m lambda_contracts.settings_doc
 
 batch: $(STAMP)
 	$(BIN)/python -m infra.trigger_batch

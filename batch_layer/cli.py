@@ -14,19 +14,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from batch_layer.catalog import VersionError, is_validated, list_versions, read_manifest
 from batch_layer.horizon import HorizonError
 from batch_layer.pipeline import NothingToDo, run_once
 from batch_layer.retention import rollback_reach
 from batch_layer.validate import ValidationFailed, validate_version
-from batch_layer.versions import (
-    VersionError,
-    is_validated,
-    list_versions,
-    new_version_id,
-    read_manifest,
-    resume,
-    rollback,
-)
+from batch_layer.versions import new_version_id, resume, rollback
 from lambda_contracts.buckets import ms_to_iso
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import get_settings
@@ -112,11 +105,11 @@ def list_cmd() -> None:
             mark,
             version,
             "yes" if is_validated(m) else "no",
-            ms_to_iso(m["horizon_ms"]),
-            str(m["events"]),
-            str(m["duplicates_removed"]),
-            m.get("mode", "full"),
-            str(m.get("increment", {}).get("days_touched", "")),
+            ms_to_iso(m.horizon_ms),
+            str(m.events),
+            str(m.duplicates_removed),
+            m.mode,
+            str(m.increment.days_touched) if m.increment else "",
             _reach(reach.get(version)),
         )
     console.print(table)

@@ -26,8 +26,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import structlog
 
+from batch_layer.catalog import list_versions, read_manifest
 from batch_layer.inputs import spark_uri
-from batch_layer.versions import list_versions, read_manifest
 from lambda_contracts.landing_files import read_landing_files, write_landing_table
 from lambda_contracts.landing_lock import deleting_landing
 from lambda_contracts.layout import Layout, landing_file_range, superseded_files
@@ -107,7 +107,7 @@ def _named_by_kept_versions(layout: Layout) -> set[str]:
     names: set[str] = set()
     for version in list_versions(layout):
         try:
-            names.update(read_manifest(layout, version).get("input_files", {}))
+            names.update(read_manifest(layout, version).input_files)
         except (FileNotFoundError, ValueError):
             continue
     return names

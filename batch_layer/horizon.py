@@ -12,6 +12,7 @@ re-checks the part that can change meanwhile (the published horizon) as the last
 
 from __future__ import annotations
 
+from batch_layer.catalog import safe_expiry_horizon
 from lambda_contracts.layout import Layout
 from lambda_contracts.retention import speed_floor
 from lambda_contracts.settings import Settings
@@ -56,7 +57,6 @@ def check_horizon(
 def rebuild_floor(settings: Settings) -> int:
     """How far back a rebuild may go: the speed rows kept for rollback reach that far, and
     none below the recorded expiry floor is left."""
-    from batch_layer.versions import safe_expiry_horizon  # versions imports this module
 
     layout = Layout.of(settings)
     return max(safe_expiry_horizon(layout, settings.batch_keep_versions), speed_floor(layout))

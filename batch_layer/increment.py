@@ -17,16 +17,10 @@ audit of the incremental path: both produce the same views, row for row.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from lambda_contracts.layout import Layout
+from lambda_contracts.manifest import BATCH_FORMAT, COUNTERS, Counters, Manifest
 from lambda_contracts.settings import Settings
-
-# Manifests of this format carry what an increment needs (``output_partitions``,
-# ``dedup_index_files``); older versions are complete but can only be replaced by a full run
-# (format 2 partitioned every view by day).
-BATCH_FORMAT = 3
-COUNTERS = ("input_records", "records_read", "replays_removed", "duplicates_removed", "events")
 
 
 @dataclass(frozen=True)
@@ -34,22 +28,22 @@ class Base:
     """A published version an incremental run adds to."""
 
     version: str
-    manifest: dict[str, Any]
+    manifest: Manifest
 
     @property
     def horizon_ms(self) -> int:
-        return int(self.manifest["horizon_ms"])
+        return self.manifest.horizon_ms
 
     def partitions(self, view_name: str) -> dict[int, list[str]]:
         """{period start (ms): keys of the view's files for that event-time period}."""
-        named = self.manifest["output_partitions"].get(view_name, {})
+        named = self.manifest.output_partitions.get(view_name, {})
         return {int(start): list(keys) for start, keys in named.items()}
 
     @property
     def dedup_index_files(self) -> dict[str, int]:
         """{key: horizon of the run that wrote it}: the index is append-only, each run adds
         a file of the ids it kept, and files expire by that horizon."""
-        return {key: int(h) for key, h in self.manifest["dedup_index_files"].items()}
+        return dict(self.manifest.dedup_index_files)
 
 
 def incremental_base(
@@ -63,22 +57,23 @@ def incremental_base(
     manifest = layout.read_manifest(current.version)
     if manifest is None:
         return None, f"CURRENT names {current.version}, which has no manifest"
-    if (found := manifest.get("format")) != BATCH_FORMAT:
+    if (found := manifest.format) != BATCH_FORMAT:
         return None, f"{current.version} has manifest format {found}, not {BATCH_FORMAT}"
-    if not manifest.get("validation", {}).get("ok"):
+    if not manifest.validated:
         return None, f"{current.version} is not validated"
-    if manifest["bucket_ms"] != settings.bucket_ms:
+    if manifest.bucket_ms != settings.bucket_ms:
         return None, "LAMBDA_BUCKET_MS changed since the published version"
-    if manifest.get("dedup_horizon_ms") != settings.dedup_horizon_ms:
+    if manifest.dedup_horizon_ms != settings.dedup_horizon_ms:
         return None, "LAMBDA_DEDUP_HORIZON_MS changed since the published version"
-    if manifest["horizon_ms"] > horizon_ms:
-        return None, f"horizon {horizon_ms} is older than the published {manifest['horizon_ms']}"
-    return Base(current.version, manifest), f"adds [{manifest['horizon_ms']}, {horizon_ms})"
+    if manifest.horizon_ms > horizon_ms:
+        return None, f"horizon {horizon_ms} is older than the published {manifest.horizon_ms}"
+    return Base(current.version, manifest), f"adds [{manifest.horizon_ms}, {horizon_ms})"
 
 
-def cumulative(base: Base | None, increment: dict[str, int]) -> dict[str, int]:
+def cumulative(base: Base | None, increment: Counters) -> dict[str, int]:
     """The version's counters: the base's plus the increment's (validation reconciles them
     with every view's total, so a day lost or counted twice fails it)."""
     return {
-        name: (int(base.manifest[name]) if base else 0) + int(increment[name]) for name in COUNTERS
+        name: (getattr(base.manifest, name) if base else 0) + getattr(increment, name)
+        for name in COUNTERS
     }

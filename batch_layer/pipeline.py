@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 from typing import Any
 
+from batch_layer.catalog import read_manifest, safe_expiry_horizon
 from batch_layer.horizon import choose_horizon, rebuild_floor
 from batch_layer.retention import raise_speed_floor
 from batch_layer.speed_sync import (
@@ -21,14 +22,7 @@ from batch_layer.speed_sync import (
 )
 from batch_layer.submit import spark_submit_command, submit_env
 from batch_layer.validate import validate_version, view_totals
-from batch_layer.versions import (
-    PinnedError,
-    StaleBaseError,
-    prune,
-    publish,
-    read_manifest,
-    safe_expiry_horizon,
-)
+from batch_layer.versions import PinnedError, StaleBaseError, prune, publish
 from lambda_contracts.db import make_engine
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
@@ -78,7 +72,7 @@ def publish_version(settings: Settings, version: str, rebuild: bool = False) -> 
         report = record_run(
             engine,
             version,
-            int(read_manifest(layout, version)["horizon_ms"]),
+            read_manifest(layout, version).horizon_ms,
             previous.horizon_ms if previous else 0,
             0,  # pending: set once CURRENT names the version
             after[0],

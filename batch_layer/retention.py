@@ -22,8 +22,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
+from batch_layer.catalog import is_validated, list_versions
 from lambda_contracts.layout import Layout
 from lambda_contracts.retention import RETENTION_KEY, Retention, now_ms, read_retention
 
@@ -128,17 +128,15 @@ def done_pruning(layout: Layout) -> None:
 
 def rollback_reach(layout: Layout) -> dict[str, str | None]:
     """{version: why a rollback cannot reach it, "CURRENT", or None if it can}."""
-    from batch_layer.versions import is_validated, list_versions
-
     record, _ = read_retention(layout)
     current = layout.read_current()
     reach: dict[str, str | None] = {}
     for version in list_versions(layout):
-        manifest: dict[str, Any] = layout.read_manifest(version) or {}
+        manifest = layout.read_manifest(version)
         if current is not None and current.version == version:
             reach[version] = "CURRENT"
-        elif not is_validated(manifest):
+        elif manifest is None or not is_validated(manifest):
             reach[version] = "not validated"
         else:
-            reach[version] = reason_unreachable(record, version, int(manifest["horizon_ms"]))
+            reach[version] = reason_unreachable(record, version, manifest.horizon_ms)
     return reach

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from batch_layer.increment import BATCH_FORMAT, Base, cumulative, incremental_base
+from batch_layer.increment import Base, cumulative, incremental_base
 from batch_layer.inputs import spark_uri
 from batch_layer.liveness import heartbeat
 from batch_layer.versions import check_reusable
@@ -58,6 +58,7 @@ from lambda_contracts.layout import (
     landing_key_bucket,
     view_partitioning,
 )
+from lambda_contracts.manifest import BATCH_FORMAT, Counters, Increment, Manifest
 from lambda_contracts.settings import Settings
 from lambda_contracts.views import VIEWS, View
 
@@ -572,44 +573,45 @@ def _run(
     layout.store.make_durable([k for k in written if k.startswith(layout.version_prefix(version))])
     rows_read = int(stats["rows_read"])
     replays = count_replays(layout, keys)
-    increment = {
-        "input_records": sum(file_rows.values()),
-        "records_read": rows_read,
-        "replays_removed": replays,
-        "duplicates_removed": rows_read - int(stats["events"]) - replays,
-        "events": int(stats["events"]),
-    }
-    manifest = {
-        "version": version,
-        "format": BATCH_FORMAT,
-        "run_id": run_id,
-        "horizon_ms": horizon_ms,
-        "bucket_ms": settings.bucket_ms,
-        "dedup_horizon_ms": settings.dedup_horizon_ms,
-        "code_version": code_version(),
-        "created_at_ms": int(time.time() * 1000),
-        "elapsed_s": round(time.time() - started, 3),
-        "steps_s": steps.seconds,
-        "mode": "incremental" if base else "full",
-        "base_version": base.version if base else None,
-        "why": why,
-        **cumulative(base, increment),
-        "increment": {
-            "from_ms": from_ms,
-            "horizon_ms": horizon_ms,
-            "buckets": len({landing_key_bucket(k) for k in keys}),
-            "files": len(keys),
-            **increment,
-            "days_touched": len({hour - hour % DAY_MS for hour in touched}),
-            "hours_touched": len(touched),
-            "partitions_touched": {name: len(starts) for name, starts in partitions.items()},
-            "partitions": {name: len(by_part) for name, by_part in files.items()},
-        },
-        "input_files": file_rows,
-        "dedup_index_files": index_files,
-        "output_partitions": {n: {str(p): ks for p, ks in by.items()} for n, by in files.items()},
-        "output_files": outputs,
-    }
+    counted = Counters(
+        input_records=sum(file_rows.values()),
+        records_read=rows_read,
+        replays_removed=replays,
+        duplicates_removed=rows_read - int(stats["events"]) - replays,
+        events=int(stats["events"]),
+    )
+    increment = Increment(
+        **counted.model_dump(),
+        from_ms=from_ms,
+        horizon_ms=horizon_ms,
+        buckets=len({landing_key_bucket(k) for k in keys}),
+        files=len(keys),
+        days_touched=len({hour - hour % DAY_MS for hour in touched}),
+        hours_touched=len(touched),
+        partitions_touched={name: len(starts) for name, starts in partitions.items()},
+        partitions={name: len(by_part) for name, by_part in files.items()},
+    )
+    manifest = Manifest(
+        version=version,
+        format=BATCH_FORMAT,
+        run_id=run_id,
+        horizon_ms=horizon_ms,
+        bucket_ms=settings.bucket_ms,
+        dedup_horizon_ms=settings.dedup_horizon_ms,
+        code_version=code_version(),
+        created_at_ms=int(time.time() * 1000),
+        elapsed_s=round(time.time() - started, 3),
+        steps_s=steps.seconds,
+        mode="incremental" if base else "full",
+        base_version=base.version if base else None,
+        why=why,
+        **cumulative(base, counted),
+        increment=increment,
+        input_files=file_rows,
+        dedup_index_files=index_files,
+        output_partitions={n: {str(p): ks for p, ks in by.items()} for n, by in files.items()},
+        output_files=outputs,
+    )
     layout.write_manifest(version, manifest)
     return manifest_key
 

@@ -23,8 +23,8 @@ def speed_totals(engine: Engine, from_bucket: int, below_bucket: int) -> tuple[i
     with engine.connect() as conn:
         count, amount = conn.execute(
             select(
-                func.coalesce(func.sum(table.c.txn_count), 0),
-                func.coalesce(func.sum(table.c.amount_sum), 0),
+                func.coalesce(func.sum(table.c[GLOBAL_MINUTE.count_measure.name]), 0),
+                func.coalesce(func.sum(table.c[GLOBAL_MINUTE.amount_measure.name]), 0),
             ).where(table.c.ingest_bucket >= from_bucket, table.c.ingest_bucket < below_bucket)
         ).one()
     return int(count), int(amount)

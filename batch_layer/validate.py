@@ -14,7 +14,8 @@ from typing import Any
 
 import pyarrow.compute as pc
 
-from batch_layer.versions import read_manifest_versioned, record_validation
+from batch_layer.catalog import read_manifest_versioned
+from batch_layer.versions import record_validation
 from lambda_contracts.batch_files import read_view
 from lambda_contracts.layout import Layout
 from lambda_contracts.views import VIEWS
@@ -29,7 +30,8 @@ def view_totals(layout: Layout, version: str) -> dict[str, tuple[int, int]]:
     totals = {}
     for view in VIEWS:
         table = read_view(layout, version, view)
-        count, amount = (pc.sum(table[c]).as_py() or 0 for c in ("txn_count", "amount_sum"))
+        columns = (view.count_measure.name, view.amount_measure.name)
+        count, amount = (pc.sum(table[c]).as_py() or 0 for c in columns)
         totals[view.name] = (int(count), int(amount))
     return totals
 
@@ -39,11 +41,11 @@ def validate_version(layout: Layout, version: str) -> dict[str, Any]:
     checked = read_manifest_versioned(layout, version)
     m = checked[0]
     problems = []
-    if m["input_records"] != m["records_read"]:
-        problems.append(f"read {m['records_read']} of {m['input_records']} input records")
-    expected = m["input_records"] - m["replays_removed"] - m["duplicates_removed"]
-    if expected != m["events"]:
-        problems.append(f"input - removed = {expected} but {m['events']} events")
+    if m.input_records != m.records_read:
+        problems.append(f"read {m.records_read} of {m.input_records} input records")
+    expected = m.expected_events
+    if expected != m.events:
+        problems.append(f"input - removed = {expected} but {m.events} events")
     totals = view_totals(layout, version)
     for name, (count, _) in totals.items():
         if count != expected:

@@ -16,26 +16,29 @@ files from prune, its speed rows from expiry), and is refused if they are alread
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from batch_layer import retention
+from batch_layer.catalog import (
+    VersionError,
+    is_validated,
+    list_versions,
+    read_manifest,
+    read_manifest_versioned,
+    require_validated,
+)
 from batch_layer.horizon import check_horizon
 from batch_layer.liveness import last_written_ms
 from lambda_contracts.layout import BatchPointer, Layout
+from lambda_contracts.manifest import Manifest, Validation
 
-VERSION_ID = re.compile(r"^v\d{8}T\d{6}Z-[A-Za-z0-9_.-]+$")
 # A version without a manifest whose newest object is this old is a killed job's leftovers,
 # not a job still writing (a running job rewrites a heartbeat object: ``liveness``).
 GARBAGE_AFTER = timedelta(hours=6)
 TOMBSTONE_NAME = "pruned.json"
-
-
-class VersionError(RuntimeError):
-    """A version is missing, incomplete or cannot be published."""
 
 
 class PinnedError(VersionError):
@@ -66,54 +69,22 @@ def version_time(version: str) -> datetime:
     return datetime.strptime(version[1:17], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
 
 
-def read_manifest(layout: Layout, version: str) -> dict[str, Any]:
-    manifest = layout.read_manifest(version)
-    if manifest is None:
-        raise VersionError(f"version {version} has no manifest (incomplete or unknown)")
-    return manifest
-
-
-def read_manifest_versioned(layout: Layout, version: str) -> tuple[dict[str, Any], str]:
-    """The manifest and its etag: a verdict is stored only on the manifest it checked."""
-    found = layout.store.get_versioned(layout.manifest_key(version))
-    if found is None:
-        raise VersionError(f"version {version} has no manifest (incomplete or unknown)")
-    return json.loads(found.data), found.etag
-
-
 def record_validation(
     layout: Layout,
     version: str,
     ok: bool,
     detail: dict[str, Any],
-    checked: tuple[dict[str, Any], str] | None = None,
+    checked: tuple[Manifest, str] | None = None,
 ) -> None:
     """Store the verdict in the manifest ``checked`` (manifest, etag) by compare-and-swap:
     if the manifest was rewritten meanwhile (a re-run), the verdict is not stored."""
     manifest, etag = checked or read_manifest_versioned(layout, version)
-    verdict = {**manifest, "validation": {"ok": ok, "at_ms": int(time.time() * 1000), **detail}}
-    data = json.dumps(verdict, indent=1, sort_keys=True).encode()
+    verdict = Validation(ok=ok, at_ms=int(time.time() * 1000), **detail)
+    data = manifest.with_validation(verdict).dumps()
     if layout.store.cas(layout.manifest_key(version), etag, data) is None:
         raise ConcurrentUpdateError(
             f"the manifest of {version} changed while it was validated; validate it again"
         )
-
-
-def is_validated(manifest: dict[str, Any]) -> bool:
-    return bool(manifest.get("validation", {}).get("ok"))
-
-
-def require_validated(layout: Layout, version: str) -> dict[str, Any]:
-    """The manifest of ``version``; raise VersionError unless it passed validation."""
-    manifest = read_manifest(layout, version)
-    if not is_validated(manifest):
-        raise VersionError(f"version {version} is not validated; it cannot be made CURRENT")
-    return manifest
-
-
-def list_versions(layout: Layout) -> list[str]:
-    """Complete versions (those with a manifest), oldest first."""
-    return [v for v, complete in layout.version_ids().items() if complete and VERSION_ID.match(v)]
 
 
 def publish(layout: Layout, version: str, rebuild: bool = False, floor_ms: int = 0) -> BatchPointer:
@@ -130,24 +101,24 @@ def publish(layout: Layout, version: str, rebuild: bool = False, floor_ms: int =
         raise PinnedError(f"CURRENT is pinned to {current.version}; not publishing {version}")
     check_base(manifest, version, current)
     check_horizon(
-        manifest["horizon_ms"],
-        bucket_ms=manifest["bucket_ms"],
+        manifest.horizon_ms,
+        bucket_ms=manifest.bucket_ms,
         watermark_ms=None,
         current_ms=current.horizon_ms if current else 0,
         rebuild=rebuild,
         floor_ms=floor_ms,
     )
-    pointer = BatchPointer(version, manifest["horizon_ms"], int(time.time() * 1000))
+    pointer = BatchPointer(version, manifest.horizon_ms, int(time.time() * 1000))
     move_current(layout, pointer, etag)
     return pointer
 
 
-def check_base(manifest: dict[str, Any], version: str, current: BatchPointer | None) -> None:
+def check_base(manifest: Manifest, version: str, current: BatchPointer | None) -> None:
     """Raise StaleBaseError unless an incremental ``version`` adds to CURRENT (a full one,
     with no base, replaces anything)."""
-    if manifest.get("mode") != "incremental":
+    if manifest.mode != "incremental":
         return
-    base, now = manifest.get("base_version"), current.version if current else None
+    base, now = manifest.base_version, current.version if current else None
     if base != now:
         raise StaleBaseError(
             f"version {version} was built on base {base}, but CURRENT is {now}: not "
@@ -168,7 +139,7 @@ def rollback(layout: Layout, to_version: str | None = None) -> BatchPointer:
             raise VersionError("no earlier validated version to roll back to")
         to_version = older[-1]
     manifest = require_validated(layout, to_version)
-    pointer = BatchPointer(to_version, manifest["horizon_ms"], int(time.time() * 1000), True)
+    pointer = BatchPointer(to_version, manifest.horizon_ms, int(time.time() * 1000), True)
     move_current(layout, pointer, etag)
     return pointer
 
@@ -216,26 +187,6 @@ def swap_current(layout: Layout, pointer: BatchPointer, expected_etag: str | Non
         )
 
 
-def validated_versions(layout: Layout) -> list[str]:
-    """Complete versions that passed validation, oldest first."""
-    return [v for v in list_versions(layout) if is_validated(layout.read_manifest(v) or {})]
-
-
-def safe_expiry_horizon(layout: Layout, keep: int) -> int:
-    """The horizon below which speed rows may go: that of the oldest validated version kept.
-
-    Keeping speed rows back to the oldest retained version makes a rollback to any of them
-    exact, and leaves in-flight readers of the previous version their rows. Only validated
-    versions count: a failed run can be neither published nor rolled back to.
-    """
-    current = layout.read_current()
-    if current is None:
-        return 0
-    kept = validated_versions(layout)[-keep:]
-    horizons = [read_manifest(layout, v)["horizon_ms"] for v in kept] + [current.horizon_ms]
-    return min(horizons)
-
-
 def prune(
     layout: Layout, keep: int, now: datetime | None = None, running: str | None = None
 ) -> list[str]:
@@ -276,11 +227,11 @@ def prune(
     return doomed
 
 
-def _leftover(version: str, manifest: dict[str, Any], cutoff: datetime) -> bool:
+def _leftover(version: str, manifest: Manifest, cutoff: datetime) -> bool:
     """An unvalidated version no job will publish: failed, or no verdict and old."""
-    if "validation" in manifest:
+    if manifest.validation is not None:
         return True
-    created = manifest.get("created_at_ms")
+    created = manifest.created_at_ms
     when = version_time(version) if created is None else datetime.fromtimestamp(created / 1000, UTC)
     return when < cutoff
 
@@ -292,7 +243,7 @@ def check_reusable(layout: Layout, version: str) -> None:
         return
     prefix = layout.version_prefix(version)
     for other in list_versions(layout):
-        if any(k.startswith(prefix) for k in named_files(layout.read_manifest(other) or {})):
+        if any(k.startswith(prefix) for k in named_files(layout.read_manifest(other))):
             raise VersionError(
                 f"version id {version} was pruned and {other} still shares its files: "
                 "run again under a new version id"
@@ -312,7 +263,7 @@ def delete_version(layout: Layout, version: str) -> None:
     shared = {
         key
         for other in list_versions(layout)
-        for key in named_files(layout.read_manifest(other) or {})
+        for key in named_files(layout.read_manifest(other))
         if key.startswith(prefix)
     }
     if not shared:
@@ -330,10 +281,9 @@ def tombstone_key(layout: Layout, version: str) -> str:
     return f"{layout.version_prefix(version)}{TOMBSTONE_NAME}"
 
 
-def named_files(manifest: dict[str, Any]) -> set[str]:
+def named_files(manifest: Manifest | None) -> set[str]:
     """Every object a version's manifest names: its views' files and its dedup index."""
-    views = manifest.get("output_files", {}).values()
-    return {key for keys in views for key in keys} | set(manifest.get("dedup_index_files", []))
+    return set() if manifest is None else manifest.named_files()
 
 
 def _checksum_of(key: str, files: set[str]) -> bool:

@@ -25,9 +25,10 @@ from typing import Any
 
 import duckdb
 
+from batch_layer.catalog import read_manifest
 from batch_layer.pipeline import recompute
 from batch_layer.validate import validate_version
-from batch_layer.versions import new_version_id, publish, read_manifest
+from batch_layer.versions import new_version_id, publish
 from bench.common import Timer, write_report
 from bench.synthetic import write_landing
 from lambda_contracts.batch_files import view_files
@@ -49,20 +50,21 @@ def absorb(settings: Settings, horizon: int, name: str, full: bool = False) -> d
     validate_version(layout, version)
     publish(layout, version, rebuild=full)
     manifest = read_manifest(layout, version)
-    increment = manifest["increment"]
+    increment = manifest.increment
+    assert increment is not None  # the job always writes one
     return {
         "run": name,
         "version": version,
-        "mode": manifest["mode"],
+        "mode": manifest.mode,
         "spark_s": round(run.seconds, 2),
-        "new_events": increment["input_records"],
-        "events_total": manifest["events"],
-        "days_touched": increment["days_touched"],
-        "hours_touched": increment["hours_touched"],
-        "partitions_touched": increment["partitions_touched"],
-        "partitions": increment["partitions"],
-        "index_files": len(manifest["dedup_index_files"]),
-        "steps_s": manifest.get("steps_s"),
+        "new_events": increment.input_records,
+        "events_total": manifest.events,
+        "days_touched": increment.days_touched,
+        "hours_touched": increment.hours_touched,
+        "partitions_touched": increment.partitions_touched,
+        "partitions": increment.partitions,
+        "index_files": len(manifest.dedup_index_files),
+        "steps_s": manifest.steps_s,
     }
 
 

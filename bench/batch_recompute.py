@@ -97,7 +97,8 @@ def timed_pair(layout: Layout, settings: Settings, horizon: int, duck_dir: Path)
     with Timer() as duck:
         duckdb_views(layout, horizon, duck_dir)
     identical = same_output(layout, version, duck_dir)
-    steps = (layout.read_manifest(version) or {}).get("steps_s")
+    manifest = layout.read_manifest(version)
+    steps = manifest.steps_s if manifest else None
     layout.store.delete_prefix(layout.version_prefix(version))
     shutil.rmtree(duck_dir)
     return {

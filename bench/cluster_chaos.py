@@ -180,8 +180,8 @@ class CurrentWatch:
             with suppress(Exception):  # the store may be briefly unreachable; look again
                 current = self.layout.read_current()
                 if current is not None and current.version not in self.seen:
-                    manifest = self.layout.read_manifest(current.version) or {}
-                    ok = bool(manifest.get("validation", {}).get("ok"))
+                    manifest = self.layout.read_manifest(current.version)
+                    ok = manifest is not None and manifest.validated
                     self.seen[current.version] = ok
             self.stop.wait(1.0)
 

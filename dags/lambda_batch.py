@@ -54,16 +54,16 @@ DEFAULT_ARGS = {
 
 def increment_summary(version: str) -> dict[str, Any]:
     """What the run added (mode, buckets, events, partitions touched), from its manifest."""
-    from batch_layer.versions import read_manifest
+    from batch_layer.catalog import read_manifest
     from lambda_contracts.layout import Layout
 
     manifest = read_manifest(Layout.of(get_settings()), version)
-    increment = manifest.get("increment", {})
-    keep = (
+    keep = {
         *("from_ms", "buckets", "files", "input_records", "events"),
         *("days_touched", "hours_touched", "partitions_touched", "partitions"),
-    )
-    return {"mode": manifest.get("mode"), **{k: increment[k] for k in keep if k in increment}}
+    }
+    increment = manifest.increment.model_dump(include=keep) if manifest.increment else {}
+    return {"mode": manifest.mode, **increment}
 
 
 @dag(

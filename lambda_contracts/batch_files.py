@@ -23,7 +23,7 @@ def view_files(layout: Layout, version: str, view_name: str) -> list[str]:
     manifest = layout.read_manifest(version)
     if manifest is None:
         raise MissingVersion(f"version {version} has no manifest (unknown or incomplete)")
-    named = manifest.get("output_files")
+    named = manifest.output_files
     if named is not None:
         return list(named.get(view_name, []))
     # Versions written before manifests named their files: complete, since their directory

@@ -8,11 +8,21 @@ the unit in which the batch horizon advances (Summingbird's BatchID).
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+T = TypeVar("T", bound=Any)
 
 
-def floor_to(ts_ms: int, size_ms: int) -> int:
-    """Start of the size_ms-long interval that contains ts_ms (epoch ms)."""
-    return ts_ms - ts_ms % size_ms
+def floor_to(ts_ms: T, size_ms: int) -> T:
+    """Start of the size_ms-long interval that contains ts_ms (epoch ms): the one flooring
+    rule of buckets and windows. Written with operators only, so ``ts_ms`` may be an int, a
+    NumPy array or a SQLAlchemy column expression."""
+    return ts_ms - ts_ms % size_ms  # type: ignore[operator, no-any-return]
+
+
+def floor_sql(column: str, size_ms: int) -> str:
+    """:func:`floor_to` as SQL text over a column (Spark, DuckDB, SQLite, PostgreSQL)."""
+    return f"({column} - {column} % {int(size_ms)})"
 
 
 def ingest_bucket(kafka_ts_ms: int, bucket_ms: int) -> int:

@@ -24,9 +24,11 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from lambda_contracts.layout import LOG_ORDER
-
 DEFAULT_DEDUP_HORIZON_MS = 24 * 3600 * 1000
+
+# Log order, the order of "first copy wins" in both layers' dedup: (Kafka timestamp, partition,
+# offset). The timestamp is LogAppendTime, so within a partition this is offset order.
+LOG_ORDER: tuple[str, ...] = ("kafka_ts", "kafka_partition", "kafka_offset")
 
 # The order in which copies are judged: "earlier" in the rule means earlier by this key.
 DEDUP_ORDER: tuple[str, ...] = LOG_ORDER

@@ -26,7 +26,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+from lambda_contracts.manifest import Manifest
 
 if TYPE_CHECKING:
     from lambda_contracts.settings import Settings
@@ -45,10 +47,6 @@ LANDING_COLUMNS: tuple[tuple[str, str], ...] = (
     ("kafka_offset", "int64"),
     ("kafka_ts", "int64"),
 )
-
-# Log order, the order of "first copy wins" in both layers' dedup: (Kafka timestamp, partition,
-# offset). The timestamp is LogAppendTime, so within a partition this is offset order.
-LOG_ORDER: tuple[str, ...] = ("kafka_ts", "kafka_partition", "kafka_offset")
 
 LANDING_FILE = re.compile(r"^p(?P<partition>\d+)-(?P<first>\d+)-(?P<last>\d+)\.parquet$")
 BUCKET_DIR = re.compile(r"^bucket=(?P<bucket>\d+)$")
@@ -311,13 +309,12 @@ class Layout:
         readers never list a version's prefix (on S3 a listing can lag a write)."""
         return f"{VERSIONS_PREFIX}{version}/{MANIFEST_NAME}"
 
-    def read_manifest(self, version: str) -> dict[str, Any] | None:
+    def read_manifest(self, version: str) -> Manifest | None:
         found = self.store.get_versioned(self.manifest_key(version))
-        return None if found is None else json.loads(found.data)
+        return None if found is None else Manifest.parse(found.data)
 
-    def write_manifest(self, version: str, manifest: dict[str, Any]) -> None:
-        data = json.dumps(manifest, indent=1, sort_keys=True).encode()
-        self.store.put(self.manifest_key(version), data)
+    def write_manifest(self, version: str, manifest: Manifest) -> None:
+        self.store.put(self.manifest_key(version), manifest.dumps())
 
     def version_ids(self) -> dict[str, bool]:
         """Every version id with objects in the store, and whether its manifest exists

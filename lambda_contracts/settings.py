@@ -31,35 +31,78 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LAMBDA_", extra="ignore", env_ignore_empty=True)
 
-    data_dir: Path = PROJECT_ROOT / "data"
-    logs_dir: Path | None = None
+    data_dir: Path = Field(
+        default=PROJECT_ROOT / "data",
+        description="what the platform keeps on this host: Kafka's log, Airflow's home, logs, "
+        "pid files, the SQLite speed store, and the master dataset and batch versions unless "
+        "storage_url is set",
+    )
+    logs_dir: Path | None = Field(
+        default=None, description="one log file per service, <service>.log; None: data_dir/logs"
+    )
 
     storage_url: str | None = Field(
-        default=None, description="s3://bucket/prefix for the master dataset; None: data_dir"
+        default=None,
+        description="s3://bucket/prefix: the master dataset, batch versions and CURRENT on "
+        "S3-compatible storage; None: data_dir",
     )
-    s3_endpoint: str | None = Field(default=None, description="S3 API URL; None: AWS")
-    s3_region: str = "us-east-1"
+    s3_endpoint: str | None = Field(
+        default=None,
+        description="S3 API URL of a server other than AWS (path-style addressing), e.g. "
+        "http://127.0.0.1:7070; None: AWS",
+    )
+    s3_region: str = Field(
+        default="us-east-1",
+        description="S3 region; keys come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or "
+        "the rest of the AWS chain",
+    )
 
-    kafka_bootstrap: str = "127.0.0.1:9092"
-    kafka_controller_port: int = 9093
-    kafka_heap: str = "512m"
-    topic: str = "transactions"
-    dlq_topic: str = "transactions.dlq"
-    partitions: int = Field(default=4, ge=1)
-    replication_factor: int = Field(default=1, ge=1, description="3 on a real cluster")
+    kafka_bootstrap: str = Field(
+        default="127.0.0.1:9092",
+        description="Kafka bootstrap servers, comma-separated; the local broker listens on the "
+        "first",
+    )
+    kafka_controller_port: int = Field(
+        default=9093, description="KRaft controller port of the local broker"
+    )
+    kafka_heap: str = Field(
+        default="512m", description="heap (-Xms and -Xmx) of each Kafka broker the platform starts"
+    )
+    topic: str = Field(default="transactions", description="the topic of payment events")
+    dlq_topic: str = Field(
+        default="transactions.dlq", description="dead-letter topic (one partition)"
+    )
+    partitions: int = Field(
+        default=4,
+        ge=1,
+        description="partitions of the events topic; an existing topic with another count is "
+        "refused",
+    )
+    replication_factor: int = Field(
+        default=1, ge=1, description="replicas of both topics; 3 on a real cluster"
+    )
     min_insync_replicas: int = Field(
         default=1, ge=1, description="acks=all waits for this many replicas (2 with RF 3)"
     )
-    retention_ms: int = 7 * 24 * 3600 * 1000
+    retention_ms: int = Field(
+        default=7 * 24 * 3600 * 1000, description="retention.ms of both topics (7 days)"
+    )
 
-    bucket_ms: int = Field(default=300_000, ge=1000, description="ingest bucket size")
+    bucket_ms: int = Field(
+        default=300_000,
+        ge=1000,
+        description="ingest bucket size: Kafka timestamps are floored to it, and the batch "
+        "horizon moves by whole buckets",
+    )
     dedup_horizon_ms: int = Field(
         default=DEFAULT_DEDUP_HORIZON_MS,
         ge=0,
         description="dedup horizon D, see lambda_contracts.dedup",
     )
 
-    speed_group: str = "speed-layer"
+    speed_group: str = Field(
+        default="speed-layer", description="consumer group of the speed processes"
+    )
     speed_processes: int = Field(
         default=2,
         ge=1,
@@ -68,7 +111,11 @@ class Settings(BaseSettings):
         "second core, so on a 2-core machine two catch up no faster than one "
         "(bench/speed_layer_bench.py --processes)",
     )
-    speed_store_url: str | None = None
+    speed_store_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the speed store, e.g. postgresql+psycopg://user@host/db; "
+        "None: SQLite at data_dir/speed/speed.db",
+    )
     speed_max_poll_records: int = Field(
         default=20_000,
         ge=1,
@@ -76,14 +123,34 @@ class Settings(BaseSettings):
         "process catches up ~5% faster than with 10,000 and ~1.2x faster than with 5,000 "
         "(bench/speed_layer_bench.py); a poll returns what is fetched, up to this",
     )
-    speed_metrics_port: int = 9464
+    speed_fetch_min_bytes: int = Field(
+        default=16_384,
+        ge=1,
+        description="a fetch waits for this much (or speed_fetch_max_wait_ms): at a low "
+        "rate, a few records per poll and store transaction instead of one each",
+    )
+    speed_fetch_max_wait_ms: int = Field(
+        default=100,
+        ge=0,
+        description="longest a fetch waits for speed_fetch_min_bytes: what a record may wait "
+        "before it is counted, at a low rate",
+    )
+    speed_metrics_port: int = Field(
+        default=9464,
+        description="port of the first speed process's /metrics and /readyz; process N listens "
+        "on this port + N",
+    )
     speed_metrics_host: str = Field(
         default="127.0.0.1",
         description="address of the speed layer's /metrics and /readyz (0.0.0.0 on a cluster "
         "host, for the scraper and the health checks of other hosts)",
     )
     landing_flush_ms: int = Field(default=2000, ge=50, description="max age of unlanded records")
-    landing_flush_records: int = Field(default=50_000, ge=1)
+    landing_flush_records: int = Field(
+        default=50_000,
+        ge=1,
+        description="records buffered per partition before they are landed, whatever their age",
+    )
     speed_unhealthy_after_s: float = Field(
         default=30.0, gt=0, description="no progress with records waiting: report unhealthy"
     )
@@ -103,12 +170,18 @@ class Settings(BaseSettings):
         "follower may hold the high watermark back for replica.lag.time.max.ms, 30 s)",
     )
 
-    spark_master: str = "local[2]"
-    spark_driver_memory: str = "2g"
+    spark_master: str = Field(
+        default="local[2]", description="Spark master URL: local[N], spark://host:7077, yarn"
+    )
+    spark_driver_memory: str = Field(default="2g", description="driver memory of the Spark job")
     spark_driver_host: str | None = Field(
         default=None, description="address executors use to reach the driver (cluster masters)"
     )
-    spark_shuffle_partitions: int = Field(default=4, ge=1)
+    spark_shuffle_partitions: int = Field(
+        default=4,
+        ge=1,
+        description="spark.sql.shuffle.partitions and spark.default.parallelism of the job",
+    )
     spark_s3a_jars: Path = Field(
         default=Path.home() / ".cache" / "lambda-platform" / "spark-s3a",
         description="hadoop-aws and the AWS SDK bundle (infra/spark/pom.xml fetches them)",
@@ -119,7 +192,7 @@ class Settings(BaseSettings):
     )
     spark_jvm_cache_dir: Path = Field(
         default=Path.home() / ".cache" / "lambda-platform" / "spark-jvm",
-        description="the job JVM's AOT caches (JDK 25+), trained by python -m batch_layer.jvm",
+        description="the job JVM's AOT caches (JDK 25+), trained once by make spark-jvm",
     )
     batch_nice: int = Field(
         default=10,
@@ -128,8 +201,14 @@ class Settings(BaseSettings):
         description="CPU nice of batch work on a shared host (Airflow, spark-submit, the DAG "
         "tasks), so that serving and the speed layer come first; 0: no change",
     )
-    batch_keep_versions: int = Field(default=5, ge=1)
-    batch_schedule_minutes: int = Field(default=5, ge=1)
+    batch_keep_versions: int = Field(
+        default=5,
+        ge=1,
+        description="validated batch versions kept for rollback, with the speed rows they need",
+    )
+    batch_schedule_minutes: int = Field(
+        default=5, ge=1, description="schedule of the lambda_batch DAG"
+    )
 
     cluster_prefix: str = Field(
         default="lambda-", description="names of make cluster-up's namespaces and bridge"
@@ -138,10 +217,19 @@ class Settings(BaseSettings):
         default="10.213.77.0/24", description="addresses of make cluster-up's hosts"
     )
 
-    api_host: str = "127.0.0.1"
-    api_port: int = 8000
-    api_token: SecretStr | None = Field(default=None, description="bearer token for /v1")
-    api_cors_origins: list[str] = Field(default_factory=list)
+    api_host: str = Field(
+        default="127.0.0.1",
+        description="address lambda-serve listens on (0.0.0.0 on a cluster host)",
+    )
+    api_port: int = Field(default=8000, description="port lambda-serve listens on")
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="when set, /v1 needs Authorization: Bearer <token>; never passed to Spark jobs",
+    )
+    api_cors_origins: list[str] = Field(
+        default_factory=list,
+        description="origins CORS allows (a JSON list); empty: CORS off",
+    )
     api_workers: int = Field(
         default=2,
         ge=1,

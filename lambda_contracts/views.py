@@ -4,9 +4,9 @@ Everything that computes a view derives from these declarations:
 - the batch layer runs :meth:`View.batch_sql` on Spark (and the benchmark on DuckDB);
 - the speed store runs the same :meth:`View.batch_sql` over each poll batch (SQLite or
   PostgreSQL) and merges the result into its rows with the measures' ``sql_merge``;
-- the serving layer rolls rows up with :meth:`View.rollup_sql`;
+- the serving layer rolls rows up with :meth:`View.rollup_expressions`;
 - tests referee all of them with the independent oracle in ``tests/support/oracle.py``
-  (:func:`reference_views` below is built on :meth:`View.fold`, so it cannot referee it).
+  (plain loops; the dedup rule itself is ``lambda_contracts.dedup``).
 
 Measures are monoids (count, sum, min, max); an average is derived as sum / count when read.
 Amounts are integer cents, so every measure is exact.
@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
+
+from lambda_contracts.buckets import floor_sql, floor_to
 
 Key = tuple[Any, ...]
 Measures = tuple[int, ...]
@@ -58,12 +60,25 @@ class MeasureKind(Enum):
         return f"{'least' if self is MeasureKind.MIN else 'greatest'}({a}, {b})"
 
 
+class Unit(Enum):
+    """What a measure's integers count: the API renders cents as money, events as they are."""
+
+    EVENTS = "events"
+    CENTS = "cents"
+
+
 @dataclass(frozen=True)
 class Measure:
     name: str  # column name in every store (chosen to be no SQL keyword)
     label: str  # field name in API answers
     kind: MeasureKind
     source: str  # the event column it reads (ignored by COUNT)
+    unit: Unit = Unit.CENTS
+
+    @property
+    def empty(self) -> int | None:
+        """Its value over no events: 0 for a count or a sum, none for a min or a max."""
+        return 0 if self.kind in (MeasureKind.COUNT, MeasureKind.SUM) else None
 
 
 @dataclass(frozen=True)
@@ -87,13 +102,24 @@ class View:
     def measure_index(self, label: str) -> int:
         return [m.label for m in self.measures].index(label)
 
+    @property
+    def count_measure(self) -> Measure:
+        """The measure counting the view's events (every view has one: the checks need it)."""
+        return next(m for m in self.measures if m.kind is MeasureKind.COUNT)
+
+    @property
+    def amount_measure(self) -> Measure:
+        """The sum of the events' amounts, in cents (what validation and drift compare)."""
+        return next(
+            m for m in self.measures if m.kind is MeasureKind.SUM and m.source == "amount_cents"
+        )
+
     def labelled(self, value: Measures) -> dict[str, int]:
         """Measures by their API label (count, sum, min, max)."""
         return {m.label: v for m, v in zip(self.measures, value, strict=True)}
 
     def key_of(self, row: Mapping[str, Any]) -> Key:
-        created = row["created_time"]
-        return (*(row[d] for d in self.dimensions), created - created % self.window_ms)
+        return (*(row[d] for d in self.dimensions), floor_to(row["created_time"], self.window_ms))
 
     def initial(self, row: Mapping[str, Any]) -> Measures:
         return tuple(m.kind.initial(row.get(m.source, 0)) for m in self.measures)
@@ -121,7 +147,7 @@ class View:
         ``carried``: columns of the relation that the view's key determines (the batch layer's
         partition of an event's time), grouped by and selected first, so that a relation
         already partitioned by them is aggregated without another shuffle."""
-        window = f"(created_time - created_time % {self.window_ms})"
+        window = floor_sql("created_time", self.window_ms)
         select = [*carried, *self.dimensions, f"{window} AS window_start"]
         select += [f"{m.kind.sql_over_events(m.source)} AS {m.name}" for m in self.measures]
         group = [*carried, *self.dimensions, window]
@@ -133,7 +159,7 @@ class View:
 
 
 AMOUNT_MEASURES = (
-    Measure("txn_count", "count", MeasureKind.COUNT, "amount_cents"),
+    Measure("txn_count", "count", MeasureKind.COUNT, "amount_cents", Unit.EVENTS),
     Measure("amount_sum", "sum", MeasureKind.SUM, "amount_cents"),
     Measure("amount_min", "min", MeasureKind.MIN, "amount_cents"),
     Measure("amount_max", "max", MeasureKind.MAX, "amount_cents"),
@@ -168,23 +194,3 @@ def keyed(rows: Iterable[Sequence[Any]], key_len: int) -> list[tuple[Key, Measur
         for r in rows
         if r[key_len] is not None
     ]
-
-
-def dedup_first(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """Keep the first occurrence of each TransactionID, rows being given in log order."""
-    seen: set[str] = set()
-    kept = []
-    for row in rows:
-        tid = row["transaction_id"]
-        if tid not in seen:
-            seen.add(tid)
-            kept.append(row)
-    return kept
-
-
-def reference_views(
-    rows_in_log_order: Iterable[Mapping[str, Any]],
-) -> dict[str, dict[Key, Measures]]:
-    """The semantics every layer is tested against: dedup by TransactionID, then fold each view."""
-    unique = dedup_first(rows_in_log_order)
-    return {view.name: view.fold(unique) for view in VIEWS}

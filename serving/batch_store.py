@@ -18,6 +18,7 @@ from collections import OrderedDict
 import duckdb
 
 from lambda_contracts.batch_files import view_dataset
+from lambda_contracts.buckets import floor_sql
 from lambda_contracts.layout import BatchPointer, Layout
 from lambda_contracts.views import VIEWS, Key, Measures, keyed
 from serving.key_index import KeyedArrays
@@ -102,9 +103,7 @@ class BatchStore:
             where.append(f"{column} = ?")
             params.append(value)
         columns = [
-            f"window_start - window_start % {int(window_ms)}"
-            if c == "window_start" and window_ms
-            else c
+            floor_sql("window_start", window_ms) if c == "window_start" and window_ms else c
             for c in group_by
         ]
         select = [*columns, *view.rollup_expressions()]

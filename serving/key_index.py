@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import duckdb
 import numpy as np
 
+from lambda_contracts.buckets import floor_to
 from lambda_contracts.views import Key, MeasureKind, Measures, View
 
 REDUCERS: dict[MeasureKind, np.ufunc] = {
@@ -75,7 +76,7 @@ class KeyedArrays:
             return [((), total)]
         windows = self.window_start[lo:hi]
         if window_ms:
-            windows = windows - windows % window_ms
+            windows = floor_to(windows, window_ms)
         heads = np.flatnonzero(np.r_[True, windows[1:] != windows[:-1]])  # sorted: runs
         values = [
             r.reduceat(a[lo:hi], heads).tolist()

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 import anyio.to_thread
 
+from lambda_contracts.buckets import floor_to
 from lambda_contracts.layout import BatchPointer
 from lambda_contracts.views import ACCOUNT_MINUTE, GLOBAL_MINUTE, Key, Measures
 from serving.batch_cache import BatchCache, BatchPart, MixedSnapshotError, identity_of
@@ -143,7 +144,7 @@ class QueryService:
                 roll_up(
                     view,
                     dict(speed_rows),  # one row per key: the store grouped them
-                    lambda k: (*k[:at], k[at] - k[at] % window_ms, *k[at + 1 :]),
+                    lambda k: (*k[:at], floor_to(k[at], window_ms), *k[at + 1 :]),
                 ).items()
             )
         count = view.measure_index("count")

@@ -1,9 +1,15 @@
 """The speed layer: exact real-time aggregates in the speed store, raw events to the landing zone.
 
-- ``consumer``: the poll loop and the consumer-group wiring (when it runs: always; a failure
-  stops the process, and a restart resumes exactly from the stored offsets);
-- ``aggregation``: dedup and folding of a poll batch, derived from the view declarations;
-- ``store``: one transaction per batch (aggregates + dedup state + offsets);
-- ``landing``: durable, idempotent landing files and the per-partition progress;
-- ``dlq``: invalid records to ``transactions.dlq`` with their reason.
+- ``main``: the ``lambda-speed`` command: one process of the consumer group, until SIGTERM;
+- ``consumer``: the poll loop: guard the cursors, cut each poll batch, commit it, housekeeping;
+- ``event_block``: a run of valid events as columns, the shape a batch travels in;
+- ``poison``: a record the store refuses is isolated and dead-lettered, its partition goes on;
+- ``committer`` and ``store_process``: the store's transactions in flight, in a child process;
+- ``store``: one transaction per batch (aggregates + dedup state + offsets), fenced;
+- ``landing`` and ``write_behind``: durable, idempotent landing files and the progress per
+  partition, written in order behind the loop;
+- ``broker_clock``: a lower bound of the brokers' clock, for sealing idle partitions;
+- ``dlq``: invalid records to ``transactions.dlq`` with their reason;
+- ``health``, ``progress`` and ``metrics``: readiness, the watchdog, Prometheus;
+- ``reset``: ``lambda-speed reset-offsets``, when the log and the stored offsets disagree.
 """

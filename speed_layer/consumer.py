@@ -30,35 +30,25 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, T
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
 
-from lambda_contracts.db import make_engine
-from lambda_contracts.events import Rejection, event_row, plain_event_columns
-from lambda_contracts.landing_files import place_row
 from lambda_contracts.layout import Layout, PartitionProgress, landing_watermark
 from lambda_contracts.settings import Settings
 from lambda_contracts.storage import StorageError
+from speed_layer.batcher import Batcher
 from speed_layer.broker_clock import BrokerClock
 from speed_layer.committer import Committer
 from speed_layer.dlq import DeadLetters
-from speed_layer.event_block import EventBlock
 from speed_layer.health import Health
 from speed_layer.landing import LandingWriter
 from speed_layer.metrics import SpeedMetrics
-from speed_layer.poison import (
-    Piece,
-    is_record_error,
-    rejected_instead,
-    split_by_record,
-    store_reason,
-)
+from speed_layer.poison import apply_record_by_record, is_record_error
 from speed_layer.store import AppliedBatch, FencedError, PartitionBatch, SpeedStore
 from speed_layer.store_process import StoreProcess
 
 log = structlog.get_logger("speed_layer")
 
 Polled = dict[int, list[ConsumerRecord]]  # a poll batch's records by partition
-_OFFSET, _TIMESTAMP, _VALUE = attrgetter("offset"), attrgetter("timestamp"), attrgetter("value")
+_TIMESTAMP = attrgetter("timestamp")
 
-LOG_APPEND_TIME = 1
 HOUSEKEEPING_S = 1.0
 DEDUP_EXPIRY_S = 60.0
 POLL_MS = 100
@@ -127,12 +117,7 @@ class SpeedLayer:
         self.metrics = metrics
         self.health = health or Health(settings.speed_unhealthy_after_s)
         self.layout = Layout.of(settings)
-        self.store = SpeedStore(
-            make_engine(settings.speed_store_url),
-            settings.topic,
-            settings.bucket_ms,
-            settings.dedup_horizon_ms,
-        )
+        self.store = SpeedStore.from_settings(settings)
         self.landing = LandingWriter(
             self.layout,
             settings.bucket_ms,
@@ -140,6 +125,7 @@ class SpeedLayer:
             settings.landing_flush_records,
             settings.idle_seal_grace_ms or 0,
         )
+        self.batcher = Batcher(self.landing, dead_letters, metrics)
         self.stored: dict[int, int | None] = {}  # partition -> store's next offset
         # partition -> lowest offset the consumer may return: where take() sought it, then
         # past the last record read. A lower one means the broker reset the position.
@@ -154,7 +140,6 @@ class SpeedLayer:
         # at each housekeeping after. A log start above it means records were never read.
         self.read_through: dict[int, int] = {}
         self.resync_needed = False
-        self._warned_timestamp_type = False
         # The current poll batch's records by partition: a record the store refuses is
         # dead-lettered with its original key and value.
         self._polled: Polled = {}
@@ -326,7 +311,7 @@ class SpeedLayer:
                 continue
             if not self._follows_seek(tp.partition, records):
                 continue
-            batch = self._partition_batch(tp.partition, records)
+            batch = self.batcher.cut(tp.partition, records, self.stored[tp.partition])
             if batch is not None:
                 batches.append(batch)
         self.metrics.consumed.inc(sum(len(r) for r in polled.values()))
@@ -347,7 +332,7 @@ class SpeedLayer:
                 log.warning(
                     "store refused the batch; applying it record by record", error=repr(exc)
                 )
-                applied = self._apply_record_by_record(batches, polled)
+                applied = apply_record_by_record(self.store, self.dlq, batches, polled, self.stored)
         except FencedError as exc:
             self._fenced(exc)
             self.take({TopicPartition(self.settings.topic, p) for p in list(self.stored)})
@@ -445,128 +430,12 @@ class SpeedLayer:
         self.metrics.duplicates.inc(applied.duplicates)
         self.metrics.rejected.inc(applied.rejected)
 
-    def _apply_record_by_record(
-        self, batches: list[PartitionBatch], polled: Polled
-    ) -> AppliedBatch:
-        """Isolate the records the store refuses: one transaction per valid record, each
-        moving the partition's stored offset past it, and a refused record dead-lettered (and
-        acknowledged) before the transaction that moves past it as rejected.
-
-        Landing is untouched: the refused record is a valid event of the master dataset, so the
-        next batch run counts it (the publish's drift report shows the difference until then).
-        """
-        events = duplicates = rejected = 0
-        for batch in batches:
-            counted = {
-                rec.offset: rec
-                for rec in polled[batch.partition]
-                if (batch.expected_offset is None or rec.offset >= batch.expected_offset)
-                and rec.offset < batch.next_offset
-            }
-            timestamps = {offset: rec.timestamp for offset, rec in counted.items()}
-            for piece in split_by_record(batch, timestamps):
-                applied = self._apply_piece(piece, counted)
-                self.stored[batch.partition] = piece.batch.next_offset
-                events += applied.events
-                duplicates += applied.duplicates
-                rejected += applied.rejected
-        return AppliedBatch(events, duplicates, rejected)
-
-    def _apply_piece(self, piece: Piece, counted: dict[int, ConsumerRecord]) -> AppliedBatch:
-        """One piece of the fallback; if the store refuses its record, the DLQ gets it."""
-        try:
-            return self.store.apply([piece.batch])
-        except Exception as exc:
-            if piece.row_offset is None or not is_record_error(exc):
-                raise
-            rec = counted[piece.row_offset]
-            reason = store_reason(exc)
-            log.error(
-                "record refused by the store; dead-lettered",
-                partition=rec.partition,
-                offset=rec.offset,
-                reason=reason,
-            )
-            self.dlq.send(
-                rec.key, rec.value, reason, (rec.topic, rec.partition, rec.offset, rec.timestamp)
-            )
-            self.dlq.flush()
-            return self.store.apply([rejected_instead(piece)])
-
     def _observe_broker_time(self, polled: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         """Each partition's newest timestamp: stamped by its leader before we read it."""
         learned_at = time.monotonic()
         for records in polled.values():
             if records:
                 self.broker_clock.observe(max(map(_TIMESTAMP, records)), learned_at)
-
-    def _partition_batch(
-        self, partition: int, records: list[ConsumerRecord]
-    ) -> PartitionBatch | None:
-        """Land what is not landed yet; count (or dead-letter) what the store lacks."""
-        stored = self.stored[partition]
-        landed_next = self.landing.landed_next(partition)
-        batch = PartitionBatch(partition, stored, stored if stored is not None else 0)
-        if records[0].timestamp_type != LOG_APPEND_TIME and not self._warned_timestamp_type:
-            self._warned_timestamp_type = True
-            log.warning("topic is not LogAppendTime: ingest buckets follow producer clocks")
-        first = records[0].offset
-        if first >= landed_next and (stored is None or first >= stored):
-            return self._new_records(batch, records)
-        counted_any = False
-        rows, to_land, landed_through = batch.rows, EventBlock(), None
-        for rec in records:
-            offset = rec.offset
-            counted = stored is None or offset >= stored
-            landing = offset >= landed_next
-            if not counted and not landing:
-                continue  # a replay below both cursors: already in both sinks
-            parsed = event_row(rec.value)
-            if isinstance(parsed, Rejection):
-                if counted:
-                    origin = (rec.topic, partition, offset, rec.timestamp)
-                    self.dlq.send(rec.key, rec.value, parsed.reason, origin)
-                    batch.rejected += 1
-            else:
-                row = place_row(parsed, partition, offset, rec.timestamp)
-                if landing:
-                    to_land.append(row)
-                if counted:
-                    rows.append(row)
-            if landing:
-                landed_through = offset
-            if counted:
-                counted_any = True
-                batch.next_offset = offset + 1
-                if rec.timestamp > batch.max_kafka_ts:
-                    batch.max_kafka_ts = rec.timestamp
-        if landed_through is not None:
-            self.landing.add_many(partition, to_land, landed_through + 1)
-        return batch if counted_any else None
-
-    def _new_records(self, batch: PartitionBatch, records: list[ConsumerRecord]) -> PartitionBatch:
-        """:meth:`_partition_batch` when every record lies above both cursors (nearly always:
-        nothing is a replay), so every record is both landed and counted. A batch of plainly
-        valid records is validated at once, as columns; any other record by record."""
-        partition = batch.partition
-        stamps = list(map(_TIMESTAMP, records))
-        events = plain_event_columns(list(map(_VALUE, records)))
-        if events is not None:
-            batch.rows = EventBlock.placed(events, partition, list(map(_OFFSET, records)), stamps)
-        else:
-            rows, send = batch.rows, self.dlq.send
-            for rec in records:
-                parsed = event_row(rec.value)
-                if isinstance(parsed, Rejection):
-                    origin = (rec.topic, partition, rec.offset, rec.timestamp)
-                    send(rec.key, rec.value, parsed.reason, origin)
-                    batch.rejected += 1
-                else:
-                    rows.append(place_row(parsed, partition, rec.offset, rec.timestamp))
-        batch.next_offset = records[-1].offset + 1
-        batch.max_kafka_ts = max(stamps)
-        self.landing.add_many(partition, batch.rows, batch.next_offset)
-        return batch
 
     # --- housekeeping ---------------------------------------------------------------------
     def housekeeping(self) -> None:

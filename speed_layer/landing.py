@@ -105,6 +105,13 @@ class LandingWriter:
         buf = self._parts.get(partition)
         return None if buf is None else buf.durable_next
 
+    def open_from_ms(self, partition: int) -> int:
+        """Start of the partition's first ingest bucket not sealed: a record stamped before it
+        would land in a bucket a batch run may already have absorbed (a leader's clock that
+        went back, a follower that lagged past the grace), so it is counted and landed in this
+        one instead (see ``Batcher._ingest_stamps``)."""
+        return ingest_bucket(self._parts[partition].sealed_through_ms, self.bucket_ms)
+
     def add(self, partition: int, offset: int, row: Mapping[str, Any] | None) -> None:
         """Record that ``offset`` was consumed; ``row`` (a valid event) is buffered for landing.
 

@@ -23,7 +23,6 @@ import typer
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError
 
-from lambda_contracts.db import make_engine
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings, get_settings
 from lambda_contracts.startup import checked_layout
@@ -80,7 +79,10 @@ def make_consumer(settings: Settings, instance: int) -> KafkaConsumer:
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_records=settings.speed_max_poll_records,
-        fetch_max_wait_ms=50,
+        # At a low rate a fetch waits (up to the bound) for a few records instead of coming
+        # back with one: fewer polls and store transactions per event, at most that much later.
+        fetch_min_bytes=settings.speed_fetch_min_bytes,
+        fetch_max_wait_ms=settings.speed_fetch_max_wait_ms,
         metadata_max_age_ms=10_000,  # notice new topics/partitions within seconds
         request_timeout_ms=KAFKA_REQUEST_TIMEOUT_MS,
         # Records of aborted transactions are not events; open transactions are waited for.
@@ -162,10 +164,10 @@ def run(instance: int, metrics: bool) -> None:
     """Consume transactions into the speed store and the landing zone until SIGTERM."""
     configure_logging()
     gc.set_threshold(GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
-    # The store's transaction runs on its own thread, mostly inside the database without the
-    # GIL; handing the GIL back within a tenth of a millisecond of a statement's end (not
-    # 5 ms) keeps it from waiting on the poll thread's Python work (0.5 ms: 0.60-0.62 of the
-    # raw client, 0.1 ms: 0.65, 0.05 ms: no better; bench/README.md).
+    # Threads beside the poll loop (the committer waiting on the store process's answer, the
+    # landing writer, the high-watermark client) get the GIL back within a tenth of a
+    # millisecond of wanting it, not 5 ms: a finished transaction is not left waiting on the
+    # loop's Python work.
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     settings = get_settings()
     stop = threading.Event()
@@ -258,13 +260,7 @@ def reset_offsets(
     except ResetRefused as exc:
         typer.echo(f"refused: {exc}", err=True)
         raise typer.Exit(2) from exc
-    assert settings.speed_store_url is not None
-    store = SpeedStore(
-        make_engine(settings.speed_store_url),
-        settings.topic,
-        settings.bucket_ms,
-        settings.dedup_horizon_ms,
-    )
+    store = SpeedStore.from_settings(settings)
     for change in apply_reset(store, Layout.of(settings), targets):
         typer.echo(change.describe())
     commit_group_offsets(settings, targets)

@@ -17,6 +17,11 @@ class SpeedMetrics:
         self.events = Counter("speed_events", "Valid events counted in the aggregates", registry=r)
         self.duplicates = Counter("speed_duplicates", "Duplicate events (not summed)", registry=r)
         self.rejected = Counter("speed_dlq_records", "Invalid records sent to the DLQ", registry=r)
+        self.late = Counter(
+            "speed_late_records",
+            "Records stamped in an already sealed ingest bucket, counted in the first open one",
+            registry=r,
+        )
         self.fenced = Counter("speed_fenced_commits", "Commits refused by fencing", registry=r)
         self.events_per_s = Gauge("speed_events_per_second", "Recent event rate", registry=r)
         self.lag = Gauge(

@@ -10,11 +10,17 @@ piece, and a piece that fails again goes to the DLQ and is counted as rejected i
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 
+import structlog
+from kafka.consumer.fetcher import ConsumerRecord
 from sqlalchemy.exc import DBAPIError
 
-from speed_layer.store import FencedError, PartitionBatch, is_transient
+from speed_layer.dlq import DeadLetters
+from speed_layer.store import AppliedBatch, FencedError, PartitionBatch, SpeedStore, is_transient
+
+log = structlog.get_logger("speed_layer.poison")
 
 # SQLSTATE classes a single row's values can cause: data exception (22), integrity constraint
 # violation (23), and RAISE EXCEPTION from a PL/pgSQL trigger (P0001).
@@ -92,3 +98,58 @@ def rejected_instead(piece: Piece) -> PartitionBatch:
     replacement = PartitionBatch(b.partition, b.expected_offset, b.next_offset, [], b.rejected + 1)
     replacement.max_kafka_ts = b.max_kafka_ts
     return replacement
+
+
+def apply_record_by_record(
+    store: SpeedStore,
+    dlq: DeadLetters,
+    batches: list[PartitionBatch],
+    polled: Mapping[int, list[ConsumerRecord]],
+    stored: MutableMapping[int, int | None],
+) -> AppliedBatch:
+    """Isolate the records the store refuses: one transaction per valid record, each
+    moving the partition's stored offset (``stored``, the loop's cursor) past it, and a
+    refused record dead-lettered (and acknowledged) before the transaction that moves past it
+    as rejected. ``polled``: the poll batch's records by partition, for their key and value.
+
+    Landing is untouched: the refused record is a valid event of the master dataset, so the
+    next batch run counts it (the publish's drift report shows the difference until then).
+    """
+    events = duplicates = rejected = 0
+    for batch in batches:
+        counted = {
+            rec.offset: rec
+            for rec in polled[batch.partition]
+            if (batch.expected_offset is None or rec.offset >= batch.expected_offset)
+            and rec.offset < batch.next_offset
+        }
+        timestamps = {offset: rec.timestamp for offset, rec in counted.items()}
+        for piece in split_by_record(batch, timestamps):
+            applied = _apply_piece(store, dlq, piece, counted)
+            stored[batch.partition] = piece.batch.next_offset
+            events += applied.events
+            duplicates += applied.duplicates
+            rejected += applied.rejected
+    return AppliedBatch(events, duplicates, rejected)
+
+
+def _apply_piece(
+    store: SpeedStore, dlq: DeadLetters, piece: Piece, counted: dict[int, ConsumerRecord]
+) -> AppliedBatch:
+    """One piece of the fallback; if the store refuses its record, the DLQ gets it."""
+    try:
+        return store.apply([piece.batch])
+    except Exception as exc:
+        if piece.row_offset is None or not is_record_error(exc):
+            raise
+        rec = counted[piece.row_offset]
+        reason = store_reason(exc)
+        log.error(
+            "record refused by the store; dead-lettered",
+            partition=rec.partition,
+            offset=rec.offset,
+            reason=reason,
+        )
+        dlq.send(rec.key, rec.value, reason, (rec.topic, rec.partition, rec.offset, rec.timestamp))
+        dlq.flush()
+        return store.apply([rejected_instead(piece)])

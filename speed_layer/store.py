@@ -52,8 +52,9 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 
 from lambda_contracts.buckets import floor_to
-from lambda_contracts.dedup import is_new_event, remembered_from
-from lambda_contracts.layout import LOG_ORDER
+from lambda_contracts.db import make_engine
+from lambda_contracts.dedup import LOG_ORDER, is_new_event, remembered_from
+from lambda_contracts.settings import Settings
 from lambda_contracts.store_schema import dedup, partition_halts, partition_state, view_tables
 from lambda_contracts.views import VIEWS, View
 from speed_layer.event_block import EventBlock
@@ -322,6 +323,17 @@ class SpeedStore:
         self.bucket_ms = bucket_ms
         self.dedup_horizon_ms = dedup_horizon_ms
         self._statements = _Statements(bucket_ms, dedup_horizon_ms)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SpeedStore:
+        """The store of ``settings``' topic, at ``speed_store_url``."""
+        assert settings.speed_store_url is not None  # Settings fills it in
+        return cls(
+            make_engine(settings.speed_store_url),
+            settings.topic,
+            settings.bucket_ms,
+            settings.dedup_horizon_ms,
+        )
 
     def load_offsets(self) -> dict[int, int]:
         """Each partition's next offset whose effect is not in the store yet."""

@@ -11,12 +11,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
+from lambda_contracts.events import ID_MAX_LENGTH
+from lambda_contracts.views import ACCOUNT_MINUTE
 from serving.deps import QueriesDep, RangeDep, SeriesRangeDep
 from serving.routes.common import JSONAnswer, measures_fields, meta, point
 from serving.schemas import Series, Summary
 
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
-AccountId = Annotated[str, Path(min_length=1, max_length=255, description="SourceAccountID")]
+# The contract's limit: a longer id is no account's (a 422 says so, not an empty answer).
+AccountId = Annotated[
+    str, Path(min_length=1, max_length=ID_MAX_LENGTH, description="SourceAccountID")
+]
 
 
 @router.get("/{account_id}/summary", response_model=Summary)
@@ -29,7 +34,7 @@ async def account_summary(account_id: AccountId, span: RangeDep, queries: Querie
     return JSONAnswer(
         {
             "account_id": account_id,
-            **measures_fields(value),
+            **measures_fields(value, ACCOUNT_MINUTE),
             "meta": meta(snap, await queries.recent_watermark.get()),
         }
     )
@@ -49,7 +54,7 @@ async def account_series(
         {
             "account_id": account_id,
             "granularity": granularity.value,
-            "points": [point(w, v) for w, v in points],
+            "points": [point(w, v, ACCOUNT_MINUTE) for w, v in points],
             "meta": meta(snap, await queries.recent_watermark.get()),
         }
     )

@@ -13,6 +13,7 @@ import orjson
 from fastapi import Response
 
 from lambda_contracts.buckets import ms_to_iso
+from lambda_contracts.views import GLOBAL_MINUTE, Unit, View
 from serving.queries import Snapshot
 from serving.schemas import average, money
 
@@ -41,25 +42,27 @@ def meta(snap: Snapshot, speed_watermark_ms: int | None) -> dict:
     }
 
 
-def measures_fields(value: dict[str, int] | None) -> dict[str, Any]:
-    """count, sum, min, max (cents → money) and the derived avg; zeros when empty."""
-    if value is None:
-        return {"count": 0, "sum": money(0), "min": None, "max": None, "avg": None}
-    return {
-        "count": value["count"],
-        "sum": money(value["sum"]),
-        "min": money(value["min"]),
-        "max": money(value["max"]),
-        "avg": average(value["sum"], value["count"]),
-    }
+def _rendered(view: View, value: dict[str, int] | None) -> dict[str, Any]:
+    """Each measure under its label, cents as money; over no events, each measure's empty
+    value (from the declaration)."""
+    fields: dict[str, Any] = {}
+    for m in view.measures:
+        v = m.empty if value is None else value[m.label]
+        fields[m.label] = money(v) if m.unit is Unit.CENTS else v
+    return fields
 
 
-def point(window_start: int, value: dict[str, int]) -> dict[str, Any]:
+def measures_fields(value: dict[str, int] | None, view: View = GLOBAL_MINUTE) -> dict[str, Any]:
+    """The view's measures (cents → money) and the derived avg (sum / count)."""
+    fields = _rendered(view, value)
+    count, amount = view.count_measure.label, view.amount_measure.label
+    fields["avg"] = None if value is None else average(value[amount], value[count])
+    return fields
+
+
+def point(window_start: int, value: dict[str, int], view: View = GLOBAL_MINUTE) -> dict[str, Any]:
     return {
         "window_start": ms_to_iso(window_start) or "",
         "window_start_ms": window_start,
-        "count": value["count"],
-        "sum": money(value["sum"]),
-        "min": money(value["min"]),
-        "max": money(value["max"]),
+        **_rendered(view, value),
     }

@@ -20,10 +20,11 @@ from typing import Any
 import pytest
 
 from batch_layer import spark_job
+from batch_layer.catalog import list_versions, read_manifest
 from batch_layer.compaction import compact
 from batch_layer.submit import spark_conf, spark_env
 from batch_layer.validate import validate_version
-from batch_layer.versions import list_versions, prune, publish, read_manifest, resume, rollback
+from batch_layer.versions import prune, publish, resume, rollback
 from infra.s3_server import S3Server
 from lambda_contracts.batch_files import view_dataset
 from lambda_contracts.buckets import ingest_bucket
@@ -123,7 +124,7 @@ def test_batch_dedup_equals_the_oracle_at_a_small_horizon(
 
     assert batch_views(layout, "v1") == oracle_views(below, DEDUP_MS)
     manifest = read_manifest(layout, "v1")
-    assert manifest["events"] == len(kept)
+    assert manifest.events == len(kept)
     # A replayed file whose offsets lie inside another file is superseded and not read at all;
     # the replays removed are the rows read twice from the files actually listed.
     listed = [
@@ -131,14 +132,14 @@ def test_batch_dedup_equals_the_oracle_at_a_small_horizon(
         for k in layout.landing_files(below_ms=horizon)
         for r in read_landing_file(layout, k, ["kafka_partition", "kafka_offset"]).to_pylist()
     ]
-    assert manifest["replays_removed"] == len(listed) - len(set(listed))
-    assert manifest["duplicates_removed"] == len(below) - len(kept)
+    assert manifest.replays_removed == len(listed) - len(set(listed))
+    assert manifest.duplicates_removed == len(below) - len(kept)
     assert validate_version(layout, "v1")["events"] == len(kept)
     # The job's intermediate output is gone; the version is its views and its manifest.
     assert not layout.store.list(f"{layout.version_prefix('v1')}{spark_job.DEDUPLICATED}/")
     if backend == "s3":  # Spark read and wrote the objects over s3a; nothing is on local disk
-        assert all(name.startswith("s3a://") for name in manifest["input_files"])
-        assert all(layout.store.exists(k) for ks in manifest["output_files"].values() for k in ks)
+        assert all(name.startswith("s3a://") for name in manifest.input_files)
+        assert all(layout.store.exists(k) for ks in manifest.output_files.values() for k in ks)
         assert not list((tmp_path / "data").rglob("*.parquet"))
 
 
@@ -161,10 +162,10 @@ def test_batch_dedup_stays_exact_when_every_id_hash_collides(
         spark_job.run(settings, horizon, name, "test")
         below = [r for r in rows if r["kafka_ts"] < horizon]
         assert batch_views(layout, name) == oracle_views(below, DEDUP_MS), name
-        assert read_manifest(layout, name)["events"] == len(kept_rows(below, DEDUP_MS))
+        assert read_manifest(layout, name).events == len(kept_rows(below, DEDUP_MS))
         validate_version(layout, name)
         publish(layout, name)
-    assert read_manifest(layout, "v2")["mode"] == "incremental"
+    assert read_manifest(layout, "v2").mode == "incremental"
 
 
 def version_rows(layout: Layout, version: str) -> dict[str, list[tuple[Any, ...]]]:
@@ -211,28 +212,28 @@ def test_incremental_runs_equal_a_full_rebuild_and_the_oracle(
         if i == 5:  # back to run 4's version, then on from there: run 6 adds [h4, h6) to it
             rollback(layout, vid(4))
             resume(layout)
-    assert manifests[vid(0)]["mode"] == "full"
-    assert all(m["mode"] == "incremental" for n, m in manifests.items() if n != vid(0))
-    assert manifests[vid(6)]["base_version"] == vid(4)
-    assert manifests[vid(6)]["increment"]["from_ms"] == horizons[4]
+    assert manifests[vid(0)].mode == "full"
+    assert all(m.mode == "incremental" for n, m in manifests.items() if n != vid(0))
+    assert manifests[vid(6)].base_version == vid(4)
+    assert manifests[vid(6)].increment.from_ms == horizons[4]
     # Increments really are partial: each read only its buckets, and some left days alone,
     # whose files the new version names under an older version's prefix.
     last = manifests[vid(9)]
-    assert last["increment"]["buckets"] == 1
-    assert last["increment"]["input_records"] < last["input_records"]
-    increments = [m["increment"] for n, m in manifests.items() if n != vid(0)]
+    assert last.increment is not None and last.increment.buckets == 1
+    assert last.increment.input_records < last.input_records
+    increments = [m.increment for n, m in manifests.items() if n != vid(0)]
     # Every increment left some hours of account_minute alone, and some one a day of every view
-    assert all(i["partitions_touched"]["account_minute"] < i["partitions"]["account_minute"]
+    assert all(i.partitions_touched["account_minute"] < i.partitions["account_minute"]
                for i in increments)  # fmt: skip
     assert all(
-        any(i["partitions_touched"][v.name] < i["partitions"][v.name] for i in increments)
-        for v in VIEWS
+        any(i.partitions_touched[v.name] < i.partitions[v.name] for i in increments) for v in VIEWS
     )
-    shared = [k for ks in last["output_files"].values() for k in ks if f"/{vid(9)}/" not in k]
+    outputs = last.output_files or {}
+    shared = [k for ks in outputs.values() for k in ks if f"/{vid(9)}/" not in k]
     assert shared
 
     full = run(horizons[-1], vid("full"), full=True)
-    assert full["mode"] == "full" and full["events"] == last["events"]
+    assert full.mode == "full" and full.events == last.events
     assert version_rows(layout, vid("full")) == version_rows(layout, vid(9))
 
     # Retention keeps every file a kept version names, wherever it lies.

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from batch_layer.catalog import list_versions
 from batch_layer.pipeline import run_once
-from batch_layer.versions import list_versions, new_version_id
+from batch_layer.versions import new_version_id
 from lambda_contracts.db import make_engine
 from lambda_contracts.layout import Layout
 from tests.support.oracle import oracle_views

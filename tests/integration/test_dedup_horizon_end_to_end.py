@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from batch_layer.catalog import read_manifest
 from batch_layer.pipeline import run_once
-from batch_layer.versions import new_version_id, read_manifest
+from batch_layer.versions import new_version_id
 from lambda_contracts.db import make_engine
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
@@ -105,7 +106,7 @@ def test_copies_inside_d_count_once_and_after_d_twice_in_both_layers(
     v2 = new_version_id("d2")
     run_once(settings, v2, "d2", horizon_ms=h2)
     manifest = read_manifest(layout, v2)
-    assert manifest["mode"] == "incremental" and manifest["base_version"] == v1
+    assert manifest.mode == "incremental" and manifest.base_version == v1
     assert batch_views(layout, v2) == expected
     answers_are_exact(h2)
     assert speed.terminate() == 0

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from batch_layer.versions import is_validated, list_versions, new_version_id, read_manifest
+from batch_layer.catalog import is_validated, list_versions, read_manifest
+from batch_layer.versions import new_version_id
 from infra.s3_server import S3Server
 from lambda_contracts.db import make_engine
 from lambda_contracts.layout import Layout
@@ -81,7 +82,7 @@ def test_the_platform_on_s3_is_exact_through_kills(
     current = layout.read_current()
     assert current is not None and is_validated(read_manifest(layout, current.version))
     manifest = read_manifest(layout, current.version)
-    assert all(name.startswith("s3a://") for name in manifest["input_files"])
+    assert all(name.startswith("s3a://") for name in manifest.input_files)
     expected = expected_views(truth)
     assert batch_views(layout, current.version) == expected
 

@@ -236,6 +236,8 @@ def test_top_accounts_by_sum_and_count(client: TestClient, platform: Platform) -
         ("/v1/top-accounts", {"start": "0", "end": "1000", "limit": "0"}, "greater than"),
         ("/v1/top-accounts", {"start": "0", "end": "1000", "limit": "5000"}, "less than"),
         ("/v1/totals", {"start": "0"}, "end"),
+        # Longer than the contract's TransactionID/account limit (128): no account has it.
+        ("/v1/accounts/" + "a" * 129 + "/summary", {"start": "0", "end": "1000"}, "128"),
     ],
 )
 def test_bad_input_is_422_with_a_clear_message(

@@ -8,6 +8,7 @@ import pyarrow as pa
 
 from lambda_contracts.landing_files import put_parquet
 from lambda_contracts.layout import Layout
+from lambda_contracts.manifest import Manifest
 from lambda_contracts.views import VIEWS
 
 
@@ -20,7 +21,7 @@ def put_version(
         key = f"{layout.view_prefix(version, view_name)}part-0.parquet"
         put_parquet(layout, key, table)
         outputs[view_name] = [key]
-    layout.write_manifest(version, {**manifest, "output_files": outputs})
+    layout.write_manifest(version, Manifest.model_validate({**manifest, "output_files": outputs}))
 
 
 def put_counted_version(

@@ -16,6 +16,7 @@ from batch_layer.versions import new_version_id
 from lambda_contracts.landing_files import read_landing_file, write_landing_file
 from lambda_contracts.landing_lock import reading_landing
 from lambda_contracts.layout import Layout, superseded_files
+from lambda_contracts.manifest import Manifest
 
 BUCKET_MS = 60_000
 ROOT = Path(__file__).resolve().parents[2]
@@ -146,7 +147,8 @@ def test_files_a_kept_version_names_or_a_running_job_reads_are_kept(layout: Layo
     landed = _land(layout)
     named_key = layout.landing_files(below_ms=BUCKET_MS)[0]
     named = spark_uri(layout, named_key)
-    layout.write_manifest(new_version_id("kept"), {"input_files": {named: 4}})
+    kept = new_version_id("kept")
+    layout.write_manifest(kept, Manifest(version=kept, horizon_ms=0, input_files={named: 4}))
 
     with reading_landing(layout):  # a batch job is reading
         during = compact(layout, below_ms=2 * BUCKET_MS)

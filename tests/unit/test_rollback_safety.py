@@ -17,10 +17,12 @@ import pytest
 from sqlalchemy import func, insert, select
 
 from batch_layer import pipeline, versions
+from batch_layer.catalog import VersionError, list_versions
 from batch_layer.validate import ValidationFailed, validate_version
-from batch_layer.versions import VersionError, list_versions, prune, publish, resume, rollback
+from batch_layer.versions import prune, publish, resume, rollback
 from lambda_contracts.db import make_engine
 from lambda_contracts.layout import Layout
+from lambda_contracts.manifest import Manifest
 from lambda_contracts.settings import Settings
 from lambda_contracts.store_schema import view_tables
 from lambda_contracts.views import VIEWS
@@ -103,7 +105,7 @@ def answer(settings: Settings) -> int:
             )
         ).scalar_one()
     engine.dispose()
-    return int(manifest["events"]) + int(speed)
+    return manifest.events + int(speed)
 
 
 def publish_and_expire(settings: Settings, version: str) -> None:
@@ -254,7 +256,7 @@ def test_run_once_goes_again_from_the_new_base(
     assert current is not None and current.horizon_ms == 3 * BUCKET
     assert bases == [v2, v1]
     published = layout.read_manifest(current.version)
-    assert published is not None and published["base_version"] == v1
+    assert published is not None and published.base_version == v1
     assert report["version"] == current.version
 
 
@@ -328,8 +330,11 @@ def test_a_verdict_is_not_stored_on_a_manifest_rewritten_while_validating(
 
     layout = Layout.of(settings)
     version = write(layout, 1, 1 * BUCKET)
-    rewritten = {**(layout.read_manifest(version) or {}), "events": 999, "rerun": True}
-    rewritten.pop("validation")
+    before = layout.read_manifest(version)
+    assert before is not None
+    rewritten = Manifest.model_validate(
+        {**before.model_dump(exclude={"validation"}), "events": 999, "rerun": True}
+    )
     totals = validate.view_totals
 
     def rewrite_meanwhile(lay: Layout, v: str) -> Any:
@@ -353,10 +358,11 @@ def test_rerunning_a_pruned_version_id_leaves_the_files_current_shares(
     layout = Layout.of(settings)
     v1 = write(layout, 1, 1 * BUCKET)
     v2 = write(layout, 2, 2 * BUCKET, base=v1)
-    shared = (layout.read_manifest(v1) or {})["output_files"]["global_minute"][0]
-    manifest = layout.read_manifest(v2) or {}
-    manifest["output_files"]["global_minute"] = [shared]  # v2 left that partition alone
-    layout.write_manifest(v2, manifest)
+    first, second = layout.read_manifest(v1), layout.read_manifest(v2)
+    assert first is not None and first.output_files and second and second.output_files
+    shared = first.output_files["global_minute"][0]
+    outputs = {**second.output_files, "global_minute": [shared]}  # v2 left that alone
+    layout.write_manifest(v2, second.model_copy(update={"output_files": outputs}))
     publish(layout, v1)
     publish(layout, v2)
     assert prune(layout, keep=1, now=NOW) == [v1]

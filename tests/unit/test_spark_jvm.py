@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from batch_layer import jvm
+from batch_layer import jvm, jvm_training
 from batch_layer.submit import spark_conf, spark_env
 from lambda_contracts.settings import Settings
 
@@ -137,7 +137,7 @@ def test_jars_installed_again_at_the_same_path_are_another_cache(
 def test_no_aot_cache_on_a_jdk_that_has_none(jdks: Path, tmp_path: Path) -> None:
     settings = Settings(spark_java_home=jdks / "jdk-21", spark_jvm_cache_dir=tmp_path)
     assert jvm.aot_cache(settings) is None
-    assert jvm.train(settings) is None
+    assert jvm_training.train(settings) is None
     assert spark_conf(settings)["spark.driver.extraJavaOptions"] == "-XX:+UseG1GC"
 
 

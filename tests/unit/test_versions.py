@@ -13,16 +13,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from batch_layer import pipeline
+from batch_layer.catalog import VersionError, list_versions, read_manifest
 from batch_layer.horizon import HorizonError, check_horizon, choose_horizon
 from batch_layer.validate import ValidationFailed, validate_version
 from batch_layer.versions import (
     ConcurrentUpdateError,
     PinnedError,
-    VersionError,
-    list_versions,
     prune,
     publish,
-    read_manifest,
     resume,
     rollback,
 )
@@ -53,10 +51,11 @@ def test_validation_is_recorded_and_only_validated_versions_publish(layout: Layo
     with pytest.raises(VersionError, match="not validated"):
         publish(layout, good)  # never validated
     validate_version(layout, good)
-    assert read_manifest(layout, good)["validation"]["ok"] is True
+    assert read_manifest(layout, good).validated is True
     with pytest.raises(ValidationFailed):
         validate_version(layout, bad)
-    assert read_manifest(layout, bad)["validation"]["ok"] is False
+    verdict = read_manifest(layout, bad).validation
+    assert verdict is not None and verdict.ok is False
     publish(layout, good)
     with pytest.raises(VersionError, match="not validated"):
         publish(layout, bad)
@@ -247,14 +246,16 @@ def test_prune_keeps_the_files_a_kept_version_shares_and_removes_them_with_the_l
     v1 = validated(layout, "01", 1000)
     v2 = validated(layout, "02", 2000)
     v3 = validated(layout, "03", 3000)
-    shared = layout.read_manifest(v1)["output_files"]["global_minute"][0]
-    alone = layout.read_manifest(v1)["output_files"]["account_minute"][0]
+    first, second = read_manifest(layout, v1), read_manifest(layout, v2)
+    assert first.output_files is not None and second.output_files is not None
+    shared = first.output_files["global_minute"][0]
+    alone = first.output_files["account_minute"][0]
     extra = f"{layout.version_prefix(v1)}dedup-index/part-0.parquet"
     layout.store.put(extra, b"index")
-    manifest = layout.read_manifest(v2)
-    manifest["output_files"]["global_minute"].append(shared)
-    manifest["dedup_index_files"] = {extra: 1000}
-    layout.write_manifest(v2, manifest)
+    outputs = {**second.output_files}
+    outputs["global_minute"] = [*outputs["global_minute"], shared]
+    changed = {"output_files": outputs, "dedup_index_files": {extra: 1000}}
+    layout.write_manifest(v2, second.model_copy(update=changed))
     publish(layout, v3)
 
     assert prune(layout, keep=2, now=datetime(2026, 1, 1, 15, tzinfo=UTC)) == [v1]

@@ -13,8 +13,6 @@ from lambda_contracts.views import (
     GLOBAL_MINUTE,
     VIEWS,
     MeasureKind,
-    dedup_first,
-    reference_views,
 )
 
 
@@ -54,22 +52,19 @@ def test_combine_is_associative_and_commutative(kind: MeasureKind) -> None:
         assert kind.combine(a, b) == kind.combine(b, a)
 
 
-def test_reference_dedups_first_occurrence_and_windows_by_minute() -> None:
+def test_fold_windows_by_minute_of_created_time() -> None:
     rows = [
         row("t1", "A", 60_000, 100),
         row("t2", "A", 60_500, 250),
-        row("t1", "A", 60_000, 999),  # conflicting duplicate: first one wins
         row("t3", "B", 119_999, 5),
         row("t4", "A", 120_000, 7),
     ]
-    views = reference_views(rows)
-    assert views["account_minute"] == {
+    assert ACCOUNT_MINUTE.fold(rows) == {
         ("A", 60_000): (2, 350, 100, 250),
         ("B", 60_000): (1, 5, 5, 5),
         ("A", 120_000): (1, 7, 7, 7),
     }
-    assert views["global_minute"] == {(60_000,): (3, 355, 5, 250), (120_000,): (1, 7, 7, 7)}
-    assert [r["transaction_id"] for r in dedup_first(rows)] == ["t1", "t2", "t3", "t4"]
+    assert GLOBAL_MINUTE.fold(rows) == {(60_000,): (3, 355, 5, 250), (120_000,): (1, 7, 7, 7)}
 
 
 def test_fold_of_parts_combined_equals_fold_of_whole() -> None:
