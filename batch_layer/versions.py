@@ -243,7 +243,8 @@ def check_reusable(layout: Layout, version: str) -> None:
         return
     prefix = layout.version_prefix(version)
     for other in list_versions(layout):
-        if any(k.startswith(prefix) for k in named_files(layout.read_manifest(other))):
+        manifest = layout.read_manifest(other)
+        if manifest and any(k.startswith(prefix) for k in manifest.named_files()):
             raise VersionError(
                 f"version id {version} was pruned and {other} still shares its files: "
                 "run again under a new version id"
@@ -260,11 +261,9 @@ def delete_version(layout: Layout, version: str) -> None:
     """
     layout.store.delete(layout.manifest_key(version))
     prefix = layout.version_prefix(version)
+    manifests = [layout.read_manifest(other) for other in list_versions(layout)]
     shared = {
-        key
-        for other in list_versions(layout)
-        for key in named_files(layout.read_manifest(other))
-        if key.startswith(prefix)
+        key for m in manifests if m is not None for key in m.named_files() if key.startswith(prefix)
     }
     if not shared:
         layout.store.delete_prefix(prefix)
@@ -279,11 +278,6 @@ def delete_version(layout: Layout, version: str) -> None:
 def tombstone_key(layout: Layout, version: str) -> str:
     """Marks the prefix of a pruned version whose files a kept version still names."""
     return f"{layout.version_prefix(version)}{TOMBSTONE_NAME}"
-
-
-def named_files(manifest: Manifest | None) -> set[str]:
-    """Every object a version's manifest names: its views' files and its dedup index."""
-    return set() if manifest is None else manifest.named_files()
 
 
 def _checksum_of(key: str, files: set[str]) -> bool:

@@ -15,7 +15,6 @@ sealed by a clock running ahead): the broker cannot be made to stamp in the past
 from __future__ import annotations
 
 import time
-import urllib.request
 from decimal import Decimal
 
 import pytest
@@ -28,6 +27,7 @@ from tests.support.pipeline import (
     SpeedProcess,
     free_port,
     landed_rows,
+    speed_metric,
     speed_views,
     stored_offsets,
     wait_until,
@@ -36,15 +36,6 @@ from tests.support.pipeline import (
 pytestmark = pytest.mark.integration
 
 BUCKET_MS = 2000
-
-
-def _metric(port: int, name: str) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"{name} not exported")
 
 
 def test_a_record_stamped_in_a_sealed_bucket_is_counted_in_an_open_one(make_settings) -> None:
@@ -79,7 +70,7 @@ def test_a_record_stamped_in_a_sealed_bucket_is_counted_in_an_open_one(make_sett
         engine = make_engine(settings.speed_store_url)
         wait_until(lambda: stored_offsets(engine, settings.topic) == {0: 3}, 60, "counted")
         wait_until(lambda: len(landed_rows(layout)) == 3, 60, "landed")
-        late = _metric(settings.speed_metrics_port, "speed_late_records_total")
+        late = speed_metric(settings, "speed_late_records_total")
 
     assert late == 3
     rows = landed_rows(layout)

@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from infra.keeper import Keeper, read_record
@@ -36,6 +35,7 @@ from tests.support.pipeline import (
     free_port,
     mixed_stream,
     read_truth,
+    speed_metric,
     speed_views,
     start_producer,
     wait_caught_up,
@@ -87,16 +87,6 @@ def _freeze(broker: Broker, seconds: float, during: threading.Event | None = Non
         _signal_broker(broker, signal.SIGCONT)
 
 
-def _metric(settings: Settings, name: str) -> float:
-    """Sum of a metric's samples on the speed process's metrics port."""
-    text = httpx.get(f"http://127.0.0.1:{settings.speed_metrics_port}/metrics", timeout=5).text
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(name) and not line.startswith("#")
-    )
-
-
 def _health_status(settings: Settings) -> str | None:
     report = speed_health(settings, 0)
     return None if report is None else str(report.get("status"))
@@ -130,7 +120,7 @@ def test_broker_frozen_45s_mid_stream_the_process_rides_it_out_exactly(
     sampler.join()
 
     assert "stalled" in seen, f"the freeze was never reported unhealthy: {seen}"
-    assert _metric(settings, "speed_kafka_errors_total") > 0, "no Kafka error was retried"
+    assert speed_metric(settings, "speed_kafka_errors_total") > 0, "no Kafka error was retried"
     assert producer.wait(300) == 0
     wait_caught_up(settings, engine, timeout=240)
     assert speed.alive(), "a transient broker freeze must not end the process"

@@ -20,6 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
 
+import httpx
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from sqlalchemy import Engine, select
 
@@ -435,3 +436,13 @@ def open_transaction(
     )
     sent = producer.send(settings.topic, event.to_json_bytes(), event.key, partition=0).get(30)
     return producer, sent.timestamp
+
+
+def speed_metric(settings: Settings, name: str) -> float:
+    """Sum of a metric's samples (all labels) on the speed process's metrics port."""
+    text = httpx.get(f"http://127.0.0.1:{settings.speed_metrics_port}/metrics", timeout=5).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name) and not line.startswith("#")
+    )
