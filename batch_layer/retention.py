@@ -12,7 +12,8 @@ by compare-and-swap:
   deletes a held version. Once CURRENT names the version, CURRENT protects it and the hold goes.
   A hold lapses at ``until`` (``HOLD_MS`` on): a mover that died leaves no lasting block on
   expiry, and a mover that has not swapped by then gives up.
-- ``pruning``: the versions a prune has decided to delete; a rollback refuses them.
+- ``pruning``: the versions prunes have decided to delete, each until a lapse time; a
+  rollback refuses them. Prunes running at once add to it and each removes only its own.
 
 Each writer reads this object, then CURRENT, then swaps this object by its etag: a writer whose
 swap fails re-reads both, so of a rollback and an expiry (or a prune) one always sees the other.
@@ -71,7 +72,7 @@ class Unreachable(RuntimeError):
 
 def reason_unreachable(record: Retention, version: str, horizon_ms: int) -> str | None:
     """Why CURRENT cannot move to ``version`` exactly, or None if it can."""
-    if version in record.pruning:
+    if version in record.live_pruning():
         return f"version {version} is being pruned (deleted)"
     if horizon_ms < record.speed_expired_below_ms:
         return (
@@ -109,21 +110,31 @@ def release(layout: Layout, version: str) -> None:
     update(layout, change)
 
 
-def mark_pruning(layout: Layout, decide: Callable[[Retention], list[str]]) -> list[str]:
-    """Record the versions ``decide`` (given the record, never a held one) says to delete."""
+def mark_pruning(layout: Layout, decide: Callable[[Retention], list[str]]) -> tuple[list[str], int]:
+    """Record the versions ``decide`` (given the record, never a held one) says to delete,
+    beside those other prunes marked; return them and when the marks lapse (epoch ms): the
+    caller deletes nothing after that."""
     chosen: list[str] = []
+    until = now_ms() + HOLD_MS
 
     def change(record: Retention) -> Retention:
         chosen[:] = [v for v in decide(record) if v not in record.live_holds()]
-        return replace(record, pruning=tuple(chosen))
+        live = {v: u for v, u in record.pruning.items() if v in record.live_pruning()}
+        return replace(record, pruning={**live, **dict.fromkeys(chosen, until)})
 
     update(layout, change)
-    return chosen
+    return chosen, until
 
 
-def done_pruning(layout: Layout) -> None:
-    """The deletions are over (their manifests are gone: a rollback finds nothing to use)."""
-    update(layout, lambda r: replace(r, pruning=()) if r.pruning else None)
+def done_pruning(layout: Layout, versions: list[str]) -> None:
+    """These deletions are over (their manifests are gone: a rollback finds nothing to use);
+    the marks of other prunes still running stay."""
+
+    def change(record: Retention) -> Retention | None:
+        left = {v: u for v, u in record.pruning.items() if v not in versions}
+        return None if left == record.pruning else replace(record, pruning=left)
+
+    update(layout, change)
 
 
 def rollback_reach(layout: Layout) -> dict[str, str | None]:

@@ -26,7 +26,6 @@ from batch_layer.catalog import (
     VersionError,
     is_validated,
     list_versions,
-    read_manifest,
     read_manifest_versioned,
     require_validated,
 )
@@ -130,18 +129,27 @@ def rollback(layout: Layout, to_version: str | None = None) -> BatchPointer:
     """Point CURRENT at an earlier validated version (the previous one by default) and pin it."""
     current, etag = layout.read_current_versioned()
     if to_version is None:
-        older = [
-            v
-            for v in list_versions(layout)
-            if (current is None or v < current.version) and is_validated(read_manifest(layout, v))
-        ]
-        if not older:
-            raise VersionError("no earlier validated version to roll back to")
-        to_version = older[-1]
+        to_version = previous_reachable(layout, current)
     manifest = require_validated(layout, to_version)
     pointer = BatchPointer(to_version, manifest.horizon_ms, int(time.time() * 1000), True)
     move_current(layout, pointer, etag)
     return pointer
+
+
+def previous_reachable(layout: Layout, current: BatchPointer | None) -> str:
+    """The newest validated version before CURRENT that a rollback can reach exactly (its
+    speed rows kept, its files not being pruned); raise VersionError naming why none can."""
+    reach = retention.rollback_reach(layout)
+    older = [
+        v for v in reach if (current is None or v < current.version) and reach[v] != "not validated"
+    ]
+    reachable = [v for v in older if reach[v] is None]
+    if reachable:
+        return reachable[-1]
+    why = "; ".join(f"{v}: {reach[v]}" for v in reversed(older)) or "there is none"
+    raise RollbackRefused(
+        f"refused, CURRENT is unchanged: no earlier validated version can be served exactly ({why})"
+    )
 
 
 def move_current(layout: Layout, pointer: BatchPointer, expected_etag: str | None) -> None:
@@ -213,10 +221,14 @@ def prune(
             and (v in ok or (newest_ok is not None and v < newest_ok and _leftover(v, m, cutoff)))
         ]
 
-    doomed = retention.mark_pruning(layout, decide)
+    doomed, until_ms = retention.mark_pruning(layout, decide)
+    deleted = []
     for version in doomed:
+        if retention.now_ms() >= until_ms:
+            break  # the marks lapsed: a rollback may use the rest now; the next prune decides
         delete_version(layout, version)
-    retention.done_pruning(layout)
+        deleted.append(version)
+    retention.done_pruning(layout, doomed)
     cutoff_ms = int(cutoff.timestamp() * 1000)
     for version, complete in layout.version_ids().items():
         if complete:
@@ -224,7 +236,7 @@ def prune(
         pruned = layout.store.exists(tombstone_key(layout, version))
         if pruned or last_written_ms(layout, version) < cutoff_ms:
             delete_version(layout, version)  # what a kept version still names stays
-    return doomed
+    return deleted
 
 
 def _leftover(version: str, manifest: Manifest, cutoff: datetime) -> bool:

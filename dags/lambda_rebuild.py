@@ -14,7 +14,8 @@ A rebuild does not publish while a rollback pins ``CURRENT`` (``lambda-batch res
 
 Then, like ``lambda_batch``, but not incremental: recompute every view from the whole landing
 zone in Spark (the audit of the incremental runs: the same views, row for row),
-validate, publish, expire absorbed speed rows, report.
+validate, publish, expire absorbed speed rows, prune old versions (keeping
+``LAMBDA_BATCH_KEEP_VERSIONS`` validated ones, as ``lambda_batch`` does), report.
 """
 
 from __future__ import annotations
@@ -90,12 +91,17 @@ def lambda_rebuild() -> None:
     def validate_and_publish(plan: dict[str, Any]) -> dict[str, Any]:
         from batch_layer.pipeline import expire, publish_version
         from batch_layer.validate import validate_version
+        from batch_layer.versions import prune
         from lambda_contracts.layout import Layout
 
         settings = get_settings()
-        validate_version(Layout.of(settings), plan["version"])
+        layout = Layout.of(settings)
+        validate_version(layout, plan["version"])
         report = publish_version(settings, plan["version"], rebuild=True)
         report["expired_speed_rows"] = expire(settings, report["horizon_ms"])
+        # Expiry and the keep window move together: without a prune, versions whose speed
+        # rows are expired would pile up, listed yet beyond a rollback's reach.
+        report["pruned"] = prune(layout, settings.batch_keep_versions, running=plan["version"])
         print(f"rebuilt {plan['version']} at horizon {report['horizon_ms']}: {report}")
         return report
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from lambda_contracts.layout import Layout
 
@@ -26,22 +27,28 @@ def now_ms() -> int:
 class Retention:
     """``speed_expired_below_ms``: every speed row below it may be gone (raised before the
     rows are deleted); ``holds``: {version: (horizon, until)} reserved for a move of CURRENT;
-    ``pruning``: versions being deleted."""
+    ``pruning``: {version: until} being deleted by a prune (several prunes may run at once;
+    a mark lapses at ``until``, so a prune that died blocks no rollback for good)."""
 
     speed_expired_below_ms: int = 0
     holds: dict[str, tuple[int, int]] = field(default_factory=dict)
-    pruning: tuple[str, ...] = ()
+    pruning: dict[str, int] = field(default_factory=dict)
 
     def live_holds(self) -> dict[str, int]:
         """{version: horizon} of the holds that have not lapsed."""
         at = now_ms()
         return {v: h for v, (h, until) in self.holds.items() if until > at}
 
+    def live_pruning(self) -> set[str]:
+        """The versions a prune has marked for deletion and may still be deleting."""
+        at = now_ms()
+        return {v for v, until in self.pruning.items() if until > at}
+
     def to_json(self) -> bytes:
         body = {
             "speed_expired_below_ms": self.speed_expired_below_ms,
             "holds": {v: list(hold) for v, hold in self.holds.items()},
-            "pruning": list(self.pruning),
+            "pruning": self.pruning,
         }
         return json.dumps(body, indent=1, sort_keys=True).encode()
 
@@ -51,8 +58,15 @@ class Retention:
         return cls(
             int(raw.get("speed_expired_below_ms", 0)),
             {str(v): (int(h), int(until)) for v, (h, until) in raw.get("holds", {}).items()},
-            tuple(raw.get("pruning", ())),
+            _pruning(raw.get("pruning", {})),
         )
+
+
+def _pruning(raw: Any) -> dict[str, int]:
+    """{version: until}; a record written before marks lapsed (a list) marks for an hour."""
+    if isinstance(raw, dict):
+        return {str(v): int(until) for v, until in raw.items()}
+    return {str(v): now_ms() + 3_600_000 for v in raw or ()}
 
 
 def read_retention(layout: Layout) -> tuple[Retention, str | None]:

@@ -109,7 +109,7 @@ def answer(settings: Settings) -> int:
 
 
 def publish_and_expire(settings: Settings, version: str) -> None:
-    """What a lambda_rebuild run does after its recompute: publish, expire, never prune."""
+    """Publish and expire, without the prune that follows in a batch or rebuild run."""
     layout = Layout.of(settings)
     pointer = publish(layout, version)
     pipeline.expire(settings, pointer.horizon_ms)
@@ -157,6 +157,84 @@ def test_rollback_reach_is_listed(settings: Settings) -> None:
     reach = rollback_reach(layout)
     assert reach[v2] is None and reach[v3] == "CURRENT"
     assert "speed rows" in str(reach[v1]) and "not validated" in str(reach[bad])
+
+
+def test_a_rollback_without_a_target_takes_the_newest_reachable_version(
+    settings: Settings,
+) -> None:
+    """The previous validated version may be beyond reach (its speed rows expired); the
+    default target is then the newest one that is not, and with none, a clear refusal."""
+    layout = Layout.of(settings)
+    v1, v2, v3 = (write(layout, n, n * BUCKET) for n in (1, 2, 3))
+    bad = write(layout, 4, 4 * BUCKET, good=False)
+    for version in (v1, v2, v3):
+        publish_and_expire(settings, version)
+    v5 = write(layout, 5, 5 * BUCKET)
+    publish(layout, v5)  # v3 is the previous one; v5's expiry has not run yet
+    pipeline.expire(settings, 3 * BUCKET)  # below v3: v1 and v2 are out of reach
+    assert rollback(layout).version == v3
+    assert answer(settings) == TOTAL
+    resume(layout)
+    publish(layout, write(layout, 6, 6 * BUCKET))
+    keep_one = settings.model_copy(update={"batch_keep_versions": 1})
+    pipeline.expire(keep_one, 6 * BUCKET)  # an expiry that keeps no earlier version
+    before = layout.read_current()
+    with pytest.raises(versions.RollbackRefused) as refused:
+        rollback(layout)
+    assert "no earlier validated version" in str(refused.value) and bad not in str(refused.value)
+    assert layout.read_current() == before
+
+
+def test_two_prunes_at_once_keep_each_others_marks(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second prune marks its victims while the first still deletes: neither clears the
+    other's marks, so a rollback between them refuses every version being deleted."""
+    from batch_layer import retention
+
+    layout = Layout.of(settings)
+    v1, v2, v3 = (write(layout, n, n * BUCKET) for n in (1, 2, 3))
+    publish(layout, v3)
+    delete = versions.delete_version
+    seen: list[set[str]] = []
+
+    def second_prune_meanwhile(lay: Layout, version: str) -> None:
+        if not seen:
+            seen.append(set())
+            retention.mark_pruning(layout, lambda record: [v2])
+            seen[0] = retention.read_retention(layout)[0].live_pruning()
+            for target in (v1, v2):
+                with pytest.raises(versions.RollbackRefused):
+                    rollback(layout, target)
+        delete(lay, version)
+
+    monkeypatch.setattr(versions, "delete_version", second_prune_meanwhile)
+    assert prune(layout, keep=2, now=NOW) == [v1]
+    assert seen[0] == {v1, v2}
+    assert retention.read_retention(layout)[0].live_pruning() == {v2}  # the other's, kept
+    current = layout.read_current()
+    assert current is not None and current.version == v3 and not current.pinned
+
+
+def test_a_prune_whose_marks_lapsed_deletes_no_more(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A prune stalled past its marks' lapse stops: a rollback may already use the rest."""
+    from batch_layer import retention
+
+    layout = Layout.of(settings)
+    v1, v2, v3 = (write(layout, n, n * BUCKET) for n in (1, 2, 3))
+    publish(layout, v3)
+    delete = versions.delete_version
+
+    def stall(lay: Layout, version: str) -> None:
+        delete(lay, version)
+        clock = retention.now_ms() + retention.HOLD_MS + 1
+        monkeypatch.setattr(retention, "now_ms", lambda: clock)
+
+    monkeypatch.setattr(versions, "delete_version", stall)
+    assert prune(layout, keep=1, now=NOW) == [v1]
+    assert list_versions(layout) == [v2, v3]
 
 
 def test_a_prune_deciding_before_a_rollback_swaps_keeps_its_target(
