@@ -477,8 +477,31 @@ class SpeedLayer:
         else:
             known, halts = self.store.load_offsets(), self.store.load_halts()
             stored = {p: known.get(p) for p in watched if p not in halts}
+            stored = self._past_markers_by_group(stored, end_by_partition)
         self.health.observe(stored, end_by_partition, own)
         self.metrics.watermark.set(landing_watermark(progress, self.settings.bucket_ms))
+
+    def _past_markers_by_group(
+        self, stored: dict[int, int | None], ends: dict[int, int]
+    ) -> dict[int, int | None]:
+        """How far other members are done, for a process that owns nothing: the store's
+        offset stops below a partition's last commit marker for good, the group's committed
+        offset (never past what is durable, :meth:`durable_offsets`) moves past it. Asked
+        only for partitions that look behind; no answer leaves the store's offset."""
+        done = dict(stored)
+        for partition, offset in stored.items():
+            if (offset or 0) >= ends.get(partition, 0):
+                continue
+            try:
+                committed = self.consumer.committed(
+                    TopicPartition(self.settings.topic, partition), timeout_ms=5000
+                )
+            except KafkaError:
+                self.metrics.kafka_errors.labels("committed").inc()
+                continue
+            if committed is not None and committed > (offset or 0):
+                done[partition] = committed
+        return done
 
     def _high_watermarks(self, partitions: list[int]) -> dict[int, int] | None:
         """Each partition's high watermark: every record appended and replicated, committed

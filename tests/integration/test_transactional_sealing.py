@@ -99,6 +99,42 @@ def test_a_partition_ending_in_a_commit_marker_is_caught_up_not_stalled(make_set
         assert report["lag"] == 0, report
 
 
+def test_a_member_owning_nothing_is_not_stalled_by_a_commit_marker(make_settings) -> None:
+    """A process that owns no partition watches the whole topic; judged by the store's
+    offset, which stays below the last commit marker for good, it saw records waiting that
+    nobody read and exited every exit bound. The group's committed offset moves past it."""
+    settings = make_settings(
+        partitions=1,
+        speed_unhealthy_after_s=2.0,
+        speed_exit_after_s=5.0,
+        speed_idle_exit_extra_s=0.0,
+        speed_metrics_port=free_port(),
+    )
+    producer, _ = open_transaction(settings, "m2", "a", "1.00")
+    producer.commit_transaction()
+    producer.close()
+    assert end_offsets(settings) == {0: 2}
+
+    with SpeedProcess(settings, metrics=True) as first:
+        engine = make_engine(settings.speed_store_url)
+        wait_until(lambda: stored_offsets(engine, settings.topic) == {0: 1}, 60, "counted")
+        with SpeedProcess(settings, instance=1, metrics=True) as second:
+            members = (first, second)
+
+            def one_owns_nothing() -> bool:
+                reports = [speed.health() for speed in members]
+                owned = [r["partitions"] for r in reports if r is not None]
+                return sorted(owned) == [[], [0]]
+
+            wait_until(one_owns_nothing, 90, "the group settled: one member owns nothing")
+            time.sleep(3 * settings.speed_exit_after_s)  # past the exit bound, idle all along
+            for speed in members:
+                assert speed.alive(), SpeedProcess.recent_logs()
+                report = speed.health()
+                assert report is not None and report["status"] == "ok", report
+                assert report["lag"] == 0, report
+
+
 def test_an_open_transaction_holds_the_seal_of_its_partition(make_settings) -> None:
     """Issue 32, item 3: a record in a transaction still open is stamped when it is appended
     and arrives once the transaction commits. The read_committed end offset (the LSO) stops
