@@ -79,12 +79,32 @@ def run(
 
 
 @app.command("list")
-def list_cmd() -> None:
+def list_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object a version")] = False,
+) -> None:
     """Versions on disk, newest last; the CURRENT one is marked, and whether a rollback can
     reach each (its speed rows not expired, not being pruned)."""
     layout = Layout.of(get_settings())
     current = layout.read_current()
     reach = rollback_reach(layout)
+    if as_json:
+        for version in list_versions(layout):
+            m = read_manifest(layout, version)
+            is_current = current is not None and current.version == version
+            why = reach.get(version)
+            row = {
+                "version": version,
+                "current": is_current,
+                "pinned": is_current and current is not None and current.pinned,
+                "validated": is_validated(m),
+                "horizon_ms": m.horizon_ms,
+                "events": m.events,
+                "mode": m.mode,
+                "rollback": None if is_current else why is None,
+                "rollback_refused_because": None if why in (None, "CURRENT") else why,
+            }
+            print(json.dumps(row))
+        return
     table = Table(
         "",
         "version",
@@ -124,7 +144,10 @@ def _reach(why: str | None) -> str:
 
 @app.command("rollback")
 def rollback_cmd(
-    to: Annotated[str | None, typer.Option(help="version (default: the newest earlier one it can reach exactly)")] = None,
+    to: Annotated[
+        str | None,
+        typer.Option(help="version (default: the newest earlier one it can reach exactly)"),
+    ] = None,
 ) -> None:
     """Point CURRENT back at an earlier validated version and pin it there, or refuse (and
     leave CURRENT as it was) when the answers on it would not be exact."""

@@ -9,6 +9,7 @@ is the number of events written.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -391,6 +392,15 @@ def test_the_cli_lists_reach_and_refuses_with_a_clear_message(
         and "expired" in rows[v1]
         and "yes" in rows[v2].split(v2)[1].rsplit("│", 2)[-2]
     )
+    rows = [
+        json.loads(line) for line in runner.invoke(cli.app, ["list", "--json"]).output.splitlines()
+    ]
+    assert [(r["version"], r["current"], r["rollback"]) for r in rows] == [
+        (v1, False, False),
+        (v2, False, True),
+        (v3, True, None),
+    ]
+    assert "expired" in rows[0]["rollback_refused_because"]
     refused = runner.invoke(cli.app, ["rollback", "--to", v1])
     assert refused.exit_code == 1 and "rollback refused" in refused.output
     assert "CURRENT is unchanged" in refused.output
