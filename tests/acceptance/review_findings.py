@@ -235,19 +235,24 @@ def held_transaction(run: Run, base: tuple[int, int]) -> None:
 
 
 class Flow(threading.Thread):
-    """Valid events at about ``rate`` a second until stopped, each counted once acked."""
+    """Valid events at about ``rate`` a second until stopped, each counted once acked; each
+    flow of a run numbers its events apart (a TransactionID sent again is a duplicate)."""
+
+    flows = 0
 
     def __init__(self, run: Run, rate: float = 20) -> None:
         super().__init__(daemon=True)
         self.run_ = run
         self.rate = rate
         self.stop = threading.Event()
+        Flow.flows += 1
+        self.first = (2 + Flow.flows) * 10**6
 
     def run(self) -> None:
         producer = KafkaProducer(
             bootstrap_servers=self.run_.settings.bootstrap_servers, acks="all", linger_ms=5
         )
-        n = 3 * 10**6
+        n = self.first
         while not self.stop.wait(1 / self.rate):
             cents = 1 + n % 50_000
             key, value = event(self.run_, n, cents)
