@@ -1,6 +1,6 @@
 """``make cluster-chaos``: the cluster of ``make cluster-up`` under host faults, then a reckoning.
 
-    .venv/bin/python -m bench.cluster_chaos [--seconds 150] [--rate 1000] [--seed 7]
+    .venv/bin/python -m bench.cluster_chaos [--seconds 300] [--rate 1000] [--seed 7]
 
 Brings the cluster up on a fresh data directory (root needed: the hosts are network
 namespaces) without the demo producer, and runs the adversarial stream (duplicates,
@@ -10,6 +10,12 @@ events/s, acks=all. While it runs:
 - ``kafka-2`` is SIGKILLed and brought back 20 s later (``cluster up``);
 - ``speed-1`` is SIGKILLed: ``speed-2`` must own every partition within the session timeout;
   ``cluster up`` restarts ``speed-1`` and the partitions must rebalance back;
+- ``speed-1``'s link is cut whole for 90 s (its veth down) at a moment its store session
+  holds ``speed_dedup``'s lock: it loses the brokers and PostgreSQL mid-transaction. From the
+  cut, ``speed-2`` must own every partition and have moved every partition's stored offset on
+  (read from PostgreSQL: its transactions passed the dead session's lock) within 60 s; then
+  the link comes back, ``cluster up`` restarts what is down and the partitions must rebalance
+  back;
 - ``speed-2`` is cut off from the three brokers for 30 s (blackhole routes in its host);
 - ``spark-worker-1``'s link is cut for 45 s while a batch job runs on the cluster.
 
@@ -25,9 +31,12 @@ exits non-zero unless every check holds.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import pickle
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -41,6 +50,7 @@ from typing import Any
 
 import httpx
 from rich.console import Console
+from sqlalchemy import bindparam, create_engine, select, text
 
 from bench.chaos import Poller, conclude, final_batch, platform_cmd, print_log_tails, wait
 from bench.chaos_check import (
@@ -64,6 +74,7 @@ from infra.cluster.topology import CLUSTER_ENV, KAFKA_HOSTS, PORTS, Network
 from infra.trigger_batch import AirflowClient
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings, get_settings
+from lambda_contracts.store_schema import dedup, partition_state
 from tests.support.oracle import oracle_views
 from tests.support.pipeline import batch_views, mixed_stream, read_truth
 
@@ -74,6 +85,60 @@ SESSION_TIMEOUT_S = 10.0  # kafka-python's default session.timeout.ms, which the
 # The coordinator declares a silent member dead after the session timeout; the survivor then
 # learns of the rebalance at its next heartbeat (3 s) and rejoins: allow that much more.
 TAKEOVER_SLACK_S = 10.0
+# A speed host whose link is cut mid-transaction: the server ends its session within about
+# 20 s (lambda_contracts.db), the group's rebalance runs meanwhile; the survivor must count
+# every partition again within LOCK_BOUND_S of the cut.
+LINK_CUT_S = 90.0
+LOCK_BOUND_S = 60.0
+CUT_ATTEMPTS = 50
+
+
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+IFREQ = struct.Struct("16sH22x")  # struct ifreq: the name, then ifr_flags in its union
+
+
+def set_link(name: str, up: bool) -> None:
+    """``ip link set <name> up|down`` without forking ``ip``: a cut meant to land inside a
+    store transaction must not wait for a process to start on a loaded machine."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        flags = IFREQ.unpack(fcntl.ioctl(sock, SIOCGIFFLAGS, IFREQ.pack(name.encode(), 0)))[1]
+        flags = flags | IFF_UP if up else flags & ~IFF_UP
+        fcntl.ioctl(sock, SIOCSIFFLAGS, IFREQ.pack(name.encode(), flags))
+
+
+class StoreWatch:
+    """The speed store as the machine sees it (by the postgres host's address): each
+    partition's stored offset, and which sessions of a host hold the store's write lock."""
+
+    def __init__(self, cluster: Cluster, topic: str) -> None:
+        self.topic = topic
+        self.engine = create_engine(cluster.store_url(), connect_args={"connect_timeout": 5})
+        self._offsets = select(partition_state.c.kafka_partition, partition_state.c.next_offset)
+        self._holders = text(
+            "SELECT a.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            f"WHERE l.locktype = 'relation' AND l.relation = '{dedup.name}'::regclass "
+            "AND l.granted AND host(a.client_addr) = :addr"
+        )
+        self._alive = text("SELECT pid FROM pg_stat_activity WHERE pid IN :pids").bindparams(
+            bindparam("pids", expanding=True)
+        )
+
+    def offsets(self) -> dict[int, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(self._offsets.where(partition_state.c.topic == self.topic))
+            return {int(p): int(o) for p, o in rows}
+
+    def lock_holders(self, address: str) -> list[int]:
+        """The backends of the host at ``address`` that hold ``speed_dedup``'s lock."""
+        with self.engine.connect() as conn:
+            return [int(pid) for (pid,) in conn.execute(self._holders, {"addr": address})]
+
+    def alive(self, pids: list[int]) -> list[int]:
+        with self.engine.connect() as conn:
+            return [int(pid) for (pid,) in conn.execute(self._alive, {"pids": pids})]
+
+    def close(self) -> None:
+        self.engine.dispose()
 
 
 class Faults:
@@ -121,6 +186,94 @@ class Faults:
             f"SIGKILL speed-1 [{pid}]: speed-2 owned every partition after {took:.1f}s; "
             f"restarted by cluster up, partitions rebalanced back {back:.1f}s later ({shared})"
         )
+
+    def cut_speed_link(self, seconds: float = LINK_CUT_S) -> str:
+        """Cut ``speed-1``'s link whole (its veth down) while its store session holds the
+        store's lock; measure from the cut when ``speed-2`` owns every partition and when
+        every partition's stored offset has moved past the cut's (no store transaction can
+        commit before the dead session's lock is gone, and ``speed-1``'s partitions only
+        move once ``speed-2`` counts them)."""
+        everything = list(range(self.partitions))
+        wait(
+            lambda: bool(self.owned("speed-1")) and bool(self.owned("speed-2")),
+            120,
+            "both speed hosts to own partitions",
+            0.5,
+        )
+        owned_before = self.owned("speed-1")
+        veth = self.cluster.net.veth("speed-1")
+        address = self.cluster.address("speed-1")
+        store = StoreWatch(self.cluster, self.cluster.settings("speed-1").topic)
+        cut_at: float | None = None
+        try:
+            # Cut at a moment speed-1's session holds the lock, and check half a second
+            # later that it still does (a transaction that committed just before the cut
+            # let go): if not, put the link back at once (TCP only retransmits) and try again.
+            holders: list[int] = []
+            attempts = 0
+            while not holders:
+                attempts += 1
+                if attempts > CUT_ATTEMPTS:
+                    raise RuntimeError("speed-1 never held the store's lock across a cut")
+                if cut_at is not None:
+                    set_link(veth, up=True)
+                    cut_at = None
+                    time.sleep(1)
+                wait(lambda: bool(store.lock_holders(address)), 60, "speed-1 to lock", 0.005)
+                cut_at = time.monotonic()
+                set_link(veth, up=False)
+                time.sleep(0.5)
+                holders = store.lock_holders(address)
+            at_cut = store.offsets()
+            owned_s = freed_s = progress_s = None
+            while time.monotonic() - cut_at < seconds:
+                now = time.monotonic() - cut_at
+                if owned_s is None and self.owned("speed-2") == everything:
+                    owned_s = now
+                with suppress(Exception):  # the store is reachable; a slow answer waits
+                    if freed_s is None and not store.alive(holders):
+                        freed_s = now
+                    stored = store.offsets()
+                    if progress_s is None and all(
+                        stored.get(p, -1) > at_cut.get(p, -1) for p in everything
+                    ):
+                        progress_s = now
+                if None not in (owned_s, freed_s, progress_s):
+                    break
+                time.sleep(0.25)
+            time.sleep(max(0.0, cut_at + seconds - time.monotonic()))
+        finally:
+            if cut_at is not None:
+                set_link(veth, up=True)
+            store.close()
+        back = time.monotonic()
+        # speed-1 comes back fenced, or its watchdog ends it (no progress for 120 s): let it
+        # settle either way before ``cluster up`` checks it (up fails on one that exits).
+        supervisor = self.cluster.supervisor
+
+        def settled() -> bool:
+            report = self.cluster.speed_report("speed-1")
+            return supervisor.pid("speed-1") is None or (report or {}).get("status") == "ok"
+
+        wait(settled, 240, "speed-1 to recover or exit", 1)
+        gone = supervisor.pid("speed-1") is None
+        self.up()
+        wait(lambda: bool(self.owned("speed-1")), 180, "speed-1 to get partitions", 0.5)
+        rebalanced = time.monotonic() - back
+        fmt = lambda s: "never" if s is None else f"{s:.1f}s"  # noqa: E731
+        note = (
+            f"speed-1's link cut for {seconds:.0f}s (attempt {attempts}) while its session "
+            f"{holders} held {dedup.name}'s lock, owning {owned_before}: speed-2 owned every "
+            f"partition after {fmt(owned_s)}, the session was gone after {fmt(freed_s)}, "
+            f"every partition's stored offset moved on after {fmt(progress_s)} "
+            f"(bound {LOCK_BOUND_S:.0f}s); link back, speed-1 "
+            f"{'had exited, restarted by cluster up' if gone else 'recovered by itself'}, "
+            f"partitions rebalanced back {rebalanced:.1f}s later "
+            f"(speed-1 {self.owned('speed-1')}, speed-2 {self.owned('speed-2')})"
+        )
+        if owned_s is None or progress_s is None or progress_s > LOCK_BOUND_S:
+            raise RuntimeError(note)
+        return note
 
     def cut_speed_from_kafka(self, seconds: float = 30) -> str:
         ns = self.cluster.net.namespace("speed-2")
@@ -261,6 +414,7 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         for at, name, fault in (
             (10, "SIGKILL kafka-2", target.kill_broker),
             (45, "SIGKILL speed-1", target.kill_speed),
+            (110, "cut speed-1's link", target.cut_speed_link),
             (args.seconds - 45, "cut speed-2 from Kafka", target.cut_speed_from_kafka),
         ):
             time.sleep(max(0.0, started + at - time.monotonic()))
@@ -338,7 +492,7 @@ def failures(f: dict[str, Any]) -> list[str]:
         "under-replicated partitions at the end": f["kafka"].get("under_replicated") == [],
         "not every broker is back": f["kafka"].get("brokers") == [1, 2, 3],
         "5xx from the serving host": f["http_5xx"] == 0,
-        "a fault could not be injected": len(f["faults"]) == 4
+        "a fault could not be injected": len(f["faults"]) == 5
         and not any(x["note"].startswith("error:") for x in f["faults"]),
     }
     return [name for name, ok in checks.items() if not ok]
@@ -346,7 +500,7 @@ def failures(f: dict[str, Any]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=int, default=150, help="length of the stream (≥120)")
+    parser.add_argument("--seconds", type=int, default=300, help="length of the stream (≥300)")
     parser.add_argument("--rate", type=int, default=1000, help="events per second")
     parser.add_argument("--accounts", type=int, default=200)
     parser.add_argument("--seed", type=int, default=7)

@@ -96,6 +96,16 @@ def totals() -> tuple[int, int]:
     return int(body["count"]), round(Decimal(str(body["sum"])) * 100)
 
 
+def landing_watermark() -> int:
+    return int(httpx.get(f"{API}/v1/freshness", timeout=10).json()["landing_watermark_ms"] or 0)
+
+
+def answer_horizon() -> int:
+    """The horizon of the version answers read now."""
+    body = httpx.get(f"{API}/v1/totals", params=ALL_TIME, timeout=10).json()
+    return int(body["meta"]["batch_horizon_ms"] or 0)
+
+
 def current_version() -> str | None:
     return httpx.get(f"{API}/v1/freshness", timeout=10).json().get("batch_version")
 
@@ -224,9 +234,14 @@ def held_transaction(run: Run, base: tuple[int, int]) -> None:
     want = (base[0] + run.count, base[1] + run.cents)
     took = wait(lambda: totals() == want, 90, 0.5)
     run.check(took is not None, f"the held event counted by the speed view {took}s after commit")
+    # The run that absorbs it: once its bucket is sealed (the commit released the seal).
+    sealed = wait(lambda: landing_watermark() >= bucket_end, 180)
+    run.check(sealed is not None, f"its bucket sealed {sealed}s after the commit")
     ran = batch("run")
     print(f"   lambda-batch run: exit {ran.returncode} {ran.stdout.strip()[-300:]}", flush=True)
     run.check(ran.returncode == 0, "lambda-batch run after the commit succeeded")
+    horizon = wait(lambda: answer_horizon() >= bucket_end, 60)
+    run.check(horizon is not None, "the API answers from a version whose horizon is past it")
     expect_exact(run, base, "still counted once after the batch run")
     idle_s = 200 - (time.monotonic() - committed_at)
     print(f"   idle behind the commit marker for {max(0.0, idle_s):.0f}s more", flush=True)
