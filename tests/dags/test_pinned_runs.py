@@ -15,7 +15,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 from batch_layer.versions import publish, rollback
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
-from tests.unit.test_versions import validated
+from tests.support.versions import validated
 
 DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"
 

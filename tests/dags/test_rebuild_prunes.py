@@ -18,7 +18,7 @@ from batch_layer.retention import rollback_reach
 from batch_layer.versions import publish
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
-from tests.unit.test_versions import validated
+from tests.support.versions import validated
 
 DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"
 

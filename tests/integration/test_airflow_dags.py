@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,10 +12,10 @@ from lambda_contracts.layout import Layout
 from lambda_contracts.store_schema import batch_runs
 from tests.support.pipeline import (
     SpeedProcess,
+    airflow,
     batch_views,
     expected_views,
     produce,
-    run_cli,
     wait_caught_up,
     wait_sealed,
 )
@@ -24,10 +23,6 @@ from tests.support.pipeline import (
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 BUCKET_MS = 3000
-
-
-def airflow(settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return run_cli(settings, "lambda-platform", "airflow", *args, timeout=600)
 
 
 def test_dags_test_batch_then_rebuild_with_reland(make_settings, tmp_path: Path) -> None:

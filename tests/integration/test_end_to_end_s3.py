@@ -21,9 +21,9 @@ from infra.s3_server import S3Server
 from lambda_contracts.db import make_engine
 from lambda_contracts.layout import Layout
 from serving.main import create_app
-from tests.integration.test_airflow_dags import airflow
 from tests.support.pipeline import (
     SpeedProcess,
+    airflow,
     assert_landing_holds_every_valid_event_once,
     batch_views,
     expected_views,

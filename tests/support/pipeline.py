@@ -64,6 +64,11 @@ def run_cli(
     )
 
 
+def airflow(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """``airflow ARGS`` with the platform's Airflow configuration for these settings."""
+    return run_cli(settings, "lambda-platform", "airflow", *args, timeout=600)
+
+
 @dataclass(frozen=True)
 class TruthRecord:
     kind: str

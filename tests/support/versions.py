@@ -54,3 +54,21 @@ def put_counted_version(
     }
     put_version(layout, version, tables, counts | manifest)
     return version
+
+
+BUCKET = 1000  # the ingest bucket of hand-written versions (ms)
+
+
+def make_version(layout: Layout, name: str, horizon: int, events: int, view_events: int) -> str:
+    """A complete version whose views count ``view_events`` (valid iff it equals ``events``)."""
+    version = f"v20260101T0000{name}Z-{name}"
+    return put_counted_version(layout, version, horizon, BUCKET, events, view_events)
+
+
+def validated(layout: Layout, name: str, horizon: int) -> str:
+    """A version of five events, validated (so it may be published or rolled back to)."""
+    from batch_layer.validate import validate_version
+
+    version = make_version(layout, name, horizon, 5, 5)
+    validate_version(layout, version)
+    return version

@@ -28,21 +28,7 @@ from lambda_contracts.batch_files import read_view
 from lambda_contracts.layout import BatchPointer, Layout, PartitionProgress
 from lambda_contracts.settings import Settings
 from lambda_contracts.views import VIEWS
-from tests.support.versions import put_counted_version
-
-BUCKET = 1000
-
-
-def make_version(layout: Layout, name: str, horizon: int, events: int, view_events: int) -> str:
-    """A complete version whose views count ``view_events`` (valid iff it equals ``events``)."""
-    version = f"v20260101T0000{name}Z-{name}"
-    return put_counted_version(layout, version, horizon, BUCKET, events, view_events)
-
-
-def validated(layout: Layout, name: str, horizon: int) -> str:
-    version = make_version(layout, name, horizon, 5, 5)
-    validate_version(layout, version)
-    return version
+from tests.support.versions import BUCKET, make_version, validated
 
 
 def test_validation_is_recorded_and_only_validated_versions_publish(layout: Layout) -> None:
