@@ -124,7 +124,10 @@ def _reach(why: str | None) -> str:
 
 @app.command("rollback")
 def rollback_cmd(
-    to: Annotated[str | None, typer.Option(help="version (default: the newest earlier one it can reach exactly)")] = None,
+    to: Annotated[
+        str | None,
+        typer.Option(help="version (default: the newest earlier one it can reach exactly)"),
+    ] = None,
 ) -> None:
     """Point CURRENT back at an earlier validated version and pin it there, or refuse (and
     leave CURRENT as it was) when the answers on it would not be exact."""
