@@ -18,6 +18,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from sqlalchemy.exc import DBAPIError
 
 from speed_layer.dlq import DeadLetters
+from speed_layer.event_block import EventBlock
 from speed_layer.store import AppliedBatch, FencedError, PartitionBatch, SpeedStore, is_transient
 
 log = structlog.get_logger("speed_layer.poison")
@@ -86,7 +87,7 @@ def split_by_record(batch: PartitionBatch, timestamps: dict[int, int]) -> list[P
         pieces.append(Piece(piece, offset))
         expected, rejected = offset + 1, 0
     if expected != batch.next_offset or not pieces:
-        tail = PartitionBatch(batch.partition, expected, batch.next_offset, [], rejected)
+        tail = PartitionBatch(batch.partition, expected, batch.next_offset, EventBlock(), rejected)
         tail.max_kafka_ts = max(max_ts, batch.max_kafka_ts)
         pieces.append(Piece(tail, None))
     return pieces
@@ -95,7 +96,9 @@ def split_by_record(batch: PartitionBatch, timestamps: dict[int, int]) -> list[P
 def rejected_instead(piece: Piece) -> PartitionBatch:
     """The piece without its row: the offsets still advance, the record counts as rejected."""
     b = piece.batch
-    replacement = PartitionBatch(b.partition, b.expected_offset, b.next_offset, [], b.rejected + 1)
+    replacement = PartitionBatch(
+        b.partition, b.expected_offset, b.next_offset, EventBlock(), b.rejected + 1
+    )
     replacement.max_kafka_ts = b.max_kafka_ts
     return replacement
 

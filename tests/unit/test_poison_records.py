@@ -21,6 +21,7 @@ from speed_layer.consumer import SpeedLayer
 from speed_layer.metrics import SpeedMetrics
 from speed_layer.poison import is_record_error, split_by_record, store_reason
 from speed_layer.store import FencedError, PartitionBatch
+from tests.support.blocks import block_of, rows_of
 from tests.support.fakes import TOPIC, FakeConsumer, FakeDLQ, event_record
 
 POISON = "refused"
@@ -95,13 +96,13 @@ def test_split_chains_offsets_and_carries_rejects_with_the_next_row() -> None:
         | {"kafka_offset": o, "kafka_ts": 100 + o}
         for o in (11, 13)
     ]
-    batch = PartitionBatch(0, 10, 15, rows, rejected=3, max_kafka_ts=114)  # type: ignore[arg-type]
+    batch = PartitionBatch(0, 10, 15, block_of(rows), rejected=3, max_kafka_ts=114)
     stamps = {o: 100 + o for o in range(10, 15)}
     pieces = split_by_record(batch, stamps)
     spans = [(p.batch.expected_offset, p.batch.next_offset, p.batch.rejected) for p in pieces]
     assert spans == [(10, 12, 1), (12, 14, 1), (14, 15, 1)]
     assert [p.row_offset for p in pieces] == [11, 13, None]
-    assert [p.batch.rows.rows() for p in pieces] == [[rows[0]], [rows[1]], []]
+    assert [rows_of(p.batch.rows) for p in pieces] == [[rows[0]], [rows[1]], []]
     assert [p.batch.max_kafka_ts for p in pieces] == [111, 113, 114]
 
 

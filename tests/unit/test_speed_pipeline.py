@@ -22,6 +22,7 @@ from lambda_contracts.settings import Settings
 from speed_layer.consumer import SpeedLayer
 from speed_layer.metrics import SpeedMetrics
 from speed_layer.store import PartitionBatch
+from tests.support.blocks import block_of
 from tests.support.fakes import TOPIC, FakeConsumer, FakeDLQ, event_record
 from tests.support.oracle import oracle_views
 from tests.unit.test_speed_store_properties import stored_views
@@ -85,7 +86,7 @@ def test_a_fenced_transaction_has_every_partition_read_again(tmp_path: Path) -> 
     delivered = records(0, 4)
     # Another process counted offsets 0-2 first: this one's transaction of 0-2 is fenced; the
     # one of 3-4, cut from offset 3, follows the other process's and commits.
-    layer.store.apply([PartitionBatch(0, None, 3, rows_of(delivered[:3]), 0, NOW_MS + 2)])
+    layer.store.apply([PartitionBatch(0, None, 3, block_of(rows_of(delivered[:3])), 0, NOW_MS + 2)])
     consumer.script.extend([delivered[:3], delivered[3:]])
     stop = threading.Event()
     assert layer._poll_once(stop) == 0  # 0-2 in flight
