@@ -23,6 +23,7 @@ import contextlib
 import random
 import threading
 import time
+from dataclasses import dataclass
 from operator import attrgetter
 
 import structlog
@@ -61,6 +62,17 @@ RESET_COMMAND = (
     "stop the speed processes (make down), then: lambda-speed reset-offsets "
     "--partition {partition} --to-beginning|--to-end|--to OFFSET"
 )
+
+
+@dataclass(frozen=True)
+class PollCut:
+    """A poll batch cut for the store: its partition batches, its records by partition (a
+    record the store refuses is dead-lettered with its original key and value), and the
+    epoch of the cursors it was cut from."""
+
+    batches: list[PartitionBatch]
+    records: Polled
+    epoch: int
 
 
 def retry_delay(failures: int) -> float:
@@ -140,9 +152,6 @@ class SpeedLayer:
         # at each housekeeping after. A log start above it means records were never read.
         self.read_through: dict[int, int] = {}
         self.resync_needed = False
-        # The current poll batch's records by partition: a record the store refuses is
-        # dead-lettered with its original key and value.
-        self._polled: Polled = {}
         self.broker_clock = BrokerClock()
         # The loop's transactions run in a process of their own (no GIL shared with the loop),
         # waited for on the committer's thread; this process's own store connection serves
@@ -293,18 +302,10 @@ class SpeedLayer:
             log.info("revoked", partition=tp.partition)
 
     # --- one poll batch -------------------------------------------------------------------
-    def process(self, polled: dict[TopicPartition, list[ConsumerRecord]]) -> int:
-        """Apply one poll batch and wait for its transaction; returns the number of events
-        newly counted. (The poll loop overlaps a batch's transaction with the next batches
-        instead: :meth:`_poll_once`.)"""
-        self.settle_all()
-        batches = self._prepare(polled)
-        return self._apply_now(batches, self._polled) if batches else 0
-
-    def _prepare(self, polled: dict[TopicPartition, list[ConsumerRecord]]) -> list[PartitionBatch]:
+    def _prepare(self, polled: dict[TopicPartition, list[ConsumerRecord]]) -> PollCut:
         """Validate a poll batch, land it, dead-letter what is invalid (acknowledged before
         this returns) and cut what the store lacks into partition batches."""
-        self._polled = {tp.partition: records for tp, records in polled.items()}
+        epoch = self._epoch
         batches = []
         for tp, records in polled.items():
             if tp.partition not in self.stored or not records or tp.partition in self.halted:
@@ -317,11 +318,13 @@ class SpeedLayer:
         self.metrics.consumed.inc(sum(len(r) for r in polled.values()))
         self._observe_broker_time(polled)
         self.dlq.flush()
-        return batches
+        by_partition = {tp.partition: records for tp, records in polled.items()}
+        return PollCut(batches, by_partition, epoch)
 
-    def _apply_now(self, batches: list[PartitionBatch], polled: Polled) -> int:
-        """Apply the batches in this thread. A batch the store refuses is applied record by
-        record; a fenced one has the layer read every partition again from the store."""
+    def _apply_now(self, cut: PollCut) -> int:
+        """Apply the cut's batches in this thread. A batch the store refuses is applied record
+        by record; a fenced one has the layer read every partition again from the store."""
+        batches = cut.batches
         started = time.perf_counter()
         try:
             try:
@@ -332,7 +335,9 @@ class SpeedLayer:
                 log.warning(
                     "store refused the batch; applying it record by record", error=repr(exc)
                 )
-                applied = apply_record_by_record(self.store, self.dlq, batches, polled, self.stored)
+                applied = apply_record_by_record(
+                    self.store, self.dlq, batches, cut.records, self.stored
+                )
         except FencedError as exc:
             self._fenced(exc)
             self.take({TopicPartition(self.settings.topic, p) for p in list(self.stored)})
@@ -689,7 +694,7 @@ class SpeedLayer:
                 try:
                     if self.resync_needed:
                         self.rewind()
-                    window_events += self._poll_once(stop)
+                    window_events += self.poll_once(stop)
                     now = time.monotonic()
                     if now - last_housekeeping >= HOUSEKEEPING_S:
                         self.housekeeping()
@@ -724,12 +729,13 @@ class SpeedLayer:
         finally:
             self._shutdown()
 
-    def _poll_once(self, stop: threading.Event) -> int:
-        """One poll; its batch is prepared while earlier batches' transactions run, and
-        submitted behind them (at most ``MAX_IN_FLIGHT``: the oldest is waited for first).
-        Returns the events of the transactions accounted for. An empty poll waits for every
-        transaction in flight, and one that returned early (no broker, no assignment) waits
-        out the poll interval, so a client without a broker never spins."""
+    def poll_once(self, stop: threading.Event) -> int:
+        """The loop's step: one poll; its batch is prepared while earlier batches'
+        transactions run, and submitted behind them (at most ``MAX_IN_FLIGHT``: the oldest is
+        waited for first). Returns the events of the transactions accounted for (the rest:
+        :meth:`settle_all`). An empty poll waits for every transaction in flight, and one that
+        returned early (no broker, no assignment) waits out the poll interval, so a client
+        without a broker never spins."""
         self.verify_log_starts()
         started = time.monotonic()
         polled = self.consumer.poll(
@@ -741,17 +747,16 @@ class SpeedLayer:
             if remaining > 0:
                 stop.wait(remaining)
             return events
-        epoch = self._epoch
-        batches = self._prepare(polled)
+        cut = self._prepare(polled)
         if self._apply_next_now:  # after a refused batch, until a batch got through
             events = self.settle_all()
-            if batches and epoch == self._epoch:
+            if cut.batches and cut.epoch == self._epoch:
                 self._apply_next_now = False
-                events += self._apply_now(batches, self._polled)
+                events += self._apply_now(cut)
             return events
         events = self.settle() if self.committer.full else 0
-        if batches and epoch == self._epoch:
-            self._submit(batches)
+        if cut.batches and cut.epoch == self._epoch:
+            self._submit(cut.batches)
         return events
 
     def _shutdown(self) -> None:

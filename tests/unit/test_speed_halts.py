@@ -22,7 +22,7 @@ from speed_layer.consumer import SpeedLayer
 from speed_layer.health import Health, Watchdog
 from speed_layer.metrics import SpeedMetrics
 from speed_layer.reset import ResetRefused, Target, apply_reset, targets_for
-from tests.support.fakes import TOPIC, FakeConsumer, FakeDLQ, event_record
+from tests.support.fakes import TOPIC, FakeConsumer, FakeDLQ, event_record, poll_and_settle
 from tests.support.pipeline import landed_rows
 
 NOW_MS = 1_700_000_000_000
@@ -48,7 +48,7 @@ def counted_once(tmp_path: Path, counts: dict[int, int]) -> None:
     records = [
         event_record(p, o, f"old{p}", NOW_MS + o) for p, n in counts.items() for o in range(n)
     ]
-    layer.process(fake(layer).deliver(records))
+    poll_and_settle(layer, records)
     for partition in counts:
         layer.landing.flush(partition)
 
@@ -72,7 +72,7 @@ def test_a_record_below_the_sought_offset_halts_only_its_partition(tmp_path: Pat
     # Partition 0's topic was recreated: the broker reset the position to its new start.
     recreated = [event_record(0, o, "new", NOW_MS + 10_000 + o) for o in range(3)]
     going_on = [event_record(1, o, "old1", NOW_MS + o) for o in range(3, 5)]
-    events = layer.process(fake(layer).deliver(recreated + going_on))
+    events = poll_and_settle(layer, recreated + going_on)
 
     assert events == 2  # partition 1 only
     assert layer.store.load_offsets() == {0: 5, 1: 5}
@@ -89,14 +89,14 @@ def test_a_record_below_the_sought_offset_halts_only_its_partition(tmp_path: Pat
     assert fake(layer).positions[0] == 3 and not layer.dlq.sent  # type: ignore[attr-defined]
 
     # Later polls of the halted partition (records fetched before the pause) change nothing.
-    assert layer.process(fake(layer).deliver([event_record(0, 3, "new", NOW_MS)])) == 0
+    assert poll_and_settle(layer, [event_record(0, 3, "new", NOW_MS)]) == 0
     assert layer.store.load_offsets()[0] == 5
 
 
 def test_a_halt_survives_a_rewind_and_a_new_owner(tmp_path: Path) -> None:
     counted_once(tmp_path, {0: 5})
     layer = new_layer(tmp_path)
-    layer.process(fake(layer).deliver([event_record(0, 0, "new", NOW_MS)]))
+    poll_and_settle(layer, [event_record(0, 0, "new", NOW_MS)])
     assert 0 in layer.halted
 
     layer.rewind()  # after a Kafka error: the halted partition stays paused
@@ -147,9 +147,7 @@ def test_records_expiring_while_running_halt_even_if_counting_went_on(tmp_path: 
     layer = new_layer(tmp_path)
     # Retention removed [5, 12); the broker moved the consumer to 12 and three records were
     # counted from there before the next look: the stored offset (15) alone hides the gap.
-    assert layer.process(
-        fake(layer).deliver([event_record(0, o, "a", NOW_MS) for o in (12, 13, 14)])
-    )
+    assert poll_and_settle(layer, [event_record(0, o, "a", NOW_MS) for o in (12, 13, 14)]) == 3
     fake(layer).ends = {0: 15, 1: 3}
     fake(layer).starts = {0: 12}
     layer.housekeeping()
@@ -212,7 +210,7 @@ def test_a_halt_makes_readyz_unhealthy_but_the_watchdog_does_not_restart() -> No
 def test_reset_moves_both_cursors_and_lifts_the_halt(tmp_path: Path) -> None:
     counted_once(tmp_path, {0: 5})
     layer = new_layer(tmp_path)
-    layer.process(fake(layer).deliver([event_record(0, 0, "new", NOW_MS + 5000)]))
+    poll_and_settle(layer, [event_record(0, 0, "new", NOW_MS + 5000)])
     sealed = Layout(tmp_path).read_progress(0)
     assert sealed is not None and layer.store.load_halts().keys() == {0}
 
@@ -235,7 +233,7 @@ def test_reset_moves_both_cursors_and_lifts_the_halt(tmp_path: Path) -> None:
     records = [
         event_record(0, o, "new", NOW_MS + 5000 + o, transaction_id=f"new-{o}") for o in range(3)
     ]
-    assert successor.process(fake(successor).deliver(records)) == 3
+    assert poll_and_settle(successor, records) == 3
     assert not successor.halted
 
 
