@@ -84,7 +84,7 @@ def test_a_refused_record_is_dead_lettered_and_the_batch_goes_on(layer: SpeedLay
     assert refused[:2] == (POISON.encode(), p0[1].value)
     assert refused[3] == (TOPIC, 0, 1, p0[1].timestamp)
     assert dlq.flushed == len(dlq.sent), "acknowledged before the offset moved past it"
-    assert layer.stored == {0: 4, 1: 2}
+    assert layer.guard.stored == {0: 4, 1: 2}
 
     # The next poll batch continues from there, in one transaction again.
     assert poll_and_settle(layer, [record(0, 4, "a")]) == 1

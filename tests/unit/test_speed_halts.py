@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from kafka.errors import KafkaTimeoutError
 
-import speed_layer.consumer as consumer_module
+import speed_layer.partition_guard as guard_module
 from infra import platform
 from lambda_contracts.layout import Layout, PartitionProgress
 from lambda_contracts.settings import Settings
@@ -34,7 +34,7 @@ def new_layer(tmp_path: Path) -> SpeedLayer:
     consumer = FakeConsumer([0, 1])
     layer = SpeedLayer(settings, consumer, FakeDLQ(), SpeedMetrics(), Health(30.0))  # type: ignore[arg-type]
     layer.take(consumer.assignment())
-    layer.verify_log_starts()
+    layer.guard.verify_log_starts()
     return layer
 
 
@@ -67,7 +67,7 @@ def landed_offsets(tmp_path: Path, partition: int) -> list[int]:
 def test_a_record_below_the_sought_offset_halts_only_its_partition(tmp_path: Path) -> None:
     counted_once(tmp_path, {0: 5, 1: 3})
     layer = new_layer(tmp_path)
-    assert layer.sought == {0: 5, 1: 3}
+    assert layer.guard.sought == {0: 5, 1: 3}
     assert not fake(layer).paused_partitions  # log starts checked: both resumed
     # Partition 0's topic was recreated: the broker reset the position to its new start.
     recreated = [event_record(0, o, "new", NOW_MS + 10_000 + o) for o in range(3)]
@@ -79,7 +79,7 @@ def test_a_record_below_the_sought_offset_halts_only_its_partition(tmp_path: Pat
     assert landed_offsets(tmp_path, 0) == [0, 1, 2, 3, 4]  # the old ones, nothing new
     assert layer.landing.landed_next(0) == 5
     assert fake(layer).paused_partitions == {0}
-    reason = layer.halted[0]
+    reason = layer.guard.halted[0]
     assert "offset 0 after a seek to 5" in reason and "recreated or truncated" in reason
     assert halted_metric(layer, 0) == 1 and halted_metric(layer, 1) is None
     report = layer.health.report().as_json()
@@ -97,17 +97,17 @@ def test_a_halt_survives_a_rewind_and_a_new_owner(tmp_path: Path) -> None:
     counted_once(tmp_path, {0: 5})
     layer = new_layer(tmp_path)
     poll_and_settle(layer, [event_record(0, 0, "new", NOW_MS)])
-    assert 0 in layer.halted
+    assert 0 in layer.guard.halted
 
     layer.rewind()  # after a Kafka error: the halted partition stays paused
-    layer.verify_log_starts()
-    assert fake(layer).paused_partitions == {0} and 0 in layer.halted
+    layer.guard.verify_log_starts()
+    assert fake(layer).paused_partitions == {0} and 0 in layer.guard.halted
 
     layer.release(fake(layer).assignment())  # a rebalance: the halt is in the store
     assert not layer.health.report().as_json().get("halted")
     successor = new_layer(tmp_path)
     assert fake(successor).paused_partitions == {0}
-    assert successor.halted[0] == layer.store.load_halts()[0]
+    assert successor.guard.halted[0] == layer.store.load_halts()[0]
     assert successor.health.report().status == "halted"
 
 
@@ -120,8 +120,8 @@ def test_a_stored_offset_beyond_the_log_end_halts_at_housekeeping(tmp_path: Path
     layer.housekeeping()
     layer.landing.wait()  # the landing writes run behind the loop
 
-    assert "stored offset 5 is beyond the log end 0" in layer.halted[0]
-    assert 1 not in layer.halted and fake(layer).paused_partitions == {0}
+    assert "stored offset 5 is beyond the log end 0" in layer.guard.halted[0]
+    assert 1 not in layer.guard.halted and fake(layer).paused_partitions == {0}
     # Nothing of the new log is landed, so its time must not be sealed either.
     assert Layout(tmp_path).read_progress(0) == sealed_before
     progress = Layout(tmp_path).read_progress(1)
@@ -136,9 +136,9 @@ def test_records_expired_before_they_were_counted_halt_at_take(tmp_path: Path) -
     layer = SpeedLayer(settings, consumer, FakeDLQ(), SpeedMetrics())  # type: ignore[arg-type]
     layer.take(consumer.assignment())
     assert consumer.paused_partitions == {0, 1}  # until the log starts are checked
-    layer.verify_log_starts()
+    layer.guard.verify_log_starts()
 
-    assert layer.halted == {0: "records [5, 8) expired before they were counted"}
+    assert layer.guard.halted == {0: "records [5, 8) expired before they were counted"}
     assert consumer.paused_partitions == {0}
 
 
@@ -151,7 +151,7 @@ def test_records_expiring_while_running_halt_even_if_counting_went_on(tmp_path: 
     fake(layer).ends = {0: 15, 1: 3}
     fake(layer).starts = {0: 12}
     layer.housekeeping()
-    assert layer.halted == {0: "records [5, 12) expired before they were counted"}
+    assert layer.guard.halted == {0: "records [5, 12) expired before they were counted"}
 
 
 def test_an_expired_commit_marker_is_no_gap(tmp_path: Path) -> None:
@@ -163,29 +163,29 @@ def test_an_expired_commit_marker_is_no_gap(tmp_path: Path) -> None:
     consumer.starts, consumer.ends, consumer.committed_offsets = {0: 6}, {0: 6}, {0: 6}
     layer = SpeedLayer(settings, consumer, FakeDLQ(), SpeedMetrics())  # type: ignore[arg-type]
     layer.take(consumer.assignment())
-    layer.verify_log_starts()
-    assert not layer.halted and not consumer.paused_partitions
+    layer.guard.verify_log_starts()
+    assert not layer.guard.halted and not consumer.paused_partitions
     consumer.positions[0] = 6  # the consumer fetches from 6 on
     layer.housekeeping()
-    assert not layer.halted and layer.read_through[0] == 6
+    assert not layer.guard.halted and layer.guard.read_through[0] == 6
 
 
 def test_an_unanswered_log_start_keeps_the_partition_paused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(consumer_module, "HOUSEKEEPING_S", 0.0)
+    monkeypatch.setattr(guard_module, "LOOKUP_RETRY_S", 0.0)
     counted_once(tmp_path, {0: 5})
     settings = Settings(data_dir=tmp_path, topic=TOPIC, partitions=2, bucket_ms=1000)
     consumer = FakeConsumer([0, 1])
     layer = SpeedLayer(settings, consumer, FakeDLQ(), SpeedMetrics())  # type: ignore[arg-type]
     consumer.offsets_error = KafkaTimeoutError("no answer")
     layer.take(consumer.assignment())
-    layer.verify_log_starts()
-    assert consumer.paused_partitions == {0} and layer.unverified == {0}
-    assert not layer.halted  # no answer is no evidence: paused, not halted
+    layer.guard.verify_log_starts()
+    assert consumer.paused_partitions == {0} and layer.guard.unverified == {0}
+    assert not layer.guard.halted  # no answer is no evidence: paused, not halted
     consumer.offsets_error = None
-    layer.verify_log_starts()
-    assert not consumer.paused_partitions and not layer.unverified
+    layer.guard.verify_log_starts()
+    assert not consumer.paused_partitions and not layer.guard.unverified
 
 
 def test_a_halt_makes_readyz_unhealthy_but_the_watchdog_does_not_restart() -> None:
@@ -229,12 +229,12 @@ def test_reset_moves_both_cursors_and_lifts_the_halt(tmp_path: Path) -> None:
     assert layout.read_progress(1) == PartitionProgress(1, 0, 0)
     # The next process reads the new log from the beginning and counts it.
     successor = new_layer(tmp_path)
-    assert not successor.halted and successor.sought == {0: 0, 1: 0}
+    assert not successor.guard.halted and successor.guard.sought == {0: 0, 1: 0}
     records = [
         event_record(0, o, "new", NOW_MS + 5000 + o, transaction_id=f"new-{o}") for o in range(3)
     ]
     assert poll_and_settle(successor, records) == 3
-    assert not successor.halted
+    assert not successor.guard.halted
 
 
 def test_reset_targets_follow_the_log_and_refuse_an_offset_outside_it() -> None:
