@@ -9,6 +9,7 @@ The loop's step is :meth:`SpeedLayer.poll_once`; around it the jobs are the othe
 - :mod:`speed_layer.batcher`: a partition's polled records into what the store and landing lack;
 - :mod:`speed_layer.commit_pipeline`: the store transactions in flight, in order, and the
   durable offsets committed to the group;
+- :mod:`speed_layer.housekeeping`: flushes, log checks, idle seals, lag and health, each second.
 
 Kafka errors and landing write errors never end the loop: it reads again from the durable
 cursors (:meth:`SpeedLayer.rewind`) and retries with backoff.
@@ -26,7 +27,7 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
 
-from lambda_contracts.layout import Layout, PartitionProgress, landing_watermark
+from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
 from lambda_contracts.storage import StorageError
 from speed_layer.batcher import Batcher
@@ -34,6 +35,7 @@ from speed_layer.broker_clock import BrokerClock
 from speed_layer.commit_pipeline import CommitPipeline, PollCut
 from speed_layer.dlq import DeadLetters
 from speed_layer.health import Health
+from speed_layer.housekeeping import Housekeeping
 from speed_layer.landing import LandingWriter
 from speed_layer.metrics import SpeedMetrics
 from speed_layer.partition_guard import PartitionGuard
@@ -99,9 +101,6 @@ class SpeedLayer:
         assert settings.speed_store_url is not None
         self.settings = settings
         self.consumer = consumer
-        # A read_uncommitted client for the high watermarks: the consumer's own end offsets
-        # are the LSO, which an open transaction holds back (None: the consumer's, in tests).
-        self.log_ends = log_ends
         self.dlq = dead_letters
         self.metrics = metrics
         self.health = health or Health(settings.speed_unhealthy_after_s)
@@ -123,6 +122,18 @@ class SpeedLayer:
         self.pipeline = CommitPipeline(
             settings, consumer, self.guard, self.store, dead_letters, self.landing, metrics
         )
+        self.housekeeper = Housekeeping(
+            settings,
+            consumer,
+            log_ends,
+            self.guard,
+            self.store,
+            self.landing,
+            self.layout,
+            self.broker_clock,
+            metrics,
+            self.health,
+        )
 
     def take(self, assigned: set[TopicPartition]) -> None:
         """Partitions assigned: once the transactions in flight end, seek them to their
@@ -138,96 +149,8 @@ class SpeedLayer:
         return self.pipeline.settle_all()
 
     def housekeeping(self) -> None:
-        """Flush old landing buffers, seal caught-up partitions, export lag and watermark, and
-        tell the health watch how far the watched partitions are."""
-        self.landing.flush_due()
-        progress = self.layout.read_all_progress(self.settings.partitions)
-        self._observe_landed_time(progress)
-        guard = self.guard
-        own = guard.owned()
-        # With no partitions of its own, the process watches the whole topic: a group whose
-        # members all hold nothing while records wait (a lost assignment) is a stall too.
-        watched = own or list(range(self.settings.partitions))
-        tps = [TopicPartition(self.settings.topic, p) for p in watched]
-        broker_now_ms = self.broker_clock.now_ms()  # before the end offsets are asked
-        try:
-            ends = self.consumer.end_offsets(tps)
-        except KafkaError as exc:
-            # No answer, no confirmation: the watchdog's stall clock keeps running.
-            self.metrics.kafka_errors.labels("end_offsets").inc()
-            log.warning("end offsets unavailable", error=repr(exc))
-            return
-        end_by_partition = {tp.partition: end for tp, end in ends.items()}
-        if own:
-            guard.check_ends(own, end_by_partition)
-            guard.check_starts(own)
-            # A halted partition is neither sealed (its new records are not landed) nor
-            # watched for progress (it makes none until a reset; a restart would not help).
-            live = [p for p in own if p not in guard.halted]
-            positions = guard.positions(live)
-            counted = {p: guard.past_markers(p, guard.counted_through(p), positions) for p in own}
-            stored = {p: counted[p] for p in live}
-            if not guard.resync_needed:  # positions are trustworthy only after a clean take
-                highs = self._high_watermarks(live)
-                if highs is not None:
-                    self.landing.seal_caught_up(highs, positions, broker_now_ms)
-            for partition in own:
-                lag = end_by_partition.get(partition, 0) - (counted[partition] or 0)
-                self.metrics.lag.labels(str(partition)).set(lag)
-        else:
-            known, halts = self.store.load_offsets(), self.store.load_halts()
-            stored = {p: known.get(p) for p in watched if p not in halts}
-            stored = self._past_markers_by_group(stored, end_by_partition)
-        self.health.observe(stored, end_by_partition, own)
-        self.metrics.watermark.set(landing_watermark(progress, self.settings.bucket_ms))
-
-    def _observe_landed_time(self, progress: list[PartitionProgress | None]) -> None:
-        """Landed and sealed times of every partition (other processes' too) are broker
-        times or lower bounds of them: a process owning only idle partitions learns from them."""
-        learned_at = time.monotonic()
-        for p in progress:
-            if p is not None and p.sealed_through_ms > 0:
-                self.broker_clock.observe(p.sealed_through_ms, learned_at)
-
-    def _past_markers_by_group(
-        self, stored: dict[int, int | None], ends: dict[int, int]
-    ) -> dict[int, int | None]:
-        """How far other members are done, for a process that owns nothing: the store's
-        offset stops below a partition's last commit marker for good, the group's committed
-        offset (never past what is durable, :meth:`CommitPipeline.durable_offsets`) moves past
-        it. Asked only for partitions that look behind; no answer leaves the store's offset."""
-        done = dict(stored)
-        for partition, offset in stored.items():
-            if (offset or 0) >= ends.get(partition, 0):
-                continue
-            try:
-                committed = self.consumer.committed(
-                    TopicPartition(self.settings.topic, partition), timeout_ms=5000
-                )
-            except KafkaError:
-                self.metrics.kafka_errors.labels("committed").inc()
-                continue
-            if committed is not None and committed > (offset or 0):
-                done[partition] = committed
-        return done
-
-    def _high_watermarks(self, partitions: list[int]) -> dict[int, int] | None:
-        """Each partition's high watermark: every record appended and replicated, committed
-        or not (None: no answer, nothing is sealed this round).
-
-        Sealing by time needs it, not the LSO: a record in a transaction still open sits
-        below the high watermark but above the LSO, and arrives (stamped when it was
-        appended) once the transaction commits. A partition is caught up only when nothing
-        can still arrive below its end, so an open transaction holds its seal."""
-        client = self.log_ends or self.consumer
-        tps = [TopicPartition(self.settings.topic, p) for p in partitions]
-        try:
-            ends = client.end_offsets(tps)
-        except KafkaError as exc:
-            self.metrics.kafka_errors.labels("end_offsets").inc()
-            log.warning("high watermarks unavailable; sealing later", error=repr(exc))
-            return None
-        return {tp.partition: end for tp, end in ends.items()}
+        """The chores between polls (:class:`Housekeeping`)."""
+        self.housekeeper.run()
 
     def rewind(self) -> None:
         """Forget what is only in memory and read again from the durable cursors.

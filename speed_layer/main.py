@@ -92,7 +92,7 @@ def make_consumer(settings: Settings, instance: int) -> KafkaConsumer:
 
 def make_log_end_reader(settings: Settings, instance: int) -> KafkaConsumer:
     """A client of no group that reads the high watermarks (read_uncommitted end offsets),
-    which idle-partition sealing needs (``SpeedLayer._high_watermarks``)."""
+    which idle-partition sealing needs (``Housekeeping._high_watermarks``)."""
     return KafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
         client_id=f"speed-layer-{instance}-ends",
