@@ -1,8 +1,9 @@
 """Poison records: a store error that one record's data causes must not stop its partition.
 
 When a poll batch's store transaction fails with an error that re-running cannot cure and that
-is not fencing — a CHECK constraint, a trigger, a value the column cannot hold — the consumer
-applies the batch again record by record (:func:`split_by_record`): each piece is its own
+is not fencing — a CHECK constraint, a trigger, a value the column cannot hold — the commit
+pipeline (:mod:`speed_layer.commit_pipeline`) reads the batch again, and if the store refuses
+it again, applies it record by record (:func:`split_by_record`): each piece is its own
 transaction that also advances the partition's stored offset, so exactly-once holds piece by
 piece, and a piece that fails again goes to the DLQ and is counted as rejected instead.
 """
