@@ -135,19 +135,6 @@ class SpeedLayer:
             self.health,
         )
 
-    def take(self, assigned: set[TopicPartition]) -> None:
-        """Partitions assigned: once the transactions in flight end, seek them to their
-        cursors (:meth:`PartitionGuard.take`)."""
-        self.pipeline.take(assigned)
-
-    def release(self, revoked: set[TopicPartition]) -> None:
-        """Partitions revoked: once the transactions in flight end, give them up."""
-        self.pipeline.release(revoked)
-
-    def settle_all(self) -> int:
-        """Wait for every transaction in flight; returns the events they counted."""
-        return self.pipeline.settle_all()
-
     def housekeeping(self) -> None:
         """The chores between polls (:class:`Housekeeping`)."""
         self.housekeeper.run()
@@ -175,7 +162,7 @@ class SpeedLayer:
         self.guard.forget_cursors()
         owned = set(self.consumer.assignment())
         if owned:
-            self.take(owned)
+            self.pipeline.take(owned)
 
     def run(self, stop: threading.Event) -> None:
         """Poll until ``stop`` is set; then land what is buffered, commit and leave the group.
@@ -233,9 +220,10 @@ class SpeedLayer:
     def poll_once(self, stop: threading.Event) -> int:
         """The loop's step: one poll; its batch is cut while earlier batches' transactions
         run, and committed behind them (:meth:`CommitPipeline.commit`). Returns the events of
-        the transactions accounted for (the rest: :meth:`settle_all`). An empty poll waits for
-        every transaction in flight, and one that returned early (no broker, no assignment)
-        waits out the poll interval, so a client without a broker never spins."""
+        the transactions accounted for (the rest: :meth:`CommitPipeline.settle_all`). An
+        empty poll waits for every transaction in flight, and one that returned early (no
+        broker, no assignment) waits out the poll interval, so a client without a broker
+        never spins."""
         self.guard.verify_log_starts()
         started = time.monotonic()
         polled = self.consumer.poll(

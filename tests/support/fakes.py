@@ -79,7 +79,7 @@ def poll_and_settle(layer: SpeedLayer, records: list[Any]) -> int:
     """Take the loop's step on one poll batch of ``records`` and wait for every transaction
     in flight; returns the events they counted."""
     layer.consumer.script.append(records)  # type: ignore[attr-defined]
-    return layer.poll_once(threading.Event()) + layer.settle_all()
+    return layer.poll_once(threading.Event()) + layer.pipeline.settle_all()
 
 
 class FakeDLQ:

@@ -51,7 +51,7 @@ def speed_layer(tmp_path: Path, partitions: list[int], total: int = 2) -> SpeedL
     )
     consumer = FakeConsumer(partitions)
     layer = SpeedLayer(settings, consumer, FakeDLQ(), SpeedMetrics())  # type: ignore[arg-type]
-    layer.take(consumer.assignment())
+    layer.pipeline.take(consumer.assignment())
     return layer
 
 

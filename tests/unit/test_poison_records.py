@@ -42,7 +42,7 @@ def layer(tmp_path: Path) -> SpeedLayer:
                 "BEGIN SELECT RAISE(ABORT, 'account refused'); END"
             )
         )
-    speed.take(speed.consumer.assignment())
+    speed.pipeline.take(speed.consumer.assignment())
     return speed
 
 

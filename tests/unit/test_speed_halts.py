@@ -33,7 +33,7 @@ def new_layer(tmp_path: Path) -> SpeedLayer:
     settings = Settings(data_dir=tmp_path, topic=TOPIC, partitions=2, bucket_ms=1000)
     consumer = FakeConsumer([0, 1])
     layer = SpeedLayer(settings, consumer, FakeDLQ(), SpeedMetrics(), Health(30.0))  # type: ignore[arg-type]
-    layer.take(consumer.assignment())
+    layer.pipeline.take(consumer.assignment())
     layer.guard.verify_log_starts()
     return layer
 
@@ -103,7 +103,7 @@ def test_a_halt_survives_a_rewind_and_a_new_owner(tmp_path: Path) -> None:
     layer.guard.verify_log_starts()
     assert fake(layer).paused_partitions == {0} and 0 in layer.guard.halted
 
-    layer.release(fake(layer).assignment())  # a rebalance: the halt is in the store
+    layer.pipeline.release(fake(layer).assignment())  # a rebalance: the halt is in the store
     assert not layer.health.report().as_json().get("halted")
     successor = new_layer(tmp_path)
     assert fake(successor).paused_partitions == {0}
@@ -134,7 +134,7 @@ def test_records_expired_before_they_were_counted_halt_at_take(tmp_path: Path) -
     consumer = FakeConsumer([0, 1])
     consumer.starts = {0: 8, 1: 2}  # retention removed [5, 8) of partition 0, uncounted
     layer = SpeedLayer(settings, consumer, FakeDLQ(), SpeedMetrics())  # type: ignore[arg-type]
-    layer.take(consumer.assignment())
+    layer.pipeline.take(consumer.assignment())
     assert consumer.paused_partitions == {0, 1}  # until the log starts are checked
     layer.guard.verify_log_starts()
 
@@ -162,7 +162,7 @@ def test_an_expired_commit_marker_is_no_gap(tmp_path: Path) -> None:
     consumer = FakeConsumer([0, 1])
     consumer.starts, consumer.ends, consumer.committed_offsets = {0: 6}, {0: 6}, {0: 6}
     layer = SpeedLayer(settings, consumer, FakeDLQ(), SpeedMetrics())  # type: ignore[arg-type]
-    layer.take(consumer.assignment())
+    layer.pipeline.take(consumer.assignment())
     layer.guard.verify_log_starts()
     assert not layer.guard.halted and not consumer.paused_partitions
     consumer.positions[0] = 6  # the consumer fetches from 6 on
@@ -179,7 +179,7 @@ def test_an_unanswered_log_start_keeps_the_partition_paused(
     consumer = FakeConsumer([0, 1])
     layer = SpeedLayer(settings, consumer, FakeDLQ(), SpeedMetrics())  # type: ignore[arg-type]
     consumer.offsets_error = KafkaTimeoutError("no answer")
-    layer.take(consumer.assignment())
+    layer.pipeline.take(consumer.assignment())
     layer.guard.verify_log_starts()
     assert consumer.paused_partitions == {0} and layer.guard.unverified == {0}
     assert not layer.guard.halted  # no answer is no evidence: paused, not halted

@@ -35,7 +35,7 @@ def new_layer(tmp_path: Path) -> SpeedLayer:
     settings = Settings(data_dir=tmp_path, topic=TOPIC, partitions=1, bucket_ms=BUCKET_MS)
     consumer = FakeConsumer([0])
     layer = SpeedLayer(settings, consumer, FakeDLQ(), SpeedMetrics())  # type: ignore[arg-type]
-    layer.take(consumer.assignment())
+    layer.pipeline.take(consumer.assignment())
     return layer
 
 
@@ -62,7 +62,7 @@ def test_batches_in_flight_chain_and_each_event_counts_once(tmp_path: Path) -> N
     consumer.script.extend([delivered[:50], delivered[50:90], delivered[90:]])
     stop = threading.Event()
     # Each batch is cut (and submitted) while the ones before it may still be in flight.
-    counted = sum(layer.poll_once(stop) for _ in range(3)) + layer.settle_all()
+    counted = sum(layer.poll_once(stop) for _ in range(3)) + layer.pipeline.settle_all()
     assert counted == 120
     assert layer.store.load_offsets() == {0: 120}
     assert stored_events(layer) == 120
@@ -79,7 +79,7 @@ def test_a_fenced_transaction_has_every_partition_read_again(tmp_path: Path) -> 
     consumer.script.extend([delivered[:3], delivered[3:]])
     stop = threading.Event()
     # 0-2 fenced, 3-4 counted; then every partition is sought again
-    assert layer.poll_once(stop) + layer.poll_once(stop) + layer.settle_all() == 2
+    assert layer.poll_once(stop) + layer.poll_once(stop) + layer.pipeline.settle_all() == 2
     assert consumer.positions[0] == 0  # the lower cursor: nothing landed durably yet
     assert layer.store.load_offsets() == {0: 5}
     # read again from the cursors: landed, not counted
@@ -103,7 +103,7 @@ def test_a_refused_batch_is_read_again_and_applied_record_by_record(tmp_path: Pa
     consumer.script.extend([delivered[:6], delivered[6:]])
     stop = threading.Event()
     # 0-5 refused, 6-9 (cut from offset 6) fenced behind it: every partition is read again
-    assert layer.poll_once(stop) + layer.poll_once(stop) + layer.settle_all() == 0
+    assert layer.poll_once(stop) + layer.poll_once(stop) + layer.pipeline.settle_all() == 0
     assert layer.store.load_offsets() == {}
     # applied in the loop's thread, record by record: the refused record apart
     assert poll_and_settle(layer, delivered) == 9
@@ -122,6 +122,6 @@ def test_a_rebalance_waits_for_the_transaction_in_flight(tmp_path: Path) -> None
     consumer: FakeConsumer = layer.consumer  # type: ignore[assignment]
     consumer.script.append(records(0, 9))
     layer.poll_once(threading.Event())  # its transaction may still be in flight
-    layer.release({TopicPartition(TOPIC, 0)})  # the next owner must find it committed
+    layer.pipeline.release({TopicPartition(TOPIC, 0)})  # the next owner must find it committed
     assert layer.store.load_offsets() == {0: 10}
     assert stored_events(layer) == 10
