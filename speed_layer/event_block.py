@@ -9,7 +9,7 @@ transaction's rows. Extending one copies references, not events.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from itertools import repeat
 from typing import Any
 
@@ -27,13 +27,6 @@ class EventBlock:
 
     def __init__(self, columns: dict[str, list[Any]] | None = None) -> None:
         self.columns = columns if columns is not None else {name: [] for name in COLUMNS}
-
-    @classmethod
-    def from_rows(cls, rows: Iterable[Mapping[str, Any]]) -> EventBlock:
-        block = cls()
-        for row in rows:
-            block.append(row)
-        return block
 
     @classmethod
     def placed(
@@ -78,10 +71,6 @@ class EventBlock:
         for i, name in enumerate(names):
             values[i::width] = self.columns[name][start:stop]
         return tuple(values)
-
-    def rows(self) -> list[dict[str, Any]]:
-        """The events as row dicts (for tests and error paths, not the hot path)."""
-        return [dict(zip(COLUMNS, values, strict=True)) for values in self.tuples(COLUMNS)]
 
     def to_table(self) -> pa.Table:
         return pa.table(self.columns, schema=LANDING_SCHEMA)

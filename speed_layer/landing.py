@@ -15,10 +15,8 @@ file that is not there.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import groupby
-from typing import Any
 
 from lambda_contracts.buckets import ingest_bucket
 from lambda_contracts.landing_files import warm_up, write_landing_table
@@ -112,16 +110,13 @@ class LandingWriter:
         one instead (see ``Batcher._ingest_stamps``)."""
         return ingest_bucket(self._parts[partition].sealed_through_ms, self.bucket_ms)
 
-    def add(self, partition: int, offset: int, row: Mapping[str, Any] | None) -> None:
-        """Record that ``offset`` was consumed; ``row`` (a valid event) is buffered for landing.
-
-        Offsets already landed are skipped, so a replay after a crash lands nothing twice.
-        """
-        self.add_many(partition, EventBlock.from_rows([] if row is None else [row]), offset + 1)
-
     def add_many(self, partition: int, events: EventBlock, consumed_next: int) -> None:
-        """:meth:`add` for a poll batch: ``events`` (none below the landed offset, in offset
-        order) are buffered and every offset below ``consumed_next`` is consumed."""
+        """Record that every offset below ``consumed_next`` was consumed; ``events`` (valid
+        events, none below the landed offset, in offset order) are buffered for landing.
+
+        A call that consumes nothing past the landed offset is skipped, so a replay after a
+        crash lands nothing twice.
+        """
         buf = self._parts[partition]
         if consumed_next <= buf.landed_next:
             return

@@ -92,7 +92,7 @@ def make_consumer(settings: Settings, instance: int) -> KafkaConsumer:
 
 def make_log_end_reader(settings: Settings, instance: int) -> KafkaConsumer:
     """A client of no group that reads the high watermarks (read_uncommitted end offsets),
-    which idle-partition sealing needs (``SpeedLayer._high_watermarks``)."""
+    which idle-partition sealing needs (``Housekeeping._high_watermarks``)."""
     return KafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
         client_id=f"speed-layer-{instance}-ends",
@@ -164,10 +164,11 @@ def run(instance: int, metrics: bool) -> None:
     """Consume transactions into the speed store and the landing zone until SIGTERM."""
     configure_logging()
     gc.set_threshold(GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
-    # Threads beside the poll loop (the committer waiting on the store process's answer, the
-    # landing writer, the high-watermark client) get the GIL back within a tenth of a
-    # millisecond of wanting it, not 5 ms: a finished transaction is not left waiting on the
-    # loop's Python work.
+    # The store transaction itself runs in the store process, with an interpreter of its own.
+    # The threads beside the poll loop in this one — the committer (it encodes a transaction's
+    # batches for the store process, then waits for and reads its answer) and the landing
+    # writer — get the GIL back within a tenth of a millisecond of wanting it, not 5 ms: a
+    # transaction is neither sent late nor its answer left waiting on the loop's Python work.
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     settings = get_settings()
     stop = threading.Event()

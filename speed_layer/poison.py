@@ -1,8 +1,9 @@
 """Poison records: a store error that one record's data causes must not stop its partition.
 
 When a poll batch's store transaction fails with an error that re-running cannot cure and that
-is not fencing — a CHECK constraint, a trigger, a value the column cannot hold — the consumer
-applies the batch again record by record (:func:`split_by_record`): each piece is its own
+is not fencing — a CHECK constraint, a trigger, a value the column cannot hold — the commit
+pipeline (:mod:`speed_layer.commit_pipeline`) reads the batch again, and if the store refuses
+it again, applies it record by record (:func:`split_by_record`): each piece is its own
 transaction that also advances the partition's stored offset, so exactly-once holds piece by
 piece, and a piece that fails again goes to the DLQ and is counted as rejected instead.
 """
@@ -18,6 +19,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from sqlalchemy.exc import DBAPIError
 
 from speed_layer.dlq import DeadLetters
+from speed_layer.event_block import EventBlock
 from speed_layer.store import AppliedBatch, FencedError, PartitionBatch, SpeedStore, is_transient
 
 log = structlog.get_logger("speed_layer.poison")
@@ -86,7 +88,7 @@ def split_by_record(batch: PartitionBatch, timestamps: dict[int, int]) -> list[P
         pieces.append(Piece(piece, offset))
         expected, rejected = offset + 1, 0
     if expected != batch.next_offset or not pieces:
-        tail = PartitionBatch(batch.partition, expected, batch.next_offset, [], rejected)
+        tail = PartitionBatch(batch.partition, expected, batch.next_offset, EventBlock(), rejected)
         tail.max_kafka_ts = max(max_ts, batch.max_kafka_ts)
         pieces.append(Piece(tail, None))
     return pieces
@@ -95,7 +97,9 @@ def split_by_record(batch: PartitionBatch, timestamps: dict[int, int]) -> list[P
 def rejected_instead(piece: Piece) -> PartitionBatch:
     """The piece without its row: the offsets still advance, the record counts as rejected."""
     b = piece.batch
-    replacement = PartitionBatch(b.partition, b.expected_offset, b.next_offset, [], b.rejected + 1)
+    replacement = PartitionBatch(
+        b.partition, b.expected_offset, b.next_offset, EventBlock(), b.rejected + 1
+    )
     replacement.max_kafka_ts = b.max_kafka_ts
     return replacement
 

@@ -117,14 +117,9 @@ class PartitionBatch:
     partition: int
     expected_offset: int | None  # the stored next offset this batch starts from (None: none)
     next_offset: int  # offset after the last record consumed
-    # The valid records, in log order (a list of row mappings is taken as the same block).
-    rows: EventBlock = field(default_factory=EventBlock)
+    rows: EventBlock = field(default_factory=EventBlock)  # the valid records, in log order
     rejected: int = 0
     max_kafka_ts: int = 0
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.rows, EventBlock):
-            self.rows = EventBlock.from_rows(self.rows)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import shutil
 import tempfile
 import uuid
@@ -104,6 +105,19 @@ def _no_leftover_speed_processes() -> Iterator[None]:
     already = SpeedProcess.started_count()
     yield
     SpeedProcess.kill_started_after(already)
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_store_processes() -> Iterator[None]:
+    """The store processes of a test's in-process speed layers (``speed_layer.store_process``)
+    end with the test: each holds an interpreter and a store connection until its layer's
+    process exits, and a layer driven by its step is never shut down."""
+    already = {child.pid for child in multiprocessing.active_children()}
+    yield
+    for child in multiprocessing.active_children():
+        if child.name == "speed-store" and child.pid not in already:
+            child.kill()
+            child.join()
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -17,6 +17,7 @@ from lambda_contracts.db import make_engine
 from lambda_contracts.store_schema import partition_state, view_tables
 from speed_layer import store as store_module
 from speed_layer.store import PartitionBatch, SpeedStore
+from tests.support.blocks import block_of
 from tests.support.services import Postgres
 from tests.unit import test_dedup_eviction as eviction
 
@@ -98,7 +99,9 @@ def test_one_transaction_id_seen_by_two_processes_is_counted_once(
         for p, store in enumerate(two_stores):
             start = offsets[p] or 0
             rows = [row(t, i % 5, p, start + i) for i, t in enumerate(ids)]
-            batch = PartitionBatch(p, offsets[p], start + len(rows), rows, 0, rows[-1]["kafka_ts"])
+            batch = PartitionBatch(
+                p, offsets[p], start + len(rows), block_of(rows), 0, rows[-1]["kafka_ts"]
+            )
             work.append(lambda s=store, b=batch: s.apply([b]))
             offsets[p] = start + len(rows)
         together(work)
@@ -118,7 +121,9 @@ def test_hot_rows_in_opposite_fold_orders_do_not_deadlock(
             minutes = range(60) if p == 0 else range(59, -1, -1)
             start = offsets[p] or 0
             rows = [row(f"p{p}-r{r}-{m}", m, p, start + i) for i, m in enumerate(minutes)]
-            batch = PartitionBatch(p, offsets[p], start + len(rows), rows, 0, rows[-1]["kafka_ts"])
+            batch = PartitionBatch(
+                p, offsets[p], start + len(rows), block_of(rows), 0, rows[-1]["kafka_ts"]
+            )
             work.append(lambda s=store, b=batch: s.apply([b]))
             offsets[p] = start + len(rows)
         together(work)

@@ -1,16 +1,22 @@
 """Stand-ins for the Kafka clients, to drive the speed layer's loop without a broker.
 
-Only what ``SpeedLayer`` calls outside ``run`` is modelled: seek, pause and resume, assignment,
-log start and end offsets and positions for the consumer; send and flush for the DLQ.
+Only what ``SpeedLayer`` calls outside ``run`` is modelled: poll (scripted poll batches), seek,
+pause and resume, assignment, log start and end offsets and positions for the consumer; send
+and flush for the DLQ. :func:`poll_and_settle` takes the loop's step on one poll batch.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import threading
+from collections import deque
+from typing import TYPE_CHECKING, Any
 
 from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
+
+if TYPE_CHECKING:
+    from speed_layer.consumer import SpeedLayer
 
 TOPIC = "tx"
 LOG_APPEND_TIME = 1
@@ -25,6 +31,11 @@ class FakeConsumer:
         self.paused_partitions: set[int] = set()
         self.offsets_error: Exception | None = None  # raised by beginning_offsets if set
         self.committed_offsets: dict[int, int] = {}  # the group's committed positions
+        self.script: deque[list[Any]] = deque()  # what the next polls return, in order
+
+    def poll(self, timeout_ms: int = 0, max_records: int | None = None) -> dict[Any, list[Any]]:
+        """The next scripted poll batch (nothing once the script is done)."""
+        return self.deliver(self.script.popleft()) if self.script else {}
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self.positions[tp.partition] = offset
@@ -62,6 +73,13 @@ class FakeConsumer:
             polled.setdefault(TopicPartition(TOPIC, rec.partition), []).append(rec)
             self.positions[rec.partition] = rec.offset + 1
         return polled
+
+
+def poll_and_settle(layer: SpeedLayer, records: list[Any]) -> int:
+    """Take the loop's step on one poll batch of ``records`` and wait for every transaction
+    in flight; returns the events they counted."""
+    layer.consumer.script.append(records)  # type: ignore[attr-defined]
+    return layer.poll_once(threading.Event()) + layer.pipeline.settle_all()
 
 
 class FakeDLQ:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from lambda_contracts.db import make_engine
 from speed_layer.store import PartitionBatch, SpeedStore
+from tests.support.blocks import block_of
 
 
 def r(
@@ -24,11 +25,11 @@ def r(
 def test_duplicates_are_counted_not_summed_first_wins_within_the_horizon() -> None:
     store = SpeedStore(make_engine("sqlite://"), "tx", bucket_ms=300_000, dedup_horizon_ms=100)
     first = [r("old", 1, 0, offset=0)]
-    store.apply([PartitionBatch(0, None, 1, first)])
+    store.apply([PartitionBatch(0, None, 1, block_of(first))])
     # "old" again 100 ms later (a duplicate) and 101 ms after that (a new event); "a" twice
     rows = [r("old", 3, 100, offset=1), r("a", 5, 150, offset=2), r("a", 9, 150, offset=3)]
     rows += [r("b", 2, 160, offset=4), r("old", 4, 201, offset=5)]
-    applied = store.apply([PartitionBatch(0, 1, 6, rows)])
+    applied = store.apply([PartitionBatch(0, 1, 6, block_of(rows))])
     assert (applied.events, applied.duplicates) == (3, 2)
     with store.engine.connect() as conn:
         total = conn.exec_driver_sql("SELECT sum(amount_sum) FROM speed_global_minute").scalar()
@@ -43,15 +44,15 @@ def test_the_first_copy_in_log_order_wins_timestamp_then_partition_then_offset()
     b = r("x", 2, 10) | {"kafka_partition": 0, "kafka_offset": 7}
     c = r("x", 4, 9) | {"kafka_partition": 2, "kafka_offset": 9}
     d = r("x", 8, 9) | {"kafka_partition": 2, "kafka_offset": 10}
-    batches = [PartitionBatch(1, None, 1, [a]), PartitionBatch(0, None, 8, [b])]
-    applied = store.apply([*batches, PartitionBatch(2, None, 11, [c, d])])
+    batches = [PartitionBatch(1, None, 1, block_of([a])), PartitionBatch(0, None, 8, block_of([b]))]
+    applied = store.apply([*batches, PartitionBatch(2, None, 11, block_of([c, d]))])
     assert (applied.events, applied.duplicates) == (1, 3)
     with store.engine.connect() as conn:
         total = conn.exec_driver_sql("SELECT sum(amount_sum) FROM speed_global_minute").scalar()
     assert total == 4
     # without c, d (stamped 9) is still first
     store = SpeedStore(make_engine("sqlite://"), "tx", bucket_ms=300_000, dedup_horizon_ms=100)
-    store.apply([*batches, PartitionBatch(2, None, 11, [d])])
+    store.apply([*batches, PartitionBatch(2, None, 11, block_of([d]))])
     with store.engine.connect() as conn:
         total = conn.exec_driver_sql("SELECT sum(amount_sum) FROM speed_global_minute").scalar()
     assert total == 8
@@ -66,7 +67,7 @@ def test_ingest_bucket_is_part_of_the_speed_key() -> None:
     store = SpeedStore(make_engine("sqlite://"), "tx", bucket_ms=300_000, dedup_horizon_ms=100)
     rows = [r("a", 5, 1_000, offset=0), r("b", 7, 299_999, offset=1)]
     rows += [r("c", 11, 300_000, offset=2)]
-    store.apply([PartitionBatch(0, None, 3, rows)])
+    store.apply([PartitionBatch(0, None, 3, block_of(rows))])
     with store.engine.connect() as conn:
         by_minute = conn.exec_driver_sql(
             "SELECT window_start, ingest_bucket, txn_count, amount_sum, amount_min, amount_max "

@@ -22,6 +22,7 @@ from lambda_contracts.views import GLOBAL_MINUTE
 from serving.row_query import RowQuery
 from serving.speed_store import SpeedReader
 from speed_layer.store import PartitionBatch, SpeedStore
+from tests.support.blocks import block_of
 
 
 def wire(amount: str) -> bytes:
@@ -74,7 +75,7 @@ def test_speed_store_sums_exactly_up_to_the_bound() -> None:
         "kafka_offset": 0,
         "kafka_ts": 1,
     }
-    SpeedStore(engine, "tx", 1000, 1000).apply([PartitionBatch(0, None, 1, [row])])
+    SpeedStore(engine, "tx", 1000, 1000).apply([PartitionBatch(0, None, 1, block_of([row]))])
     [(_, measures)] = SpeedReader(engine, "tx").rows(RowQuery.of(GLOBAL_MINUTE, 0, 120_000), 0)
     assert measures == (n, n * MAX_AMOUNT_CENTS, MAX_AMOUNT_CENTS, MAX_AMOUNT_CENTS)
 

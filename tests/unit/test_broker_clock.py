@@ -16,7 +16,7 @@ from lambda_contracts.settings import Settings
 from speed_layer.broker_clock import RATE_DISCOUNT, BrokerClock
 from speed_layer.consumer import SpeedLayer
 from speed_layer.metrics import SpeedMetrics
-from tests.support.fakes import TOPIC, FakeConsumer, FakeDLQ, event_record
+from tests.support.fakes import TOPIC, FakeConsumer, FakeDLQ, event_record, poll_and_settle
 
 HOUR_MS = 3_600_000
 GRACE_MS = 200
@@ -51,7 +51,7 @@ def speed_layer(tmp_path: Path, partitions: list[int], total: int = 2) -> SpeedL
     )
     consumer = FakeConsumer(partitions)
     layer = SpeedLayer(settings, consumer, FakeDLQ(), SpeedMetrics())  # type: ignore[arg-type]
-    layer.take(consumer.assignment())
+    layer.pipeline.take(consumer.assignment())
     return layer
 
 
@@ -69,7 +69,7 @@ def test_idle_partition_is_sealed_by_broker_time(tmp_path: Path, skew_ms: int) -
     started = time.monotonic()
     broker_ms = int(time.time() * 1000) + skew_ms  # the broker's clock at the start
     records = [event_record(0, o, "a", broker_ms) for o in range(3)]
-    layer.process(consumer.deliver(records))
+    poll_and_settle(layer, records)
     consumer.ends = {0: 3, 1: 0}
     layer.landing.flush(0)
     layer.housekeeping()
@@ -110,7 +110,7 @@ def test_a_commit_marker_does_not_hold_back_the_seal(tmp_path: Path) -> None:
     layer = speed_layer(tmp_path, [0])
     consumer: FakeConsumer = layer.consumer  # type: ignore[assignment]
     broker_ms = int(time.time() * 1000)
-    layer.process(consumer.deliver([event_record(0, o, "a", broker_ms) for o in range(2)]))
+    poll_and_settle(layer, [event_record(0, o, "a", broker_ms) for o in range(2)])
     layer.landing.flush(0)
     # Another process has landed partition 1 through a later broker time.
     Layout(tmp_path).write_progress(PartitionProgress(1, 10, broker_ms + 5_000))

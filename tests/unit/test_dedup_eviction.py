@@ -17,6 +17,7 @@ from sqlalchemy import select
 from lambda_contracts.db import make_engine
 from lambda_contracts.store_schema import dedup
 from speed_layer.store import PartitionBatch, SpeedStore
+from tests.support.blocks import block_of
 from tests.support.oracle import kept_rows
 from tests.support.streams import Record
 
@@ -51,7 +52,7 @@ def apply_log(store: SpeedStore, partition: int, rows: list[Record], start: int 
         partition=partition,
         expected_offset=start,
         next_offset=rows[-1]["kafka_offset"] + 1,
-        rows=rows,
+        rows=block_of(rows),
         max_kafka_ts=max(r["kafka_ts"] for r in rows),
     )
     return store.apply([batch]).duplicates

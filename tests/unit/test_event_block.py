@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from lambda_contracts.landing_files import LANDING_SCHEMA
 from speed_layer.event_block import EventBlock
+from tests.support.blocks import block_of, rows_of
 
 ROWS = st.lists(
     st.fixed_dictionaries(
@@ -30,12 +31,12 @@ ROWS = st.lists(
 def test_a_block_keeps_its_rows_through_extend_slice_and_arrow(
     first: list[dict], second: list[dict], start: int, stop: int
 ) -> None:
-    block = EventBlock.from_rows(first)
-    block.extend(EventBlock.from_rows(second))
+    block = block_of(first)
+    block.extend(block_of(second))
     everything = first + second
     assert len(block) == len(everything) and bool(block) == bool(everything)
-    assert block.rows() == everything
-    assert block.slice(start, stop).rows() == everything[start:stop]
+    assert rows_of(block) == everything
+    assert rows_of(block.slice(start, stop)) == everything[start:stop]
     assert list(block.tuples(("kafka_offset", "transaction_id"), start, stop)) == [
         (row["kafka_offset"], row["transaction_id"]) for row in everything[start:stop]
     ]
@@ -57,7 +58,7 @@ def test_placed_events_get_their_partition_offsets_and_timestamps() -> None:
         "amount_cents": [100, 250],
     }
     block = EventBlock.placed(events, 3, [10, 11], [1000, 1001])
-    assert block.rows() == [
+    assert rows_of(block) == [
         {"transaction_id": "a", "created_time": 1, "source_account_id": "s"}
         | {"target_account_id": "t", "amount_cents": 100, "kafka_partition": 3}
         | {"kafka_offset": 10, "kafka_ts": 1000},

@@ -6,7 +6,9 @@ from pathlib import Path
 
 from lambda_contracts.landing_files import read_landing_file
 from lambda_contracts.layout import Layout, PartitionProgress
+from speed_layer.event_block import EventBlock
 from speed_layer.landing import LandingWriter
+from tests.support.blocks import block_of
 from tests.support.pipeline import landed_rows
 
 BUCKET = 1000
@@ -51,9 +53,8 @@ def test_watermark_needs_every_partition(layout: Layout) -> None:
 def test_flush_writes_one_file_per_bucket_named_by_offsets(layout: Layout) -> None:
     w = writer(layout)
     assert w.assign(0) == 0
-    for offset, ts in [(0, 1_100), (1, 1_900), (2, 2_050), (3, 2_999)]:
-        w.add(0, offset, landing_row(0, offset, ts))
-    w.add(0, 4, None)  # an invalid record: consumed, not landed
+    rows = [landing_row(0, o, ts) for o, ts in [(0, 1_100), (1, 1_900), (2, 2_050), (3, 2_999)]]
+    w.add_many(0, block_of(rows), 5)  # offset 4, an invalid record: consumed, not landed
     w.flush(0)
     keys = layout.landing_files()
     assert keys == ["landing/bucket=1000/p0-0-1.parquet", "landing/bucket=2000/p0-2-3.parquet"]
@@ -65,12 +66,12 @@ def test_flush_writes_one_file_per_bucket_named_by_offsets(layout: Layout) -> No
 def test_replayed_offsets_are_not_landed_twice(layout: Layout) -> None:
     w = writer(layout)
     w.assign(0)
-    w.add(0, 0, landing_row(0, 0, 1_000))
+    w.add_many(0, block_of([landing_row(0, 0, 1_000)]), 1)
     w.flush(0)
     w2 = writer(layout)  # a restarted process
     assert w2.assign(0) == 1
-    w2.add(0, 0, landing_row(0, 0, 1_000))  # replayed below the landed cursor: skipped
-    w2.add(0, 1, landing_row(0, 1, 1_200))
+    w2.add_many(0, block_of([landing_row(0, 0, 1_000)]), 1)  # replayed below the cursor: skipped
+    w2.add_many(0, block_of([landing_row(0, 1, 1_200)]), 2)
     w2.flush(0)
     offsets = sorted(r["kafka_offset"] for r in landed_rows(layout))
     assert offsets == [0, 1]
@@ -79,7 +80,7 @@ def test_replayed_offsets_are_not_landed_twice(layout: Layout) -> None:
 def test_idle_partition_seals_only_when_nothing_is_unlanded(tmp_path: Path) -> None:
     w = writer(tmp_path, grace_ms=100)
     w.assign(0)
-    w.add(0, 0, landing_row(0, 0, 1_000))
+    w.add_many(0, block_of([landing_row(0, 0, 1_000)]), 1)
     # Caught up to offset 1, but the row is still only buffered: no seal.
     seal(w, {0: 1}, {0: 1}, broker_now_ms=10_000)
     assert Layout(tmp_path).read_progress(0) is None
@@ -105,13 +106,12 @@ def test_a_commit_marker_after_the_last_record_does_not_keep_a_partition_unseale
     the last record consumed is 1, the consumer's position is 3 (past the marker)."""
     w = writer(tmp_path, grace_ms=100)
     w.assign(0)
-    w.add(0, 0, landing_row(0, 0, 1_000))
-    w.add(0, 1, landing_row(0, 1, 1_001))
+    w.add_many(0, block_of([landing_row(0, 0, 1_000), landing_row(0, 1, 1_001)]), 2)
     w.flush(0)
     seal(w, {0: 3}, {0: 3}, broker_now_ms=10_000)
     assert Layout(tmp_path).read_progress(0).sealed_through_ms == 9_900
     # Records consumed but not yet landed still hold the seal back, whatever the position.
-    w.add(0, 3, None)
+    w.add_many(0, EventBlock(), 4)  # offset 3, no valid event
     seal(w, {0: 4}, {0: 4}, broker_now_ms=20_000)
     assert Layout(tmp_path).read_progress(0).sealed_through_ms == 9_900
 

@@ -1,8 +1,8 @@
 """A record the store refuses goes to the DLQ and the partition goes on (SQLite, no broker).
 
 The store refuses one source account through a trigger, as a CHECK constraint or a value out
-of a column's range would in production. The consumer loop is driven with a stand-in consumer
-and DLQ; the store, the landing zone and the fallback are the real ones.
+of a column's range would in production. The consumer loop's step is driven with a stand-in
+consumer and DLQ; the store, its process, the landing zone and the fallback are the real ones.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import TopicPartition
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -21,7 +20,8 @@ from speed_layer.consumer import SpeedLayer
 from speed_layer.metrics import SpeedMetrics
 from speed_layer.poison import is_record_error, split_by_record, store_reason
 from speed_layer.store import FencedError, PartitionBatch
-from tests.support.fakes import TOPIC, FakeConsumer, FakeDLQ, event_record
+from tests.support.blocks import block_of, rows_of
+from tests.support.fakes import TOPIC, FakeConsumer, FakeDLQ, event_record, poll_and_settle
 
 POISON = "refused"
 
@@ -42,7 +42,7 @@ def layer(tmp_path: Path) -> SpeedLayer:
                 "BEGIN SELECT RAISE(ABORT, 'account refused'); END"
             )
         )
-    speed.take(speed.consumer.assignment())
+    speed.pipeline.take(speed.consumer.assignment())
     return speed
 
 
@@ -65,9 +65,12 @@ def test_a_refused_record_is_dead_lettered_and_the_batch_goes_on(layer: SpeedLay
         record(0, 3, "b"),
     ]
     p1 = [record(1, 0, "c"), record(1, 1, "c")]
-    polled = {TopicPartition(TOPIC, 0): p0, TopicPartition(TOPIC, 1): p1}
-
-    assert layer.process(polled) == 4
+    # The poll batch's transaction is refused as a whole: nothing is counted, and both
+    # partitions are read again from the store's offsets.
+    assert poll_and_settle(layer, p0 + p1) == 0
+    assert counted(layer) == (0, {})
+    # Polled again, the batch is applied in the loop's thread, record by record.
+    assert poll_and_settle(layer, p0 + p1) == 4
 
     events, state = counted(layer)
     assert events == 4
@@ -81,10 +84,10 @@ def test_a_refused_record_is_dead_lettered_and_the_batch_goes_on(layer: SpeedLay
     assert refused[:2] == (POISON.encode(), p0[1].value)
     assert refused[3] == (TOPIC, 0, 1, p0[1].timestamp)
     assert dlq.flushed == len(dlq.sent), "acknowledged before the offset moved past it"
-    assert layer.stored == {0: 4, 1: 2}
+    assert layer.guard.stored == {0: 4, 1: 2}
 
     # The next poll batch continues from there, in one transaction again.
-    assert layer.process({TopicPartition(TOPIC, 0): [record(0, 4, "a")]}) == 1
+    assert poll_and_settle(layer, [record(0, 4, "a")]) == 1
     assert counted(layer)[1][0] == (5, 3, 2)
 
 
@@ -95,13 +98,13 @@ def test_split_chains_offsets_and_carries_rejects_with_the_next_row() -> None:
         | {"kafka_offset": o, "kafka_ts": 100 + o}
         for o in (11, 13)
     ]
-    batch = PartitionBatch(0, 10, 15, rows, rejected=3, max_kafka_ts=114)  # type: ignore[arg-type]
+    batch = PartitionBatch(0, 10, 15, block_of(rows), rejected=3, max_kafka_ts=114)
     stamps = {o: 100 + o for o in range(10, 15)}
     pieces = split_by_record(batch, stamps)
     spans = [(p.batch.expected_offset, p.batch.next_offset, p.batch.rejected) for p in pieces]
     assert spans == [(10, 12, 1), (12, 14, 1), (14, 15, 1)]
     assert [p.row_offset for p in pieces] == [11, 13, None]
-    assert [p.batch.rows.rows() for p in pieces] == [[rows[0]], [rows[1]], []]
+    assert [rows_of(p.batch.rows) for p in pieces] == [[rows[0]], [rows[1]], []]
     assert [p.batch.max_kafka_ts for p in pieces] == [111, 113, 114]
 
 

@@ -75,7 +75,7 @@ def test_a_full_landing_disk_is_retried_until_freed(
     log = [event_record(0, o, f"a{o % 3}", NOW_MS + o) for o in range(RECORDS)]
     consumer = LogConsumer(log)
     layer = SpeedLayer(settings, consumer, FakeDLQ(), SpeedMetrics(), Health(30.0))  # type: ignore[arg-type]
-    layer.take({TopicPartition(TOPIC, 0)})
+    layer.pipeline.take({TopicPartition(TOPIC, 0)})
 
     disk_full = threading.Event()
     disk_full.set()

@@ -3,14 +3,14 @@ where the one before ends, each is accounted for in order, and a transaction tha
 (fenced, or refused for a record's data) has every partition read again from the store, a
 refused batch then applied in the loop's thread, record by record.
 
-Stand-in Kafka clients (``tests.support.fakes``), a real SQLite store and landing zone; the
-oracle folds the delivered events with plain loops (``tests.support.oracle``).
+The loop's own step drives it (``SpeedLayer.poll_once``, then ``settle_all``) with stand-in
+Kafka clients (``tests.support.fakes``), a real SQLite store and landing zone; the oracle folds
+the delivered events with plain loops (``tests.support.oracle``).
 """
 
 from __future__ import annotations
 
 import threading
-from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,8 @@ from lambda_contracts.settings import Settings
 from speed_layer.consumer import SpeedLayer
 from speed_layer.metrics import SpeedMetrics
 from speed_layer.store import PartitionBatch
-from tests.support.fakes import TOPIC, FakeConsumer, FakeDLQ, event_record
+from tests.support.blocks import block_of
+from tests.support.fakes import TOPIC, FakeConsumer, FakeDLQ, event_record, poll_and_settle
 from tests.support.oracle import oracle_views
 from tests.unit.test_speed_store_properties import stored_views
 
@@ -30,22 +31,11 @@ NOW_MS = 1_700_000_000_000
 BUCKET_MS = 1000
 
 
-class ScriptedConsumer(FakeConsumer):
-    """A FakeConsumer whose ``poll`` hands out scripted poll batches, then nothing."""
-
-    def __init__(self, partitions: list[int]) -> None:
-        super().__init__(partitions)
-        self.script: deque[list[Any]] = deque()
-
-    def poll(self, timeout_ms: int = 0, max_records: int | None = None) -> dict:
-        return self.deliver(self.script.popleft()) if self.script else {}
-
-
 def new_layer(tmp_path: Path) -> SpeedLayer:
     settings = Settings(data_dir=tmp_path, topic=TOPIC, partitions=1, bucket_ms=BUCKET_MS)
-    consumer = ScriptedConsumer([0])
+    consumer = FakeConsumer([0])
     layer = SpeedLayer(settings, consumer, FakeDLQ(), SpeedMetrics())  # type: ignore[arg-type]
-    layer.take(consumer.assignment())
+    layer.pipeline.take(consumer.assignment())
     return layer
 
 
@@ -67,13 +57,13 @@ def stored_events(layer: SpeedLayer) -> int:
 
 def test_batches_in_flight_chain_and_each_event_counts_once(tmp_path: Path) -> None:
     layer = new_layer(tmp_path)
-    consumer: ScriptedConsumer = layer.consumer  # type: ignore[assignment]
+    consumer: FakeConsumer = layer.consumer  # type: ignore[assignment]
     delivered = records(0, 119)
     consumer.script.extend([delivered[:50], delivered[50:90], delivered[90:]])
     stop = threading.Event()
-    counted = [layer._poll_once(stop) for _ in range(4)]
-    # Two in flight: the 3rd poll waits for the 1st transaction, the empty 4th for the rest.
-    assert counted == [0, 0, 50, 70]
+    # Each batch is cut (and submitted) while the ones before it may still be in flight.
+    counted = sum(layer.poll_once(stop) for _ in range(3)) + layer.pipeline.settle_all()
+    assert counted == 120
     assert layer.store.load_offsets() == {0: 120}
     assert stored_events(layer) == 120
     assert stored_views(layer.store.engine) == oracle_views(rows_of(delivered), bucket_ms=BUCKET_MS)
@@ -81,22 +71,19 @@ def test_batches_in_flight_chain_and_each_event_counts_once(tmp_path: Path) -> N
 
 def test_a_fenced_transaction_has_every_partition_read_again(tmp_path: Path) -> None:
     layer = new_layer(tmp_path)
-    consumer: ScriptedConsumer = layer.consumer  # type: ignore[assignment]
+    consumer: FakeConsumer = layer.consumer  # type: ignore[assignment]
     delivered = records(0, 4)
     # Another process counted offsets 0-2 first: this one's transaction of 0-2 is fenced; the
     # one of 3-4, cut from offset 3, follows the other process's and commits.
-    layer.store.apply([PartitionBatch(0, None, 3, rows_of(delivered[:3]), 0, NOW_MS + 2)])
+    layer.store.apply([PartitionBatch(0, None, 3, block_of(rows_of(delivered[:3])), 0, NOW_MS + 2)])
     consumer.script.extend([delivered[:3], delivered[3:]])
     stop = threading.Event()
-    assert layer._poll_once(stop) == 0  # 0-2 in flight
-    assert layer._poll_once(stop) == 0  # 3-4 in flight
-    assert layer._poll_once(stop) == 2  # nothing polled: 0-2 fenced, 3-4 counted, re-sought
+    # 0-2 fenced, 3-4 counted; then every partition is sought again
+    assert layer.poll_once(stop) + layer.poll_once(stop) + layer.pipeline.settle_all() == 2
     assert consumer.positions[0] == 0  # the lower cursor: nothing landed durably yet
     assert layer.store.load_offsets() == {0: 5}
-    consumer.script.append(delivered)  # read again from the cursors: landed, not counted
-    layer.verify_log_starts()
-    assert layer._poll_once(stop) == 0
-    assert layer._poll_once(stop) == 0
+    # read again from the cursors: landed, not counted
+    assert poll_and_settle(layer, delivered) == 0
     assert stored_events(layer) == 5
     assert stored_views(layer.store.engine) == oracle_views(rows_of(delivered), bucket_ms=BUCKET_MS)
     assert layer.metrics.registry.get_sample_value("speed_fenced_commits_total") == 1
@@ -104,7 +91,7 @@ def test_a_fenced_transaction_has_every_partition_read_again(tmp_path: Path) -> 
 
 def test_a_refused_batch_is_read_again_and_applied_record_by_record(tmp_path: Path) -> None:
     layer = new_layer(tmp_path)
-    consumer: ScriptedConsumer = layer.consumer  # type: ignore[assignment]
+    consumer: FakeConsumer = layer.consumer  # type: ignore[assignment]
     with layer.store.engine.begin() as conn:
         conn.exec_driver_sql(
             "CREATE TRIGGER refuse BEFORE INSERT ON speed_account_minute "
@@ -115,29 +102,26 @@ def test_a_refused_batch_is_read_again_and_applied_record_by_record(tmp_path: Pa
     delivered[4] = event_record(0, 4, "refused", NOW_MS + 4)
     consumer.script.extend([delivered[:6], delivered[6:]])
     stop = threading.Event()
-    layer._poll_once(stop)  # 0-5 in flight: refused
-    layer._poll_once(stop)  # 6-9 in flight, cut from offset 6: fenced
-    layer._poll_once(stop)  # nothing polled: both fail, every partition is read again
+    # 0-5 refused, 6-9 (cut from offset 6) fenced behind it: every partition is read again
+    assert layer.poll_once(stop) + layer.poll_once(stop) + layer.pipeline.settle_all() == 0
     assert layer.store.load_offsets() == {}
-    consumer.script.append(delivered)
-    layer.verify_log_starts()
-    assert layer._poll_once(stop) == 9  # applied in this thread: the refused record apart
+    # applied in the loop's thread, record by record: the refused record apart
+    assert poll_and_settle(layer, delivered) == 9
     assert layer.store.load_offsets() == {0: 10}
     dlq: FakeDLQ = layer.dlq  # type: ignore[assignment]
     assert [origin[2] for _, _, _, origin in dlq.sent] == [4]
     kept = [r for r in rows_of(delivered) if r["source_account_id"] != "refused"]
     assert stored_views(layer.store.engine) == oracle_views(kept, bucket_ms=BUCKET_MS)
-    # and the loop overlaps transactions again
-    consumer.script.append(records(10, 11))
-    assert layer._poll_once(stop) == 0
-    assert layer._poll_once(stop) == 2
+    # and the next poll batch is counted as any other
+    assert poll_and_settle(layer, records(10, 11)) == 2
+    assert layer.store.load_offsets() == {0: 12}
 
 
 def test_a_rebalance_waits_for_the_transaction_in_flight(tmp_path: Path) -> None:
     layer = new_layer(tmp_path)
-    consumer: ScriptedConsumer = layer.consumer  # type: ignore[assignment]
+    consumer: FakeConsumer = layer.consumer  # type: ignore[assignment]
     consumer.script.append(records(0, 9))
-    layer._poll_once(threading.Event())  # in flight
-    layer.release({TopicPartition(TOPIC, 0)})  # the next owner must find it committed
+    layer.poll_once(threading.Event())  # its transaction may still be in flight
+    layer.pipeline.release({TopicPartition(TOPIC, 0)})  # the next owner must find it committed
     assert layer.store.load_offsets() == {0: 10}
     assert stored_events(layer) == 10

@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from lambda_contracts.db import make_engine
 from speed_layer.store import FencedError, PartitionBatch, SpeedStore, is_transient, retry_transient
+from tests.support.blocks import block_of
 from tests.support.oracle import oracle_views
 from tests.unit.test_speed_store_properties import stored_views
 
@@ -32,7 +33,9 @@ def row(tid: str, account: str, minute: int, partition: int, offset: int, ts: in
 
 def batch(partition: int, rows: list[dict], expected: int | None = None) -> PartitionBatch:
     start = expected or 0
-    return PartitionBatch(partition, expected, start + len(rows), rows, 0, rows[-1]["kafka_ts"])
+    return PartitionBatch(
+        partition, expected, start + len(rows), block_of(rows), 0, rows[-1]["kafka_ts"]
+    )
 
 
 def test_postgres_transactions_take_the_dedup_lock_first() -> None:

@@ -19,6 +19,7 @@ from lambda_contracts.db import make_engine
 from lambda_contracts.store_schema import partition_state, view_tables
 from lambda_contracts.views import VIEWS
 from speed_layer.store import FencedError, PartitionBatch, SpeedStore
+from tests.support.blocks import block_of
 from tests.support.oracle import oracle_views
 from tests.support.streams import Record, all_records, partitioned_logs
 
@@ -46,7 +47,7 @@ def batch_of(log: list[Record], partition: int, start: int | None, stop: int) ->
         partition=partition,
         expected_offset=start,
         next_offset=stop,
-        rows=list(rows),
+        rows=block_of(rows),
         max_kafka_ts=max((r["kafka_ts"] for r in rows), default=0),
     )
 

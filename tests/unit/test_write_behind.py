@@ -10,6 +10,7 @@ import pytest
 from lambda_contracts.layout import Layout, PartitionProgress
 from speed_layer.landing import LandingWriter
 from speed_layer.write_behind import WriteBehind
+from tests.support.blocks import block_of
 from tests.unit.test_landing import BUCKET, landing_row
 
 
@@ -101,9 +102,9 @@ def test_a_failed_landing_write_never_leaves_progress_ahead_of_the_files(
         return put(key, data)
 
     monkeypatch.setattr(layout.store, "put", refuse_first_file)
-    writer.add(0, 0, landing_row(0, 0, 1_100))
+    writer.add_many(0, block_of([landing_row(0, 0, 1_100)]), 1)
     writer.flush_due()  # the buffer is full: its write is queued, not waited for
-    writer.add(0, 1, landing_row(0, 1, 1_200))
+    writer.add_many(0, block_of([landing_row(0, 1, 1_200)]), 2)
     with pytest.raises(OSError, match="No space left"):
         writer.flush(0)
     assert layout.read_progress(0) == PartitionProgress(0, 0, 0)
@@ -112,8 +113,7 @@ def test_a_failed_landing_write_never_leaves_progress_ahead_of_the_files(
     writer.recover()
     writer.forget(0)
     assert writer.assign(0) == 0  # from the durable progress: both records land again
-    writer.add(0, 0, landing_row(0, 0, 1_100))
-    writer.add(0, 1, landing_row(0, 1, 1_200))
+    writer.add_many(0, block_of([landing_row(0, 0, 1_100), landing_row(0, 1, 1_200)]), 2)
     writer.flush(0)
     assert layout.landing_files() == ["landing/bucket=1000/p0-0-1.parquet"]
     assert layout.read_progress(0) == PartitionProgress(0, 2, 1_200)
