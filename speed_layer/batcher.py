@@ -52,10 +52,16 @@ class Batcher:
             return batch
         counted_any = False
         rows, to_land, landed_through = batch.rows, EventBlock(), None
-        # Records not landed yet get their ingest time now; a landed one kept its own (a
-        # replay for the store alone: the seal has moved past it since, by design).
+        # Records not landed yet get their ingest time now; a landed one replayed for the
+        # store alone gets the one it was landed with (the seal may have moved past it since).
         unlanded = [rec for rec in records if rec.offset >= landed_next]
+        replayed = {
+            rec.offset: rec.timestamp
+            for rec in records
+            if rec.offset < landed_next and (stored is None or rec.offset >= stored)
+        }
         stamps = {rec.offset: rec.timestamp for rec in records}
+        stamps.update(self.landing.landed_stamps(partition, replayed) if replayed else {})
         ingest = self._ingest_stamps(partition, unlanded)
         stamps.update(zip(map(_OFFSET, unlanded), ingest, strict=True))
         for rec in records:

@@ -20,7 +20,7 @@ from itertools import groupby
 
 from lambda_contracts.buckets import ingest_bucket
 from lambda_contracts.landing_files import warm_up, write_landing_table
-from lambda_contracts.layout import Layout, PartitionProgress
+from lambda_contracts.layout import Layout, PartitionProgress, landing_file_range
 from speed_layer.event_block import EventBlock
 from speed_layer.write_behind import WriteBehind
 
@@ -109,6 +109,32 @@ class LandingWriter:
         went back, a follower that lagged past the grace), so it is counted and landed in this
         one instead (see ``Batcher._ingest_stamps``)."""
         return ingest_bucket(self._parts[partition].sealed_through_ms, self.bucket_ms)
+
+    def landed_stamps(self, partition: int, stamps: dict[int, int]) -> dict[int, int]:
+        """The ingest times landed records were given, from their Kafka times
+        (``stamps``: offset -> Kafka timestamp of records below the landed offset).
+
+        A record stamped below the seal when it was landed went to the first open bucket then
+        (``open_from_ms``); the store must count it in that same bucket when it is replayed
+        for the store alone after a crash, or the two sinks would disagree. Only a record now
+        below the seal can have been moved, and the bucket it went to is that of the landing
+        file holding its offset: a listing of the buckets between, no file read."""
+        open_from = self.open_from_ms(partition)
+        moved = {o: ts for o, ts in stamps.items() if ts < open_from}
+        if not moved:
+            return stamps
+        first_bucket = ingest_bucket(min(moved.values()), self.bucket_ms)
+        found = self.layout.landing_keys_by_bucket(first_bucket, open_from + self.bucket_ms)
+        landed = dict(stamps)
+        for bucket, keys in found.items():
+            for key in keys:
+                owner, first, last = landing_file_range(key) or (-1, 0, -1)
+                if owner != partition:
+                    continue
+                for offset, ts in moved.items():
+                    if first <= offset <= last:
+                        landed[offset] = max(ts, bucket)
+        return landed
 
     def add_many(self, partition: int, events: EventBlock, consumed_next: int) -> None:
         """Record that every offset below ``consumed_next`` was consumed; ``events`` (valid
