@@ -20,15 +20,13 @@ import json
 import os
 import random
 import time
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 
+from bench.common import write_report
 from lambda_contracts.settings import get_settings
 from serving.main import configure_logging, create_app
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def routes(accounts: list[str]) -> dict[str, list[str]]:
@@ -128,10 +126,7 @@ def main() -> None:
     for route, us in figures["cpu_us_per_request"].items():
         ratio = figures["healthz_ratio"][route]
         print(f"{route:32s} {us:8.1f} µs CPU/request   /healthz ÷ route {ratio:.3f}")
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"{args.report}.json"
-    out.write_text(json.dumps(figures, indent=1))
-    print(f"report: {out}")
+    print(f"report: {write_report(args.report, figures)}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ probe's worst and p99 lateness, and writes ``bench/results/<report>.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import threading
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from bench.common import write_report
 from lambda_contracts.layout import BatchPointer, Layout
 from lambda_contracts.settings import Settings
 from lambda_contracts.views import ACCOUNT_MINUTE, VIEWS
@@ -34,7 +34,6 @@ from serving.row_query import RowQuery
 from serving.version_switch import VersionSwitch
 from tests.support.versions import put_version
 
-RESULTS = Path(__file__).resolve().parent / "results"
 MINUTE = 60_000
 
 
@@ -145,10 +144,7 @@ def main() -> None:
             f"load+warm {r['load_s']:6.2f} s   probe worst {r['probe_worst_ms']:6.1f} ms   "
             f"p99 {r['probe_p99_ms']:5.1f} ms   warmed {r['warmed']}"
         )
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"{args.report}.json"
-    out.write_text(json.dumps(figures, indent=1))
-    print(f"report: {out}")
+    print(f"report: {write_report(args.report, figures)}")
 
 
 if __name__ == "__main__":
