@@ -123,6 +123,7 @@ class LandingWriter:
         moved = {o: ts for o, ts in stamps.items() if ts < open_from}
         if not moved:
             return stamps
+        self._writes.wait()  # their files may still be queued (landed_next counts those)
         first_bucket = ingest_bucket(min(moved.values()), self.bucket_ms)
         found = self.layout.landing_keys_by_bucket(first_bucket, open_from + self.bucket_ms)
         landed = dict(stamps)
