@@ -126,12 +126,12 @@ def mark_pruning(layout: Layout, decide: Callable[[Retention], list[str]]) -> tu
     return chosen, until
 
 
-def done_pruning(layout: Layout, versions: list[str]) -> None:
-    """These deletions are over (their manifests are gone: a rollback finds nothing to use);
-    the marks of other prunes still running stay."""
+def done_pruning(layout: Layout, versions: list[str], until_ms: int) -> None:
+    """The deletions of the prune that marked ``versions`` until ``until_ms`` are over (their
+    manifests are gone: a rollback finds nothing to use); marks another prune set stay."""
 
     def change(record: Retention) -> Retention | None:
-        left = {v: u for v, u in record.pruning.items() if v not in versions}
+        left = {v: u for v, u in record.pruning.items() if v not in versions or u != until_ms}
         return None if left == record.pruning else replace(record, pruning=left)
 
     update(layout, change)

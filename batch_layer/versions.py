@@ -126,7 +126,8 @@ def check_base(manifest: Manifest, version: str, current: BatchPointer | None) -
 
 
 def rollback(layout: Layout, to_version: str | None = None) -> BatchPointer:
-    """Point CURRENT at an earlier validated version (the previous one by default) and pin it."""
+    """Point CURRENT at an earlier validated version and pin it; by default the newest one a
+    rollback can reach exactly (:func:`previous_reachable`)."""
     current, etag = layout.read_current_versioned()
     if to_version is None:
         to_version = previous_reachable(layout, current)
@@ -228,7 +229,7 @@ def prune(
             break  # the marks lapsed: a rollback may use the rest now; the next prune decides
         delete_version(layout, version)
         deleted.append(version)
-    retention.done_pruning(layout, doomed)
+    retention.done_pruning(layout, doomed, until_ms)
     cutoff_ms = int(cutoff.timestamp() * 1000)
     for version, complete in layout.version_ids().items():
         if complete:
