@@ -62,7 +62,7 @@ class KeyedArrays:
         else:
             keys, sizes = [()], np.array([len(window_start)], dtype=np.int64)
         ends = np.cumsum(sizes).tolist()
-        starts = [0, *ends[:-1]]
+        starts = [0, *ends][: len(ends)]  # a view with no rows has no key at all
         slices: dict[Key, tuple[int, int]] = dict(
             zip(keys, zip(starts, ends, strict=True), strict=True)
         )
