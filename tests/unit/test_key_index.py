@@ -42,3 +42,31 @@ def test_each_account_gets_exactly_its_rows() -> None:
         mine = [r for r in rows if r[0] == account and 60_000 <= r[1] < 180_000]
         want = [((), (sum(r[2] for r in mine), sum(r[3] for r in mine), 100, 100))] if mine else []
         assert arrays.rows((account,), 60_000, 180_000, False, None) == want
+
+
+def test_the_api_answers_over_a_published_version_with_no_events(tmp_path) -> None:
+    """The first batch run may publish a horizon before any event: serving loads it and
+    answers (it answered 500 while every load of it failed)."""
+    from fastapi.testclient import TestClient
+
+    from lambda_contracts.batch_files import view_schema
+    from lambda_contracts.layout import BatchPointer, Layout
+    from lambda_contracts.settings import Settings
+    from serving.main import create_app
+    from tests.support.versions import put_version
+
+    settings = Settings(data_dir=tmp_path, partitions=1, bucket_ms=60_000)
+    layout = Layout.of(settings)
+    version = "v20260101T000000Z-empty"
+    tables = {v.name: view_schema(v).empty_table() for v in (ACCOUNT_MINUTE, GLOBAL_MINUTE)}
+    counts = dict.fromkeys(("input_records", "records_read", "replays_removed"), 0)
+    counts |= {"duplicates_removed": 0, "events": 0}
+    manifest = {"version": version, "horizon_ms": 120_000, "bucket_ms": 60_000, **counts}
+    put_version(layout, version, tables, manifest)
+    assert layout.swap_current(BatchPointer(version, 120_000, 1), None)
+    with TestClient(create_app(settings)) as client:
+        answer = client.get("/v1/totals", params={"start": 0, "end": 10**12})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["count"] == 0 and answer.json()["meta"]["batch_version"] == version
+        account = client.get("/v1/accounts/a/summary", params={"start": 0, "end": 10**12})
+        assert account.status_code == 200 and account.json()["count"] == 0
