@@ -46,12 +46,12 @@ from infra.airflow_env import AIRFLOW_PORT, API_HOST, admin_password
 from infra.trigger_batch import AirflowClient
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings, get_settings
+from tests.support.pipeline import BIG_KEY, gzip_producer
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 API = os.environ.get("LAMBDA_API_URL", "http://127.0.0.1:8000")
 ALL_TIME = {"start": 0, "end": 253402300800000}
-BIG_KEY = b"k" * 3_000_000
 
 
 @dataclass
@@ -178,12 +178,7 @@ def poison_stream(run: Run, base: tuple[int, int]) -> None:
     settings = run.settings
     pids, dlq_before = speed_pids(settings), dead_letters(settings)
     plain = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
-    gzip = KafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers,
-        acks="all",
-        compression_type="gzip",
-        max_request_size=10_000_000,
-    )
+    gzip = gzip_producer(settings.bootstrap_servers)
     _, template = event(run, 10**6, 100)
     poison = [
         (b"p1", template.replace(b'"Amount": 1.00', b'"Amount": "\xff"')),

@@ -19,7 +19,9 @@ from kafka import KafkaProducer
 
 from lambda_contracts.db import make_engine
 from tests.support.pipeline import (
+    BIG_KEY,
     SpeedProcess,
+    gzip_producer,
     read_topic,
     speed_views,
     stored_offsets,
@@ -27,8 +29,6 @@ from tests.support.pipeline import (
 )
 
 pytestmark = pytest.mark.integration
-
-BIG_KEY = b"k" * 3_000_000
 
 
 def valid(i: int) -> bytes:
@@ -56,12 +56,7 @@ def test_poison_values_and_a_huge_key_are_dead_lettered_and_the_rest_counts(
     settings = make_settings(partitions=1)
     engine = make_engine(settings.speed_store_url)
     plain = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
-    gzip = KafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers,
-        acks="all",
-        compression_type="gzip",
-        max_request_size=10_000_000,
-    )
+    gzip = gzip_producer(settings.bootstrap_servers)
     sent = []
     for block in range(5):
         for i in range(block * 100, block * 100 + 100):

@@ -421,6 +421,21 @@ def kill_recompute_mid_write(settings: Settings, horizon_ms: int, version: str) 
     job.wait()
 
 
+# A key far over the broker's request size that gzip shrinks to almost nothing: the broker
+# accepts the record, and a dead letter that copies it whole cannot be sent.
+BIG_KEY = b"k" * 3_000_000
+
+
+def gzip_producer(bootstrap_servers: str) -> KafkaProducer:
+    """A plain producer (acks=all) whose gzip batches may carry :data:`BIG_KEY`."""
+    return KafkaProducer(
+        bootstrap_servers=bootstrap_servers,
+        acks="all",
+        compression_type="gzip",
+        max_request_size=10_000_000,
+    )
+
+
 def open_transaction(
     settings: Settings, tid: str, account: str, amount: str
 ) -> tuple[KafkaProducer, int]:
