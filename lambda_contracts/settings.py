@@ -26,10 +26,17 @@ from lambda_contracts.dedup import DEFAULT_DEDUP_HORIZON_MS
 from lambda_contracts.storage_url import parse_s3_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CONFIG = SettingsConfigDict(env_prefix="LAMBDA_", extra="ignore", env_ignore_empty=True)
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LAMBDA_", extra="ignore", env_ignore_empty=True)
+class _Group(BaseSettings):
+    """A concern's part of :class:`Settings`: read like it, should one be made on its own."""
+
+    model_config = CONFIG
+
+
+class StorageSettings(_Group):
+    """Where the platform keeps its files: this host's directories, or S3."""
 
     data_dir: Path = Field(
         default=PROJECT_ROOT / "data",
@@ -56,6 +63,17 @@ class Settings(BaseSettings):
         description="S3 region; keys come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or "
         "the rest of the AWS chain",
     )
+
+    @field_validator("storage_url")
+    @classmethod
+    def _valid_storage_url(cls, url: str | None) -> str | None:
+        if url is not None:
+            parse_s3_url(url)  # a typo stops the process here, not at the first write
+        return url
+
+
+class KafkaSettings(_Group):
+    """The Kafka brokers and the topics of payment events."""
 
     kafka_bootstrap: str = Field(
         default="127.0.0.1:9092",
@@ -88,6 +106,14 @@ class Settings(BaseSettings):
         default=7 * 24 * 3600 * 1000, description="retention.ms of both topics (7 days)"
     )
 
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        return [s.strip() for s in self.kafka_bootstrap.split(",") if s.strip()]
+
+
+class IngestSettings(_Group):
+    """The ingest buckets and the dedup horizon: one contract for both layers."""
+
     bucket_ms: int = Field(
         default=300_000,
         ge=1000,
@@ -99,6 +125,10 @@ class Settings(BaseSettings):
         ge=0,
         description="dedup horizon D, see lambda_contracts.dedup",
     )
+
+
+class SpeedSettings(_Group):
+    """The speed-layer processes: consumer group, store, polling, landing, health."""
 
     speed_group: str = Field(
         default="speed-layer", description="consumer group of the speed processes"
@@ -170,6 +200,15 @@ class Settings(BaseSettings):
         "follower may hold the high watermark back for replica.lag.time.max.ms, 30 s)",
     )
 
+    @property
+    def speed_store_url_masked(self) -> str | None:
+        """The speed store URL fit for a terminal or a log: its password masked."""
+        return masked_url(self.speed_store_url)
+
+
+class BatchSettings(_Group):
+    """The Spark recompute job and the batch schedule."""
+
     spark_master: str = Field(
         default="local[2]", description="Spark master URL: local[N], spark://host:7077, yarn"
     )
@@ -210,12 +249,25 @@ class Settings(BaseSettings):
         default=5, ge=1, description="schedule of the lambda_batch DAG"
     )
 
+    @property
+    def spark_runs_locally(self) -> bool:
+        """``local[...]``: the whole batch job is one JVM on this host."""
+        return self.spark_master.startswith("local")
+
+
+class ClusterSettings(_Group):
+    """The hosts of ``make cluster-up`` (network namespaces)."""
+
     cluster_prefix: str = Field(
         default="lambda-", description="names of make cluster-up's namespaces and bridge"
     )
     cluster_subnet: str = Field(
         default="10.213.77.0/24", description="addresses of make cluster-up's hosts"
     )
+
+
+class ServingSettings(_Group):
+    """The serving API, lambda-serve."""
 
     api_host: str = Field(
         default="127.0.0.1",
@@ -243,12 +295,22 @@ class Settings(BaseSettings):
         "version (0: no cache)",
     )
 
-    @field_validator("storage_url")
-    @classmethod
-    def _valid_storage_url(cls, url: str | None) -> str | None:
-        if url is not None:
-            parse_s3_url(url)  # a typo stops the process here, not at the first write
-        return url
+
+# pydantic orders the fields from the last base to the first: these are listed last-first so
+# that the fields (and docs/settings.md) read storage, Kafka, ingest, speed, batch, cluster,
+# serving.
+class Settings(
+    ServingSettings,
+    ClusterSettings,
+    BatchSettings,
+    SpeedSettings,
+    IngestSettings,
+    KafkaSettings,
+    StorageSettings,
+):
+    """Every setting of the platform, one group of fields per concern (the bases)."""
+
+    model_config = CONFIG
 
     @model_validator(mode="after")
     def _derive(self) -> Settings:
@@ -289,20 +351,6 @@ class Settings(BaseSettings):
                 value = json.dumps(value)
             env[f"LAMBDA_{name.upper()}"] = str(value)
         return env
-
-    @property
-    def spark_runs_locally(self) -> bool:
-        """``local[...]``: the whole batch job is one JVM on this host."""
-        return self.spark_master.startswith("local")
-
-    @property
-    def speed_store_url_masked(self) -> str | None:
-        """The speed store URL fit for a terminal or a log: its password masked."""
-        return masked_url(self.speed_store_url)
-
-    @property
-    def bootstrap_servers(self) -> list[str]:
-        return [s.strip() for s in self.kafka_bootstrap.split(",") if s.strip()]
 
 
 def without_secrets(env: Mapping[str, str]) -> dict[str, str]:
