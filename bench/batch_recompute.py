@@ -28,7 +28,7 @@ import duckdb
 from batch_layer.inputs import spark_uri
 from batch_layer.jvm import describe
 from batch_layer.pipeline import recompute
-from batch_layer.spark_job import EVENT_COLUMNS
+from batch_layer.spark_dedup import EVENT_COLUMNS
 from bench.common import Timer, write_report
 from bench.synthetic import landing_bytes, write_landing
 from lambda_contracts.batch_files import view_files

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from batch_layer import spark_job
+from batch_layer import spark_dedup, spark_job
 from batch_layer.catalog import list_versions, read_manifest
 from batch_layer.compaction import compact
 from batch_layer.submit import spark_conf, spark_env
@@ -151,7 +151,7 @@ def test_batch_dedup_stays_exact_when_every_id_hash_collides(
     through the fold, and the answer must not change."""
     from pyspark.sql import functions as F
 
-    monkeypatch.setattr(spark_job, "id_hash", lambda column: F.lit(0).cast("long"))
+    monkeypatch.setattr(spark_dedup, "id_hash", lambda column: F.lit(0).cast("long"))
     settings, layout, logs, _ = landed_zone(
         tmp_path, SEED + 2, {}, ids=400, buckets=12, created="mostly-on-time"
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from batch_layer.spark_job import count_replays
+from batch_layer.spark_dedup import count_replays
 from lambda_contracts.landing_files import write_landing_file
 from lambda_contracts.layout import Layout
 
