@@ -11,6 +11,9 @@
   process running it;
 - ``poison``: a record the store refuses is isolated and dead-lettered, its partition goes on;
 - ``store``: one transaction per batch (aggregates + dedup state + offsets), fenced;
+- ``store_sql``: that transaction's statements, rendered once per dialect;
+- ``store_retry``: a fenced commit is final, a transient database error re-runs the transaction;
+- ``store_cursors``: each partition's stored offset and halt, and the operator's reset;
 - ``housekeeping``: between polls, landing flushes, log checks, idle seals, lag and health;
 - ``landing`` and ``write_behind``: durable, idempotent landing files and the progress per
   partition, written in order behind the loop;

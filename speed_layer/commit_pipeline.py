@@ -30,8 +30,9 @@ from speed_layer.landing import LandingWriter
 from speed_layer.metrics import SpeedMetrics
 from speed_layer.partition_guard import PartitionGuard
 from speed_layer.poison import apply_record_by_record, is_record_error
-from speed_layer.store import AppliedBatch, FencedError, PartitionBatch, SpeedStore
+from speed_layer.store import AppliedBatch, PartitionBatch, SpeedStore
 from speed_layer.store_process import StoreProcess
+from speed_layer.store_retry import FencedError
 
 log = structlog.get_logger("speed_layer")
 

@@ -20,7 +20,8 @@ from sqlalchemy.exc import DBAPIError
 
 from speed_layer.dlq import DeadLetters
 from speed_layer.event_block import EventBlock
-from speed_layer.store import AppliedBatch, FencedError, PartitionBatch, SpeedStore, is_transient
+from speed_layer.store import AppliedBatch, PartitionBatch, SpeedStore
+from speed_layer.store_retry import FencedError, is_transient
 
 log = structlog.get_logger("speed_layer.poison")
 

@@ -5,7 +5,8 @@ keep=1: the publish of v2 is followed by the deletion of every speed row below H
 that still computes on v1 (H1 < H2) then misses the events of [H1, H2); the check after the
 computation must notice that CURRENT moved and the speed floor passed H1 (on S3: reading both
 as of now, not cached readings), and redo it on v2. Real versitygw, real DuckDB
-batch store, real SQLite speed store; the oracle is the plain-Python one of the cache tests.
+batch store, real SQLite speed store; the oracle is the plain-Python one the cache tests use
+(``tests.support.two_versions``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from lambda_contracts.settings import Settings
 from lambda_contracts.store_schema import view_tables
 from lambda_contracts.views import VIEWS
 from tests.support.stores import s3_store
-from tests.unit.test_serving_cache import (
+from tests.support.two_versions import (
     BUCKET,
     H2,
     HORIZON,

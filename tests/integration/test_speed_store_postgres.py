@@ -15,11 +15,11 @@ from sqlalchemy import Engine, func, select
 
 from lambda_contracts.db import make_engine
 from lambda_contracts.store_schema import partition_state, view_tables
-from speed_layer import store as store_module
+from speed_layer import store_retry
 from speed_layer.store import PartitionBatch, SpeedStore
+from tests.support import dedup_backlog as eviction
 from tests.support.blocks import block_of
 from tests.support.services import Postgres
-from tests.unit import test_dedup_eviction as eviction
 
 pytestmark = [pytest.mark.integration]
 
@@ -84,7 +84,7 @@ def two_stores(postgres: Postgres) -> list[SpeedStore]:
 def no_retries(monkeypatch: pytest.MonkeyPatch) -> list[BaseException]:
     """Make every database error surface: a hidden retry would mask a deadlock."""
     seen: list[BaseException] = []
-    monkeypatch.setattr(store_module, "is_transient", lambda exc: seen.append(exc) or False)
+    monkeypatch.setattr(store_retry, "is_transient", lambda exc: seen.append(exc) or False)
     return seen
 
 

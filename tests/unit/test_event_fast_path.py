@@ -29,7 +29,7 @@ from lambda_contracts.events import (
     parse_event,
     plain_event_columns,
 )
-from tests.unit.test_events import INVALID, VALID
+from tests.support.wire_records import INVALID, VALID
 
 WIRE_NAMES = ("TransactionID", "CreatedTime", "SourceAccountID", "TargetAccountID", "Amount")
 PYTHON_NAMES = (

@@ -9,22 +9,8 @@ from lambda_contracts.layout import Layout, PartitionProgress
 from speed_layer.event_block import EventBlock
 from speed_layer.landing import LandingWriter
 from tests.support.blocks import block_of
+from tests.support.landing_rows import BUCKET, landing_row
 from tests.support.pipeline import landed_rows
-
-BUCKET = 1000
-
-
-def landing_row(partition: int, offset: int, kafka_ts: int) -> dict[str, object]:
-    return {
-        "transaction_id": f"{partition}-{offset}",
-        "created_time": kafka_ts - 5,
-        "source_account_id": "A",
-        "target_account_id": "B",
-        "amount_cents": offset,
-        "kafka_partition": partition,
-        "kafka_offset": offset,
-        "kafka_ts": kafka_ts,
-    }
 
 
 def writer(where: Path | Layout, grace_ms: int = 100) -> LandingWriter:

@@ -20,8 +20,8 @@ from serving.row_query import RowQuery
 from serving.speed_store import SpeedReader
 from speed_layer.store import SpeedStore
 from tests.support.oracle import oracle_views
+from tests.support.speed_store import BUCKET_MS, TOPIC, play
 from tests.support.streams import START_TS, Record, all_records, partitioned_logs
-from tests.unit.test_speed_store_properties import BUCKET_MS, TOPIC, play
 
 # The batch job dedups over everything below H (no horizon yet): keep copies within D here.
 DEDUP_MS = 10**9

@@ -19,7 +19,8 @@ from lambda_contracts.store_schema import partition_state, view_tables
 from speed_layer.consumer import SpeedLayer
 from speed_layer.metrics import SpeedMetrics
 from speed_layer.poison import is_record_error, split_by_record, store_reason
-from speed_layer.store import FencedError, PartitionBatch
+from speed_layer.store import PartitionBatch
+from speed_layer.store_retry import FencedError
 from tests.support.blocks import block_of, rows_of
 from tests.support.fakes import TOPIC, FakeConsumer, FakeDLQ, event_record, poll_and_settle
 

@@ -25,7 +25,7 @@ from speed_layer.store import PartitionBatch
 from tests.support.blocks import block_of
 from tests.support.fakes import TOPIC, FakeConsumer, FakeDLQ, event_record, poll_and_settle
 from tests.support.oracle import oracle_views
-from tests.unit.test_speed_store_properties import stored_views
+from tests.support.speed_store import stored_views
 
 NOW_MS = 1_700_000_000_000
 BUCKET_MS = 1000

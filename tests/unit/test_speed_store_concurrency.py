@@ -12,10 +12,11 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from lambda_contracts.db import make_engine
-from speed_layer.store import FencedError, PartitionBatch, SpeedStore, is_transient, retry_transient
+from speed_layer.store import PartitionBatch, SpeedStore
+from speed_layer.store_retry import FencedError, is_transient, retry_transient
 from tests.support.blocks import block_of
 from tests.support.oracle import oracle_views
-from tests.unit.test_speed_store_properties import stored_views
+from tests.support.speed_store import stored_views
 
 
 def row(tid: str, account: str, minute: int, partition: int, offset: int, ts: int) -> dict:

@@ -8,75 +8,18 @@ No broker: the test plays the consumer (batches from the stored offsets) on in-m
 
 from __future__ import annotations
 
-from typing import Any
-
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 
 from lambda_contracts.db import make_engine
-from lambda_contracts.store_schema import partition_state, view_tables
-from lambda_contracts.views import VIEWS
-from speed_layer.store import FencedError, PartitionBatch, SpeedStore
-from tests.support.blocks import block_of
+from lambda_contracts.store_schema import partition_state
+from speed_layer.store import SpeedStore
 from tests.support.oracle import oracle_views
+from tests.support.speed_store import BUCKET_MS, TOPIC, play, stored_views
 from tests.support.streams import Record, all_records, partitioned_logs
 
-BUCKET_MS = 1000
 DEDUP_MS = 1500  # small against the logs' time span: copies fall on both sides of it
-TOPIC = "tx"
-
-
-def stored_views(engine: Engine) -> dict[str, dict[tuple[Any, ...], tuple[int, ...]]]:
-    """Every speed row as {view: {(key..., ingest_bucket): measures}}."""
-    out = {}
-    with engine.connect() as conn:
-        for view in VIEWS:
-            table = view_tables[view.name]
-            key_cols = [table.c[c] for c in (*view.key_columns, "ingest_bucket")]
-            n = len(key_cols)
-            rows = conn.execute(select(*key_cols, *(table.c[m] for m in view.measure_names)))
-            out[view.name] = {tuple(r[:n]): tuple(r[n:]) for r in rows}
-    return out
-
-
-def batch_of(log: list[Record], partition: int, start: int | None, stop: int) -> PartitionBatch:
-    rows = log[start or 0 : stop]
-    return PartitionBatch(
-        partition=partition,
-        expected_offset=start,
-        next_offset=stop,
-        rows=block_of(rows),
-        max_kafka_ts=max((r["kafka_ts"] for r in rows), default=0),
-    )
-
-
-def play(store: SpeedStore, logs: dict[int, list[Record]], data: st.DataObject) -> None:
-    """Consume every log to its end in random poll batches, with stale (zombie) replays and
-    dedup evictions in between (the consumer runs one every minute, whatever was applied)."""
-    applied: list[PartitionBatch] = []
-    while True:
-        stored = store.load_offsets()
-        open_parts = [p for p, log in logs.items() if stored.get(p, 0) < len(log)]
-        if not open_parts:
-            return
-        if applied and data.draw(st.booleans(), label="replay a committed batch"):
-            stale = data.draw(st.sampled_from(applied), label="stale batch")
-            with pytest.raises(FencedError):
-                store.apply([stale])
-        chosen = data.draw(
-            st.lists(st.sampled_from(open_parts), min_size=1, unique=True), label="partitions"
-        )
-        batches = []
-        for p in chosen:
-            start = stored.get(p)
-            size = data.draw(st.integers(1, 8), label="batch size")
-            batches.append(batch_of(logs[p], p, start, min(len(logs[p]), (start or 0) + size)))
-        store.apply(batches)
-        applied += [b for b in batches if b.rows]
-        if data.draw(st.booleans(), label="expire dedup state"):
-            store.expire_dedup()
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -11,11 +11,12 @@ from lambda_contracts.db import make_engine
 from lambda_contracts.store_schema import metadata
 from speed_layer.event_block import EventBlock
 from speed_layer.poison import is_record_error
-from speed_layer.store import FencedError, PartitionBatch
+from speed_layer.store import PartitionBatch
 from speed_layer.store_process import StoreProcess, StoreProcessError, decode, encode
+from speed_layer.store_retry import FencedError
 from tests.support.blocks import block_of, rows_of
 from tests.support.oracle import oracle_views
-from tests.unit.test_speed_store_properties import stored_views
+from tests.support.speed_store import stored_views
 
 BUCKET_MS = 60_000
 HORIZON_MS = 3_600_000

@@ -11,7 +11,7 @@ from lambda_contracts.layout import Layout, PartitionProgress
 from speed_layer.landing import LandingWriter
 from speed_layer.write_behind import WriteBehind
 from tests.support.blocks import block_of
-from tests.unit.test_landing import BUCKET, landing_row
+from tests.support.landing_rows import BUCKET, landing_row
 
 
 def test_writes_run_in_submission_order_on_another_thread() -> None:
