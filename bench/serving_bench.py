@@ -83,6 +83,13 @@ def vegeta() -> str:
     return found
 
 
+def wrk() -> str:
+    found = shutil.which("wrk")
+    if found is None:
+        raise SystemExit("wrk not found: apt-get install -y wrk")
+    return found
+
+
 def run_open_loop(
     base: str, kind: str, accounts: int, rate: int, seconds: int, tmp: Path, seed: int
 ) -> dict[str, float]:
@@ -147,7 +154,7 @@ def run_wrk(base: str, kind: str, accounts: int, seconds: int, tmp: Path) -> dic
     script = tmp / f"{kind}.lua"
     script.write_text(LUA.format(kind=kind, accounts=accounts, start=START, end=START + SPAN))
     out = subprocess.run(
-        ["wrk", "-t2", "-c16", f"-d{seconds}s", "--latency", "-s", str(script), base],
+        [wrk(), "-t2", "-c16", f"-d{seconds}s", "--latency", "-s", str(script), base],
         capture_output=True,
         text=True,
         check=True,
