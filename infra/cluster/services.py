@@ -22,6 +22,7 @@ import httpx
 from sqlalchemy.engine import URL, make_url
 
 from infra.cluster import netns, postgres
+from infra.cluster.kafka_nodes import kafka_node_properties
 from infra.cluster.topology import (
     BUCKET,
     CLUSTER_ENV,
@@ -179,35 +180,8 @@ class Cluster:
         return path.read_text().strip()
 
     def kafka_node(self, host: str) -> dict[str, str]:
-        """The keys of ``server.properties`` that make ``host`` one of three combined nodes
-        with the lecture's durability: 3 replicas, 2 in sync to acknowledge, no unclean
-        leader election, and the internal topics replicated the same way."""
-        node_id = KAFKA_HOSTS.index(host) + 1
-        voters = ",".join(
-            f"{i}@{h}:{PORTS['kafka-controller']}" for i, h in enumerate(KAFKA_HOSTS, start=1)
-        )
-        addr = self.address(host)
-        # The same replication the platform's topics declare (one setting for both).
-        rf, isr = (
-            CLUSTER_ENV["LAMBDA_REPLICATION_FACTOR"],
-            CLUSTER_ENV["LAMBDA_MIN_INSYNC_REPLICAS"],
-        )
-        return {
-            "node.id": str(node_id),
-            "controller.quorum.voters": voters,
-            "listeners": f"PLAINTEXT://{addr}:{PORTS['kafka']},"
-            f"CONTROLLER://{addr}:{PORTS['kafka-controller']}",
-            "advertised.listeners": f"PLAINTEXT://{host}:{PORTS['kafka']}",
-            "default.replication.factor": rf,
-            "min.insync.replicas": isr,
-            "unclean.leader.election.enable": "false",
-            "offsets.topic.replication.factor": rf,
-            "transaction.state.log.replication.factor": rf,
-            "transaction.state.log.min.isr": isr,
-            "share.coordinator.state.topic.replication.factor": rf,
-            "share.coordinator.state.topic.min.isr": isr,
-            "auto.create.topics.enable": "false",
-        }
+        """``host``'s keys of ``server.properties`` (:func:`kafka_node_properties`)."""
+        return kafka_node_properties(host, self.address)
 
     def kafka(self, host: str) -> Service:
         settings = Settings(data_dir=self.host_dir(host), kafka_heap=self.kafka_heap)
