@@ -21,6 +21,7 @@ from pathlib import Path
 
 import structlog
 
+from infra.log_rotation import LogRotation
 from infra.supervisor import Service, Supervisor
 from lambda_contracts.startup import EXIT_CONFIG
 
@@ -64,8 +65,10 @@ class Keeper:
         services: Sequence[Service],
         backoff_max_s: float = 60.0,
         stable_after_s: float = 60.0,
+        rotation: LogRotation | None = None,
     ) -> None:
         self.supervisor = supervisor
+        self.rotation = rotation  # the services' logs, rotated by size between checks
         self.services = list(services)
         self.backoff_max_s = backoff_max_s
         self.stable_after_s = stable_after_s
@@ -110,6 +113,16 @@ class Keeper:
         while not stop.wait(interval_s):
             self._reap()
             self.check_once(stop)
+            self._rotate_logs()
+
+    def _rotate_logs(self) -> None:
+        if self.rotation is None:
+            return
+        try:
+            for rotated in self.rotation.rotate_all(self.supervisor.logs_dir):
+                log.info("log rotated", log=str(rotated))
+        except OSError as exc:  # a full disk must not stop the restarts
+            log.error("log rotation failed", error=repr(exc))
 
     def _reap(self) -> None:
         """Collect the exit status of the processes this keeper started (never other children
