@@ -19,8 +19,16 @@ API_HOST = "127.0.0.1"
 AIRFLOW_PORT = 8080
 
 
-def _secret_file(path: Path, make: str) -> str:
-    """Read a secret, creating it (mode 0600) on first use."""
+# HS512 signs Airflow's tokens: PyJWT warns (in the API server's log) about a key shorter than
+# the hash's 64 bytes. 64 random bytes, URL-safe: 86 characters.
+JWT_SECRET_BYTES = 64
+
+
+def _secret_file(path: Path, make: str, min_length: int = 0) -> str:
+    """Read a secret, creating it (mode 0600) on first use, or anew if it is shorter than
+    ``min_length`` (one made by an older version)."""
+    if path.exists() and len(path.read_text()) < min_length:
+        path.unlink()
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -47,7 +55,9 @@ def airflow_env(settings: Settings, api_port: int = AIRFLOW_PORT) -> dict[str, s
     home = Layout(settings.data_dir).airflow_dir
     home.mkdir(parents=True, exist_ok=True)
     admin_password(settings)
-    jwt_secret = _secret_file(home / "jwt-secret", secrets.token_urlsafe(32))
+    jwt_secret = _secret_file(
+        home / "jwt-secret", secrets.token_urlsafe(JWT_SECRET_BYTES), min_length=JWT_SECRET_BYTES
+    )
     api_url = f"http://{API_HOST}:{api_port}"
     return {
         "AIRFLOW_HOME": str(home),
