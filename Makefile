@@ -10,7 +10,7 @@ JARS_STAMP := .cache/kafka/libs/.fetched
 S3A_STAMP := $(HOME)/.cache/lambda-platform/spark-s3a/.fetched
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: up down status test lint batch bench chaos install jars s3a-jars s3gw spark-jvm clean \
+.PHONY: up down status test lint batch bench chaos install jars s3a-jars s3gw helm spark-jvm clean \
 	cluster-up cluster-status cluster-down cluster-chaos settings-doc
 
 $(STAMP): pyproject.toml requirements/constraints.txt
@@ -37,6 +37,17 @@ s3a-jars: $(S3A_STAMP)
 s3gw:
 	bash infra/s3/build_versitygw.sh
 
+# helm, for the Kubernetes chart's tests (helm lint and helm template, offline): built once
+# from source into Go's bin directory (~/go/bin, where tests/unit/test_helm_chart.py looks),
+# about 5 min on 2 cores; rebuilt only for another version.
+HELM_VERSION := v4.3.2
+helm:
+	@GO="$$(command -v go || echo /usr/local/go/bin/go)"; \
+	BIN="$$("$$GO" env GOBIN)"; BIN="$${BIN:-$$("$$GO" env GOPATH)/bin}"; \
+	"$$GO" version -m "$$BIN/helm" 2>/dev/null | grep -qE "mod[[:space:]]+helm.sh/helm/v4[[:space:]]+$(HELM_VERSION)[[:space:]]" \
+		|| { echo "building helm $(HELM_VERSION) into $$BIN (once)"; \
+		     "$$GO" install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION); }
+
 # The Spark job's JVM starts from an AOT cache on JDK 25+ (batch_layer/jvm.py): trained once
 # per JDK and Spark version into ~/.cache/lambda-platform/spark-jvm (about 45 s), else a no-op.
 spark-jvm: $(STAMP)
@@ -56,7 +67,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 
-test: $(STAMP) $(JARS_STAMP) $(S3A_STAMP) s3gw spark-jvm lint
+test: $(STAMP) $(JARS_STAMP) $(S3A_STAMP) s3gw helm spark-jvm lint
 	$(BIN)/pytest -ra $(PYTEST_ARGS)
 
 # The platform as separate hosts on this machine (network namespaces; root needed).
