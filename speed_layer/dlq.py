@@ -14,6 +14,9 @@ from typing import Any
 
 from kafka import KafkaProducer
 from kafka.errors import MessageSizeTooLargeError
+from prometheus_client import Counter
+
+from lambda_contracts.events import Transaction
 
 # A rejected record may be as large as the broker allows (a compressed batch can hold a key or
 # value far larger than an uncompressed request may carry): with the DLQ headers it could exceed
@@ -22,11 +25,23 @@ from kafka.errors import MessageSizeTooLargeError
 MAX_RECORD_BYTES = 900_000
 MAX_KEY_BYTES = 4096  # the head of an oversized key that is kept
 
+# The metric's label: the field a rejection names (``Amount: ...``), ``value`` for the record
+# as a whole (empty, not UTF-8, not JSON, not an object). A bounded set: the text after the
+# field holds positions and values, too many to be labels.
+REASON_FIELDS = frozenset({"value"} | {f.alias or n for n, f in Transaction.model_fields.items()})
+
+
+def reason_label(reason: str) -> str:
+    """The metric label of a rejection's reason: its field, or ``other``."""
+    field = reason.split(":", 1)[0].strip()
+    return field if field in REASON_FIELDS else "other"
+
 
 class DeadLetters:
-    def __init__(self, producer: KafkaProducer, topic: str) -> None:
+    def __init__(self, producer: KafkaProducer, topic: str, sent: Counter | None = None) -> None:
         self.producer = producer
         self.topic = topic
+        self.sent = sent  # speed_dlq_sent{reason}
         # Each send in flight with what to send instead if the broker finds it too large.
         self._futures: list[tuple[Any, tuple[bytes | None, bytes | None, list[Header]]]] = []
 
@@ -55,6 +70,8 @@ class DeadLetters:
             future = self._send(*cut)
         # If the broker refuses it as too large (its message.max.bytes is lower), smaller.
         self._futures.append((future, _cut(key, value, headers, 1024, 16_384)))
+        if self.sent is not None:
+            self.sent.labels(reason_label(reason)).inc()
 
     def _send(self, key: bytes | None, value: bytes | None, headers: list[Header]) -> Any:
         return self.producer.send(self.topic, key=key, value=value, headers=headers)

@@ -30,6 +30,7 @@ from speed_layer.consumer import SpeedLayer, retry_delay
 from speed_layer.dlq import DeadLetters
 from speed_layer.health import EXIT_STALLED, Health, Watchdog, serve
 from speed_layer.metrics import SpeedMetrics
+from speed_layer.replication import ReplicationWatch
 from speed_layer.reset import (
     STOP_FIRST,
     ResetRefused,
@@ -202,6 +203,8 @@ def run(instance: int, metrics: bool) -> None:
         idle_extra_s=settings.speed_idle_exit_extra_s,
     )
     watchdog.start()
+    if metrics:  # what the brokers say of the topics' replicas, for the alerts
+        ReplicationWatch(settings, speed_metrics, stop, instance).start()
     try:
         checked_layout(settings)  # a bad storage setting exits 78 here, before any work
         consumer = connect(lambda: make_consumer(settings, instance), stop)
@@ -211,7 +214,7 @@ def run(instance: int, metrics: bool) -> None:
             layer = SpeedLayer(
                 settings,
                 consumer,
-                DeadLetters(producer, settings.dlq_topic),
+                DeadLetters(producer, settings.dlq_topic, speed_metrics.dlq_sent),
                 speed_metrics,
                 health,
                 log_ends=log_ends,

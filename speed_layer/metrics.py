@@ -17,6 +17,13 @@ class SpeedMetrics:
         self.events = Counter("speed_events", "Valid events counted in the aggregates", registry=r)
         self.duplicates = Counter("speed_duplicates", "Duplicate events (not summed)", registry=r)
         self.rejected = Counter("speed_dlq_records", "Invalid records sent to the DLQ", registry=r)
+        self.dlq_sent = Counter(
+            "speed_dlq_sent",
+            "Records sent to the DLQ topic, by the field their rejection names (value: the "
+            "record as a whole); a replay after a crash may send one again",
+            ["reason"],
+            registry=r,
+        )
         self.late = Counter(
             "speed_late_records",
             "Records stamped in an already sealed ingest bucket, counted in the first open one",
@@ -54,6 +61,13 @@ class SpeedMetrics:
             "speed_kafka_errors",
             "Transient Kafka errors retried with backoff",
             ["operation"],
+            registry=r,
+        )
+        self.under_replicated = Gauge(
+            "speed_kafka_under_replicated_partitions",
+            "Partitions of the topic with fewer in-sync replicas than replicas, from the "
+            "brokers' metadata (speed_layer.replication, every 30 s)",
+            ["topic"],
             registry=r,
         )
         self.batch_seconds = Histogram(
