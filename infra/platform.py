@@ -39,9 +39,11 @@ console = Console()
 def _service_names(settings: Settings) -> list[str]:
     """Every name a service of this platform may run under, in start order."""
     names = [s.name for s in platform_services(settings, demo=True, demo_rate=0)]
-    # Speed processes beyond the configured count may still run from an earlier ``up``.
+    # Speed processes beyond the configured count may still run from an earlier ``up``, and
+    # Prometheus from an ``up`` with LAMBDA_PROMETHEUS_ENABLED=1.
     extra = [f"speed-{i}" for i in range(settings.speed_processes, 16)]
-    return names[:1] + extra + names[1:] + ["keeper"]
+    late = [] if "prometheus" in names else ["prometheus"]
+    return names[:1] + extra + names[1:] + late + ["keeper"]
 
 
 def _supervisor(settings: Settings) -> Supervisor:
@@ -218,6 +220,11 @@ def _print_where(settings: Settings) -> None:
   Status / stop   : make status  |  make down
 """
     )
+    if settings.prometheus_enabled:
+        console.print(
+            f"  Prometheus      : http://127.0.0.1:{settings.prometheus_port}  (alerts "
+            f"/alerts; configuration {settings.data_dir / 'prometheus' / 'prometheus.yml'})\n"
+        )
 
 
 if __name__ == "__main__":

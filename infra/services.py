@@ -18,6 +18,7 @@ from kafka.errors import KafkaError
 
 from infra.airflow_env import AIRFLOW_PORT, API_HOST, airflow_env
 from infra.kafka_broker import broker_command
+from infra.monitoring import prometheus_service
 from infra.s3_server import local_s3_server, local_s3_service
 from infra.supervisor import Service, Supervisor
 from infra.topics import ensure_topics
@@ -205,6 +206,8 @@ def platform_services(settings: Settings, demo: bool, demo_rate: float) -> list[
     services += [speed_service(settings, i) for i in range(settings.speed_processes)]
     services += airflow_services(settings)
     services.append(serving_service(settings))
+    if settings.prometheus_enabled:  # scrapes the services above: started after them
+        services.append(prometheus_service(settings))
     if demo:
         services.append(demo_producer_service(settings, demo_rate))
     return services

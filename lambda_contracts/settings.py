@@ -296,10 +296,25 @@ class ServingSettings(_Group):
     )
 
 
+class MonitoringSettings(_Group):
+    """Prometheus beside the platform (infra/prometheus: scrape configuration and alerts)."""
+
+    prometheus_enabled: bool = Field(
+        default=False,
+        description="make up also starts the prometheus binary (Debian: apt-get install -y "
+        "prometheus) on 127.0.0.1:prometheus_port, scraping every service of local mode with "
+        "the alert rules of infra/prometheus/alerts.yml; its data under data_dir/prometheus",
+    )
+    prometheus_port: int = Field(
+        default=9090, description="port of local mode's Prometheus (prometheus_enabled)"
+    )
+
+
 # pydantic orders the fields from the last base to the first: these are listed last-first so
 # that the fields (and docs/settings.md) read storage, Kafka, ingest, speed, batch, cluster,
-# serving.
+# serving, monitoring.
 class Settings(
+    MonitoringSettings,
     ServingSettings,
     ClusterSettings,
     BatchSettings,

@@ -50,7 +50,11 @@ def test_kafka_is_three_official_brokers_in_one_kraft_quorum() -> None:
 
 def test_compose_mirrors_the_cluster_topology() -> None:
     """The same services, commands and LAMBDA_* settings as ``make cluster-up``'s hosts."""
-    long_running = {n for n, s in COMPOSE["services"].items() if s.get("restart") != "no"}
+    long_running = {
+        n
+        for n, s in COMPOSE["services"].items()
+        if s.get("restart") != "no" and "monitoring" not in s.get("profiles", [])
+    }
     on_hosts = {service for host in HOSTS for service in host.services}
     assert long_running == on_hosts
     for name, argv in COMMANDS.items():
