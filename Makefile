@@ -11,7 +11,7 @@ S3A_STAMP := $(HOME)/.cache/lambda-platform/spark-s3a/.fetched
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: up down status test lint batch bench chaos install jars s3a-jars s3gw helm spark-jvm clean \
-	cluster-up cluster-status cluster-down cluster-chaos settings-doc
+	cluster-up cluster-status cluster-down cluster-chaos settings-doc views-schema
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -86,6 +86,10 @@ cluster-chaos: $(STAMP) $(JARS_STAMP) $(S3A_STAMP) s3gw
 # docs/settings.md from the Settings class (a unit test fails when it is stale).
 settings-doc: $(STAMP)
 	$(BIN)/python -m lambda_contracts.settings_doc
+
+# views.schema.json from the views file's pydantic models (a unit test fails when it is stale).
+views-schema: $(STAMP)
+	$(BIN)/python -m lambda_contracts.view_declarations --schema
 
 batch: $(STAMP)
 	$(BIN)/python -m infra.trigger_batch
