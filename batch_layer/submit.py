@@ -15,7 +15,8 @@ from typing import Any
 from batch_layer.inputs import s3a_conf
 from batch_layer.jvm import driver_java_options, spark_java_home
 from lambda_contracts.priority import lower_cpu_priority
-from lambda_contracts.settings import Settings, blank_secrets, get_settings, without_secrets
+from lambda_contracts.secret_env import blank_secrets, without_secrets
+from lambda_contracts.settings import Settings, get_settings
 
 JOB_FILE = Path(__file__).with_name("spark_job.py")
 

@@ -21,6 +21,7 @@ from rich.table import Table
 from infra.airflow_env import AIRFLOW_PORT, API_HOST, admin_password, airflow_env, password_file
 from infra.cluster import cli as cluster_cli
 from infra.keeper import Keeper, clear_records, read_record
+from infra.log_rotation import LogRotation
 from infra.s3_server import SERVICE as S3_SERVICE
 from infra.s3_server import ensure_bucket
 from infra.services import keeper_service, platform_services, speed_health, speed_health_cell
@@ -108,7 +109,9 @@ def keep(
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    Keeper(_supervisor(settings), platform_services(settings, demo, demo_rate)).run(stop)
+    rotation = LogRotation(settings.log_max_bytes, settings.log_keep)
+    services = platform_services(settings, demo, demo_rate)
+    Keeper(_supervisor(settings), services, rotation=rotation).run(stop)
 
 
 @app.command()

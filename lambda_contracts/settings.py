@@ -4,17 +4,14 @@ Defaults run everything on this machine (Kafka on 127.0.0.1:9092, SQLite under `
 local mode needs no configuration; docker compose and tests override through the environment.
 
 Secrets (``SecretStr`` fields, e.g. the API token) reach a child process only when it needs
-them: ``as_env()`` leaves them out unless asked, ``without_secrets`` strips them from an
-inherited environment, and an empty variable reads as unset, so a launcher that can only add
-variables (Airflow's SparkSubmitOperator) blanks them with ``blank_secrets()``. URLs are
-printed through ``masked_url``.
+them: ``as_env()`` leaves them out unless asked, and :mod:`lambda_contracts.secret_env` keeps
+them out of inherited environments. URLs are printed through ``masked_url``.
 """
 
 from __future__ import annotations
 
 import json
 import typing
-from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
@@ -310,10 +307,31 @@ class MonitoringSettings(_Group):
     )
 
 
+class UpkeepSettings(_Group):
+    """What keeps a platform left running for weeks within its disk: logs and run records."""
+
+    log_max_bytes: int = Field(
+        default=50 * 1024 * 1024,
+        ge=1024,
+        description="local mode: a service's log larger than this is rotated (copied to "
+        "<service>.log.1 and truncated) by the keeper",
+    )
+    log_keep: int = Field(
+        default=5, ge=1, description="local mode: rotated copies kept of each service's log"
+    )
+    airflow_retention_days: int = Field(
+        default=14,
+        ge=1,
+        description="the lambda_housekeeping DAG deletes Airflow task logs and run records "
+        "older than this",
+    )
+
+
 # pydantic orders the fields from the last base to the first: these are listed last-first so
 # that the fields (and docs/settings.md) read storage, Kafka, ingest, speed, batch, cluster,
-# serving, monitoring.
+# serving, monitoring, upkeep.
 class Settings(
+    UpkeepSettings,
     MonitoringSettings,
     ServingSettings,
     ClusterSettings,
@@ -366,17 +384,6 @@ class Settings(
                 value = json.dumps(value)
             env[f"LAMBDA_{name.upper()}"] = str(value)
         return env
-
-
-def without_secrets(env: Mapping[str, str]) -> dict[str, str]:
-    """An inherited environment (e.g. ``os.environ``) minus the secret ``LAMBDA_*`` variables."""
-    secret = Settings.secret_env_names()
-    return {k: v for k, v in env.items() if k not in secret}
-
-
-def blank_secrets() -> dict[str, str]:
-    """Variables that hide inherited secrets from a child (an empty value reads as unset)."""
-    return dict.fromkeys(Settings.secret_env_names(), "")
 
 
 def masked_url(url: str | None) -> str | None:
