@@ -31,7 +31,8 @@ from serving.deps import require_token
 from serving.kafka_lag import EndOffsets
 from serving.metrics import MULTIPROC_ENV, ServingMetrics
 from serving.queries import QueryService
-from serving.routes import accounts, freshness, ops, totals
+from serving.routes import accounts, docs, freshness, ops, totals
+from serving.schemas import UNAUTHORIZED
 from serving.speed_store import SpeedReader
 
 STATIC = Path(__file__).with_name("static")
@@ -128,6 +129,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "resolved to whole minutes (a minute counts if it starts in the range). Amounts are "
         "decimal strings with 2 places.",
         lifespan=lifespan,
+        # Served by serving.routes.docs instead, from vendored assets rather than a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     if settings.api_cors_origins:
         app.add_middleware(
@@ -141,10 +145,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # Without a token there is nothing to check: no dependency to solve on every request.
     secured = [Depends(require_token)] if settings.api_token is not None else []
-    app.include_router(accounts.router, dependencies=secured)
-    app.include_router(totals.router, dependencies=secured)
-    app.include_router(freshness.router, dependencies=secured)
+    for router in (accounts.router, totals.router, freshness.router):
+        app.include_router(router, dependencies=secured, responses=UNAUTHORIZED if secured else {})
     app.include_router(ops.router)
+    app.include_router(docs.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)

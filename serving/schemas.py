@@ -3,15 +3,16 @@ with 2 places out.
 
 The hot routes build their answers as plain dicts with the functions below and serialise them
 with orjson (:mod:`serving.routes.common`); these models document the shape, and the contract
-test (schemathesis) holds the answers to it.
+test (schemathesis) holds the answers to it. Each model carries an example answer, and the
+error answers are documented here too (:data:`UNAUTHORIZED`, :data:`INVALID_INPUT`).
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, PlainSerializer
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 Money = Annotated[
     Decimal,
@@ -38,7 +39,27 @@ def average(sum_cents: int, count: int) -> str | None:
     return money(quotient)
 
 
+def example(answer: dict[str, Any]) -> ConfigDict:
+    """A model config that shows ``answer`` as the model's example in OpenAPI."""
+    return ConfigDict(json_schema_extra={"examples": [answer]})
+
+
+VERSION_EXAMPLE = "v20261207T050012Z-hourly"
+META_EXAMPLE = {
+    "batch_version": VERSION_EXAMPLE,
+    "batch_horizon": "2026-12-07T05:00:00Z",
+    "batch_horizon_ms": 1796619600000,
+    "speed_watermark": "2026-12-07T05:59:58.500000Z",
+    "speed_watermark_ms": 1796623198500,
+    "as_of": "2026-12-07T06:00:01.250000Z",
+    "events_from_batch": 18240,
+    "events_from_speed": 1310,
+}
+
+
 class Meta(BaseModel):
+    model_config = example(META_EXAMPLE)
+
     batch_version: str | None = Field(description="batch version read (null before the first)")
     batch_horizon: str | None = Field(description="exclusive ingest horizon of that version")
     batch_horizon_ms: int | None
@@ -55,6 +76,18 @@ class Meta(BaseModel):
 
 
 class Summary(BaseModel):
+    model_config = example(
+        {
+            "account_id": "100042",
+            "count": 3,
+            "sum": "4500.30",
+            "min": "500.00",
+            "max": "3000.10",
+            "avg": "1500.10",
+            "meta": META_EXAMPLE,
+        }
+    )
+
     account_id: str | None = None
     count: int
     sum: Money
@@ -74,6 +107,32 @@ class Point(BaseModel):
 
 
 class Series(BaseModel):
+    model_config = example(
+        {
+            "account_id": "100042",
+            "granularity": "hour",
+            "points": [
+                {
+                    "window_start": "2026-12-07T04:00:00Z",
+                    "window_start_ms": 1796616000000,
+                    "count": 2,
+                    "sum": "3500.10",
+                    "min": "500.00",
+                    "max": "3000.10",
+                },
+                {
+                    "window_start": "2026-12-07T05:00:00Z",
+                    "window_start_ms": 1796619600000,
+                    "count": 1,
+                    "sum": "1000.20",
+                    "min": "1000.20",
+                    "max": "1000.20",
+                },
+            ],
+            "meta": META_EXAMPLE,
+        }
+    )
+
     account_id: str | None = None
     granularity: str
     points: list[Point]
@@ -81,6 +140,8 @@ class Series(BaseModel):
 
 
 class Totals(BaseModel):
+    model_config = example({"count": 19550, "sum": "2931744.85", "meta": META_EXAMPLE})
+
     count: int
     sum: Money
     meta: Meta
@@ -93,6 +154,17 @@ class AccountTotal(BaseModel):
 
 
 class TopAccounts(BaseModel):
+    model_config = example(
+        {
+            "by": "sum",
+            "accounts": [
+                {"account_id": "100042", "count": 3, "sum": "4500.30"},
+                {"account_id": "100007", "count": 5, "sum": "3120.00"},
+            ],
+            "meta": META_EXAMPLE,
+        }
+    )
+
     by: str
     accounts: list[AccountTotal]
     meta: Meta
@@ -106,6 +178,34 @@ class PartitionLag(BaseModel):
 
 
 class Freshness(BaseModel):
+    model_config = example(
+        {
+            "batch_version": VERSION_EXAMPLE,
+            "batch_pinned": False,
+            "batch_horizon": "2026-12-07T05:00:00Z",
+            "batch_horizon_ms": 1796619600000,
+            "landing_watermark": "2026-12-07T05:59:57Z",
+            "landing_watermark_ms": 1796623197000,
+            "speed_watermark": "2026-12-07T05:59:58.500000Z",
+            "speed_watermark_ms": 1796623198500,
+            "speed_lag": [
+                {"partition": 0, "stored_offset": 10240, "end_offset": 10240, "lag": 0},
+                {"partition": 1, "stored_offset": 9810, "end_offset": 9815, "lag": 5},
+            ],
+            "last_batch_run": {
+                "version": VERSION_EXAMPLE,
+                "horizon_ms": 1796619600000,
+                "previous_horizon_ms": 1796616000000,
+                "published_at_ms": 1796619690000,
+                "batch_events": 18240,
+                "speed_events": 412,
+                "drift_events": 0,
+                "drift_cents": 0,
+            },
+            "meta": META_EXAMPLE,
+        }
+    )
+
     batch_version: str | None = Field(
         description="the published version (CURRENT); meta says which version answers read "
         "now (the one before, for the seconds a new one takes to load)"
@@ -122,3 +222,51 @@ class Freshness(BaseModel):
     speed_lag: list[PartitionLag]
     last_batch_run: dict | None
     meta: Meta
+
+
+class Readiness(BaseModel):
+    model_config = example(
+        {"ready": True, "checks": {"speed_store": "ok", "batch_views": f"ok ({VERSION_EXAMPLE})"}}
+    )
+
+    ready: bool
+    checks: dict[str, str] = Field(description='per check "ok …" or "error: <exception class>"')
+
+
+class ErrorDetail(BaseModel):
+    model_config = example({"detail": "missing or wrong bearer token"})
+
+    detail: str
+
+
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    401: {
+        "model": ErrorDetail,
+        "description": "LAMBDA_API_TOKEN is set and the request lacks `Authorization: Bearer` "
+        "with that token",
+    }
+}
+# Merged (``openapi_extra``) into the 422 answer FastAPI documents for a route with parameters:
+# its schema stays FastAPI's, this adds what a rejected parameter looks like.
+INVALID_INPUT: dict[str, Any] = {
+    "responses": {
+        "422": {
+            "description": "A parameter is missing or invalid, e.g. a time that does not parse "
+            "or `end` not after `start`; `detail` names it under `loc`",
+            "content": {
+                "application/json": {
+                    "example": {
+                        "detail": [
+                            {
+                                "type": "value_error",
+                                "loc": ["query", "end"],
+                                "msg": "end must be after start",
+                                "input": "2026-12-07T05:00:00Z",
+                            }
+                        ]
+                    }
+                }
+            },
+        }
+    }
+}

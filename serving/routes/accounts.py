@@ -15,7 +15,7 @@ from lambda_contracts.events import ID_MAX_LENGTH
 from lambda_contracts.views import ACCOUNT_MINUTE
 from serving.deps import QueriesDep, RangeDep, SeriesRangeDep
 from serving.routes.common import JSONAnswer, measures_fields, meta, point
-from serving.schemas import Series, Summary
+from serving.schemas import INVALID_INPUT, Series, Summary
 
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
 # The contract's limit: a longer id is no account's (a 422 says so, not an empty answer).
@@ -24,7 +24,7 @@ AccountId = Annotated[
 ]
 
 
-@router.get("/{account_id}/summary", response_model=Summary)
+@router.get("/{account_id}/summary", response_model=Summary, openapi_extra=INVALID_INPUT)
 async def account_summary(account_id: AccountId, span: RangeDep, queries: QueriesDep) -> JSONAnswer:
     """count, sum, min, max, avg of an account's payments with CreatedTime in [start, end)."""
     await queries.prepare()
@@ -40,7 +40,7 @@ async def account_summary(account_id: AccountId, span: RangeDep, queries: Querie
     )
 
 
-@router.get("/{account_id}/series", response_model=Series)
+@router.get("/{account_id}/series", response_model=Series, openapi_extra=INVALID_INPUT)
 async def account_series(
     account_id: AccountId, spec: SeriesRangeDep, queries: QueriesDep
 ) -> JSONAnswer:

@@ -7,17 +7,35 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from serving.deps import QueriesDep
+from serving.schemas import VERSION_EXAMPLE, Readiness
 
 router = APIRouter(tags=["operations"])
 
+NOT_READY = {
+    "ready": False,
+    "checks": {"speed_store": "error: OperationalError", "batch_views": f"ok ({VERSION_EXAMPLE})"},
+}
 
-@router.get("/healthz")
+
+@router.get(
+    "/healthz", responses={200: {"content": {"application/json": {"example": {"status": "ok"}}}}}
+)
 def healthz() -> dict[str, str]:
     """The process answers."""
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={
+        503: {
+            "model": Readiness,
+            "description": "Not ready: a check failed (named in `checks`)",
+            "content": {"application/json": {"example": NOT_READY}},
+        }
+    },
+)
 def readyz(queries: QueriesDep) -> JSONResponse:
     """Ready when the speed store answers and a batch version answers (CURRENT, or the one
     before it while CURRENT loads), if one was published."""

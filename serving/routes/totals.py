@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 
 from serving.deps import QueriesDep, RangeDep, SeriesRangeDep
 from serving.routes.common import JSONAnswer, measures_fields, meta, point
-from serving.schemas import Series, TopAccounts, Totals, money
+from serving.schemas import INVALID_INPUT, Series, TopAccounts, Totals, money
 
 router = APIRouter(prefix="/v1", tags=["totals"])
 
@@ -20,7 +20,7 @@ class RankBy(StrEnum):
     count = "count"
 
 
-@router.get("/totals", response_model=Totals)
+@router.get("/totals", response_model=Totals, openapi_extra=INVALID_INPUT)
 async def totals(span: RangeDep, queries: QueriesDep) -> JSONAnswer:
     """Number and total amount of all payments with CreatedTime in [start, end)."""
     await queries.prepare()
@@ -35,7 +35,7 @@ async def totals(span: RangeDep, queries: QueriesDep) -> JSONAnswer:
     )
 
 
-@router.get("/totals/series", response_model=Series)
+@router.get("/totals/series", response_model=Series, openapi_extra=INVALID_INPUT)
 async def totals_series(spec: SeriesRangeDep, queries: QueriesDep) -> JSONAnswer:
     """All payments per minute, hour or day (UTC)."""
     span, granularity = spec
@@ -53,7 +53,7 @@ async def totals_series(spec: SeriesRangeDep, queries: QueriesDep) -> JSONAnswer
     )
 
 
-@router.get("/top-accounts", response_model=TopAccounts)
+@router.get("/top-accounts", response_model=TopAccounts, openapi_extra=INVALID_INPUT)
 def top_accounts(
     span: RangeDep,
     queries: QueriesDep,

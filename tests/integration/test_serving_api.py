@@ -12,10 +12,12 @@ import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -43,6 +45,9 @@ from tests.support.pipeline import (
     wait_until,
 )
 from tests.support.ports import API_PORT
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page, Route
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -390,7 +395,9 @@ def test_openapi_contract_no_5xx_and_schema_conformance(server: str) -> None:
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
 
 
-def test_dashboard_renders_live_data_in_a_real_browser(server: str) -> None:
+@contextmanager
+def chromium_page() -> Iterator[Page]:
+    """A page of Debian's headless Chromium (1280x720); artifacts go to ``ARTIFACTS``."""
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
@@ -408,16 +415,50 @@ def test_dashboard_renders_live_data_in_a_real_browser(server: str) -> None:
             ],
         )
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 720})
-            requests: list[str] = []
-            page.on("request", lambda r: requests.append(r.url))
-            page.goto(server + "/")
-            page.wait_for_selector("body[data-loaded=true]", timeout=20_000)
-            bars = page.locator("rect.bar")
-            assert bars.count() > 0
-            assert page.locator("#top tbody tr").count() > 0
-            assert "batch version v" in page.inner_text("#freshness")
-            page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+            yield browser.new_page(viewport={"width": 1280, "height": 720})
         finally:
             browser.close()
+
+
+def test_dashboard_renders_live_data_in_a_real_browser(server: str) -> None:
+    with chromium_page() as page:
+        requests: list[str] = []
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(server + "/")
+        page.wait_for_selector("body[data-loaded=true]", timeout=20_000)
+        bars = page.locator("rect.bar")
+        assert bars.count() > 0
+        assert page.locator("#top tbody tr").count() > 0
+        assert "batch version v" in page.inner_text("#freshness")
+        page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
     assert all(url.startswith(server) for url in requests), "the dashboard must work offline"
+
+
+def test_api_docs_render_offline_in_a_real_browser(server: str) -> None:
+    """/docs and /redoc render with every request to another host refused (as offline)."""
+    elsewhere: list[str] = []
+
+    def same_host_only(route: Route) -> None:
+        url = urlsplit(route.request.url)
+        if url.scheme in ("data", "blob") or url.hostname in ("127.0.0.1", "localhost"):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    with chromium_page() as page:
+        page.route("**/*", same_host_only)
+        page.goto(server + "/docs")
+        summary = page.locator(
+            '.opblock-summary-path[data-path="/v1/accounts/{account_id}/summary"]'
+        )
+        summary.wait_for(state="visible", timeout=20_000)
+        assert page.locator(".opblock").count() >= 8
+        page.screenshot(path=str(ARTIFACTS / "docs-swagger-ui.png"), full_page=True)
+
+        page.goto(server + "/redoc")
+        title = page.locator("h1", has_text="Lambda platform serving API")
+        title.wait_for(state="visible", timeout=20_000)
+        page.locator("h2", has_text="Account Summary").first.wait_for(state="visible")
+        page.screenshot(path=str(ARTIFACTS / "docs-redoc.png"), full_page=True)
+    assert not elsewhere, f"the docs requested other hosts: {elsewhere}"
