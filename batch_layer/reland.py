@@ -42,7 +42,7 @@ def reland(settings: Settings, from_ms: int, to_ms: int) -> dict[str, Any]:
     """Re-land every valid record with ingest bucket in [from_ms, to_ms); return a summary."""
     layout = Layout.of(settings)
     consumer = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **settings.kafka_client_config,
         enable_auto_commit=False,
         group_id=None,
         isolation_level="read_committed",  # the speed layer lands committed records only

@@ -40,7 +40,7 @@ class LogRecord:
 def read_log(settings: Settings, topic: str) -> list[LogRecord]:
     """Every record of the topic, up to its end offsets at the time of the call."""
     consumer = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **settings.kafka_client_config,
         enable_auto_commit=False,
         max_poll_records=10_000,
         request_timeout_ms=30_000,

@@ -235,7 +235,7 @@ def poison_values() -> list[tuple[bytes | None, bytes | None]]:
 
 def poison(p: Platform) -> str:
     producer = KafkaProducer(
-        bootstrap_servers=p.settings.bootstrap_servers, acks="all", max_request_size=2_000_000
+        **p.settings.kafka_client_config, acks="all", max_request_size=2_000_000
     )
     try:
         values = poison_values()

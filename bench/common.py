@@ -82,7 +82,7 @@ def consume_all(settings: Settings, total: int) -> float:
 
     consumer = KafkaConsumer(
         settings.topic,
-        bootstrap_servers=settings.bootstrap_servers,
+        **settings.kafka_client_config,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         max_poll_records=5000,
@@ -108,7 +108,7 @@ def _consume_share(
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **settings.kafka_client_config,
         enable_auto_commit=False,
         max_poll_records=5000,
     )

@@ -37,7 +37,7 @@ def main() -> None:
     size = sum(len(v) for _, v in records) / len(records)
     with bench_broker() as broker, tempfile.TemporaryDirectory() as tmp:
         settings = bench_settings(broker, Path(tmp), "bench-kafka")
-        producer = make_producer(settings.bootstrap_servers, linger_ms=20, batch_size=262_144)
+        producer = make_producer(settings.kafka_client_config, linger_ms=20, batch_size=262_144)
         with Timer() as produce:
             for key, value in records:
                 producer.send(settings.topic, key=key, value=value)

@@ -200,7 +200,7 @@ def freshness(settings, base: str, rate: float, seconds: float) -> dict[str, flo
     window = {"start": now - 3_600_000, "end": now + 3_600_000}
     baseline = httpx.get(f"{base}/v1/totals", params=window).json()["count"]
     total = int(rate * seconds)
-    producer = make_producer(settings.bootstrap_servers, linger_ms=0)
+    producer = make_producer(settings.kafka_client_config, linger_ms=0)
     sent_at: list[float] = []
     seen: list[tuple[float, int]] = []
     done = threading.Event()

@@ -191,7 +191,7 @@ class Probe(threading.Thread):
         return int(answer.json()["count"])
 
     def run(self) -> None:
-        producer = make_producer(self.settings.bootstrap_servers, linger_ms=0)
+        producer = make_producer(self.settings.kafka_client_config, linger_ms=0)
         with httpx.Client() as client:
             seen = self.count(client)
             i = 0

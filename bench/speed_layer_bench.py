@@ -42,7 +42,7 @@ from tests.support.pipeline import SpeedProcess, stored_offsets, wait_until
 
 def produce_payloads(settings, events: int) -> None:  # type: ignore[no-untyped-def]
     """Put ``events`` benchmark messages on the settings' topic, in large producer batches."""
-    producer = make_producer(settings.bootstrap_servers, linger_ms=20, batch_size=262_144)
+    producer = make_producer(settings.kafka_client_config, linger_ms=20, batch_size=262_144)
     for key, value in payloads(events):
         producer.send(settings.topic, key=key, value=value)
     producer.flush()
@@ -58,7 +58,7 @@ def raw_consume(settings, total: int, processes: int) -> float:  # type: ignore[
 
 def group_members(settings, group: str) -> int:  # type: ignore[no-untyped-def]
     """Members of a consumer group that is Stable with every member assigned (else 0)."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = KafkaAdminClient(**settings.kafka_client_config)
     try:
         (info,) = admin.describe_consumer_groups([group])
     except KafkaError:  # the group's coordinator not elected yet
@@ -112,7 +112,7 @@ def freshness(settings, rate: float, seconds: float) -> dict[str, float]:  # typ
     wait_until(lambda: True, 1, "")
     time.sleep(5)  # joined the group
     records = payloads(int(rate * seconds))
-    producer = make_producer(settings.bootstrap_servers, linger_ms=0)
+    producer = make_producer(settings.kafka_client_config, linger_ms=0)
     sent: list = []
     counted: dict[tuple[int, int], float] = {}  # (partition, next_offset) -> first seen (ms)
     done = threading.Event()

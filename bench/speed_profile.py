@@ -39,7 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     with bench_broker() as broker, tempfile.TemporaryDirectory() as tmp:
         settings = bench_settings(broker, Path(tmp), "bench-profile")
-        producer = make_producer(settings.bootstrap_servers, linger_ms=20, batch_size=262_144)
+        producer = make_producer(settings.kafka_client_config, linger_ms=20, batch_size=262_144)
         for key, value in payloads(args.events):
             producer.send(settings.topic, key=key, value=value)
         producer.flush()

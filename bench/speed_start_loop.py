@@ -46,7 +46,7 @@ DEBUG_WRAPPER = (
 
 
 def _produce(settings: Settings, count: int) -> None:
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    producer = KafkaProducer(**settings.kafka_client_config, acks="all")
     for i in range(count):
         value = {
             "TransactionID": f"{uuid.uuid4().hex}-{i}",

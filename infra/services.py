@@ -43,7 +43,7 @@ def kafka_healthy(settings: Settings) -> bool:
         return False
     try:
         consumer = KafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers,
+            **settings.kafka_client_config,
             request_timeout_ms=5000,
         )
     except KafkaError:

@@ -31,7 +31,7 @@ def admin_client(settings: Settings, timeout_s: float = 30.0) -> KafkaAdminClien
     while True:
         try:
             return KafkaAdminClient(
-                bootstrap_servers=settings.bootstrap_servers, client_id="lambda-infra"
+                **settings.kafka_client_config, client_id="lambda-infra"
             )
         except KafkaError:
             if time.monotonic() > deadline:

@@ -16,23 +16,17 @@ from functools import lru_cache
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 from lambda_contracts.dedup import DEFAULT_DEDUP_HORIZON_MS
+from lambda_contracts.settings_base import CONFIG, SettingsGroup
+from lambda_contracts.settings_kafka import KafkaSettings
 from lambda_contracts.storage_url import parse_s3_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-CONFIG = SettingsConfigDict(env_prefix="LAMBDA_", extra="ignore", env_ignore_empty=True)
 
 
-class _Group(BaseSettings):
-    """A concern's part of :class:`Settings`: read like it, should one be made on its own."""
-
-    model_config = CONFIG
-
-
-class StorageSettings(_Group):
+class StorageSettings(SettingsGroup):
     """Where the platform keeps its files: this host's directories, or S3."""
 
     data_dir: Path = Field(
@@ -69,46 +63,7 @@ class StorageSettings(_Group):
         return url
 
 
-class KafkaSettings(_Group):
-    """The Kafka brokers and the topics of payment events."""
-
-    kafka_bootstrap: str = Field(
-        default="127.0.0.1:9092",
-        description="Kafka bootstrap servers, comma-separated; the local broker listens on the "
-        "first",
-    )
-    kafka_controller_port: int = Field(
-        default=9093, description="KRaft controller port of the local broker"
-    )
-    kafka_heap: str = Field(
-        default="512m", description="heap (-Xms and -Xmx) of each Kafka broker the platform starts"
-    )
-    topic: str = Field(default="transactions", description="the topic of payment events")
-    dlq_topic: str = Field(
-        default="transactions.dlq", description="dead-letter topic (one partition)"
-    )
-    partitions: int = Field(
-        default=4,
-        ge=1,
-        description="partitions of the events topic; an existing topic with another count is "
-        "refused",
-    )
-    replication_factor: int = Field(
-        default=1, ge=1, description="replicas of both topics; 3 on a real cluster"
-    )
-    min_insync_replicas: int = Field(
-        default=1, ge=1, description="acks=all waits for this many replicas (2 with RF 3)"
-    )
-    retention_ms: int = Field(
-        default=7 * 24 * 3600 * 1000, description="retention.ms of both topics (7 days)"
-    )
-
-    @property
-    def bootstrap_servers(self) -> list[str]:
-        return [s.strip() for s in self.kafka_bootstrap.split(",") if s.strip()]
-
-
-class IngestSettings(_Group):
+class IngestSettings(SettingsGroup):
     """The ingest buckets and the dedup horizon: one contract for both layers."""
 
     bucket_ms: int = Field(
@@ -124,7 +79,7 @@ class IngestSettings(_Group):
     )
 
 
-class SpeedSettings(_Group):
+class SpeedSettings(SettingsGroup):
     """The speed-layer processes: consumer group, store, polling, landing, health."""
 
     speed_group: str = Field(
@@ -203,7 +158,7 @@ class SpeedSettings(_Group):
         return masked_url(self.speed_store_url)
 
 
-class BatchSettings(_Group):
+class BatchSettings(SettingsGroup):
     """The Spark recompute job and the batch schedule."""
 
     spark_master: str = Field(
@@ -252,7 +207,7 @@ class BatchSettings(_Group):
         return self.spark_master.startswith("local")
 
 
-class ClusterSettings(_Group):
+class ClusterSettings(SettingsGroup):
     """The hosts of ``make cluster-up`` (network namespaces)."""
 
     cluster_prefix: str = Field(
@@ -263,7 +218,7 @@ class ClusterSettings(_Group):
     )
 
 
-class ServingSettings(_Group):
+class ServingSettings(SettingsGroup):
     """The serving API, lambda-serve."""
 
     api_host: str = Field(
@@ -293,7 +248,7 @@ class ServingSettings(_Group):
     )
 
 
-class MonitoringSettings(_Group):
+class MonitoringSettings(SettingsGroup):
     """Prometheus beside the platform (infra/prometheus: scrape configuration and alerts)."""
 
     prometheus_enabled: bool = Field(
@@ -307,7 +262,7 @@ class MonitoringSettings(_Group):
     )
 
 
-class UpkeepSettings(_Group):
+class UpkeepSettings(SettingsGroup):
     """What keeps a platform left running for weeks within its disk: logs and run records."""
 
     log_max_bytes: int = Field(

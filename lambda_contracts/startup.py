@@ -10,12 +10,26 @@ from __future__ import annotations
 import sys
 
 import structlog
+from pydantic import ValidationError
 
 from lambda_contracts.layout import Layout
-from lambda_contracts.settings import Settings
+from lambda_contracts.settings import Settings, get_settings
 from lambda_contracts.storage import StorageCheckError
 
 EXIT_CONFIG = 78  # EX_CONFIG (sysexits.h): fix the configuration, then start again
+
+
+def checked_settings() -> Settings:
+    """The process's settings; an invalid one exits 78 with a line per problem, naming the
+    variable (a traceback would bury it, and a restart would not fix it)."""
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"])
+            where = f"setting LAMBDA_{field.upper()}" if field else "settings"
+            print(f"error: invalid {where}: {error['msg']}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_CONFIG) from None
 
 
 def checked_layout(settings: Settings) -> Layout:

@@ -23,17 +23,18 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lambda_contracts.events import Transaction, parse_event
-from lambda_contracts.settings import get_settings
+from lambda_contracts.startup import checked_settings
 from producer.simulator import SimRecord, Simulator, SimulatorConfig, run_id_prefix
 
 app = typer.Typer(add_completion=False, help=__doc__)
 console = Console(stderr=True)
 
 
-def make_producer(bootstrap: list[str], **overrides: Any) -> KafkaProducer:
-    """The platform's producer: idempotent, acks=all, ordered per key."""
+def make_producer(client: dict[str, Any], **overrides: Any) -> KafkaProducer:
+    """The platform's producer: idempotent, acks=all, ordered per key; ``client``: the
+    brokers and security (``Settings.kafka_client_config``)."""
     config: dict[str, Any] = {
-        "bootstrap_servers": bootstrap,
+        **client,
         "acks": "all",
         "enable_idempotence": True,
         "linger_ms": 5,
@@ -102,8 +103,10 @@ def produce(
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
     """Produce payment events and print a summary."""
-    settings = get_settings()
-    servers = bootstrap.split(",") if bootstrap else settings.bootstrap_servers
+    settings = checked_settings()
+    client = settings.kafka_client_config
+    if bootstrap:
+        client["bootstrap_servers"] = bootstrap.split(",")
     target = topic or settings.topic
     if from_file is not None:
         source: Iterator[SimRecord] = records_from_file(from_file)
@@ -126,7 +129,7 @@ def produce(
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    producer = make_producer(servers)
+    producer = make_producer(client)
     kinds: Counter[str] = Counter()
     pending: deque[tuple[SimRecord, Any]] = deque()
     truth_fh = truth.open("w") if truth else None

@@ -41,7 +41,7 @@ class EndOffsets:
         try:
             if self._consumer is None:
                 self._consumer = KafkaConsumer(
-                    bootstrap_servers=self.settings.bootstrap_servers,
+                    **self.settings.kafka_client_config,
                     client_id="lambda-serving",
                     request_timeout_ms=3000,
                 )

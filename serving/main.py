@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from lambda_contracts.db import make_engine
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings, get_settings
-from lambda_contracts.startup import checked_layout
+from lambda_contracts.startup import checked_layout, checked_settings
 from serving.batch_cache import BatchCache
 from serving.batch_store import BatchStore
 from serving.deps import require_token
@@ -178,7 +178,7 @@ def configure_logging() -> None:
 def app_from_env() -> FastAPI:
     """The app of one uvicorn worker process (a factory: each worker builds its own)."""
     configure_logging()
-    return create_app(get_settings())
+    return create_app(checked_settings())
 
 
 @cli.command()
@@ -186,7 +186,7 @@ def serve() -> None:
     """Serve the API on LAMBDA_API_HOST:LAMBDA_API_PORT (127.0.0.1:8000 by default) with
     LAMBDA_API_WORKERS worker processes sharing the socket."""
     configure_logging()
-    settings = get_settings()
+    settings = checked_settings()
     checked_layout(settings)  # a bad storage setting exits 78 here, before the workers start
     metrics_dir = None
     if settings.api_workers > 1:  # the workers (spawned: they import anew) inherit it

@@ -24,8 +24,8 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError
 
 from lambda_contracts.layout import Layout
-from lambda_contracts.settings import Settings, get_settings
-from lambda_contracts.startup import checked_layout
+from lambda_contracts.settings import Settings
+from lambda_contracts.startup import checked_layout, checked_settings
 from speed_layer.consumer import SpeedLayer, retry_delay
 from speed_layer.dlq import DeadLetters
 from speed_layer.health import EXIT_STALLED, Health, Watchdog, serve
@@ -74,7 +74,7 @@ def configure_logging() -> None:
 
 def make_consumer(settings: Settings, instance: int) -> KafkaConsumer:
     return KafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **settings.kafka_client_config,
         group_id=settings.speed_group,
         client_id=f"speed-layer-{instance}",
         enable_auto_commit=False,
@@ -95,7 +95,7 @@ def make_log_end_reader(settings: Settings, instance: int) -> KafkaConsumer:
     """A client of no group that reads the high watermarks (read_uncommitted end offsets),
     which idle-partition sealing needs (``Housekeeping._high_watermarks``)."""
     return KafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **settings.kafka_client_config,
         client_id=f"speed-layer-{instance}-ends",
         enable_auto_commit=False,
         # Asked from the poll loop once a second: an answer that does not come within 5 s
@@ -108,7 +108,7 @@ def make_log_end_reader(settings: Settings, instance: int) -> KafkaConsumer:
 
 def make_dlq_producer(settings: Settings, instance: int) -> KafkaProducer:
     return KafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **settings.kafka_client_config,
         acks="all",
         enable_idempotence=True,
         client_id=f"speed-layer-dlq-{instance}",
@@ -171,7 +171,7 @@ def run(instance: int, metrics: bool) -> None:
     # writer — get the GIL back within a tenth of a millisecond of wanting it, not 5 ms: a
     # transaction is neither sent late nor its answer left waiting on the loop's Python work.
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
-    settings = get_settings()
+    settings = checked_settings()
     stop = threading.Event()
     stopping = threading.Event()  # asked to stop by a signal: the watchdog stands down
 
@@ -246,7 +246,7 @@ def reset_offsets(
 ) -> None:
     """Move a halted partition's cursors (store offset and landing progress) to the log's
     beginning, end or an offset. Run it with every speed process stopped."""
-    settings = get_settings()
+    settings = checked_settings()
     partitions = _chosen_partitions(settings, partition, all_partitions)
     target = _chosen_target(to_beginning, to_end, to)
     typer.echo(STOP_FIRST)

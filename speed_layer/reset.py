@@ -64,9 +64,7 @@ def _show(offset: int | None) -> str:
 
 def group_members(settings: Settings) -> list[str]:
     """Client ids of the speed consumer group's live members (empty when none is running)."""
-    admin = KafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_servers, client_id="lambda-speed-reset"
-    )
+    admin = KafkaAdminClient(**settings.kafka_client_config, client_id="lambda-speed-reset")
     deadline = time.monotonic() + COORDINATOR_WAIT_S
     try:
         while True:
@@ -90,9 +88,7 @@ def log_bounds(settings: Settings, partitions: list[int]) -> tuple[dict[int, int
     high watermark. Reset to the high watermark, they would find their stored offset past
     the log's end and halt again, and would skip the open transaction's records once it
     commits."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers, isolation_level="read_committed"
-    )
+    consumer = KafkaConsumer(**settings.kafka_client_config, isolation_level="read_committed")
     try:
         tps = [TopicPartition(settings.topic, p) for p in partitions]
         starts = consumer.beginning_offsets(tps)
@@ -129,7 +125,7 @@ def targets_for(
 def commit_group_offsets(settings: Settings, targets: dict[int, int]) -> None:
     """Set the speed group's committed offsets to ``targets`` (the group must be empty)."""
     consumer = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **settings.kafka_client_config,
         group_id=settings.speed_group,
         enable_auto_commit=False,
     )

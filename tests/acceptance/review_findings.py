@@ -139,7 +139,7 @@ def speed_health(settings: Settings) -> list[dict[str, Any]]:
 
 def dead_letters(settings: Settings) -> int:
     """Records in the DLQ topic (its end offsets summed)."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+    consumer = KafkaConsumer(**settings.kafka_client_config)
     try:
         parts = consumer.partitions_for_topic(settings.dlq_topic) or set()
         ends = consumer.end_offsets([TopicPartition(settings.dlq_topic, p) for p in parts])
@@ -177,7 +177,7 @@ def poison_stream(run: Run, base: tuple[int, int]) -> None:
     print("1. poison values and a 3 MB gzip key between valid events", flush=True)
     settings = run.settings
     pids, dlq_before = speed_pids(settings), dead_letters(settings)
-    plain = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    plain = KafkaProducer(**settings.kafka_client_config, acks="all")
     gzip = gzip_producer(settings.bootstrap_servers)
     _, template = event(run, 10**6, 100)
     poison = [
@@ -210,7 +210,7 @@ def held_transaction(run: Run, base: tuple[int, int]) -> None:
     settings = run.settings
     pids = speed_pids(settings)
     producer = KafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **settings.kafka_client_config,
         transactional_id=f"held-{run.tag}",
         transaction_timeout_ms=600_000,  # the client's 60 s default would abort it
     )

@@ -33,7 +33,7 @@ def _topic_settings(broker: Broker, name: str) -> Settings:
 
 def test_events_survive_a_broker_restart(own_broker: Broker) -> None:
     settings = _topic_settings(own_broker, "restart")
-    producer = make_producer(settings.bootstrap_servers)
+    producer = make_producer(settings.kafka_client_config)
     for i in range(1000):
         producer.send(settings.topic, key=str(i % 10).encode(), value=str(i).encode())
     producer.flush()
@@ -48,7 +48,7 @@ def test_events_survive_a_broker_restart(own_broker: Broker) -> None:
 
 def test_producer_across_an_outage_loses_and_duplicates_nothing(own_broker: Broker) -> None:
     settings = _topic_settings(own_broker, "outage")
-    producer = make_producer(settings.bootstrap_servers, delivery_timeout_ms=120_000)
+    producer = make_producer(settings.kafka_client_config, delivery_timeout_ms=120_000)
     total = 3000
     failures: list[Exception] = []
 

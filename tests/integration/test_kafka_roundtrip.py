@@ -35,7 +35,7 @@ def test_client_hash_is_javas_murmur2() -> None:
 
 def test_keyed_events_round_trip_in_per_key_order(make_settings) -> None:
     settings = make_settings()
-    producer = make_producer(settings.bootstrap_servers)
+    producer = make_producer(settings.kafka_client_config)
     keys = [f"acct-{i}".encode() for i in range(37)]
     sent: dict[bytes, list[bytes]] = defaultdict(list)
     for n in range(2000):
@@ -48,7 +48,7 @@ def test_keyed_events_round_trip_in_per_key_order(make_settings) -> None:
 
     consumer = KafkaConsumer(
         settings.topic,
-        bootstrap_servers=settings.bootstrap_servers,
+        **settings.kafka_client_config,
         group_id="roundtrip",
         auto_offset_reset="earliest",
         consumer_timeout_ms=5000,
@@ -66,7 +66,7 @@ def test_topics_are_created_once_with_their_definition(make_settings) -> None:
     settings = make_settings(create_topics=False, partitions=6)
     assert sorted(ensure_topics(settings)) == sorted([settings.topic, settings.dlq_topic])
     assert ensure_topics(settings) == []  # idempotent
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = KafkaAdminClient(**settings.kafka_client_config)
     try:
         topics = admin.describe_topics([settings.topic, settings.dlq_topic])
         configs = topic_configs(admin, settings.topic)
@@ -93,7 +93,7 @@ def test_an_existing_topic_that_contradicts_the_definition_is_refused(
     make_settings, partitions: int, configs: dict[str, str], complaint: str
 ) -> None:
     settings = make_settings(create_topics=False, partitions=4)
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = KafkaAdminClient(**settings.kafka_client_config)
     try:
         admin.create_topics([NewTopic(settings.topic, partitions, 1, topic_configs=configs)])
     finally:

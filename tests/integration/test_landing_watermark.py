@@ -43,7 +43,7 @@ def test_watermark_is_never_early_and_advances_past_idle_partitions(
     done = threading.Event()
 
     def produce() -> None:
-        producer = make_producer(settings.bootstrap_servers)
+        producer = make_producer(settings.kafka_client_config)
         futures = []
         for i in range(2400):  # ~12 s at 200/s, to partitions 0 and 1 only: 2 and 3 stay idle
             event = Transaction(

@@ -50,7 +50,7 @@ def test_a_record_stamped_in_a_sealed_bucket_is_counted_in_an_open_one(make_sett
     sealed_through = int(time.time() * 1000) + 20 * BUCKET_MS
     open_from = sealed_through - sealed_through % BUCKET_MS
     layout.write_progress(PartitionProgress(0, 0, sealed_through))
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    producer = KafkaProducer(**settings.kafka_client_config)
     amounts = [Decimal("1.25"), Decimal("2.50"), Decimal("4.00")]
     stamps = []
     for i, amount in enumerate(amounts):

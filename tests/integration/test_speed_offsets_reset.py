@@ -50,7 +50,7 @@ pytestmark = pytest.mark.integration
 
 def recreate_topic(settings: Settings) -> None:
     """Delete the transactions topic, wait until it is gone, create it again (empty)."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = KafkaAdminClient(**settings.kafka_client_config)
     try:
         admin.delete_topics([settings.topic])
         wait_until(lambda: settings.topic not in admin.list_topics(), 60, "the topic deleted")
@@ -84,7 +84,7 @@ def all_halted(settings: Settings) -> bool:
 def committed_offsets(settings: Settings) -> dict[int, int | None]:
     """The speed group's committed offsets in Kafka."""
     consumer = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **settings.kafka_client_config,
         group_id=settings.speed_group,
         enable_auto_commit=False,
     )

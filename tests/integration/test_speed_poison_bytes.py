@@ -55,7 +55,7 @@ def test_poison_values_and_a_huge_key_are_dead_lettered_and_the_rest_counts(
 ) -> None:
     settings = make_settings(partitions=1)
     engine = make_engine(settings.speed_store_url)
-    plain = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    plain = KafkaProducer(**settings.kafka_client_config, acks="all")
     gzip = gzip_producer(settings.bootstrap_servers)
     sent = []
     for block in range(5):

@@ -38,7 +38,7 @@ def test_partitions_written_in_transactions_seal_when_idle(make_settings) -> Non
         bucket_ms=BUCKET_MS, landing_flush_ms=200, idle_seal_grace_ms=200, partitions=3
     )
     producer = KafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **settings.kafka_client_config,
         transactional_id=f"tx-test-{uuid.uuid4().hex[:8]}",
     )
     producer.init_transactions()
@@ -148,7 +148,7 @@ def test_an_open_transaction_holds_the_seal_of_its_partition(make_settings) -> N
     )
     layout = Layout.of(settings)
     producer, stamp = open_transaction(settings, "held-1", "held", "3.00")
-    plain = KafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    plain = KafkaProducer(**settings.kafka_client_config)
     sent = 0
     try:
         with SpeedProcess(settings) as speed:

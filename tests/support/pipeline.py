@@ -147,7 +147,7 @@ def stored_offsets(engine: Engine, topic: str) -> dict[int, int]:
 
 
 def end_offsets(settings: Settings) -> dict[int, int]:
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+    consumer = KafkaConsumer(**settings.kafka_client_config)
     try:
         tps = [TopicPartition(settings.topic, p) for p in range(settings.partitions)]
         return {tp.partition: off for tp, off in consumer.end_offsets(tps).items()}
@@ -189,7 +189,7 @@ def landed_rows(layout: Layout) -> list[dict[str, Any]]:
 def read_topic(settings: Settings, topic: str, timeout_ms: int = 5000) -> list[Any]:
     consumer = KafkaConsumer(
         topic,
-        bootstrap_servers=settings.bootstrap_servers,
+        **settings.kafka_client_config,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         consumer_timeout_ms=timeout_ms,
@@ -442,7 +442,7 @@ def open_transaction(
     """A transactional producer with one event sent to partition 0 (acknowledged) in a
     transaction left open, and the event's broker timestamp: the caller commits or aborts."""
     producer = KafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **settings.kafka_client_config,
         transactional_id=f"tx-{tid}-{settings.topic}",
     )
     producer.init_transactions()

@@ -11,8 +11,8 @@ from lambda_contracts.settings import Settings, masked_url
 TOKEN = "s3cret-token"
 
 
-def test_the_api_token_is_the_secret_setting() -> None:
-    assert Settings.secret_env_names() == {"LAMBDA_API_TOKEN"}
+def test_the_api_token_and_the_kafka_password_are_the_secret_settings() -> None:
+    assert Settings.secret_env_names() == {"LAMBDA_API_TOKEN", "LAMBDA_KAFKA_SASL_PLAIN_PASSWORD"}
 
 
 def test_as_env_leaves_secrets_out_unless_asked() -> None:
