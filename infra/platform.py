@@ -65,6 +65,7 @@ def up(
     settings = get_settings()
     sup = _supervisor(settings)
     demo = demo and _demo_enabled()
+    first_start = not password_file(settings).exists()  # made with the services' environment
     services = platform_services(settings, demo, demo_rate)
     # The keeper must not restart a service while ``up`` starts it too: stop it, start what
     # is down, then start it again (with fresh restart counts if it was not running).
@@ -77,7 +78,7 @@ def up(
     for service in [s for s in services if s not in storage_first]:
         _start(sup, service, settings)
     _start(sup, keeper_service(demo, demo_rate), settings)
-    _print_where(settings)
+    _print_where(settings, show_password=first_start)
 
 
 @app.command("storage-init")
@@ -206,8 +207,15 @@ def _start(sup: Supervisor, service: Service, settings: Settings) -> None:
     console.print(f"[green]✓ {service.name}[/green] {state} (pid {pid})")
 
 
-def _print_where(settings: Settings) -> None:
+def _print_where(settings: Settings, show_password: bool) -> None:
+    """Where everything is. The Airflow password only at the first start (it lands in
+    terminals' scrollback and CI logs): later, ``lambda-platform admin-password`` shows it."""
     layout = Layout.of(settings)
+    password = (
+        f"password {admin_password(settings)}"
+        if show_password
+        else "password: lambda-platform admin-password"
+    )
     console.print(
         f"""
 [bold]Lambda platform is up[/bold]
@@ -215,7 +223,7 @@ def _print_where(settings: Settings) -> None:
   Speed metrics   : http://127.0.0.1:{settings.speed_metrics_port}/metrics (+1 per process)
   Speed store     : {settings.speed_store_url_masked}
   Serving API     : http://{settings.api_host}:{settings.api_port}/v1/...  docs /docs, dashboard /
-  Airflow UI      : http://{API_HOST}:{AIRFLOW_PORT} user admin, password {admin_password(settings)}
+  Airflow UI      : http://{API_HOST}:{AIRFLOW_PORT} user admin, {password}
                     (kept in {password_file(settings)}, mode 0600)
   Data directory  : {layout.data_dir}
   Master dataset  : {layout.store.describe()}

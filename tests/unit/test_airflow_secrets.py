@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import stat
 from pathlib import Path
 
@@ -28,3 +29,16 @@ def test_a_short_jwt_secret_of_an_older_version_is_replaced(tmp_path: Path) -> N
     secret = airflow_env(settings)["AIRFLOW__API_AUTH__JWT_SECRET"]
     assert len(secret) >= 64 and secret != "x" * 43
     assert password_file(settings).read_text() == password  # the login is untouched
+
+
+def test_up_shows_the_password_only_at_the_first_start(tmp_path: Path) -> None:
+    from infra import platform
+
+    settings = Settings(data_dir=tmp_path)
+    airflow_env(settings)  # the password file exists from here on
+    password = json.loads(password_file(settings).read_text())["admin"]
+    for first, shown in ((True, True), (False, False)):
+        with platform.console.capture() as captured:
+            platform._print_where(settings, show_password=first)
+        assert (password in captured.get()) is shown
+    assert "lambda-platform admin-password" in " ".join(captured.get().split())
