@@ -157,7 +157,7 @@ def lambda_batch() -> None:
                 "events": checks["events"],
                 "increment": increment,
             }
-        return report
+        return {**report, "increment": increment}
 
     @task
     def expire_speed_rows(report: dict[str, Any]) -> int:

@@ -1,12 +1,15 @@
 """``make batch``: trigger ``lambda_batch`` through the running Airflow's REST API and wait.
 
-Logs in as ``admin`` with the generated password, creates a DAG run, polls it until it ends,
-and exits non-zero unless it succeeded.
+Logs in as ``admin`` with the generated password, creates a DAG run and follows it until it
+ends: a line each time a task changes state (with its duration once it ended), the increment
+once the run published, the run's result, and a non-zero exit unless it succeeded.
 """
 
 from __future__ import annotations
 
+import json
 import time
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import httpx
@@ -73,9 +76,63 @@ class AirflowClient:
         response = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
         return response.json()["state"]
 
-    def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
+    def tasks(self, dag_id: str, run_id: str) -> dict[str, TaskView]:
+        """Each task instance of the run: its state, try and duration (once ended)."""
         response = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
-        return {t["task_id"]: t["state"] for t in response.json()["task_instances"]}
+        return {
+            t["task_id"]: TaskView(t["state"], t.get("try_number") or 0, t.get("duration"))
+            for t in response.json()["task_instances"]
+        }
+
+    def returned(self, dag_id: str, run_id: str, task_id: str) -> Any:
+        """What a task of the run returned (its ``return_value`` XCom), or None."""
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
+        try:
+            response = self._request("GET", f"{path}/xcomEntries/return_value")
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code == 404:
+                return None
+            raise
+        value = response.json().get("value")
+        if isinstance(value, str):  # the stored serialisation, JSON for plain values
+            try:
+                return json.loads(value)
+            except ValueError:
+                return value
+        return value
+
+
+@dataclass(frozen=True)
+class TaskView:
+    state: str | None
+    try_number: int
+    duration_s: float | None
+
+
+class RunProgress:
+    """What changed in a run since the last look, as lines for the terminal."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[str | None, int]] = {}
+
+    def lines(self, tasks: dict[str, TaskView]) -> list[str]:
+        out = []
+        for task, view in tasks.items():
+            if self._seen.get(task) == (view.state, view.try_number):
+                continue
+            self._seen[task] = (view.state, view.try_number)
+            if view.state is None:
+                continue  # not scheduled yet: nothing to say
+            line = f"  {task:24s} {view.state}"
+            if view.try_number > 1:
+                line += f" (try {view.try_number})"
+            if view.duration_s is not None and view.state in ENDED:
+                line += f"  {view.duration_s:.1f} s"
+            out.append(line)
+        return out
+
+
+ENDED = {"success", "failed", "skipped", "upstream_failed", "up_for_retry"}
 
 
 @app.command()
@@ -90,17 +147,34 @@ def trigger(
     console.print(f"triggered {dag_id} run {run_id}; waiting (the sensor waits for sealed data)")
     deadline = time.monotonic() + timeout
     state = "queued"
+    progress = RunProgress()
+    published = False
     while time.monotonic() < deadline:
         state = client.run_state(dag_id, run_id)
+        tasks = client.tasks(dag_id, run_id)
+        for line in progress.lines(tasks):
+            console.print(line, highlight=False)
+        publish = tasks.get("publish")
+        if not published and publish is not None and publish.state == "success":
+            published = True
+            report = client.returned(dag_id, run_id, "publish") or {}
+            console.print(f"  increment: {report.get('increment')}", highlight=False)
         if state in ("success", "failed"):
             break
-        time.sleep(5)
-    tasks = client.task_states(dag_id, run_id)
-    console.print(", ".join(f"{task}={s}" for task, s in tasks.items()))
+        time.sleep(2)
+    result = client.returned(dag_id, run_id, "report") if state == "success" else None
+    if result:
+        console.print(f"  result: {_result_line(result)}", highlight=False)
     if state != "success":
         console.print(f"[red]{dag_id} run {run_id} ended as {state}[/red]")
         raise typer.Exit(1)
     console.print(f"[green]{dag_id} run {run_id} succeeded[/green]")
+
+
+def _result_line(report: dict[str, Any]) -> str:
+    """The run's report in a line: version, horizon, drift, expiry, pruned versions."""
+    keys = ("version", "horizon_ms", "drift_events", "expired_speed_rows", "pruned")
+    return ", ".join(f"{key} {report[key]}" for key in keys if key in report)
 
 
 if __name__ == "__main__":

@@ -4,13 +4,14 @@ are scripted with httpx's transport; the real API is driven by the chaos run and
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import httpx
 import pytest
 
 from infra import trigger_batch
-from infra.trigger_batch import AirflowClient
+from infra.trigger_batch import AirflowClient, RunProgress, TaskView
 
 Answer = Callable[[httpx.Request], httpx.Response]
 
@@ -81,3 +82,55 @@ def test_a_lasting_server_error_fails_after_the_retry_window(
     client.retry_s = 60
     with pytest.raises(httpx.HTTPStatusError, match="500"):
         client.run_state("x", "r")
+
+
+def test_progress_says_each_change_once_with_tries_and_durations() -> None:
+    progress = RunProgress()
+    first = progress.lines(
+        {
+            "wait_for_sealed_data": TaskView("running", 1, None),
+            "recompute": TaskView(None, 0, None),
+        }
+    )
+    assert first == ["  wait_for_sealed_data     running"]
+    assert progress.lines({"wait_for_sealed_data": TaskView("running", 1, None)}) == []
+    later = progress.lines(
+        {
+            "wait_for_sealed_data": TaskView("success", 1, 20.04),
+            "recompute": TaskView("up_for_retry", 1, 3.0),
+        }
+    )
+    assert later == [
+        "  wait_for_sealed_data     success  20.0 s",
+        "  recompute                up_for_retry  3.0 s",
+    ]
+    retried = progress.lines({"recompute": TaskView("running", 2, None)})
+    assert retried == ["  recompute                running (try 2)"]
+
+
+def test_what_a_task_returned_is_read_from_its_xcom() -> None:
+    """Airflow's API gives the stored serialisation of a return value (JSON for plain data);
+    a task that returned nothing has no entry (404)."""
+    report = {"version": "v1", "increment": {"events": 10}}
+    xcom = "/api/v2/dags/d/dagRuns/r/taskInstances/{}/xcomEntries/return_value"
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/auth/token":
+            return httpx.Response(200, json={"access_token": "t"})
+        if request.url.path == xcom.format("publish"):
+            return httpx.Response(200, json={"key": "return_value", "value": json.dumps(report)})
+        if request.url.path == xcom.format("native"):
+            return httpx.Response(200, json={"key": "return_value", "value": report})
+        return httpx.Response(404, json={"detail": "not found"})
+
+    original = httpx.Client
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(
+            trigger_batch.httpx,
+            "Client",
+            lambda *a, **k: original(*a, transport=httpx.MockTransport(handle), **k),
+        )
+        client = AirflowClient("http://airflow", "pw")
+    assert client.returned("d", "r", "publish") == report
+    assert client.returned("d", "r", "native") == report
+    assert client.returned("d", "r", "expire_speed_rows") is None
