@@ -13,20 +13,30 @@ export PATH := $(abspath $(BIN)):$(PATH)
 .PHONY: up down status test lint batch bench chaos install jars s3a-jars s3gw helm spark-jvm clean \
 	cluster-up cluster-status cluster-down cluster-chaos settings-doc views-schema
 
+# What a first run fetches is said step by step: pip names each package it collects (the
+# download bars are off: they are noise in CI logs), Maven each artifact it downloads.
+PIP := $(BIN)/pip install --progress-bar off -c requirements/constraints.txt
+MVN := mvn -B
+
 $(STAMP): pyproject.toml requirements/constraints.txt
+	@echo "==> Python packages into $(VENV) (first run: ~1.7 GB installed from PyPI, a few minutes)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c requirements/constraints.txt -e '.[dev]'
+	$(PIP) -e '.[dev]'
 	# Full pyspark after the Spark provider (which brought pyspark-client); keep both.
-	$(BIN)/pip install -q -c requirements/constraints.txt 'pyspark==4.3.0'
+	@echo "==> pyspark 4.3.0 (~500 MB installed)"
+	$(PIP) 'pyspark==4.3.0'
 	touch $(STAMP)
 
 $(JARS_STAMP): infra/kafka/pom.xml
-	mvn -q -B -f infra/kafka/pom.xml package
+	@echo "==> Kafka broker jars from Maven Central into .cache/kafka (first run: ~55 MB)"
+	$(MVN) -f infra/kafka/pom.xml package | grep -E '^\[INFO\] Downloaded from|BUILD|ERROR' ; test $${PIPESTATUS[0]} -eq 0
+	@echo "    $$(ls .cache/kafka/libs | wc -l) jars in .cache/kafka/libs"
 	touch $(JARS_STAMP)
 
 $(S3A_STAMP): infra/spark/pom.xml
-	mvn -q -B -f infra/spark/pom.xml package
+	@echo "==> hadoop-aws and the AWS SDK for s3a:// into ~/.cache/lambda-platform (~660 MB, once)"
+	$(MVN) -f infra/spark/pom.xml package | grep -E '^\[INFO\] Downloaded from|BUILD|ERROR' ; test $${PIPESTATUS[0]} -eq 0
 	touch $(S3A_STAMP)
 
 install: $(STAMP)
