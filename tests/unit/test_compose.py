@@ -120,3 +120,13 @@ def test_s3a_jars_are_read_in_place_on_every_spark_host(tmp_path: Path) -> None:
     workers = [s for n, s in COMPOSE["services"].items() if n.startswith("spark-worker")]
     assert workers and all(w["image"] == COMPOSE["x-app"]["image"] for w in workers)
     assert f"COPY --from=s3a-jars {image_dir} {image_dir}" in (ROOT / "Dockerfile").read_text()
+
+
+def test_every_container_log_is_bounded() -> None:
+    """Docker's json-file driver keeps a container's log whole unless told: a week unattended
+    would fill the disk. Each service keeps a bounded number of bounded files."""
+    for name, service in COMPOSE["services"].items():
+        logging = service.get("logging", {})
+        options = logging.get("options", {})
+        assert logging.get("driver") == "json-file", name
+        assert options.get("max-size") and int(options.get("max-file", 0)) >= 1, name
