@@ -130,3 +130,18 @@ def test_every_container_log_is_bounded() -> None:
         options = logging.get("options", {})
         assert logging.get("driver") == "json-file", name
         assert options.get("max-size") and int(options.get("max-file", 0)) >= 1, name
+
+
+def test_long_running_services_say_when_they_are_ready() -> None:
+    """depends_on conditions and operators rely on healthchecks: every long-running service
+    of the platform has one, and PostgreSQL's checks over TCP (the image's first-start server
+    listens on the Unix socket only, where pg_isready would call it ready)."""
+    services = COMPOSE["services"]
+    for name in ("serving", "spark-master", "speed-1", "speed-2", "postgres", "kafka-1"):
+        assert "healthcheck" in services[name], name
+    for name in ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor"):
+        assert "healthcheck" in services[name], name
+    assert "-h 127.0.0.1" in " ".join(services["postgres"]["healthcheck"]["test"])
+    assert services["serving"]["depends_on"]["topics"]["condition"] == (
+        "service_completed_successfully"
+    )
