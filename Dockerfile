@@ -33,4 +33,6 @@ RUN pip install --no-cache-dir -c requirements/constraints.txt -e . \
  && pip install --no-cache-dir -c requirements/constraints.txt 'pyspark==4.3.0'
 
 VOLUME ["/data"]
-ENTRYPOINT ["/usr/bin/tini", "--"]
+# -g: a signal goes to the whole process group, so spark-submit and the JVMs it starts stop
+# with the command that started them.
+ENTRYPOINT ["/usr/bin/tini", "-g", "--"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -138,7 +137,8 @@ def show_admin_password() -> None:
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def airflow(ctx: typer.Context) -> None:
-    """Run an ``airflow`` command with the platform's Airflow configuration (e.g. ``dags list``).
+    """Run an ``airflow`` command with the platform's Airflow configuration (e.g. ``dags list``),
+    in place of this process.
 
     Variables already set in the environment win, so docker compose can run each Airflow
     component through this command with its own database and host settings.
@@ -146,8 +146,9 @@ def airflow(ctx: typer.Context) -> None:
     settings = get_settings()
     env = {**airflow_env(settings), **os.environ}
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
-    completed = subprocess.run(["airflow", *ctx.args], env=env)
-    raise typer.Exit(completed.returncode)
+    # exec, not a child: Airflow becomes this process, so the SIGTERM of docker stop (or of a
+    # supervisor) reaches the scheduler or API server itself, which then stops its tasks.
+    os.execvpe("airflow", ["airflow", *ctx.args], env)
 
 
 @app.command()

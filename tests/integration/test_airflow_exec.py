@@ -1,0 +1,67 @@
+"""``lambda-platform airflow …`` becomes the Airflow process (exec), so a SIGTERM from docker
+stop or a supervisor reaches Airflow itself and not a wrapper that dies and leaves it running."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+pytestmark = [pytest.mark.integration]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def cmdline(pid: int) -> str:
+    return (Path(f"/proc/{pid}/cmdline").read_bytes()).replace(b"\0", b" ").decode()
+
+
+def test_the_airflow_command_is_the_process_that_gets_sigterm(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "LAMBDA_DATA_DIR": str(tmp_path),
+        # The triggerer serves its logs on a port: one no other Airflow of the machine holds.
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+    }
+    platform = str(BIN / "lambda-platform")
+    subprocess.run([platform, "airflow", "db", "migrate"], env=env, check=True, timeout=300)
+    argv = ["airflow", "triggerer"]  # runs until told to stop
+    proc = subprocess.Popen(
+        [platform, *argv],
+        env=env,
+        stdout=(tmp_path / "airflow.log").open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while "lambda-platform" in cmdline(proc.pid) and time.monotonic() < deadline:
+            log = (tmp_path / "airflow.log").read_text()[-2000:]
+            assert proc.poll() is None, f"it ended before it could be signalled:\n{log}"
+            time.sleep(0.1)
+        line = cmdline(proc.pid)
+        assert "bin/airflow triggerer" in line and "lambda-platform" not in line
+        log = tmp_path / "airflow.log"
+        while "Starting the triggerer" not in log.read_text() and time.monotonic() < deadline + 60:
+            assert proc.poll() is None, log.read_text()[-2000:]
+            time.sleep(0.2)  # its signal handlers are set by then
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        # Airflow's own handler ran (its clean stop), in the process that was signalled.
+        assert (
+            "Exiting gracefully upon receiving signal 15" in (tmp_path / "airflow.log").read_text()
+        )
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
