@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,15 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.pipeline import free_port
+
 BIN = Path(sys.executable).parent
 pytestmark = [pytest.mark.integration]
 CLEAN_STOP = ("Exiting gracefully upon receiving signal 15", "Finished server process")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def cmdline(pid: int) -> str:
