@@ -460,3 +460,15 @@ PINNED_EXAMPLE_VERSIONS = {
     "counterparties_hourly": "25c5ea98aafa",
     "large_payments_daily": "27abbf162c1b",
 }
+
+
+def test_dimensions_are_id_fields_of_the_event_contract() -> None:
+    """The file's dimension names are the event's wire names of its account IDs, declared
+    once in ``lambda_contracts.events``; this keeps the Literal of the file in step."""
+    from typing import get_args
+
+    from lambda_contracts.events import Transaction
+    from lambda_contracts.view_declarations import Dimension
+
+    aliases = {field.alias for field in Transaction.model_fields.values()}
+    assert set(get_args(Dimension)) == {"SourceAccountID", "TargetAccountID"} <= aliases
