@@ -22,6 +22,7 @@ import json
 import re
 import sys
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -59,6 +60,36 @@ def _cents(text: str) -> int:
     """A validated decimal string (``10``, ``10.5``, ``10.50``) as integer cents, exactly."""
     whole, _, decimals = text.partition(".")
     return int(whole) * 100 + int(decimals.ljust(2, "0"))
+
+
+def normalise(
+    dimensions: Iterable[str],
+    window: str,
+    measures: Iterable[str],
+    amount_min_cents: int | None = None,
+    amount_max_cents: int | None = None,
+) -> dict[str, Any]:
+    """A definition with every choice that changes no answer removed; what a version hashes.
+
+    Dimensions and measures are sets (sorted): their order in the file is formatting. The
+    layers lay a view's columns out in this order, so one version has one layout. Amounts are
+    integer cents ("10" = "10.00"). The name is not in it: it is the other half of a view's
+    identity, (name, version). Built-in views are versioned by the same rule.
+    """
+    return {
+        "semantics": SEMANTICS_VERSION,
+        "dimensions": sorted(set(dimensions)),
+        "window": window,
+        "measures": sorted(set(measures)),
+        "amount_min_cents": amount_min_cents,
+        "amount_max_cents": amount_max_cents,
+    }
+
+
+def version_of(normalised: dict[str, Any]) -> str:
+    """The first hex digits of the SHA-256 of a normalised definition as canonical JSON."""
+    canonical = json.dumps(normalised, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:VERSION_HEX_DIGITS]
 
 
 class ViewDeclaration(BaseModel):
@@ -130,27 +161,18 @@ class ViewDeclaration(BaseModel):
         return None if self.amount_max is None else _cents(self.amount_max)
 
     def normalised(self) -> dict[str, Any]:
-        """The definition with every choice that changes no answer removed.
-
-        Dimensions and measures are sets (sorted): their order in the file is formatting. The
-        layers lay a view's columns out in this order, so one version has one layout. Amounts
-        are integer cents ("10" = "10.00"). The name is not in it: it is the other half of a
-        view's identity, (name, version).
-        """
-        return {
-            "semantics": SEMANTICS_VERSION,
-            "dimensions": sorted(set(self.dimensions)),
-            "window": self.window,
-            "measures": sorted(set(self.measures)),
-            "amount_min_cents": self.amount_min_cents,
-            "amount_max_cents": self.amount_max_cents,
-        }
+        """The definition with every choice that changes no answer removed (:func:`normalise`)."""
+        return normalise(
+            self.dimensions,
+            self.window,
+            self.measures,
+            self.amount_min_cents,
+            self.amount_max_cents,
+        )
 
     @property
     def version(self) -> str:
-        """The first hex digits of the SHA-256 of :meth:`normalised` as canonical JSON."""
-        canonical = json.dumps(self.normalised(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:VERSION_HEX_DIGITS]
+        return version_of(self.normalised())
 
     @property
     def identity(self) -> tuple[str, str]:

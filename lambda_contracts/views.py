@@ -20,9 +20,19 @@ from enum import Enum
 from typing import Any
 
 from lambda_contracts.buckets import floor_sql, floor_to
+from lambda_contracts.events import Transaction
+from lambda_contracts.view_declarations import normalise, version_of
 
 Key = tuple[Any, ...]
 Measures = tuple[int, ...]
+
+# The windows a view may have, by the name the views file and the API use.
+WINDOWS_MS: dict[str, int] = {"minute": 60_000, "hour": 3_600_000, "day": 86_400_000}
+
+
+def wire_name(column: str) -> str:
+    """An event column's field name on the wire and in the API (``SourceAccountID``)."""
+    return Transaction.model_fields[column].alias or column
 
 
 class MeasureKind(Enum):
@@ -98,6 +108,33 @@ class View:
     @property
     def measure_names(self) -> tuple[str, ...]:
         return tuple(m.name for m in self.measures)
+
+    @property
+    def window(self) -> str:
+        """The window's name (minute, hour or day)."""
+        return next(name for name, ms in WINDOWS_MS.items() if ms == self.window_ms)
+
+    @property
+    def wire_dimensions(self) -> tuple[str, ...]:
+        """The dimensions by their wire names, as the views file and the API name them."""
+        return tuple(wire_name(d) for d in self.dimensions)
+
+    def definition(self) -> dict[str, Any]:
+        """The view in the views file's vocabulary (what ``GET /v1/views`` shows)."""
+        return {
+            "dimensions": list(self.wire_dimensions),
+            "window": self.window,
+            "measures": [m.label for m in self.measures],
+            "amount_min": None,
+            "amount_max": None,
+        }
+
+    @property
+    def version(self) -> str:
+        """Its version by the views file's rule: a hash of the normalised definition."""
+        return version_of(
+            normalise(self.wire_dimensions, self.window, self.definition()["measures"])
+        )
 
     def measure_index(self, label: str) -> int:
         return [m.label for m in self.measures].index(label)

@@ -64,7 +64,7 @@ class TimeRange:
     end_ms: int
 
 
-def _unprocessable(param: str, message: str, value: object) -> RequestValidationError:
+def unprocessable(param: str, message: str, value: object) -> RequestValidationError:
     """A 422 in FastAPI's documented validation-error shape, naming the query parameter."""
     return RequestValidationError(
         [{"type": "value_error", "loc": ("query", param), "msg": message, "input": value}]
@@ -80,16 +80,28 @@ async def time_range(
         try:
             parsed[name] = parse_instant(raw, name)
         except ValueError as exc:
-            raise _unprocessable(name, str(exc), raw) from exc
+            raise unprocessable(name, str(exc), raw) from exc
         if not 0 <= parsed[name] <= MAX_CREATED_TIME_MS + 1:
-            raise _unprocessable(name, f"{name}: out of range (epoch ms 0 to year 9999)", raw)
+            raise unprocessable(name, f"{name}: out of range (epoch ms 0 to year 9999)", raw)
     start_ms, end_ms = parsed["start"], parsed["end"]
     if end_ms <= start_ms:
-        raise _unprocessable("end", "end must be after start", end)
+        raise unprocessable("end", "end must be after start", end)
     return TimeRange(start_ms, end_ms)
 
 
 RangeDep = Annotated[TimeRange, Depends(time_range)]
+
+
+def check_points(span: TimeRange, granularity: Granularity) -> None:
+    """Refuse a range with more windows of ``granularity`` than an answer may have."""
+    points = -(-(span.end_ms - span.start_ms) // granularity.ms)
+    if points > MAX_POINTS:
+        raise unprocessable(
+            "granularity",
+            f"range too large for granularity {granularity.value}: {points} points "
+            f"(at most {MAX_POINTS}); use a coarser granularity or a shorter range",
+            granularity.value,
+        )
 
 
 async def series_range(
@@ -98,14 +110,7 @@ async def series_range(
         Granularity, Query(description="minute, hour or day")
     ] = Granularity.minute,
 ) -> tuple[TimeRange, Granularity]:
-    points = -(-(span.end_ms - span.start_ms) // granularity.ms)
-    if points > MAX_POINTS:
-        raise _unprocessable(
-            "granularity",
-            f"range too large for granularity {granularity.value}: {points} points "
-            f"(at most {MAX_POINTS}); use a coarser granularity or a shorter range",
-            granularity.value,
-        )
+    check_points(span, granularity)
     return span, granularity
 
 

@@ -25,6 +25,7 @@ from lambda_contracts.db import make_engine
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings, get_settings
 from lambda_contracts.startup import checked_layout, checked_settings
+from lambda_contracts.views import VIEWS
 from serving.batch_cache import BatchCache
 from serving.batch_store import BatchStore
 from serving.deps import require_token
@@ -32,6 +33,7 @@ from serving.kafka_lag import EndOffsets
 from serving.metrics import MULTIPROC_ENV, ServingMetrics
 from serving.queries import QueryService
 from serving.routes import accounts, docs, freshness, ops, totals
+from serving.routes.views import views_router
 from serving.schemas import UNAUTHORIZED
 from serving.speed_store import SpeedReader
 
@@ -145,7 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # Without a token there is nothing to check: no dependency to solve on every request.
     secured = [Depends(require_token)] if settings.api_token is not None else []
-    for router in (accounts.router, totals.router, freshness.router):
+    for router in (accounts.router, totals.router, freshness.router, views_router(VIEWS)):
         app.include_router(router, dependencies=secured, responses=UNAUTHORIZED if secured else {})
     app.include_router(ops.router)
     app.include_router(docs.router)

@@ -17,7 +17,7 @@ import anyio.to_thread
 
 from lambda_contracts.buckets import floor_to
 from lambda_contracts.layout import BatchPointer
-from lambda_contracts.views import ACCOUNT_MINUTE, GLOBAL_MINUTE, Key, Measures
+from lambda_contracts.views import ACCOUNT_MINUTE, GLOBAL_MINUTE, WINDOWS_MS, Key, Measures, View
 from serving.batch_cache import BatchCache, BatchPart, MixedSnapshotError, identity_of
 from serving.batch_store import BatchStore
 from serving.merge import merge_rows, roll_up, total
@@ -37,7 +37,7 @@ class Granularity(StrEnum):
 
     @property
     def ms(self) -> int:
-        return {"minute": 60_000, "hour": 3_600_000, "day": 86_400_000}[self.value]
+        return WINDOWS_MS[self.value]
 
 
 @dataclass
@@ -193,3 +193,18 @@ class QueryService:
         measure = view.measure_index("sum" if by_sum else "count")
         ranked = sorted(per_account.items(), key=lambda kv: (-kv[1][measure], kv[0][0]))
         return [(k[0], view.labelled(v)) for k, v in ranked[:limit]]
+
+    def view_rows(
+        self,
+        snap: Snapshot,
+        view: View,
+        span: tuple[int, int],
+        filters: dict[str, str],
+        group_by: str | None = None,
+        window_ms: int | None = None,
+    ) -> dict[Key, Measures]:
+        """Rows of any view over ``span``: one per ``group_by`` value and window of
+        ``window_ms`` (each when given), or one over the whole range (empty if no event)."""
+        columns = (*((group_by,) if group_by else ()), *(("window_start",) if window_ms else ()))
+        coarser = window_ms if window_ms and window_ms != view.window_ms else None
+        return self._merged(snap, RowQuery.of(view, *span, columns, filters, coarser))

@@ -42,7 +42,7 @@ def meta(snap: Snapshot, speed_watermark_ms: int | None) -> dict:
     }
 
 
-def _rendered(view: View, value: dict[str, int] | None) -> dict[str, Any]:
+def rendered(view: View, value: dict[str, int] | None) -> dict[str, Any]:
     """Each measure under its label, cents as money; over no events, each measure's empty
     value (from the declaration)."""
     fields: dict[str, Any] = {}
@@ -54,7 +54,7 @@ def _rendered(view: View, value: dict[str, int] | None) -> dict[str, Any]:
 
 def measures_fields(value: dict[str, int] | None, view: View = GLOBAL_MINUTE) -> dict[str, Any]:
     """The view's measures (cents → money) and the derived avg (sum / count)."""
-    fields = _rendered(view, value)
+    fields = rendered(view, value)
     count, amount = view.count_measure.label, view.amount_measure.label
     fields["avg"] = None if value is None else average(value[amount], value[count])
     return fields
@@ -64,5 +64,5 @@ def point(window_start: int, value: dict[str, int], view: View = GLOBAL_MINUTE) 
     return {
         "window_start": ms_to_iso(window_start) or "",
         "window_start_ms": window_start,
-        **_rendered(view, value),
+        **rendered(view, value),
     }

@@ -32,6 +32,7 @@ from lambda_contracts.db import make_engine
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
 from serving.main import create_app
+from tests.support.oracle import kept_rows
 from tests.support.pipeline import (
     BIN,
     SpeedProcess,
@@ -40,6 +41,7 @@ from tests.support.pipeline import (
     expected_views,
     mixed_stream,
     produce,
+    truth_rows,
     wait_caught_up,
     wait_sealed,
     wait_until,
@@ -224,6 +226,138 @@ def test_top_accounts_by_sum_and_count(client: TestClient, platform: Platform) -
     assert [(a["account_id"], a["count"]) for a in by_count["accounts"]] == [
         (a, counts[a]) for a in want
     ]
+
+
+def oracle_rows(
+    p: Platform,
+    start: int,
+    end: int,
+    account: str | None = None,
+    by_account: bool = False,
+    size: int | None = None,
+) -> dict[tuple, dict[str, Any]]:
+    """What ``GET /v1/views/...`` must answer, by plain loops over the kept events: rows keyed
+    by (account if grouped, window start if a granularity), events whose minute is in range."""
+    amounts: dict[tuple, list[int]] = {}
+    for row in kept_rows(truth_rows(p.truth)):
+        minute = row["created_time"] - row["created_time"] % 60_000
+        if not start <= minute < end:
+            continue
+        if account is not None and row["source_account_id"] != account:
+            continue
+        key = (row["source_account_id"],) if by_account else ()
+        if size is not None:
+            key += (minute - minute % size,)
+        amounts.setdefault(key, []).append(row["amount_cents"])
+    out = {}
+    for key, values in amounts.items():
+        row = {"SourceAccountID": key[0]} if by_account else {}
+        if size is not None:
+            row["window_start"] = key[-1]
+        row.update(
+            count=len(values),
+            sum=f"{Decimal(sum(values)) / 100:.2f}",
+            min=f"{Decimal(min(values)) / 100:.2f}",
+            max=f"{Decimal(max(values)) / 100:.2f}",
+        )
+        out[key] = row
+    return out
+
+
+@pytest.mark.parametrize("name", ["all", "before", "after", "across"])
+def test_views_route_equals_ground_truth(client: TestClient, platform: Platform, name: str) -> None:
+    """The generic route over the built-in views: whole range, series, filters, grouping and
+    top-N, each equal to the oracle, on ranges below, above and across the batch horizon."""
+    start, end = ranges(platform)[name]
+    span = {"start": start, "end": end}
+
+    def rows(view: str, **params: Any) -> list[dict[str, Any]]:
+        answer = client.get(f"/v1/views/{view}", params={**span, **params})
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["view"] == view and body["version"] == body["meta"]["view_version"]
+        return body["rows"]
+
+    empty = {"count": 0, "sum": "0.00", "min": None, "max": None}
+    assert rows("global_minute") == [oracle_rows(platform, start, end).get((), empty)]
+    for account in [*top_accounts(platform, 2), "no-such-account"]:
+        want = oracle_rows(platform, start, end, account).get((), empty)
+        assert rows("account_minute", SourceAccountID=account) == [want], account
+    for granularity, size in (("minute", 60_000), ("hour", 3_600_000), ("day", 86_400_000)):
+        want_series = [v for _, v in sorted(oracle_rows(platform, start, end, size=size).items())]
+        assert rows("global_minute", granularity=granularity, limit=10_080) == want_series
+    account = top_accounts(platform, 1)[0]
+    hourly = oracle_rows(platform, start, end, account, size=3_600_000)
+    got = rows("account_minute", SourceAccountID=account, granularity="hour")
+    assert got == [v for _, v in sorted(hourly.items())]
+
+    per_account = oracle_rows(platform, start, end, by_account=True)
+    for measure in ("sum", "count", "max"):
+        ranked = sorted(per_account.items(), key=lambda kv: (-Decimal(str(kv[1][measure])), kv[0]))
+        got = rows("account_minute", group_by="SourceAccountID", order_by=measure, limit=5)
+        assert got == [v for _, v in ranked[:5]], measure
+    both = oracle_rows(platform, start, end, by_account=True, size=86_400_000)
+    answer = client.get(
+        "/v1/views/account_minute",
+        params={**span, "group_by": "SourceAccountID", "granularity": "day", "limit": 10_080},
+    ).json()
+    assert answer["rows"] == [v for _, v in sorted(both.items())]
+    meta = answer["meta"]
+    assert meta["rows_total"] == len(both)
+    assert meta["events_from_batch"] + meta["events_from_speed"] == sum(
+        v["count"] for v in both.values()
+    )
+
+
+def test_views_are_listed_with_their_definitions(client: TestClient, platform: Platform) -> None:
+    listed = {v["name"]: v for v in client.get("/v1/views").json()["views"]}
+    assert set(listed) == {"account_minute", "global_minute"}
+    account = listed["account_minute"]
+    assert account["definition"]["dimensions"] == ["SourceAccountID"]
+    assert account["definition"]["window"] == "minute"
+    assert account["state"] == "serving" and account["horizon_ms"] >= platform.horizon_ms
+    assert listed["global_minute"]["definition"]["dimensions"] == []
+    assert account["version"] != listed["global_minute"]["version"]
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "status", "message"),
+    [
+        ("/v1/views/no_such_view", {"start": "0", "end": "1"}, 404, "account_minute"),
+        (
+            "/v1/views/global_minute",
+            {"start": "0", "end": "1000", "SourceAccountID": "a"},
+            422,
+            "unknown parameter 'SourceAccountID' for view global_minute",
+        ),
+        (
+            "/v1/views/account_minute",
+            {"start": "0", "end": "1000", "group_by": "TargetAccountID"},
+            422,
+            "SourceAccountID",
+        ),
+        (
+            "/v1/views/account_minute",
+            {"start": "0", "end": "1000", "order_by": "avg"},
+            422,
+            "order_by",
+        ),
+        (
+            "/v1/views/account_minute",
+            {"start": "0", "end": str(30 * 86_400_000), "granularity": "minute"},
+            422,
+            "range too large for granularity minute",
+        ),
+        ("/v1/views/account_minute", {"start": "5", "end": "1"}, 422, "end must be after"),
+        ("/v1/views/account_minute", {"start": "0", "end": "1", "limit": "0"}, 422, "limit"),
+    ],
+)
+def test_views_route_refuses_bad_queries_with_the_reason(
+    client: TestClient, path: str, params: dict[str, str], status: int, message: str
+) -> None:
+    response = client.get(path, params=params)
+    assert response.status_code == status, response.text
+    assert message in response.text
 
 
 @pytest.mark.parametrize(

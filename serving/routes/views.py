@@ -1,0 +1,238 @@
+"""Any view, queried generically: ``GET /v1/views`` lists them, ``GET /v1/views/<name>``
+answers one over a range, by granularity, filtered by its dimensions, grouped and ranked.
+
+Each view gets its own route, built at start-up from its declaration: its dimensions become
+query parameters (filters) and ``group_by`` choices, its measures ``order_by`` choices, and
+its rows a response model (:mod:`serving.view_schemas`) — so OpenAPI documents every view.
+A name no view has is answered by the catch-all route with a 404 naming the views there are.
+
+Plain ``def`` routes (the thread pool): a grouped answer ranks every key of the range, which
+is not sub-millisecond work, and must not hold the event loop.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from enum import StrEnum
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+
+from lambda_contracts.events import ID_MAX_LENGTH
+from lambda_contracts.views import Key, Measures, View
+from serving.deps import QueriesDep, RangeDep, TimeRange, check_points, unprocessable
+from serving.queries import Granularity, QueryService
+from serving.routes.common import JSONAnswer, meta, rendered
+from serving.schemas import INVALID_INPUT, ErrorDetail
+from serving.view_schemas import DEFAULT_ROWS, MAX_ROWS, ViewsList, answer_model
+
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorDetail, "description": "No view has this name; `detail` lists those"}
+}
+
+
+def views_router(views: Sequence[View]) -> APIRouter:
+    """The routes of ``views``: the list, one route per view, and the catch-all 404."""
+    router = APIRouter(prefix="/v1/views", tags=["views"])
+    by_name = {v.name: v for v in views}
+
+    @router.get("", response_model=ViewsList)
+    def list_views(queries: QueriesDep) -> JSONAnswer:
+        """Every view: its definition, version, state, build progress and horizon."""
+        snap = queries.snapshot()
+        return JSONAnswer({"views": [_info(v, snap.pointer) for v in views]})
+
+    for view in views:
+        router.add_api_route(
+            f"/{view.name}",
+            _answering(view),
+            methods=["GET"],
+            response_model=answer_model(view),
+            summary=f"Query {view.name}",
+            description=_described(view),
+            openapi_extra=INVALID_INPUT,
+        )
+
+    @router.get("/{name}", responses=NOT_FOUND, include_in_schema=False)
+    def unknown_view(name: str) -> None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            f"no view named {name!r}; the views are: {', '.join(sorted(by_name))}",
+        )
+
+    return router
+
+
+def _info(view: View, pointer: Any) -> dict[str, Any]:
+    return {
+        "name": view.name,
+        "version": view.version,
+        "built_in": True,
+        "description": view.description,
+        "definition": view.definition(),
+        "state": "serving",
+        "progress": 1.0,
+        "horizon_ms": pointer.horizon_ms if pointer else None,
+    }
+
+
+def _described(view: View) -> str:
+    dims = ", ".join(view.wire_dimensions) or "none (one global key)"
+    return (
+        f"{view.description}\n\nDimensions: {dims}. Window: {view.window}. Measures: "
+        f"{', '.join(m.label for m in view.measures)}.\n\nWithout `granularity` and `group_by` "
+        "the answer is one row over the whole range (its measures' empty values if no event "
+        "matched). With either, one row per window and/or dimension value that has events, "
+        "by key, or by `order_by` (largest first, ties by key), at most `limit` rows."
+    )
+
+
+def _answering(view: View) -> Callable[..., JSONAnswer]:
+    """The route function of ``view``, its signature built from the view's declaration."""
+    dims = view.wire_dimensions
+    columns = dict(zip(dims, view.dimensions, strict=True))
+    title = "".join(part.capitalize() for part in view.name.split("_"))
+    order_by_enum = StrEnum(f"{title}Measure", {m.label: m.label for m in view.measures})
+    group_by_enum = StrEnum(f"{title}Dimension", {d: d for d in dims}) if dims else None
+    allowed = {"start", "end", "granularity", "order_by", "limit", *dims}
+    if group_by_enum is not None:
+        allowed.add("group_by")
+
+    def answer(request: Request, span: TimeRange, queries: QueryService, **params: Any) -> Any:
+        unknown = sorted(set(request.query_params) - allowed)
+        if unknown:
+            raise unprocessable(
+                unknown[0],
+                f"unknown parameter {unknown[0]!r} for view {view.name}; "
+                f"its parameters are: {', '.join(sorted(allowed))}",
+                request.query_params[unknown[0]],
+            )
+        granularity: Granularity | None = params["granularity"]
+        window_ms = None
+        if granularity is not None:
+            if granularity.ms < view.window_ms:
+                raise unprocessable(
+                    "granularity",
+                    f"granularity {granularity.value} is finer than the window of view "
+                    f"{view.name} ({view.window})",
+                    granularity.value,
+                )
+            check_points(span, granularity)
+            window_ms = granularity.ms
+        group_by = params.get("group_by")
+        group_column = columns[group_by.value] if group_by is not None else None
+        filters = {columns[d]: params[d] for d in dims if params[d] is not None}
+        order_by = params["order_by"]
+
+        snap, merged = queries.consistent(
+            lambda s: queries.view_rows(
+                s, view, (span.start_ms, span.end_ms), filters, group_column, window_ms
+            )
+        )
+        grouped = group_column is not None or window_ms is not None
+        ranked = _ranked(view, merged, order_by.value if order_by else None)
+        rows = [_row(view, key, value, group_by, window_ms) for key, value in ranked]
+        if not grouped:  # one row over the whole range, even over no events
+            rows = rows or [rendered(view, None)]
+        total = len(rows)
+        return JSONAnswer(
+            {
+                "view": view.name,
+                "version": view.version,
+                "rows": rows[: params["limit"]],
+                "meta": {
+                    **meta(snap, queries.speed_watermark_ms()),
+                    "view_version": view.version,
+                    "rows_total": total,
+                },
+            }
+        )
+
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    parameters = [
+        inspect.Parameter("request", keyword, annotation=Request),
+        inspect.Parameter("span", keyword, annotation=RangeDep),
+        inspect.Parameter("queries", keyword, annotation=QueriesDep),
+        inspect.Parameter(
+            "granularity",
+            keyword,
+            default=None,
+            annotation=Annotated[
+                Granularity | None,
+                Query(description=f"one row per window of this size (at least {view.window})"),
+            ],
+        ),
+    ]
+    if group_by_enum is not None:
+        parameters.append(
+            inspect.Parameter(
+                "group_by",
+                keyword,
+                default=None,
+                annotation=Annotated[
+                    group_by_enum | None, Query(description="one row per value of this dimension")
+                ],
+            )
+        )
+    parameters += [
+        inspect.Parameter(
+            "order_by",
+            keyword,
+            default=None,
+            annotation=Annotated[
+                order_by_enum | None,
+                Query(description="rank rows by this measure, largest first (ties by key)"),
+            ],
+        ),
+        inspect.Parameter(
+            "limit",
+            keyword,
+            default=DEFAULT_ROWS,
+            annotation=Annotated[
+                int, Query(ge=1, le=MAX_ROWS, description="at most this many rows")
+            ],
+        ),
+        *(
+            inspect.Parameter(
+                d,
+                keyword,
+                default=None,
+                annotation=Annotated[
+                    str | None,
+                    Query(
+                        min_length=1,
+                        max_length=ID_MAX_LENGTH,
+                        description=f"only events with this {d}",
+                    ),
+                ],
+            )
+            for d in dims
+        ),
+    ]
+    answer.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    answer.__name__ = f"query_{view.name}"
+    answer.__doc__ = view.description
+    return answer
+
+
+def _ranked(
+    view: View, merged: dict[Key, Measures], order_by: str | None
+) -> list[tuple[Key, Measures]]:
+    """Rows by key, or by ``order_by`` largest first with ties by key."""
+    if order_by is None:
+        return sorted(merged.items())
+    at = view.measure_index(order_by)
+    return sorted(merged.items(), key=lambda kv: (-kv[1][at], kv[0]))
+
+
+def _row(
+    view: View, key: Key, value: Measures, group_by: StrEnum | None, window_ms: int | None
+) -> dict[str, Any]:
+    """A row: the dimension grouped by, the window start, then the measures by label."""
+    row: dict[str, Any] = {}
+    if group_by is not None:
+        row[group_by.value] = key[0]
+    if window_ms is not None:
+        row["window_start"] = key[-1]
+    return {**row, **rendered(view, view.labelled(value))}
