@@ -2,8 +2,9 @@
 
 Issue 27 ("views as code"), step 1: the contract of the file only. Users add views next to the
 built-in ones of :mod:`lambda_contracts.views` in a TOML file (``LAMBDA_VIEWS_FILE``,
-``views.toml`` at the repo root by default; a missing file declares no view). Nothing computes
-these views yet: wiring them into the layers comes next.
+``views.toml`` at the repo root by default; a missing file declares no view).
+:mod:`lambda_contracts.declared_views` compiles a declaration to the views the layers compute;
+the layers do not read the file yet.
 
 - A refusal is one line naming the file, the view and the problem (:class:`DeclarationError`),
   so a deploy that fails says what to fix.

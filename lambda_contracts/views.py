@@ -100,6 +100,25 @@ class View:
     window_ms: int
     measures: tuple[Measure, ...]
     description: str = ""
+    # Only events with amount_min_cents <= amount_cents <= amount_max_cents count (inclusive;
+    # None: no bound). A filter on the event, so every layer applies it before aggregating.
+    amount_min_cents: int | None = None
+    amount_max_cents: int | None = None
+
+    def admits(self, row: Mapping[str, Any]) -> bool:
+        """Whether an event passes the view's amount filter."""
+        cents = row["amount_cents"]
+        low, high = self.amount_min_cents, self.amount_max_cents
+        return (low is None or cents >= low) and (high is None or cents <= high)
+
+    def filter_sql(self) -> str | None:
+        """The amount filter as a SQL predicate (integers only: no injection, no quoting)."""
+        bounds = []
+        if self.amount_min_cents is not None:
+            bounds.append(f"amount_cents >= {int(self.amount_min_cents)}")
+        if self.amount_max_cents is not None:
+            bounds.append(f"amount_cents <= {int(self.amount_max_cents)}")
+        return " AND ".join(bounds) or None
 
     @property
     def key_columns(self) -> tuple[str, ...]:
@@ -125,16 +144,16 @@ class View:
             "dimensions": list(self.wire_dimensions),
             "window": self.window,
             "measures": [m.label for m in self.measures],
-            "amount_min": None,
-            "amount_max": None,
+            "amount_min": _decimal(self.amount_min_cents),
+            "amount_max": _decimal(self.amount_max_cents),
         }
 
     @property
     def version(self) -> str:
         """Its version by the views file's rule: a hash of the normalised definition."""
-        return version_of(
-            normalise(self.wire_dimensions, self.window, self.definition()["measures"])
-        )
+        measures = [m.label for m in self.measures]
+        bounds = (self.amount_min_cents, self.amount_max_cents)
+        return version_of(normalise(self.wire_dimensions, self.window, measures, *bounds))
 
     def measure_index(self, label: str) -> int:
         return [m.label for m in self.measures].index(label)
@@ -173,6 +192,8 @@ class View:
         """
         acc: dict[Key, Measures] = {}
         for row in rows:
+            if not self.admits(row):
+                continue
             key, value = self.key_of(row), self.initial(row)
             prev = acc.get(key)
             acc[key] = value if prev is None else self.combine(prev, value)
@@ -188,7 +209,9 @@ class View:
         select = [*carried, *self.dimensions, f"{window} AS window_start"]
         select += [f"{m.kind.sql_over_events(m.source)} AS {m.name}" for m in self.measures]
         group = [*carried, *self.dimensions, window]
-        return f"SELECT {', '.join(select)} FROM {relation} GROUP BY {', '.join(group)}"
+        where = self.filter_sql()
+        filtered = f" WHERE {where}" if where else ""
+        return f"SELECT {', '.join(select)} FROM {relation}{filtered} GROUP BY {', '.join(group)}"
 
     def rollup_expressions(self) -> list[str]:
         """``agg(col) AS col`` for each measure, to combine partial rows of this view."""
@@ -219,6 +242,11 @@ GLOBAL_MINUTE = View(
 
 VIEWS: tuple[View, ...] = (ACCOUNT_MINUTE, GLOBAL_MINUTE)
 VIEWS_BY_NAME: dict[str, View] = {v.name: v for v in VIEWS}
+
+
+def _decimal(cents: int | None) -> str | None:
+    """Cents as the views file writes amounts ("10000.00")."""
+    return None if cents is None else f"{cents // 100}.{cents % 100:02d}"
 
 
 def keyed(rows: Iterable[Sequence[Any]], key_len: int) -> list[tuple[Key, Measures]]:
