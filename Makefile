@@ -10,7 +10,7 @@ JARS_STAMP := .cache/kafka/libs/.fetched
 S3A_STAMP := $(HOME)/.cache/lambda-platform/spark-s3a/.fetched
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: up down status test lint batch bench chaos install jars s3a-jars s3gw helm spark-jvm clean \
+.PHONY: up down status deploy test lint batch bench chaos install jars s3a-jars s3gw helm spark-jvm clean \
 	cluster-up cluster-status cluster-down cluster-chaos settings-doc views-schema
 
 # What a first run fetches is said step by step: pip names each package it collects (the
@@ -71,6 +71,10 @@ down: $(STAMP)
 
 status: $(STAMP)
 	$(BIN)/lambda-platform status
+
+# Apply the views file (LAMBDA_VIEWS_FILE, views.toml by default) to the running platform.
+deploy: $(STAMP)
+	$(BIN)/lambda-platform deploy
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

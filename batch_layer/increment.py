@@ -16,11 +16,13 @@ audit of the incremental path: both produce the same views, row for row.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lambda_contracts.layout import Layout
 from lambda_contracts.manifest import BATCH_FORMAT, COUNTERS, Counters, Manifest
 from lambda_contracts.settings import Settings
+from lambda_contracts.views import VIEWS, View
 
 
 @dataclass(frozen=True)
@@ -47,10 +49,11 @@ class Base:
 
 
 def incremental_base(
-    layout: Layout, settings: Settings, horizon_ms: int
+    layout: Layout, settings: Settings, horizon_ms: int, views: Sequence[View] = VIEWS
 ) -> tuple[Base | None, str]:
-    """The version a run at ``horizon_ms`` adds to (CURRENT), or None and why a full
-    recompute is needed instead."""
+    """The version a run of ``views`` at ``horizon_ms`` adds to (CURRENT), or None and why a
+    full recompute is needed instead (among others: a view the version does not hold, such as
+    a newly declared one, needs every event below the horizon, not an increment)."""
     current = layout.read_current()
     if current is None:
         return None, "nothing published yet"
@@ -67,6 +70,9 @@ def incremental_base(
         return None, "LAMBDA_DEDUP_HORIZON_MS changed since the published version"
     if manifest.horizon_ms > horizon_ms:
         return None, f"horizon {horizon_ms} is older than the published {manifest.horizon_ms}"
+    missing = [v.name for v in views if v.name not in manifest.output_partitions]
+    if missing:
+        return None, f"{current.version} lacks view {missing[0]} (a new view version: built whole)"
     return Base(current.version, manifest), f"adds [{manifest.horizon_ms}, {horizon_ms})"
 
 

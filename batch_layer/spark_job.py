@@ -58,7 +58,8 @@ from lambda_contracts.landing_lock import reading_landing
 from lambda_contracts.layout import DAY_MS, HOUR_MS, Layout, landing_key_bucket
 from lambda_contracts.manifest import BATCH_FORMAT, Counters, Increment, Manifest
 from lambda_contracts.settings import Settings
-from lambda_contracts.views import VIEWS
+from lambda_contracts.startup import checked_views
+from lambda_contracts.view_set import ViewSet
 
 DEDUPLICATED = "deduplicated-events"  # under a version's prefix while the job runs (Spark
 # skips paths starting with "_" or ".", so not "_deduplicated")
@@ -96,8 +97,16 @@ class Steps:
         self._last = now
 
 
-def run(settings: Settings, horizon_ms: int, version: str, run_id: str, full: bool = False) -> str:
-    """Compute a complete version in the store; return its manifest's key.
+def run(
+    settings: Settings,
+    horizon_ms: int,
+    version: str,
+    run_id: str,
+    full: bool = False,
+    views: ViewSet | None = None,
+) -> str:
+    """Compute a complete version of ``views`` (default: the views file's) in the store;
+    return its manifest's key.
 
     Adds the buckets in [H_prev, H) to the published version at H_prev unless ``full`` (or
     no usable base: see ``batch_layer.increment``). The views' files are written first, the
@@ -111,8 +120,9 @@ def run(settings: Settings, horizon_ms: int, version: str, run_id: str, full: bo
     check_reusable(layout, version)  # a pruned id: its prefix may hold files others share
     started, steps = time.time(), Steps()
     layout.store.delete_prefix(layout.version_prefix(version))  # a killed attempt of this run
+    views = views if views is not None else ViewSet.load(settings.views_file)
     with heartbeat(layout, version):  # prune keeps an unfinished version while it beats
-        return _run(layout, settings, horizon_ms, version, run_id, full, started, steps)
+        return _run(layout, settings, horizon_ms, version, run_id, full, views, started, steps)
 
 
 def _run(
@@ -122,6 +132,7 @@ def _run(
     version: str,
     run_id: str,
     full: bool,
+    views: ViewSet,
     started: float,
     steps: Steps,
 ) -> str:
@@ -133,7 +144,7 @@ def _run(
     base, why = (
         (None, "full recompute asked for")
         if full
-        else incremental_base(layout, settings, horizon_ms)
+        else incremental_base(layout, settings, horizon_ms, views.computed)
     )
     from_ms = base.horizon_ms if base else 0
     keys = layout.landing_files(below_ms=horizon_ms, from_ms=from_ms)
@@ -190,10 +201,10 @@ def _run(
             "rows_read": sum(r["rows_read"] or 0 for r in counted),
         }
         touched = sorted(int(r["hour"]) for r in counted if r["events"] > 0)
-        partitions = touched_partitions(touched)
+        partitions = touched_partitions(touched, views.computed)
         steps.done("count")
         files = {}
-        for view in VIEWS:
+        for view in views.computed:
             files[view.name] = write_view(
                 layout, view, events, partitions[view.name], base, version
             )
@@ -251,6 +262,7 @@ def _run(
         dedup_index_files=index_files,
         output_partitions={n: {str(p): ks for p, ks in by.items()} for n, by in files.items()},
         output_files=outputs,
+        declared_views={d.name: d.version for d in views.declared},
     )
     layout.write_manifest(version, manifest)
     return manifest_key
@@ -266,9 +278,10 @@ def main() -> None:
     )
     args = parser.parse_args()
     settings = Settings()
+    views = checked_views(settings)  # an invalid views file: one line, exit 78
     # Compaction keeps every landing file this job may list until the job is done.
     with reading_landing(Layout.of(settings)):
-        manifest = run(settings, args.horizon, args.version, args.run_id, args.full)
+        manifest = run(settings, args.horizon, args.version, args.run_id, args.full, views)
     print(json.dumps({"version": args.version, "manifest": manifest}))
 
 

@@ -9,7 +9,7 @@ partitions stay the base's files.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -19,7 +19,7 @@ from batch_layer.increment import Base
 from batch_layer.inputs import spark_uri
 from lambda_contracts.batch_files import view_schema
 from lambda_contracts.layout import VIEW_PARTITION_DIR, Layout, view_partitioning
-from lambda_contracts.views import VIEWS, View
+from lambda_contracts.views import View
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -73,10 +73,10 @@ def files_by_partition(layout: Layout, prefix: str) -> dict[int, list[str]]:
     return found
 
 
-def touched_partitions(hours: list[int]) -> dict[str, list[int]]:
+def touched_partitions(hours: list[int], views: Sequence[View]) -> dict[str, list[int]]:
     """Each view's partitions (their starts) that events in these event-time hours fall in."""
     return {
-        view.name: sorted({view_partitioning(view).start(hour) for hour in hours}) for view in VIEWS
+        view.name: sorted({view_partitioning(view).start(hour) for hour in hours}) for view in views
     }
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, select, tuple_, update
+from sqlalchemy import Engine, MetaData, Table, delete, func, inspect, select, tuple_, update
 
-from lambda_contracts.store_schema import batch_runs, view_tables
+from lambda_contracts.store_schema import batch_runs, view_tables, view_versions
 from lambda_contracts.views import GLOBAL_MINUTE, VIEWS
 
 
@@ -96,6 +96,20 @@ def stored_report(engine: Engine, version: str) -> dict[str, Any] | None:
     return json.loads(row[0]) if row else None
 
 
+def declared_tables(engine: Engine) -> list[Table]:
+    """The speed tables of every declared view version deployed to the store (retired ones
+    too, while they exist), read from the database: the views file in force may differ."""
+    with engine.connect() as conn:
+        names = [
+            name
+            for (listed,) in conn.execute(select(view_versions.c.tables))
+            for name in json.loads(listed)
+        ]
+    meta = MetaData()
+    found = set(inspect(engine).get_table_names())
+    return [Table(name, meta, autoload_with=engine) for name in names if name in found]
+
+
 EXPIRY_CHUNK_ROWS = 5_000
 
 
@@ -108,8 +122,7 @@ def expire_speed_rows(engine: Engine, horizon_ms: int, chunk_rows: int = EXPIRY_
     see a half-expired view: they ignore rows below the published horizon anyway.
     """
     deleted = 0
-    for view in VIEWS:
-        table = view_tables[view.name]
+    for table in (*(view_tables[v.name] for v in VIEWS), *declared_tables(engine)):
         key = tuple_(*table.primary_key.columns)
         doomed = (
             select(*table.primary_key.columns)

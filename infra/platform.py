@@ -1,7 +1,8 @@
-"""``lambda-platform up|down|status``: the whole platform in local mode, no Docker needed.
+"""``lambda-platform up|down|status|deploy``: the whole platform in local mode, no Docker.
 
 ``up`` starts what is down (re-running it is harmless), waits for health, prints where things
-are; ``down`` stops every service cleanly; ``status`` shows each service, its pid and health.
+are; ``down`` stops every service cleanly; ``status`` shows each service, its pid and health;
+``deploy`` applies the views file to the running platform.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from infra.airflow_env import AIRFLOW_PORT, API_HOST, admin_password, airflow_env, password_file
@@ -26,10 +29,13 @@ from infra.s3_server import ensure_bucket
 from infra.services import keeper_service, platform_services, speed_health, speed_health_cell
 from infra.supervisor import Service, ServiceError, Supervisor
 from infra.topics import TopicMismatchError
+from lambda_contracts.db import make_engine
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings, get_settings
 from lambda_contracts.startup import EXIT_CONFIG, checked_layout
 from lambda_contracts.storage_url import parse_s3_url
+from lambda_contracts.view_declarations import DeclarationError
+from lambda_contracts.view_set import ViewSet, deployed_fingerprint
 
 app = typer.Typer(add_completion=False, help=__doc__)
 app.add_typer(cluster_cli.app, name="cluster")
@@ -123,6 +129,65 @@ def down() -> None:
         if sup.stop(name):
             console.print(f"stopped {name}")
     console.print("all services are down")
+
+
+DEPLOY_TIMEOUT_S = 120.0
+
+
+@app.command()
+def deploy(
+    demo: Annotated[bool, typer.Option(help="as given to up (DEMO=0 disables)")] = True,
+    demo_rate: Annotated[float, typer.Option(help="as given to up")] = 20.0,
+) -> None:
+    """Apply the views file (LAMBDA_VIEWS_FILE) to the running platform: check it, restart
+    the speed processes and serving on it one by one, and wait until the speed store runs it.
+    An invalid file is refused with its reason, and nothing is restarted."""
+    settings = get_settings()
+    try:
+        views = ViewSet.load(settings.views_file)
+    except DeclarationError as exc:
+        console.print(f"[red]✗ refused[/red]: {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    sup = _supervisor(settings)
+    demo = demo and _demo_enabled()
+    services = {s.name: s for s in platform_services(settings, demo, demo_rate)}
+    rolled = [n for n in services if n.startswith("speed-") or n == "serving"]
+    if not any(sup.pid(name) for name in rolled):
+        console.print("[red]✗[/red] the platform is not running: `make up` first")
+        raise typer.Exit(1)
+    # As up does: the keeper must not restart a service while this restarts it too.
+    keeper_was_up = sup.stop("keeper")
+    try:
+        for name in rolled:  # speed first: the store's deployment changes with the first
+            sup.stop(name)
+            _start(sup, services[name], settings)
+        _wait_deployed(settings, views)
+    finally:
+        if keeper_was_up:
+            _start(sup, keeper_service(demo, demo_rate), settings)
+    for declared in views.declared:
+        console.print(f"[green]✓ {declared.name}[/green] version {declared.version}")
+    console.print(
+        f"deployed views file {settings.views_file} ({len(views.declared)} declared views): "
+        "new versions build in the background; GET /v1/views shows their state"
+    )
+
+
+def _wait_deployed(settings: Settings, views: ViewSet) -> None:
+    """Until the speed store's deployment is ``views``' (its speed processes deploy at start)."""
+    engine = make_engine(settings.speed_store_url or "")
+    deadline = time.monotonic() + DEPLOY_TIMEOUT_S
+    try:
+        while (found := deployed_fingerprint(engine, settings.topic)) != views.fingerprint:
+            if time.monotonic() > deadline:
+                console.print(
+                    f"[red]✗[/red] the speed store still runs deployment {found} after "
+                    f"{DEPLOY_TIMEOUT_S:.0f} s (expected {views.fingerprint}): see the speed logs"
+                )
+                raise typer.Exit(1)
+            time.sleep(0.5)
+    finally:
+        engine.dispose()
 
 
 @app.command("admin-password")

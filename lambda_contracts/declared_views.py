@@ -54,6 +54,7 @@ class DeclaredView:
     labels: tuple[str, ...]  # the declared measures' answer fields, in the file's order
     totals: View
     sets: tuple[DistinctSet, ...]
+    declaration: ViewDeclaration
 
     @classmethod
     def of(cls, declaration: ViewDeclaration) -> DeclaredView:
@@ -95,7 +96,7 @@ class DeclaredView:
             )
             sets.append(DistinctSet(f"distinct_{wire}", column, view))
         labels = tuple(_label(m) for m in declaration.measures)
-        return cls(declaration.name, declaration.version, labels, totals, tuple(sets))
+        return cls(declaration.name, declaration.version, labels, totals, tuple(sets), declaration)
 
     @property
     def computed(self) -> tuple[View, ...]:
@@ -108,33 +109,39 @@ class DeclaredView:
         sets: Mapping[str, Iterable[Key]],
         group_by: Sequence[str] = (),
         window_ms: int | None = None,
+        columns: Sequence[str] | None = None,
     ) -> dict[Key, dict[str, int]]:
         """Rows of the declared view: one per value of ``group_by`` (some of its dimension
         columns) and window of ``window_ms`` (None: the whole range), measures by label.
 
-        ``totals``: rows of :attr:`totals` (key: dimensions, window start); ``sets``: per set
-        label, the keys of its view's rows (dimensions, the counted column, window start).
-        Rows of either from several sources (batch and speed) may repeat keys: totals combine,
-        sets unite. A group has a row when it has events.
+        ``totals``: rows of :attr:`totals` whose keys hold ``columns`` (by default every
+        dimension, then ``window_start``: as stored; a query may group them first, by any
+        columns that include ``group_by``, and ``window_start`` if ``window_ms``). ``sets``:
+        per set label, the keys of its view's rows, with the counted column added before
+        ``window_start``. Rows of either from several sources (batch and speed) may repeat
+        keys: totals combine, sets unite. A group has a row when it has events.
         """
-        dims = self.totals.dimensions
+        columns = tuple(columns) if columns is not None else self.totals.key_columns
+        windowed = ("window_start",) if "window_start" in columns else ()
+        plain = tuple(c for c in columns if c != "window_start")
 
-        def group_of(key: Key, columns: Sequence[str]) -> Key:
-            by = dict(zip(columns, key[:-1], strict=True))
-            window = (floor_to(key[-1], window_ms),) if window_ms else ()
+        def group_of(key: Key, key_columns: Sequence[str]) -> Key:
+            by = dict(zip(key_columns, key, strict=True))
+            window = (floor_to(by["window_start"], window_ms),) if window_ms else ()
             return (*(by[c] for c in group_by), *window)
 
         combined: dict[Key, Measures] = {}
         for key, value in totals:
-            group = group_of(key, dims)
+            group = group_of(key, columns)
             prev = combined.get(group)
             combined[group] = value if prev is None else self.totals.combine(prev, value)
         rows = {g: self.totals.labelled(v) for g, v in combined.items()}
         for distinct in self.sets:
+            set_columns = (*plain, distinct.column, *windowed)
             members: dict[Key, set[object]] = {}
             for key in sets.get(distinct.label, ()):
-                group = group_of(key, (*dims, distinct.column))
-                members.setdefault(group, set()).add(key[len(dims)])
+                counted = key[len(plain)]
+                members.setdefault(group_of(key, set_columns), set()).add(counted)
             for group, row in rows.items():
                 row[distinct.label] = len(members.get(group, ()))
         return {g: {label: row[label] for label in self.labels} for g, row in rows.items()}

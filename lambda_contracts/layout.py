@@ -60,7 +60,8 @@ CURRENT_KEY = "batch/CURRENT"  # the pointer object, moved only by compare-and-s
 # an incremental run rewrites only the periods its new events fall in. A view keyed by a
 # dimension (an account) has up to a row per event, and is partitioned by hour, so that an
 # event late by an hour rewrites an hour of history, not a day of it; a view with no dimension
-# has 1,440 rows a day and is partitioned by day (an hour would be a file of 60 rows).
+# has 1,440 rows a day and is partitioned by day (an hour would be a file of 60 rows); so is a
+# view whose window is a day (a period holds whole windows).
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 VIEW_PARTITION_DIR = re.compile(r"/(?P<period>hour|day)=(?P<start>-?\d+)/")
@@ -80,9 +81,8 @@ class ViewPartitioning:
 
 def view_partitioning(view: View) -> ViewPartitioning:
     """A view's partitioning (see above); every view's window divides its period."""
-    found = (
-        ViewPartitioning("hour", HOUR_MS) if view.dimensions else ViewPartitioning("day", DAY_MS)
-    )
+    by_hour = view.dimensions and view.window_ms <= HOUR_MS
+    found = ViewPartitioning("hour", HOUR_MS) if by_hour else ViewPartitioning("day", DAY_MS)
     assert found.span_ms % view.window_ms == 0, f"{view.name}: window must divide a partition"
     return found
 

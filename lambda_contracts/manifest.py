@@ -86,6 +86,9 @@ class Manifest(Counters):
     output_partitions: dict[str, dict[str, list[str]]] = Field(default_factory=dict)
     # view -> its files (None: written before manifests named them; the prefix holds them)
     output_files: dict[str, list[str]] | None = None
+    # declared view name -> its version, each computed into this version (storage names in
+    # output_files; lambda_contracts.declared_views)
+    declared_views: dict[str, str] = Field(default_factory=dict)
     validation: Validation | None = None
 
     @property

@@ -22,6 +22,7 @@ from lambda_contracts.dedup import DEFAULT_DEDUP_HORIZON_MS
 from lambda_contracts.settings_base import CONFIG, SettingsGroup
 from lambda_contracts.settings_kafka import KafkaSettings
 from lambda_contracts.storage_url import parse_s3_url
+from lambda_contracts.view_declarations import DEFAULT_VIEWS_FILE
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,6 +77,11 @@ class IngestSettings(SettingsGroup):
         default=DEFAULT_DEDUP_HORIZON_MS,
         ge=0,
         description="dedup horizon D, see lambda_contracts.dedup",
+    )
+    views_file: Path = Field(
+        default=DEFAULT_VIEWS_FILE,
+        description="the views file (TOML): views declared beside the built-in ones; a "
+        "missing file declares none (docs/contracts.md#the-views-file)",
     )
 
 

@@ -15,6 +15,8 @@ from pydantic import ValidationError
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings, get_settings
 from lambda_contracts.storage import StorageCheckError
+from lambda_contracts.view_declarations import DeclarationError
+from lambda_contracts.view_set import ViewSet
 
 EXIT_CONFIG = 78  # EX_CONFIG (sysexits.h): fix the configuration, then start again
 
@@ -42,3 +44,12 @@ def checked_layout(settings: Settings) -> Layout:
         print(f"error: storage {layout.store.describe()}: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_CONFIG) from None
     return layout
+
+
+def checked_views(settings: Settings) -> ViewSet:
+    """The views of ``LAMBDA_VIEWS_FILE``; an invalid file exits 78 with its one-line reason."""
+    try:
+        return ViewSet.load(settings.views_file)
+    except DeclarationError as exc:
+        print(f"error: invalid views file: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_CONFIG) from None

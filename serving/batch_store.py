@@ -20,6 +20,7 @@ import duckdb
 from lambda_contracts.batch_files import view_dataset
 from lambda_contracts.buckets import floor_sql
 from lambda_contracts.layout import BatchPointer, Layout
+from lambda_contracts.view_set import ViewSet
 from lambda_contracts.views import VIEWS, Key, Measures, keyed
 from serving.key_index import KeyedArrays
 from serving.row_query import RowQuery
@@ -28,8 +29,9 @@ KEEP_LOADED = 3
 
 
 class BatchStore:
-    def __init__(self, layout: Layout) -> None:
+    def __init__(self, layout: Layout, views: ViewSet | None = None) -> None:
         self.layout = layout
+        self.views = views if views is not None else ViewSet()
         self.con = duckdb.connect(config={"threads": 1})
         self._lock = threading.Lock()
         self._tables: OrderedDict[str, dict[str, str]] = OrderedDict()
@@ -46,6 +48,11 @@ class BatchStore:
     def is_loaded(self, version: str) -> bool:
         return version in self._tables
 
+    def holds(self, version: str, view_name: str) -> bool:
+        """Whether a loaded version has the view (a declared view's version is in the batch
+        versions computed after it was declared, not in older ones)."""
+        return view_name in self._tables.get(version, {})
+
     def ensure_loaded(self, version: str) -> None:
         if version in self._tables:
             return
@@ -53,7 +60,11 @@ class BatchStore:
             if version in self._tables:
                 return
             tables = {}
-            for view in VIEWS:
+            manifest = self.layout.read_manifest(version)
+            held = set(manifest.output_partitions) if manifest is not None else set()
+            for view in self.views.computed:
+                if view not in VIEWS and view.name not in held:
+                    continue  # a declared view this version was computed without
                 name = f"bv_{next(self._names)}_{view.name}"
                 source = f"src_{name}"
                 cols = ", ".join(view.key_columns)
@@ -86,9 +97,13 @@ class BatchStore:
         from the version's :class:`KeyedArrays`; other shapes (e.g. top accounts) from SQL.
         """
         view, filters = q.view, q.filter_map
-        if set(filters) == set(view.dimensions) and q.group_by in ((), ("window_start",)):
+        arrays = self._arrays[version].get(view.name)  # the built-in views'
+        if (
+            arrays is not None
+            and set(filters) == set(view.dimensions)
+            and q.group_by in ((), ("window_start",))
+        ):
             key = tuple(filters[d] for d in view.dimensions)
-            arrays = self._arrays[version][view.name]
             return arrays.rows(key, q.start_ms, q.end_ms, bool(q.group_by), q.window_ms)
         return self.sql_rows(version, q)
 

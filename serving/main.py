@@ -24,7 +24,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from lambda_contracts.db import make_engine
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings, get_settings
-from lambda_contracts.startup import checked_layout, checked_settings
+from lambda_contracts.startup import checked_layout, checked_settings, checked_views
+from lambda_contracts.view_set import ViewSet
 from lambda_contracts.views import VIEWS
 from serving.batch_cache import BatchCache
 from serving.batch_store import BatchStore
@@ -35,6 +36,7 @@ from serving.queries import QueryService
 from serving.routes import accounts, docs, freshness, ops, totals
 from serving.routes.views import views_router
 from serving.schemas import UNAUTHORIZED
+from serving.served_views import ServedView
 from serving.speed_store import SpeedReader
 
 STATIC = Path(__file__).with_name("static")
@@ -92,9 +94,15 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, views: ViewSet | None = None) -> FastAPI:
+    """The app over ``settings``' stores, serving the built-in views and those of ``views``
+    (by default the views file's)."""
     settings = settings or get_settings()
     assert settings.speed_store_url is not None
+    views = views if views is not None else ViewSet.load(settings.views_file)
+    served = [ServedView.of_view(v) for v in VIEWS] + [
+        ServedView.of_declared(d) for d in views.declared
+    ]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -105,8 +113,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.end_offsets = EndOffsets(settings)
         app.state.layout = layout = Layout.of(settings)
         app.state.queries = queries = QueryService(
-            BatchStore(layout),
-            SpeedReader(engine, settings.topic),
+            BatchStore(layout, views),
+            SpeedReader(engine, settings.topic, views),
             observe=lambda side, n: metrics.events.labels(side).inc(n),
             end_offsets=lambda: app.state.end_offsets.get(),
             partitions=settings.partitions,
@@ -147,7 +155,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # Without a token there is nothing to check: no dependency to solve on every request.
     secured = [Depends(require_token)] if settings.api_token is not None else []
-    for router in (accounts.router, totals.router, freshness.router, views_router(VIEWS)):
+    for router in (accounts.router, totals.router, freshness.router, views_router(served)):
         app.include_router(router, dependencies=secured, responses=UNAUTHORIZED if secured else {})
     app.include_router(ops.router)
     app.include_router(docs.router)
@@ -180,7 +188,8 @@ def configure_logging() -> None:
 def app_from_env() -> FastAPI:
     """The app of one uvicorn worker process (a factory: each worker builds its own)."""
     configure_logging()
-    return create_app(checked_settings())
+    settings = checked_settings()
+    return create_app(settings, checked_views(settings))
 
 
 @cli.command()
@@ -190,6 +199,7 @@ def serve() -> None:
     configure_logging()
     settings = checked_settings()
     checked_layout(settings)  # a bad storage setting exits 78 here, before the workers start
+    checked_views(settings)  # so does an invalid views file
     metrics_dir = None
     if settings.api_workers > 1:  # the workers (spawned: they import anew) inherit it
         metrics_dir = Path(tempfile.mkdtemp(prefix="serving-metrics-", dir=_run_dir(settings)))

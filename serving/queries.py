@@ -16,12 +16,14 @@ from typing import TypeVar
 import anyio.to_thread
 
 from lambda_contracts.buckets import floor_to
+from lambda_contracts.declared_views import DeclaredView
 from lambda_contracts.layout import BatchPointer
 from lambda_contracts.views import ACCOUNT_MINUTE, GLOBAL_MINUTE, WINDOWS_MS, Key, Measures, View
 from serving.batch_cache import BatchCache, BatchPart, MixedSnapshotError, identity_of
 from serving.batch_store import BatchStore
 from serving.merge import merge_rows, roll_up, total
 from serving.row_query import RowQuery
+from serving.served_views import BuildState, build_state
 from serving.snapshot_cache import Refreshed
 from serving.speed_store import SpeedReader
 from serving.version_switch import VersionSwitch
@@ -127,9 +129,10 @@ class QueryService:
             self.cache.put(q, part)
         return part
 
-    def _merged(self, snap: Snapshot, q: RowQuery) -> dict[Key, Measures]:
+    def _merged(self, snap: Snapshot, q: RowQuery, counted: bool = True) -> dict[Key, Measures]:
         """Batch part of V (H) + speed rows with bucket >= H, keyed by ``q.group_by``;
-        ``window_start`` (if grouped by) floored to windows of ``q.window_ms``."""
+        ``window_start`` (if grouped by) floored to windows of ``q.window_ms``. ``counted``:
+        whether the rows' counts are the answer's events (not a distinct count's set)."""
         view, group_by, window_ms = q.view, q.group_by, q.window_ms
         part = self._batch_part(snap, q)
         if part is not None and part.identity != identity_of(snap.pointer):
@@ -147,13 +150,14 @@ class QueryService:
                     lambda k: (*k[:at], floor_to(k[at], window_ms), *k[at + 1 :]),
                 ).items()
             )
-        count = view.measure_index("count")
-        from_batch = sum(m[count] for _, m in batch_rows)
-        from_speed = sum(m[count] for _, m in speed_rows)
-        snap.batch_events += from_batch
-        snap.speed_events += from_speed
-        self.observe("batch", from_batch)
-        self.observe("speed", from_speed)
+        if counted:
+            count = view.measure_index("count")
+            from_batch = sum(m[count] for _, m in batch_rows)
+            from_speed = sum(m[count] for _, m in speed_rows)
+            snap.batch_events += from_batch
+            snap.speed_events += from_speed
+            self.observe("batch", from_batch)
+            self.observe("speed", from_speed)
         return merge_rows(view, batch_rows, speed_rows)
 
     def series(
@@ -208,3 +212,40 @@ class QueryService:
         columns = (*((group_by,) if group_by else ()), *(("window_start",) if window_ms else ()))
         coarser = window_ms if window_ms and window_ms != view.window_ms else None
         return self._merged(snap, RowQuery.of(view, *span, columns, filters, coarser))
+
+    def build_state(self, snap: Snapshot, declared: DeclaredView) -> BuildState:
+        """Whether ``declared`` is answered exactly on this snapshot
+        (:mod:`serving.served_views`)."""
+        pointer = snap.pointer
+        held = pointer is not None and self.batch.holds(pointer.version, declared.totals.name)
+        deployed = self.speed.view_versions().get(declared.totals.name)
+        return build_state(declared, deployed, held, snap.horizon_ms)
+
+    def declared_rows(
+        self,
+        snap: Snapshot,
+        declared: DeclaredView,
+        span: tuple[int, int],
+        filters: dict[str, str],
+        group_by: str | None = None,
+        window_ms: int | None = None,
+    ) -> dict[Key, dict[str, int]]:
+        """Rows of a declared view (serving on this snapshot), as :meth:`view_rows` gives a
+        built-in view's: its totals and sets grouped by the stores, combined by
+        :meth:`DeclaredView.answer`."""
+        grouped = (group_by,) if group_by else ()
+        windowed = ("window_start",) if window_ms else ()
+        coarser = window_ms if window_ms and window_ms != declared.totals.window_ms else None
+        columns = (*grouped, *windowed)
+        totals = self._merged(snap, RowQuery.of(declared.totals, *span, columns, filters, coarser))
+        sets = {
+            s.label: list(
+                self._merged(
+                    snap,
+                    RowQuery.of(s.view, *span, (*grouped, s.column, *windowed), filters, coarser),
+                    counted=False,
+                )
+            )
+            for s in declared.sets
+        }
+        return declared.answer(totals.items(), sets, grouped, window_ms, columns)

@@ -15,7 +15,13 @@ from typing import Any
 
 from sqlalchemy import Engine, Select, bindparam, literal_column, select, text
 
-from lambda_contracts.store_schema import batch_runs, partition_state, view_tables
+from lambda_contracts.store_schema import (
+    ViewTables,
+    batch_runs,
+    partition_state,
+    view_versions,
+)
+from lambda_contracts.view_set import ViewSet
 from lambda_contracts.views import Key, Measures, View, keyed
 from serving.row_query import RowQuery
 
@@ -32,9 +38,10 @@ class Compiled:
 
 
 class SpeedReader:
-    def __init__(self, engine: Engine, topic: str) -> None:
+    def __init__(self, engine: Engine, topic: str, views: ViewSet | None = None) -> None:
         self.engine = engine
         self.topic = topic
+        self.tables = ViewTables((views if views is not None else ViewSet()).computed)
         # One compiled statement per query shape, with bound parameters: built once, so each
         # request only binds values.
         self._compiled: dict[Hashable, Compiled] = {}
@@ -45,7 +52,7 @@ class SpeedReader:
         shape = (view.name, group_by, filters)
         compiled = self._compiled.get(shape)
         if compiled is None:
-            table = view_tables[view.name]
+            table = self.tables[view.name]
             stmt: Select = select(
                 *(table.c[c] for c in group_by),
                 *(literal_column(expr) for expr in view.rollup_expressions()),
@@ -106,3 +113,10 @@ class SpeedReader:
                 .first()
             )
             return dict(row) if row else None
+
+    def view_versions(self) -> dict[str, dict[str, Any]]:
+        """The declared view versions deployed to the store, by storage name: where each
+        starts in every partition, and whether it was retired."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(view_versions)).mappings()
+            return {r["storage_name"]: dict(r) for r in rows}

@@ -11,8 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, create_model
 
-from lambda_contracts.views import Unit, View
 from serving.schemas import META_EXAMPLE, Meta, Money, example
+from serving.served_views import ServedView
 
 MAX_ROWS = 10_080  # as many rows as a series has points at most (serving.deps.MAX_POINTS)
 DEFAULT_ROWS = 1_000
@@ -45,6 +45,7 @@ class ViewInfo(BaseModel):
     definition: ViewDefinition
     state: Literal["building", "serving", "retiring"]
     progress: float = Field(ge=0, le=1, description="build progress (1 once serving)")
+    waiting_for: str | None = Field(default=None, description="what a building view waits for")
     horizon_ms: int | None = Field(
         default=None, description="the batch horizon it is served at (null before the first)"
     )
@@ -77,11 +78,28 @@ class ViewsList(BaseModel):
     views: list[ViewInfo]
 
 
-def _title(view: View) -> str:
+class Building(BaseModel):
+    model_config = example(
+        {
+            "detail": "view received_hourly (version 25c5ea98aafa) is building",
+            "state": "building",
+            "progress": 0.667,
+            "waiting_for": "a batch run to compute it over all history",
+        }
+    )
+
+    detail: str
+    state: Literal["building"]
+    progress: float = Field(ge=0, le=1)
+    waiting_for: str | None = None
+
+
+def title(view: ServedView) -> str:
+    """The view's name in CamelCase, for its OpenAPI components."""
     return "".join(part.capitalize() for part in view.name.split("_"))
 
 
-def row_model(view: View) -> type[BaseModel]:
+def row_model(view: ServedView) -> type[BaseModel]:
     """One row of ``view``: the dimensions it is grouped by, ``window_start`` (epoch ms) with
     a granularity, and each measure under its label (money as exact decimal strings)."""
     fields: dict[str, Any] = {
@@ -93,20 +111,21 @@ def row_model(view: View) -> type[BaseModel]:
         Field(default=None, description="window start, epoch ms (with a granularity)"),
     )
     for m in view.measures:
-        kind: Any = Money if m.unit is Unit.CENTS else int
+        kind: Any = Money if m.money else int
         if m.empty is None:  # a min or a max over no events is null
             kind = kind | None
-        fields[m.label] = (kind, Field(description=f"{m.kind.value} ({m.unit.value})"))
-    return create_model(f"{_title(view)}Row", **fields)
+        unit = "an exact decimal amount" if m.money else "a count"
+        fields[m.label] = (kind, Field(description=f"{m.label}: {unit}"))
+    return create_model(f"{title(view)}Row", **fields)
 
 
-def answer_model(view: View) -> type[BaseModel]:
+def answer_model(view: ServedView) -> type[BaseModel]:
     """The answer of ``GET /v1/views/<view>``, with an example built from the view."""
     row = row_model(view)
     sample: dict[str, Any] = {d: "100042" for d in view.wire_dimensions[:1]}
     sample["window_start"] = 1796616000000
     for m in view.measures:
-        sample[m.label] = 3 if m.unit is Unit.EVENTS else "4500.30"
+        sample[m.label] = "4500.30" if m.money else 3
     answer = {
         "view": view.name,
         "version": view.version,
@@ -114,7 +133,7 @@ def answer_model(view: View) -> type[BaseModel]:
         "meta": {**META_EXAMPLE, "view_version": view.version, "rows_total": 1},
     }
     return create_model(
-        f"{_title(view)}Answer",
+        f"{title(view)}Answer",
         __config__=example(answer),
         view=(Literal[view.name], ...),  # type: ignore[valid-type]
         version=(str, Field(description="the view version answered from")),

@@ -78,6 +78,7 @@ class CommitPipeline:
             settings.topic,
             settings.bucket_ms,
             settings.dedup_horizon_ms,
+            store.views,
         )
         self.committer = Committer(self.store_process.apply)
         # A batch the store refused is read again and applied in the loop's own thread.

@@ -30,6 +30,7 @@ from kafka.errors import KafkaError
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
 from lambda_contracts.storage import StorageError
+from lambda_contracts.view_set import ViewSet
 from speed_layer.batcher import Batcher
 from speed_layer.broker_clock import BrokerClock
 from speed_layer.commit_pipeline import CommitPipeline, PollCut
@@ -97,6 +98,7 @@ class SpeedLayer:
         metrics: SpeedMetrics,
         health: Health | None = None,
         log_ends: KafkaConsumer | None = None,
+        views: ViewSet | None = None,
     ) -> None:
         assert settings.speed_store_url is not None
         self.settings = settings
@@ -106,7 +108,7 @@ class SpeedLayer:
         self.health = health or Health(settings.speed_unhealthy_after_s)
         self.layout = Layout.of(settings)
         # This process's own store connection: offsets, halts, a batch applied record by record.
-        self.store = SpeedStore.from_settings(settings)
+        self.store = SpeedStore.from_settings(settings, views)
         self.landing = LandingWriter(
             self.layout,
             settings.bucket_ms,
@@ -172,6 +174,9 @@ class SpeedLayer:
         cursors and retried with backoff.
         """
         self.pipeline.start()
+        deployed = self.store.deploy()  # before any record: see speed_layer.store_deploy
+        if deployed.added or deployed.retired:
+            log.info("views deployed", added=deployed.added, retired=deployed.retired)
         self.consumer.subscribe([self.settings.topic], listener=_Rebalance(self.pipeline))
         last_housekeeping = 0.0
         last_expiry = time.monotonic()

@@ -25,7 +25,7 @@ from kafka.errors import KafkaError
 
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
-from lambda_contracts.startup import checked_layout, checked_settings
+from lambda_contracts.startup import checked_layout, checked_settings, checked_views
 from speed_layer.consumer import SpeedLayer, retry_delay
 from speed_layer.dlq import DeadLetters
 from speed_layer.health import EXIT_STALLED, Health, Watchdog, serve
@@ -42,6 +42,7 @@ from speed_layer.reset import (
     targets_for,
 )
 from speed_layer.store import SpeedStore
+from speed_layer.store_deploy import StaleDeploymentError
 
 T = TypeVar("T")
 
@@ -159,6 +160,8 @@ def main(
 
 
 STARTED_EVENT = "speed process started"
+# EX_TEMPFAIL, as a stall: the supervisor starts the process again, on the current views file.
+EXIT_REDEPLOYED = 75
 
 
 def run(instance: int, metrics: bool) -> None:
@@ -207,6 +210,7 @@ def run(instance: int, metrics: bool) -> None:
         ReplicationWatch(settings, speed_metrics, stop, instance).start()
     try:
         checked_layout(settings)  # a bad storage setting exits 78 here, before any work
+        views = checked_views(settings)  # so does an invalid views file
         consumer = connect(lambda: make_consumer(settings, instance), stop)
         producer = connect(lambda: make_dlq_producer(settings, instance), stop)
         log_ends = connect(lambda: make_log_end_reader(settings, instance), stop)
@@ -218,10 +222,15 @@ def run(instance: int, metrics: bool) -> None:
                 speed_metrics,
                 health,
                 log_ends=log_ends,
+                views=views,
             )
             gc.freeze()  # what start-up built lives as long as the process: never rescan it
             try:
                 layer.run(stop)
+            except StaleDeploymentError as exc:  # another views file was deployed meanwhile
+                structlog.get_logger("speed_layer").error("views redeployed", error=str(exc))
+                print(f"error: {exc}", file=sys.stderr, flush=True)
+                raise typer.Exit(EXIT_REDEPLOYED) from None
             finally:
                 close_quietly(producer, log_ends)
     finally:

@@ -41,17 +41,12 @@ from lambda_contracts.db import make_engine
 from lambda_contracts.dedup import remembered_from
 from lambda_contracts.settings import Settings
 from lambda_contracts.store_schema import dedup, partition_state
+from lambda_contracts.view_set import ViewSet
 from speed_layer.event_block import EventBlock
 from speed_layer.store_cursors import PartitionCursors
+from speed_layer.store_deploy import Deployed, check_deployment, deploy
 from speed_layer.store_retry import FencedError, retry_transient
-from speed_layer.store_sql import (
-    BATCH_COLUMNS,
-    ROWS_PER_LOAD,
-    Rendered,
-    Statements,
-    dialect_insert,
-    later_copies,
-)
+from speed_layer.store_sql import Rendered, Statements, dialect_insert, later_copies
 
 
 @dataclass
@@ -76,24 +71,39 @@ class AppliedBatch:
 class SpeedStore:
     """One topic's speed store: the fenced apply transaction, its watermark, dedup expiry."""
 
-    def __init__(self, engine: Engine, topic: str, bucket_ms: int, dedup_horizon_ms: int) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        topic: str,
+        bucket_ms: int,
+        dedup_horizon_ms: int,
+        views: ViewSet | None = None,
+    ) -> None:
         self.engine = engine
         self.topic = topic
         self.bucket_ms = bucket_ms
         self.dedup_horizon_ms = dedup_horizon_ms
-        self._statements = Statements(bucket_ms, dedup_horizon_ms)
+        self.views = views if views is not None else ViewSet()
+        self._statements = Statements(bucket_ms, dedup_horizon_ms, self.views.computed)
         self.cursors = PartitionCursors(engine, topic)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> SpeedStore:
-        """The store of ``settings``' topic, at ``speed_store_url``."""
+    def from_settings(cls, settings: Settings, views: ViewSet | None = None) -> SpeedStore:
+        """The store of ``settings``' topic, at ``speed_store_url``, computing ``views`` (by
+        default the built-in views only)."""
         assert settings.speed_store_url is not None  # Settings fills it in
         return cls(
             make_engine(settings.speed_store_url),
             settings.topic,
             settings.bucket_ms,
             settings.dedup_horizon_ms,
+            views,
         )
+
+    def deploy(self) -> Deployed:
+        """Make this store's views the deployment in force (:mod:`speed_layer.store_deploy`)."""
+        sql = self._statements.of(self.engine.dialect)
+        return deploy(self.engine, self.topic, self.views, sql.lock)
 
     def load_offsets(self) -> dict[int, int]:
         """Each partition's next offset whose effect is not in the store yet."""
@@ -136,6 +146,8 @@ class SpeedStore:
             # process commits between the dedup reads below and this transaction's writes.
             for batch in batches:
                 self._advance(conn, batch)
+            # Holding the write lock: no deploy can come between this check and the commit.
+            check_deployment(conn, self.topic, self.views.fingerprint)
             blocks = [b.rows for b in batches if b.rows]
             duplicates = self._apply_rows(conn, sql, blocks) if blocks else Counter()
             for batch in batches:
@@ -167,9 +179,10 @@ class SpeedStore:
         # at commit): one statement less per batch.
         conn.exec_driver_sql(sql.clear)
         for block in blocks:
-            for start in range(0, len(block), ROWS_PER_LOAD):
-                stop = min(start + ROWS_PER_LOAD, len(block))
-                params = block.flat(BATCH_COLUMNS, start, stop)
+            step = self._statements.rows_per_load
+            for start in range(0, len(block), step):
+                stop = min(start + step, len(block))
+                params = block.flat(self._statements.columns, start, stop)
                 conn.exec_driver_sql(self._statements.load(conn.dialect, stop - start), params)
         later = later_copies(blocks)
         if later:

@@ -28,6 +28,7 @@ from typing import Any
 import msgspec
 
 from lambda_contracts.db import make_engine
+from lambda_contracts.view_set import ViewSet
 from speed_layer.event_block import EventBlock
 from speed_layer.store import AppliedBatch, PartitionBatch, SpeedStore
 
@@ -65,11 +66,18 @@ def decode(data: bytes) -> list[PartitionBatch]:
     ]
 
 
-def serve(conn: Connection, store_url: str, topic: str, bucket_ms: int, horizon_ms: int) -> None:
+def serve(
+    conn: Connection,
+    store_url: str,
+    topic: str,
+    bucket_ms: int,
+    horizon_ms: int,
+    views: ViewSet | None = None,
+) -> None:
     """The child's loop: apply each transaction received, answer with its outcome."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the loop decides when the store stops
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    store = SpeedStore(make_engine(store_url), topic, bucket_ms, horizon_ms)
+    store = SpeedStore(make_engine(store_url), topic, bucket_ms, horizon_ms, views)
     while True:
         try:
             data = conn.recv_bytes()
@@ -97,8 +105,15 @@ class StoreProcess:
     """A child process that applies the speed store's transactions, one at a time, in order.
     Started by :meth:`start` or the first transaction; :meth:`close` ends it."""
 
-    def __init__(self, store_url: str, topic: str, bucket_ms: int, horizon_ms: int) -> None:
-        self._args = (store_url, topic, bucket_ms, horizon_ms)
+    def __init__(
+        self,
+        store_url: str,
+        topic: str,
+        bucket_ms: int,
+        horizon_ms: int,
+        views: ViewSet | None = None,
+    ) -> None:
+        self._args = (store_url, topic, bucket_ms, horizon_ms, views)
         self._conn: Connection | None = None
         self._proc: Any = None
 

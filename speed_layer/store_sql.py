@@ -8,6 +8,8 @@ ingest-bucket arithmetic. :class:`speed_layer.store.SpeedStore` runs them.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any
@@ -18,7 +20,7 @@ from sqlalchemy.engine import Dialect
 
 from lambda_contracts.buckets import floor_to
 from lambda_contracts.dedup import LOG_ORDER, is_new_event
-from lambda_contracts.store_schema import dedup, view_tables
+from lambda_contracts.store_schema import ViewTables, dedup
 from lambda_contracts.views import VIEWS, View
 from speed_layer.event_block import EventBlock
 
@@ -26,21 +28,23 @@ from speed_layer.event_block import EventBlock
 # per statement), and every per-row step after that — the dedup decision and claim, each
 # view's aggregation — runs inside the database engine: the Python work per event is
 # flattening its row into the parameters.
+# Named with a digest of its columns: a session's temporary table outlives its transaction, and
+# a pooled connection may hold the table of another set of views.
 BATCH_TABLE = "speed_batch"
-# The columns a poll batch's rows carry into the database: the id, the log position, and the
-# event columns the views read (their dimensions, event time and measure sources).
-_VIEW_INPUTS = tuple(
-    dict.fromkeys(
-        c
-        for view in VIEWS
-        for c in (*view.dimensions, "created_time", *(m.source for m in view.measures))
-    )
-)
-BATCH_COLUMNS: tuple[str, ...] = ("transaction_id", *LOG_ORDER, *_VIEW_INPUTS)
-_TEXT_COLUMNS = frozenset(("transaction_id", *(d for view in VIEWS for d in view.dimensions)))
 # Parameters per statement: below SQLite's 32,766 and PostgreSQL's 65,535.
 MAX_PARAMETERS = 30_000
-ROWS_PER_LOAD = MAX_PARAMETERS // len(BATCH_COLUMNS)
+
+
+def batch_columns(views: Sequence[View]) -> tuple[str, ...]:
+    """The columns a poll batch's rows carry into the database: the id, the log position, and
+    the event columns the views read (their dimensions, event time, measure sources)."""
+    inputs = dict.fromkeys(
+        c
+        for view in views
+        for c in (*view.dimensions, "created_time", *(m.source for m in view.measures))
+    )
+    inputs.update(dict.fromkeys(("amount_cents",)))  # amount filters read it, with no measure
+    return ("transaction_id", *LOG_ORDER, *inputs)
 
 
 class Statements:
@@ -48,9 +52,24 @@ class Statements:
     same declarations every layer uses: the tables, the views' ``batch_sql`` and measure
     merges, the contracts' dedup predicate and ingest-bucket arithmetic."""
 
-    def __init__(self, bucket_ms: int, dedup_horizon_ms: int) -> None:
+    def __init__(
+        self,
+        bucket_ms: int,
+        dedup_horizon_ms: int,
+        views: Sequence[View] = VIEWS,
+        tables: ViewTables | None = None,
+    ) -> None:
         self.bucket_ms = bucket_ms
         self.dedup_horizon_ms = dedup_horizon_ms
+        self.views = tuple(views)
+        self.tables = tables if tables is not None else ViewTables(self.views)
+        self.columns = batch_columns(self.views)
+        self.rows_per_load = MAX_PARAMETERS // len(self.columns)
+        digest = hashlib.sha256(",".join(self.columns).encode()).hexdigest()[:8]
+        self.batch_table = f"{BATCH_TABLE}_{digest}"
+        self._text_columns = frozenset(
+            ("transaction_id", *(d for view in self.views for d in view.dimensions))
+        )
         self._memo: dict[str, Rendered] = {}
         self._loads: dict[tuple[str, int], str] = {}
 
@@ -60,17 +79,17 @@ class Statements:
         return self._memo[dialect.name]
 
     def load(self, dialect: Dialect, rows: int) -> str:
-        """Insert ``rows`` rows of :data:`BATCH_COLUMNS` into the batch table. Only the full
-        statement (:data:`ROWS_PER_LOAD` rows) is kept: a batch's last one varies in size."""
+        """Insert ``rows`` rows of :attr:`columns` into the batch table. Only the full
+        statement (:attr:`rows_per_load` rows) is kept: a batch's last one varies in size."""
         memo = (dialect.name, rows)
+        batch = self.batch_table
         if memo in self._loads:
             return self._loads[memo]
-        row = f"({', '.join([_placeholder(dialect)] * len(BATCH_COLUMNS))})"
+        row = f"({', '.join([_placeholder(dialect)] * len(self.columns))})"
         statement = (
-            f"INSERT INTO {BATCH_TABLE} ({', '.join(BATCH_COLUMNS)}) "
-            f"VALUES {', '.join([row] * rows)}"
+            f"INSERT INTO {batch} ({', '.join(self.columns)}) VALUES {', '.join([row] * rows)}"
         )
-        if rows == ROWS_PER_LOAD:
+        if rows == self.rows_per_load:
             self._loads[memo] = statement
         return statement
 
@@ -79,11 +98,12 @@ class Statements:
         if name not in ("sqlite", "postgresql"):
             raise NotImplementedError(f"speed store does not support {name}")
         mark = _placeholder(dialect)
+        batch = self.batch_table
         column_types = ", ".join(
-            f"{c} {'TEXT' if c in _TEXT_COLUMNS else 'BIGINT'}" for c in BATCH_COLUMNS
+            f"{c} {'TEXT' if c in self._text_columns else 'BIGINT'}" for c in self.columns
         )
         create = (
-            f"CREATE TEMP TABLE IF NOT EXISTS {BATCH_TABLE} ({column_types}, "
+            f"CREATE TEMP TABLE IF NOT EXISTS {batch} ({column_types}, "
             "wave BIGINT NOT NULL DEFAULT 0)"
         )
         if name == "postgresql":
@@ -93,7 +113,7 @@ class Statements:
         duplicate = _sql(
             ~is_new_event(
                 literal_column(f"{dedup.name}.ingest_ts"),
-                literal_column(f"{BATCH_TABLE}.kafka_ts"),
+                literal_column(f"{batch}.kafka_ts"),
                 self.dedup_horizon_ms,
             ),
             dialect,
@@ -102,23 +122,25 @@ class Statements:
         bucket = _sql(floor_to(literal_column("kafka_ts"), self.bucket_ms), dialect)
         bucket = bucket if dialect.paramstyle == "qmark" else bucket.replace("%%", "%")
         # The duplicates were deleted from the batch: what is left is counted.
-        kept = f"(SELECT *, {bucket} AS ingest_bucket FROM {BATCH_TABLE})"
+        kept = f"(SELECT *, {bucket} AS ingest_bucket FROM {batch})"
         return Rendered(
             create=create,
-            clear=f"DELETE FROM {BATCH_TABLE}",
-            rank=f"UPDATE {BATCH_TABLE} SET wave = {mark} WHERE {position}",
+            clear=f"DELETE FROM {batch}",
+            rank=f"UPDATE {batch} SET wave = {mark} WHERE {position}",
             drop_duplicates=(
-                f"DELETE FROM {BATCH_TABLE} WHERE wave = {mark} AND EXISTS "
+                f"DELETE FROM {batch} WHERE wave = {mark} AND EXISTS "
                 f"(SELECT 1 FROM {dedup.name} WHERE {dedup.name}.transaction_id = "
-                f"{BATCH_TABLE}.transaction_id AND {duplicate}) RETURNING kafka_partition"
+                f"{batch}.transaction_id AND {duplicate}) RETURNING kafka_partition"
             ),
             claim=(
                 f"INSERT INTO {dedup.name} (transaction_id, ingest_ts) "
-                f"SELECT transaction_id, kafka_ts FROM {BATCH_TABLE} "
+                f"SELECT transaction_id, kafka_ts FROM {batch} "
                 f"WHERE wave = {mark} ORDER BY transaction_id "
                 "ON CONFLICT (transaction_id) DO UPDATE SET ingest_ts = excluded.ingest_ts"
             ),
-            upserts=tuple(_upsert(view, kept, dialect) for view in VIEWS),
+            upserts=tuple(
+                _upsert(view, self.tables[view.name].name, kept, dialect) for view in self.views
+            ),
             lock=(
                 f"LOCK TABLE {dedup.name} IN SHARE ROW EXCLUSIVE MODE"
                 if name == "postgresql"
@@ -138,10 +160,9 @@ class Rendered:
     lock: str | None
 
 
-def _upsert(view: View, kept: str, dialect: Dialect) -> str:
+def _upsert(view: View, table: str, kept: str, dialect: Dialect) -> str:
     """Merge the aggregates of the ``kept`` rows (the view's own ``batch_sql``, by ingest
     bucket too) into its table with the measures' merge, in key order (a fixed lock order)."""
-    table = view_tables[view.name].name
     carried = ("ingest_bucket",)
     select = view.batch_sql(f"{kept} AS kept_events", carried=carried)
     keys = [*view.key_columns, "ingest_bucket"]

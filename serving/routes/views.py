@@ -5,6 +5,8 @@ Each view gets its own route, built at start-up from its declaration: its dimens
 query parameters (filters) and ``group_by`` choices, its measures ``order_by`` choices, and
 its rows a response model (:mod:`serving.view_schemas`) — so OpenAPI documents every view.
 A name no view has is answered by the catch-all route with a 404 naming the views there are.
+Built-in and declared views are served alike (:class:`~serving.served_views.ServedView`); a
+declared view that is still building answers 409 with its progress, never a partial answer.
 
 Plain ``def`` routes (the thread pool): a grouped answer ranks every key of the range, which
 is not sub-millisecond work, and must not hold the event loop.
@@ -20,19 +22,32 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request, status
 
 from lambda_contracts.events import ID_MAX_LENGTH
-from lambda_contracts.views import Key, Measures, View
+from lambda_contracts.views import Key
 from serving.deps import QueriesDep, RangeDep, TimeRange, check_points, unprocessable
-from serving.queries import Granularity, QueryService
-from serving.routes.common import JSONAnswer, meta, rendered
-from serving.schemas import INVALID_INPUT, ErrorDetail
-from serving.view_schemas import DEFAULT_ROWS, MAX_ROWS, ViewsList, answer_model
+from serving.queries import Granularity, QueryService, Snapshot
+from serving.routes.common import JSONAnswer, meta
+from serving.schemas import INVALID_INPUT, ErrorDetail, money
+from serving.served_views import SERVING, BuildState, ServedView
+from serving.view_schemas import (
+    DEFAULT_ROWS,
+    MAX_ROWS,
+    Building,
+    ViewsList,
+    answer_model,
+    title,
+)
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorDetail, "description": "No view has this name; `detail` lists those"}
 }
 
 
-def views_router(views: Sequence[View]) -> APIRouter:
+BUILDING: dict[int | str, dict[str, Any]] = {
+    409: {"model": Building, "description": "A declared view still building: its progress"}
+}
+
+
+def views_router(views: Sequence[ServedView]) -> APIRouter:
     """The routes of ``views``: the list, one route per view, and the catch-all 404."""
     router = APIRouter(prefix="/v1/views", tags=["views"])
     by_name = {v.name: v for v in views}
@@ -41,7 +56,7 @@ def views_router(views: Sequence[View]) -> APIRouter:
     def list_views(queries: QueriesDep) -> JSONAnswer:
         """Every view: its definition, version, state, build progress and horizon."""
         snap = queries.snapshot()
-        return JSONAnswer({"views": [_info(v, snap.pointer) for v in views]})
+        return JSONAnswer({"views": [_info(v, queries, snap) for v in views]})
 
     for view in views:
         router.add_api_route(
@@ -51,6 +66,7 @@ def views_router(views: Sequence[View]) -> APIRouter:
             response_model=answer_model(view),
             summary=f"Query {view.name}",
             description=_described(view),
+            responses={} if view.built_in else BUILDING,
             openapi_extra=INVALID_INPUT,
         )
 
@@ -64,37 +80,45 @@ def views_router(views: Sequence[View]) -> APIRouter:
     return router
 
 
-def _info(view: View, pointer: Any) -> dict[str, Any]:
+def _state(view: ServedView, queries: QueryService, snap: Snapshot) -> BuildState:
+    return SERVING if view.declared is None else queries.build_state(snap, view.declared)
+
+
+def _info(view: ServedView, queries: QueryService, snap: Snapshot) -> dict[str, Any]:
+    built = _state(view, queries, snap)
     return {
         "name": view.name,
         "version": view.version,
-        "built_in": True,
+        "built_in": view.built_in,
         "description": view.description,
-        "definition": view.definition(),
-        "state": "serving",
-        "progress": 1.0,
-        "horizon_ms": pointer.horizon_ms if pointer else None,
+        "definition": view.definition,
+        "state": built.state,
+        "progress": built.progress,
+        "waiting_for": built.waiting_for,
+        "horizon_ms": snap.horizon_ms if snap.pointer and built is SERVING else None,
     }
 
 
-def _described(view: View) -> str:
+def _described(view: ServedView) -> str:
     dims = ", ".join(view.wire_dimensions) or "none (one global key)"
+    building = "" if view.built_in else " Until it serves it answers 409 with its progress."
     return (
         f"{view.description}\n\nDimensions: {dims}. Window: {view.window}. Measures: "
-        f"{', '.join(m.label for m in view.measures)}.\n\nWithout `granularity` and `group_by` "
+        f"{', '.join(m.label for m in view.measures)}.{building}\n\nWithout `granularity` "
+        "and `group_by` "
         "the answer is one row over the whole range (its measures' empty values if no event "
         "matched). With either, one row per window and/or dimension value that has events, "
         "by key, or by `order_by` (largest first, ties by key), at most `limit` rows."
     )
 
 
-def _answering(view: View) -> Callable[..., JSONAnswer]:
+def _answering(view: ServedView) -> Callable[..., JSONAnswer]:
     """The route function of ``view``, its signature built from the view's declaration."""
     dims = view.wire_dimensions
-    columns = dict(zip(dims, view.dimensions, strict=True))
-    title = "".join(part.capitalize() for part in view.name.split("_"))
-    order_by_enum = StrEnum(f"{title}Measure", {m.label: m.label for m in view.measures})
-    group_by_enum = StrEnum(f"{title}Dimension", {d: d for d in dims}) if dims else None
+    columns = dict(zip(dims, view.columns, strict=True))
+    name = title(view)
+    order_by_enum = StrEnum(f"{name}Measure", {m.label: m.label for m in view.measures})
+    group_by_enum = StrEnum(f"{name}Dimension", {d: d for d in dims}) if dims else None
     allowed = {"start", "end", "granularity", "order_by", "limit", *dims}
     if group_by_enum is not None:
         allowed.add("group_by")
@@ -125,16 +149,15 @@ def _answering(view: View) -> Callable[..., JSONAnswer]:
         filters = {columns[d]: params[d] for d in dims if params[d] is not None}
         order_by = params["order_by"]
 
-        snap, merged = queries.consistent(
-            lambda s: queries.view_rows(
-                s, view, (span.start_ms, span.end_ms), filters, group_column, window_ms
-            )
-        )
+        query = (span.start_ms, span.end_ms), filters, group_column, window_ms
+        snap, merged = queries.consistent(lambda s: _rows(view, queries, s, *query))
+        if isinstance(merged, BuildState):
+            return _building(view, merged)
         grouped = group_column is not None or window_ms is not None
-        ranked = _ranked(view, merged, order_by.value if order_by else None)
+        ranked = _ranked(merged, order_by.value if order_by else None)
         rows = [_row(view, key, value, group_by, window_ms) for key, value in ranked]
         if not grouped:  # one row over the whole range, even over no events
-            rows = rows or [rendered(view, None)]
+            rows = rows or [_measures(view, None)]
         total = len(rows)
         return JSONAnswer(
             {
@@ -216,18 +239,63 @@ def _answering(view: View) -> Callable[..., JSONAnswer]:
     return answer
 
 
-def _ranked(
-    view: View, merged: dict[Key, Measures], order_by: str | None
-) -> list[tuple[Key, Measures]]:
+Rows = dict[Key, dict[str, int]]
+
+
+def _rows(
+    view: ServedView,
+    queries: QueryService,
+    snap: Snapshot,
+    span: tuple[int, int],
+    filters: dict[str, str],
+    group_column: str | None,
+    window_ms: int | None,
+) -> Rows | BuildState:
+    """The view's rows on ``snap`` by key, measures by label; a declared view's build state
+    instead while it is not serving on this snapshot."""
+    if view.view is not None:
+        merged = queries.view_rows(snap, view.view, span, filters, group_column, window_ms)
+        return {key: view.view.labelled(value) for key, value in merged.items()}
+    assert view.declared is not None
+    built = queries.build_state(snap, view.declared)
+    if built is not SERVING:
+        return built
+    return queries.declared_rows(snap, view.declared, span, filters, group_column, window_ms)
+
+
+def _building(view: ServedView, built: BuildState) -> JSONAnswer:
+    """409: the view is not answered until both layers cover it, never partially."""
+    body = {
+        "detail": f"view {view.name} (version {view.version}) is building",
+        "state": built.state,
+        "progress": built.progress,
+        "waiting_for": built.waiting_for,
+    }
+    return JSONAnswer(body, status_code=status.HTTP_409_CONFLICT)
+
+
+def _ranked(merged: Rows, order_by: str | None) -> list[tuple[Key, dict[str, int]]]:
     """Rows by key, or by ``order_by`` largest first with ties by key."""
     if order_by is None:
         return sorted(merged.items())
-    at = view.measure_index(order_by)
-    return sorted(merged.items(), key=lambda kv: (-kv[1][at], kv[0]))
+    return sorted(merged.items(), key=lambda kv: (-kv[1][order_by], kv[0]))
+
+
+def _measures(view: ServedView, value: dict[str, int] | None) -> dict[str, Any]:
+    """Each measure under its label, cents as money; over no events, its empty value."""
+    fields: dict[str, Any] = {}
+    for m in view.measures:
+        v = m.empty if value is None else value[m.label]
+        fields[m.label] = money(v) if m.money else v
+    return fields
 
 
 def _row(
-    view: View, key: Key, value: Measures, group_by: StrEnum | None, window_ms: int | None
+    view: ServedView,
+    key: Key,
+    value: dict[str, int],
+    group_by: StrEnum | None,
+    window_ms: int | None,
 ) -> dict[str, Any]:
     """A row: the dimension grouped by, the window start, then the measures by label."""
     row: dict[str, Any] = {}
@@ -235,4 +303,4 @@ def _row(
         row[group_by.value] = key[0]
     if window_ms is not None:
         row["window_start"] = key[-1]
-    return {**row, **rendered(view, view.labelled(value))}
+    return {**row, **_measures(view, value)}

@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from infra.services import port_open
@@ -80,9 +81,11 @@ def test_up_twice_lecture_examples_then_down_leaves_nothing(tmp_path: Path) -> N
     if port_open("127.0.0.1", 9092):
         pytest.skip("a platform already runs on localhost:9092 (make down first)")
     data_dir = tmp_path / "platform-data"
+    views_file = tmp_path / "views.toml"
     env = {
         **os.environ,
         "LAMBDA_DATA_DIR": str(data_dir),
+        "LAMBDA_VIEWS_FILE": str(views_file),
         "LAMBDA_SPEED_UNHEALTHY_AFTER_S": "5",
         "COLUMNS": "250",  # one table row per service in `status`
         "DEMO": "1",
@@ -129,6 +132,8 @@ def test_up_twice_lecture_examples_then_down_leaves_nothing(tmp_path: Path) -> N
         assert frozen.returncode == 1 and "STALLED" in frozen.stdout, frozen.stdout
         wait_for(lambda: platform("status", env).returncode == 0, 120)
 
+        deploy_views(env, data_dir, views_file)
+
         lecture = ROOT / "tests" / "lecture"
         producer = subprocess.Popen(
             [sys.executable, str(lecture / "producer.py")], env=env, stdout=subprocess.DEVNULL
@@ -155,3 +160,27 @@ def test_up_twice_lecture_examples_then_down_leaves_nothing(tmp_path: Path) -> N
     assert not port_open("127.0.0.1", 9092)
     again = platform("status", env)
     assert again.returncode == 3  # nothing runs
+
+
+def deploy_views(env: dict[str, str], data_dir: Path, views_file: Path) -> None:
+    """``make deploy``: an invalid file is refused and restarts nothing; a valid one restarts
+    the speed process and serving on it, and the API lists its view."""
+    views_file.write_text('[[views]]\nname = "bad"\ndimensions = []\nwindow = "week"\n')
+    before = pids(data_dir)
+    refused = platform("deploy", env)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert 'view "bad": unknown window "week"' in refused.stdout
+    assert pids(data_dir) == before, "a refused deploy must not restart anything"
+
+    views_file.write_text(
+        '[[views]]\nname = "received_hourly"\ndimensions = ["TargetAccountID"]\n'
+        'window = "hour"\nmeasures = ["count", "sum"]\n'
+    )
+    deployed = platform("deploy", env)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    after = pids(data_dir)
+    assert after["speed-0"] != before["speed-0"] and after["serving"] != before["serving"]
+    listed = httpx.get("http://127.0.0.1:8000/v1/views", timeout=10).json()["views"]
+    received = next(v for v in listed if v["name"] == "received_hourly")
+    assert received["state"] in ("building", "serving")
+    assert received["definition"]["dimensions"] == ["TargetAccountID"]

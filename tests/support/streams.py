@@ -47,7 +47,7 @@ def partitioned_logs(
                 "transaction_id": f"t{tid}",
                 "created_time": draw(st.integers(0, 5 * 60_000)),  # late and early events
                 "source_account_id": account,
-                "target_account_id": "z",
+                "target_account_id": draw(st.sampled_from(["z", "y", "x"])),
                 "amount_cents": draw(amounts),
                 "kafka_partition": partition,
                 "kafka_offset": len(log),

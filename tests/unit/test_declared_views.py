@@ -1,15 +1,12 @@
 """Laws of declared views: for random declarations and events, the views a declaration compiles
 to, computed by SQL on DuckDB and on SQLite and combined by ``DeclaredView.answer``, equal a
-plain reference written here — over the stored shape, roll-ups, and rows split between two
-sources (as batch below a horizon and speed above it).
-
-The reference shares nothing with the production code: no View, no SQL, no merge.
+plain reference (``tests/support/declared.py``) — over the stored shape, roll-ups, and rows
+split between two sources (as batch below a horizon and speed above it).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from decimal import Decimal
 from typing import Any
 
 import duckdb
@@ -19,82 +16,7 @@ from hypothesis import strategies as st
 from lambda_contracts.declared_views import DeclaredView
 from lambda_contracts.view_declarations import ViewDeclaration
 from lambda_contracts.views import View, keyed
-
-COLUMNS = {"SourceAccountID": "source_account_id", "TargetAccountID": "target_account_id"}
-WINDOW_MS = {"minute": 60_000, "hour": 3_600_000, "day": 86_400_000}
-AMOUNTS = ("0", "0.01", "5", "12.50", "20", "49.99")
-
-
-@st.composite
-def declarations(draw: st.DrawFn) -> ViewDeclaration:
-    dims = draw(st.lists(st.sampled_from(sorted(COLUMNS)), unique=True, max_size=2))
-    plain = ["count", "sum", "min", "max"]
-    distinct = [f"distinct({f})" for f in COLUMNS if f not in dims]
-    measures = draw(st.lists(st.sampled_from(plain + distinct), unique=True, min_size=1))
-    low = draw(st.none() | st.sampled_from(AMOUNTS))
-    high = draw(st.none() | st.sampled_from(AMOUNTS))
-    if low is not None and high is not None and Decimal(low) > Decimal(high):
-        low, high = high, low
-    return ViewDeclaration(
-        name="v",
-        dimensions=tuple(dims),
-        window=draw(st.sampled_from(sorted(WINDOW_MS))),
-        measures=tuple(measures),
-        amount_min=low,
-        amount_max=high,
-    )
-
-
-events = st.lists(
-    st.fixed_dictionaries(
-        {
-            "created_time": st.integers(0, 3 * 86_400_000),
-            "source_account_id": st.sampled_from(["a", "b", "c"]),
-            "target_account_id": st.sampled_from(["a", "x", "y", "z"]),
-            "amount_cents": st.sampled_from([0, 1, 499, 500, 1250, 2000, 4999, 5000]),
-        }
-    ),
-    max_size=60,
-)
-
-
-def reference(
-    declaration: ViewDeclaration,
-    rows: list[dict[str, Any]],
-    group_by: tuple[str, ...],
-    window_ms: int | None,
-) -> dict[tuple, dict[str, int]]:
-    """The declared view's rows by plain loops: filter, key, collect, measure."""
-    low = None if declaration.amount_min is None else Decimal(declaration.amount_min) * 100
-    high = None if declaration.amount_max is None else Decimal(declaration.amount_max) * 100
-    groups: dict[tuple, list[dict[str, Any]]] = {}
-    for row in rows:
-        if low is not None and row["amount_cents"] < low:
-            continue
-        if high is not None and row["amount_cents"] > high:
-            continue
-        key = tuple(row[COLUMNS[d]] for d in group_by)
-        if window_ms is not None:
-            key += (row["created_time"] - row["created_time"] % window_ms,)
-        groups.setdefault(key, []).append(row)
-    out = {}
-    for key, members in groups.items():
-        amounts = [m["amount_cents"] for m in members]
-        answer: dict[str, int] = {}
-        for measure in declaration.measures:
-            if measure == "count":
-                answer["count"] = len(members)
-            elif measure == "sum":
-                answer["sum"] = sum(amounts)
-            elif measure == "min":
-                answer["min"] = min(amounts)
-            elif measure == "max":
-                answer["max"] = max(amounts)
-            else:
-                field = measure[len("distinct(") : -1]
-                answer[f"distinct_{field}"] = len({m[COLUMNS[field]] for m in members})
-        out[key] = answer
-    return out
+from tests.support.declared import COLUMNS, WINDOW_MS, declarations, events, reference
 
 
 def on_duckdb(view: View, rows: list[dict[str, Any]]) -> list:

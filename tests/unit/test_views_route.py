@@ -7,6 +7,7 @@ from fastapi.testclient import TestClient
 
 from lambda_contracts.views import AMOUNT_MEASURES, View
 from serving.routes.views import views_router
+from serving.served_views import ServedView
 
 TARGET_HOUR = View(
     name="target_hour",
@@ -26,7 +27,7 @@ class NoQueries:
 
 def client() -> TestClient:
     app = FastAPI()
-    app.include_router(views_router((TARGET_HOUR,)))
+    app.include_router(views_router((ServedView.of_view(TARGET_HOUR),)))
     app.state.queries = NoQueries()
     return TestClient(app)
 

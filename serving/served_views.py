@@ -1,0 +1,130 @@
+"""What the views routes serve: built-in and declared views alike, and a declared view's build.
+
+A :class:`ServedView` is what ``GET /v1/views/<name>`` needs of a view, whichever kind: its
+name and version, dimensions by wire name and by column, window, and measures with how each
+is rendered. Built-in views are always serving. A declared view version serves once both
+layers cover it (:func:`build_state`):
+
+- the speed layer computes it from the positions recorded when it was deployed
+  (``speed_layer.store_deploy``), and
+- the batch version answered from holds it (computed over every event below its horizon H)
+  and H lies past the newest record applied before those positions, in every partition.
+
+Then every event is in exactly one of the two: below H in the batch version, at or above H in
+speed rows of records from the deploy on. Until then it answers 409 with its progress.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from lambda_contracts.declared_views import DeclaredView, event_column
+from lambda_contracts.views import WINDOWS_MS, Unit, View
+
+
+@dataclass(frozen=True)
+class ServedMeasure:
+    label: str
+    money: bool  # cents, rendered as an exact decimal string
+    empty: int | None  # its value over no events
+
+
+@dataclass(frozen=True)
+class ServedView:
+    name: str
+    version: str
+    description: str
+    wire_dimensions: tuple[str, ...]
+    columns: tuple[str, ...]  # the event column of each wire dimension, in the same order
+    window: str
+    measures: tuple[ServedMeasure, ...]
+    definition: dict[str, Any]
+    view: View | None = None  # a built-in view
+    declared: DeclaredView | None = None
+
+    @property
+    def built_in(self) -> bool:
+        return self.view is not None
+
+    @property
+    def window_ms(self) -> int:
+        return WINDOWS_MS[self.window]
+
+    @classmethod
+    def of_view(cls, view: View) -> ServedView:
+        return cls(
+            name=view.name,
+            version=view.version,
+            description=view.description,
+            wire_dimensions=view.wire_dimensions,
+            columns=view.dimensions,
+            window=view.window,
+            measures=tuple(
+                ServedMeasure(m.label, m.unit is Unit.CENTS, m.empty) for m in view.measures
+            ),
+            definition=view.definition(),
+            view=view,
+        )
+
+    @classmethod
+    def of_declared(cls, declared: DeclaredView) -> ServedView:
+        declaration = declared.declaration
+        wire = tuple(sorted(declaration.dimensions))
+        return cls(
+            name=declared.name,
+            version=declared.version,
+            description=f"Declared in the views file: {', '.join(declared.labels)} per "
+            f"{', '.join(wire) or 'all accounts'} per {declaration.window}.",
+            wire_dimensions=wire,
+            columns=tuple(event_column(d) for d in wire),
+            window=declaration.window,
+            measures=tuple(_declared_measure(label) for label in declared.labels),
+            definition={
+                "dimensions": list(wire),
+                "window": declaration.window,
+                "measures": list(declaration.measures),
+                "amount_min": declaration.amount_min,
+                "amount_max": declaration.amount_max,
+            },
+            declared=declared,
+        )
+
+
+def _declared_measure(label: str) -> ServedMeasure:
+    if label in ("sum", "min", "max"):
+        return ServedMeasure(label, True, 0 if label == "sum" else None)
+    return ServedMeasure(label, False, 0)  # count, distinct_<Field>
+
+
+@dataclass(frozen=True)
+class BuildState:
+    state: Literal["building", "serving"]
+    progress: float  # 0 to 1: deployed to speed, held by the batch version, horizon past
+    waiting_for: str | None = None
+
+
+SERVING = BuildState("serving", 1.0)
+
+
+def build_state(
+    declared: DeclaredView, deployed: dict[str, Any] | None, held: bool, horizon_ms: int
+) -> BuildState:
+    """Whether ``declared`` can be answered exactly from a batch version at ``horizon_ms``
+    that does (``held``) or does not hold it, given its speed deployment (a row of
+    ``speed_view_versions``, None if the speed layer has not deployed it)."""
+    if deployed is None or deployed["retired_at_ms"] is not None:
+        return BuildState("building", 0.0, "the speed layer to deploy it (make deploy)")
+    positions = json.loads(deployed["from_positions"])
+    behind = [int(p) for p, (_, newest_ts) in positions.items() if newest_ts >= horizon_ms]
+    covered = 1 - len(behind) / len(positions) if positions else 1.0
+    if held and not behind:
+        return SERVING
+    progress = round((1 + int(held) + covered) / 3, 3)
+    if not held:
+        return BuildState("building", progress, "a batch run to compute it over all history")
+    partitions = ", ".join(map(str, sorted(behind)))
+    return BuildState(
+        "building", progress, f"the batch horizon to pass the deploy in partitions {partitions}"
+    )

@@ -1,0 +1,127 @@
+"""Declared views in the speed store: exact against the reference over random logs, and
+fenced by the deployment in force.
+
+No broker: the test plays the consumer (batches from the stored offsets, stale replays, dedup
+evictions) on in-memory SQLite, as ``test_speed_store_properties`` does for the built-in views.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine, select
+
+from lambda_contracts.db import make_engine
+from lambda_contracts.declared_views import DeclaredView
+from lambda_contracts.store_schema import ViewTables, view_versions
+from lambda_contracts.view_declarations import ViewDeclaration
+from lambda_contracts.view_set import ViewSet
+from lambda_contracts.views import View
+from speed_layer.store import PartitionBatch, SpeedStore
+from speed_layer.store_deploy import StaleDeploymentError
+from tests.support.blocks import block_of
+from tests.support.declared import COLUMNS, WINDOW_MS, declarations, reference
+from tests.support.oracle import kept_rows
+from tests.support.speed_store import BUCKET_MS, TOPIC, play
+from tests.support.streams import Record, all_records, partitioned_logs
+
+DEDUP_MS = 1500
+
+
+def speed_rows(engine: Engine, tables: ViewTables, view: View) -> list[tuple[tuple, tuple]]:
+    """The view's speed rows as (key, measures), one per key, window and ingest bucket."""
+    table = tables[view.name]
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                *(table.c[c] for c in view.key_columns), *(table.c[m] for m in view.measure_names)
+            )
+        ).all()
+    n = len(view.key_columns)
+    return [(tuple(r[:n]), tuple(r[n:])) for r in rows]
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    logs=partitioned_logs(max_skew_ms=3 * DEDUP_MS, gap_unit_ms=100),
+    declaration=declarations(),
+    data=st.data(),
+)
+def test_declared_views_in_the_speed_store_equal_the_reference(
+    logs: dict[int, list[Record]], declaration: ViewDeclaration, data: st.DataObject
+) -> None:
+    engine = make_engine("sqlite://")
+    try:
+        declared = DeclaredView.of(declaration)
+        views = ViewSet((declared,))
+        store = SpeedStore(engine, TOPIC, BUCKET_MS, DEDUP_MS, views)
+        store.deploy()
+        play(store, logs, data)
+        tables = ViewTables(views.computed)
+        totals = speed_rows(engine, tables, declared.totals)
+        sets = {s.label: [k for k, _ in speed_rows(engine, tables, s.view)] for s in declared.sets}
+        kept = kept_rows(all_records(logs), DEDUP_MS)
+        dims = tuple(sorted(declaration.dimensions))
+        window_ms = WINDOW_MS[declaration.window]
+        columns = tuple(COLUMNS[d] for d in dims)
+        assert declared.answer(totals, sets, columns, window_ms) == reference(
+            declaration, kept, dims, window_ms
+        )
+        assert declared.answer(totals, sets) == reference(declaration, kept, (), None)
+    finally:
+        engine.dispose()
+
+
+RECEIVED = ViewDeclaration(
+    name="received", dimensions=("TargetAccountID",), window="hour", measures=("count", "sum")
+)
+
+
+def event(offset: int, ts: int) -> dict[str, Any]:
+    return {
+        "transaction_id": f"t{offset}",
+        "created_time": ts,
+        "source_account_id": "a",
+        "target_account_id": "b",
+        "amount_cents": 100,
+        "kafka_partition": 0,
+        "kafka_offset": offset,
+        "kafka_ts": ts,
+    }
+
+
+def batch(start: int | None, stop: int) -> PartitionBatch:
+    rows = [event(o, 1_000_000 + o) for o in range(start or 0, stop)]
+    return PartitionBatch(0, start, stop, block_of(rows), max_kafka_ts=rows[-1]["kafka_ts"])
+
+
+def test_a_deploy_records_where_each_version_starts_and_fences_older_processes() -> None:
+    engine = make_engine("sqlite://")
+    old = SpeedStore(engine, TOPIC, BUCKET_MS, DEDUP_MS)  # the built-in views only
+    old.deploy()
+    old.apply([batch(None, 3)])
+    new_views = ViewSet((DeclaredView.of(RECEIVED),))
+    new = SpeedStore(engine, TOPIC, BUCKET_MS, DEDUP_MS, new_views)
+    deployed = new.deploy()
+    assert deployed.added == (f"received@{RECEIVED.version}",)
+    assert new.deploy().added == ()  # the same file again: nothing to do
+    with engine.connect() as conn:
+        (positions,) = conn.execute(select(view_versions.c.from_positions)).one()
+    assert json.loads(positions) == {"0": [3, 1_000_002]}
+    with pytest.raises(StaleDeploymentError, match="restarting on the current file"):
+        old.apply([batch(3, 5)])
+    assert old.load_offsets() == {0: 3}, "the stale transaction must not commit"
+    new.apply([batch(3, 5)])
+    tables = ViewTables(new_views.computed)
+    totals = speed_rows(engine, tables, DeclaredView.of(RECEIVED).totals)
+    assert sum(m[0] for _, m in totals) == 2, "only the records from the deploy on"
+
+    back = SpeedStore(engine, TOPIC, BUCKET_MS, DEDUP_MS).deploy()  # the file emptied
+    assert back.retired == (f"received@{RECEIVED.version}",)
+    again = new.deploy().added  # and declared again: its rows had a gap, so it starts over
+    assert again == (f"received@{RECEIVED.version}",)
+    assert speed_rows(engine, tables, DeclaredView.of(RECEIVED).totals) == []
