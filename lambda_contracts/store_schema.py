@@ -18,9 +18,10 @@ below its horizon; all three take the definitions from here. Amounts are integer
 - ``speed_deployment``: per topic, the fingerprint of the views file the store computes
   (:class:`~lambda_contracts.view_set.ViewSet`); every apply transaction checks it, so a
   process holding another file stops instead of writing what this deployment does not expect.
-- ``speed_view_versions``: each declared view version the store computes or computed: from
-  which offset of each partition on (and the newest Kafka timestamp before it), and when it
-  was retired. A version's speed rows cover exactly the records from those offsets on.
+- ``speed_view_versions``: each declared view version the store computes or computed: its
+  declaration, from which offset of each partition on (and the newest Kafka timestamp before
+  it), when a newer version of its view superseded it and when it was retired. A version's
+  speed rows cover exactly the records from those offsets on.
 - a declared view's tables are created when it is deployed, named by its storage name.
 """
 
@@ -98,6 +99,10 @@ view_versions = Table(
     # JSON: {partition: [next offset at the deploy, newest Kafka timestamp applied before it]}
     Column("from_positions", Text, nullable=False),
     Column("tables", Text, nullable=False),  # JSON: the speed tables of its views
+    Column("declaration", Text, nullable=False),  # JSON: the [[views]] table it was built from
+    # When a newer version of its view was deployed; it is still computed (and answers) until
+    # that one serves.
+    Column("superseded_at_ms", BigInteger),
     Column("retired_at_ms", BigInteger),
 )
 

@@ -25,7 +25,7 @@ from lambda_contracts.db import make_engine
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings, get_settings
 from lambda_contracts.startup import checked_layout, checked_settings, checked_views
-from lambda_contracts.view_set import ViewSet
+from lambda_contracts.view_set import ViewSet, registered_versions, with_previous
 from lambda_contracts.views import VIEWS
 from serving.batch_cache import BatchCache
 from serving.batch_store import BatchStore
@@ -100,8 +100,14 @@ def create_app(settings: Settings | None = None, views: ViewSet | None = None) -
     settings = settings or get_settings()
     assert settings.speed_store_url is not None
     views = views if views is not None else ViewSet.load(settings.views_file)
+    registry = make_engine(settings.speed_store_url)
+    try:  # the previous versions of changed views, answering until their successors serve
+        views = with_previous(views, registered_versions(registry))
+    finally:
+        registry.dispose()
+    previous = {d.name: d for d in views.previous}
     served = [ServedView.of_view(v) for v in VIEWS] + [
-        ServedView.of_declared(d) for d in views.declared
+        ServedView.of_declared(d, previous.get(d.name)) for d in views.declared
     ]
 
     @asynccontextmanager

@@ -18,12 +18,12 @@ import anyio.to_thread
 from lambda_contracts.buckets import floor_to
 from lambda_contracts.declared_views import DeclaredView
 from lambda_contracts.layout import BatchPointer
+from lambda_contracts.view_builds import BuildState, build_state
 from lambda_contracts.views import ACCOUNT_MINUTE, GLOBAL_MINUTE, WINDOWS_MS, Key, Measures, View
 from serving.batch_cache import BatchCache, BatchPart, MixedSnapshotError, identity_of
 from serving.batch_store import BatchStore
 from serving.merge import merge_rows, roll_up, total
 from serving.row_query import RowQuery
-from serving.served_views import BuildState, build_state
 from serving.snapshot_cache import Refreshed
 from serving.speed_store import SpeedReader
 from serving.version_switch import VersionSwitch
@@ -219,7 +219,7 @@ class QueryService:
         pointer = snap.pointer
         held = pointer is not None and self.batch.holds(pointer.version, declared.totals.name)
         deployed = self.speed.view_versions().get(declared.totals.name)
-        return build_state(declared, deployed, held, snap.horizon_ms)
+        return build_state(deployed, held, snap.horizon_ms)
 
     def declared_rows(
         self,

@@ -3,7 +3,7 @@
 A :class:`ServedView` is what ``GET /v1/views/<name>`` needs of a view, whichever kind: its
 name and version, dimensions by wire name and by column, window, and measures with how each
 is rendered. Built-in views are always serving. A declared view version serves once both
-layers cover it (:func:`build_state`):
+layers cover it (:func:`lambda_contracts.view_builds.build_state`):
 
 - the speed layer computes it from the positions recorded when it was deployed
   (``speed_layer.store_deploy``), and
@@ -16,9 +16,8 @@ speed rows of records from the deploy on. Until then it answers 409 with its pro
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from lambda_contracts.declared_views import DeclaredView, event_column
 from lambda_contracts.views import WINDOWS_MS, Unit, View
@@ -43,10 +42,16 @@ class ServedView:
     definition: dict[str, Any]
     view: View | None = None  # a built-in view
     declared: DeclaredView | None = None
+    # A changed view's version that answers until this one serves (its own measures).
+    previous: ServedView | None = None
 
     @property
     def built_in(self) -> bool:
         return self.view is not None
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(m.label for m in self.measures)
 
     @property
     def window_ms(self) -> int:
@@ -69,7 +74,9 @@ class ServedView:
         )
 
     @classmethod
-    def of_declared(cls, declared: DeclaredView) -> ServedView:
+    def of_declared(
+        cls, declared: DeclaredView, previous: DeclaredView | None = None
+    ) -> ServedView:
         declaration = declared.declaration
         wire = tuple(sorted(declaration.dimensions))
         return cls(
@@ -89,6 +96,7 @@ class ServedView:
                 "amount_max": declaration.amount_max,
             },
             declared=declared,
+            previous=cls.of_declared(previous) if previous is not None else None,
         )
 
 
@@ -96,35 +104,3 @@ def _declared_measure(label: str) -> ServedMeasure:
     if label in ("sum", "min", "max"):
         return ServedMeasure(label, True, 0 if label == "sum" else None)
     return ServedMeasure(label, False, 0)  # count, distinct_<Field>
-
-
-@dataclass(frozen=True)
-class BuildState:
-    state: Literal["building", "serving"]
-    progress: float  # 0 to 1: deployed to speed, held by the batch version, horizon past
-    waiting_for: str | None = None
-
-
-SERVING = BuildState("serving", 1.0)
-
-
-def build_state(
-    declared: DeclaredView, deployed: dict[str, Any] | None, held: bool, horizon_ms: int
-) -> BuildState:
-    """Whether ``declared`` can be answered exactly from a batch version at ``horizon_ms``
-    that does (``held``) or does not hold it, given its speed deployment (a row of
-    ``speed_view_versions``, None if the speed layer has not deployed it)."""
-    if deployed is None or deployed["retired_at_ms"] is not None:
-        return BuildState("building", 0.0, "the speed layer to deploy it (make deploy)")
-    positions = json.loads(deployed["from_positions"])
-    behind = [int(p) for p, (_, newest_ts) in positions.items() if newest_ts >= horizon_ms]
-    covered = 1 - len(behind) / len(positions) if positions else 1.0
-    if held and not behind:
-        return SERVING
-    progress = round((1 + int(held) + covered) / 3, 3)
-    if not held:
-        return BuildState("building", progress, "a batch run to compute it over all history")
-    partitions = ", ".join(map(str, sorted(behind)))
-    return BuildState(
-        "building", progress, f"the batch horizon to pass the deploy in partitions {partitions}"
-    )

@@ -46,6 +46,9 @@ class ViewInfo(BaseModel):
     state: Literal["building", "serving", "retiring"]
     progress: float = Field(ge=0, le=1, description="build progress (1 once serving)")
     waiting_for: str | None = Field(default=None, description="what a building view waits for")
+    answering: bool = Field(
+        default=False, description="answers come from this version now (one per view)"
+    )
     horizon_ms: int | None = Field(
         default=None, description="the batch horizon it is served at (null before the first)"
     )

@@ -41,6 +41,7 @@ from speed_layer.landing import LandingWriter
 from speed_layer.metrics import SpeedMetrics
 from speed_layer.partition_guard import PartitionGuard
 from speed_layer.store import SpeedStore
+from speed_layer.store_deploy import serving_on_current
 
 log = structlog.get_logger("speed_layer")
 
@@ -109,6 +110,15 @@ class SpeedLayer:
         self.layout = Layout.of(settings)
         # This process's own store connection: offsets, halts, a batch applied record by record.
         self.store = SpeedStore.from_settings(settings, views)
+        # Before the store process starts: it computes the views the deploy leaves in force.
+        deployed = self.store.deploy(serving_on_current(self.layout))
+        log.info(
+            "views deployed",
+            fingerprint=deployed.fingerprint,
+            added=deployed.added,
+            retired=deployed.retired,
+            previous=[f"{d.name}@{d.version}" for d in deployed.views.previous],
+        )
         self.landing = LandingWriter(
             self.layout,
             settings.bucket_ms,
@@ -174,9 +184,6 @@ class SpeedLayer:
         cursors and retried with backoff.
         """
         self.pipeline.start()
-        deployed = self.store.deploy()  # before any record: see speed_layer.store_deploy
-        if deployed.added or deployed.retired:
-            log.info("views deployed", added=deployed.added, retired=deployed.retired)
         self.consumer.subscribe([self.settings.topic], listener=_Rebalance(self.pipeline))
         last_housekeeping = 0.0
         last_expiry = time.monotonic()

@@ -44,7 +44,7 @@ from lambda_contracts.store_schema import dedup, partition_state
 from lambda_contracts.view_set import ViewSet
 from speed_layer.event_block import EventBlock
 from speed_layer.store_cursors import PartitionCursors
-from speed_layer.store_deploy import Deployed, check_deployment, deploy
+from speed_layer.store_deploy import Deployed, Serves, check_deployment, deploy
 from speed_layer.store_retry import FencedError, retry_transient
 from speed_layer.store_sql import Rendered, Statements, dialect_insert, later_copies
 
@@ -100,10 +100,17 @@ class SpeedStore:
             views,
         )
 
-    def deploy(self) -> Deployed:
-        """Make this store's views the deployment in force (:mod:`speed_layer.store_deploy`)."""
+    def deploy(self, serves: Serves | None = None) -> Deployed:
+        """Make this store's views file the deployment in force, and compute from then on the
+        previous versions still answering beside it (:mod:`speed_layer.store_deploy`)."""
         sql = self._statements.of(self.engine.dialect)
-        return deploy(self.engine, self.topic, self.views, sql.lock)
+        deployed = deploy(self.engine, self.topic, self.views, sql.lock, serves)
+        if deployed.views != self.views:
+            self.views = deployed.views
+            self._statements = Statements(
+                self.bucket_ms, self.dedup_horizon_ms, self.views.computed
+            )
+        return deployed
 
     def load_offsets(self) -> dict[int, int]:
         """Each partition's next offset whose effect is not in the store yet."""

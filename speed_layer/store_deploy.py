@@ -8,27 +8,39 @@ holds the store's write lock, like an apply:
   timestamp at that moment. Every record from those offsets on is applied by a process that
   computes the version (below), every record before them is not: the version's speed rows
   cover exactly the records from those positions on, and the batch layer covers the rest once
-  its horizon lies past the newest timestamp recorded (``lambda_contracts.view_set``);
-- a version no longer in the file is retired (its rows stay until it is cleaned up);
+  its horizon lies past the newest timestamp recorded (``lambda_contracts.view_builds``);
+- a version no longer in the file is retired (its rows stay until it is cleaned up), unless
+  it is the version of a changed view that serves on CURRENT: that one is still computed, and
+  answers, until its successor serves; the first deploy after that retires it;
 - the topic's row of ``speed_deployment`` takes the file's fingerprint.
 
 Each apply transaction reads that fingerprint after taking the write lock
 (:func:`check_deployment`): a process still holding another file stops with
 :class:`StaleDeploymentError` before it writes anything, so no record is applied without the
-views of the deployment in force. Deploying the fingerprint already in force changes nothing,
-so every process of a group deploys at start-up and only the first one's deploy does anything.
+views of the deployment in force. Deploying the fingerprint already in force only retires
+previous versions whose successors serve, so every process of a group deploys at start-up and
+only the first one's deploy registers anything.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, select, update
 
+from lambda_contracts.layout import Layout
 from lambda_contracts.store_schema import ViewTables, deployment, partition_state, view_versions
-from lambda_contracts.view_set import ViewSet, deployed_fingerprint
+from lambda_contracts.view_builds import SERVING, build_state
+from lambda_contracts.view_set import (
+    ViewSet,
+    deployed_fingerprint,
+    registered_versions,
+    with_previous,
+)
 from speed_layer.store_retry import retry_transient
 from speed_layer.store_sql import dialect_insert
 
@@ -42,76 +54,141 @@ class Deployed:
     fingerprint: str
     added: tuple[str, ...]  # "name@version" of each version the deploy added
     retired: tuple[str, ...]
+    views: ViewSet  # the file's versions and the previous ones still computed beside them
 
 
-def deploy(engine: Engine, topic: str, views: ViewSet, lock: str | None) -> Deployed:
-    """Make ``views`` the store's deployment for ``topic`` (see the module's docstring)."""
+Serves = Callable[[dict[str, Any]], bool]  # whether a registered version serves on CURRENT
+
+
+def serving_on_current(layout: Layout) -> Serves:
+    """Whether a registered version serves on the published batch version (the rule of
+    :mod:`lambda_contracts.view_builds`); nothing serves before a first publish."""
+    pointer = layout.read_current()
+    manifest = layout.read_manifest(pointer.version) if pointer is not None else None
+    if pointer is None or manifest is None:
+        return lambda row: False
+    held = set(manifest.output_partitions)
+    return lambda row: (
+        row["storage_name"] in held
+        and build_state(row, held=True, horizon_ms=pointer.horizon_ms) is SERVING
+    )
+
+
+def deploy(
+    engine: Engine, topic: str, views: ViewSet, lock: str | None, serves: Serves | None = None
+) -> Deployed:
+    """Make ``views`` the store's deployment for ``topic`` (see the module's docstring).
+
+    A changed view's version that serves (``serves``) keeps being computed beside its
+    successor, and answering, until the successor serves: a later deploy (any process's
+    start) retires it then. A version that does not serve is retired at once: nothing answers
+    from it."""
     tables = ViewTables(views.computed)
-    return retry_transient(lambda: _deploy_once(engine, topic, views, tables, lock))
+    check = serves if serves is not None else (lambda row: False)
+    return retry_transient(lambda: _deploy_once(engine, topic, views, tables, lock, check))
 
 
 def _deploy_once(
-    engine: Engine, topic: str, views: ViewSet, tables: ViewTables, lock: str | None
+    engine: Engine,
+    topic: str,
+    views: ViewSet,
+    tables: ViewTables,
+    lock: str | None,
+    serves: Serves,
 ) -> Deployed:
     now_ms = int(time.time() * 1000)
+    in_file = {d.totals.name: d for d in views.declared}
+    names = {d.name for d in views.declared}
     with engine.begin() as conn:
         _take_write_lock(conn, topic, lock)
-        if deployed_fingerprint(conn, topic) == views.fingerprint:
-            return Deployed(views.fingerprint, (), ())
-        tables.create_declared(conn)
-        state = partition_state.c
-        positions = {
-            p: [offset, max_ts]
-            for p, offset, max_ts in conn.execute(
-                select(state.kafka_partition, state.next_offset, state.max_kafka_ts).where(
-                    state.topic == topic
-                )
+        live = [r for r in registered_versions(conn) if r["retired_at_ms"] is None]
+        successors = [r for r in live if r["storage_name"] in in_file]
+        retire = {  # superseded versions whose view's version in the file serves now
+            r["storage_name"]
+            for r in live
+            if r["superseded_at_ms"] is not None
+            and any(s["view_name"] == r["view_name"] and serves(s) for s in successors)
+        }
+        added: list[str] = []
+        if deployed_fingerprint(conn, topic) != views.fingerprint:
+            added = _add_new_versions(conn, topic, views, tables, live, now_ms)
+            for row in live:
+                storage = row["storage_name"]
+                if storage in in_file or storage in retire:
+                    continue
+                if row["view_name"] in names and serves(row):  # a changed view's answers
+                    if row["superseded_at_ms"] is None:
+                        conn.execute(
+                            update(view_versions)
+                            .where(view_versions.c.storage_name == storage)
+                            .values(superseded_at_ms=now_ms)
+                        )
+                else:
+                    retire.add(storage)
+            stmt = dialect_insert(conn, deployment).values(
+                topic=topic, fingerprint=views.fingerprint, deployed_at_ms=now_ms
             )
-        }
-        versions = view_versions.c
-        known = {
-            row.storage_name: row.retired_at_ms
-            for row in conn.execute(select(versions.storage_name, versions.retired_at_ms))
-        }
-        added = []
-        for declared in views.declared:
-            storage = declared.totals.name
-            if storage in known and known[storage] is None:
-                continue  # computed since an earlier deploy: its rows are whole
-            for view in declared.computed:  # a retired version's rows have a gap: start over
-                conn.execute(delete(tables[view.name]))
-            conn.execute(delete(view_versions).where(versions.storage_name == storage))
             conn.execute(
-                view_versions.insert().values(
-                    storage_name=storage,
-                    view_name=declared.name,
-                    version=declared.version,
-                    deployed_at_ms=now_ms,
-                    from_positions=json.dumps(positions, sort_keys=True),
-                    tables=json.dumps([tables[v.name].name for v in declared.computed]),
-                    retired_at_ms=None,
+                stmt.on_conflict_do_update(
+                    index_elements=[deployment.c.topic],
+                    set_={"fingerprint": views.fingerprint, "deployed_at_ms": now_ms},
                 )
             )
-            added.append(f"{declared.name}@{declared.version}")
-        keep = [d.totals.name for d in views.declared]
-        retiring = conn.execute(
-            update(view_versions)
-            .where(versions.retired_at_ms.is_(None), versions.storage_name.not_in(keep))
-            .values(retired_at_ms=now_ms)
-            .returning(versions.view_name, versions.version)
-        ).all()
-        stmt = dialect_insert(conn, deployment).values(
-            topic=topic, fingerprint=views.fingerprint, deployed_at_ms=now_ms
-        )
-        conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[deployment.c.topic],
-                set_={"fingerprint": views.fingerprint, "deployed_at_ms": now_ms},
+        retired = [f"{r['view_name']}@{r['version']}" for r in live if r["storage_name"] in retire]
+        if retire:
+            conn.execute(
+                update(view_versions)
+                .where(view_versions.c.storage_name.in_(sorted(retire)))
+                .values(retired_at_ms=now_ms)
+            )
+        effective = with_previous(views, registered_versions(conn))
+    return Deployed(views.fingerprint, tuple(added), tuple(sorted(retired)), effective)
+
+
+def _add_new_versions(
+    conn: Connection,
+    topic: str,
+    views: ViewSet,
+    tables: ViewTables,
+    live: list[dict[str, Any]],
+    now_ms: int,
+) -> list[str]:
+    """Register the file's versions the store does not compute yet, at the deploy position
+    (each partition's stored next offset and newest applied Kafka timestamp)."""
+    tables.create_declared(conn)
+    state = partition_state.c
+    positions = {
+        p: [offset, max_ts]
+        for p, offset, max_ts in conn.execute(
+            select(state.kafka_partition, state.next_offset, state.max_kafka_ts).where(
+                state.topic == topic
             )
         )
-    return Deployed(
-        views.fingerprint, tuple(added), tuple(f"{name}@{version}" for name, version in retiring)
-    )
+    }
+    computed = {r["storage_name"] for r in live}
+    added = []
+    for declared in views.declared:
+        storage = declared.totals.name
+        if storage in computed:
+            continue  # computed since an earlier deploy: its rows are whole
+        for view in declared.computed:  # a retired version's rows have a gap: start over
+            conn.execute(delete(tables[view.name]))
+        conn.execute(delete(view_versions).where(view_versions.c.storage_name == storage))
+        conn.execute(
+            view_versions.insert().values(
+                storage_name=storage,
+                view_name=declared.name,
+                version=declared.version,
+                deployed_at_ms=now_ms,
+                from_positions=json.dumps(positions, sort_keys=True),
+                tables=json.dumps([tables[v.name].name for v in declared.computed]),
+                declaration=declared.declaration.model_dump_json(),
+                superseded_at_ms=None,
+                retired_at_ms=None,
+            )
+        )
+        added.append(f"{declared.name}@{declared.version}")
+    return added
 
 
 def _take_write_lock(conn: Connection, topic: str, lock: str | None) -> None:

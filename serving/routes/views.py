@@ -22,12 +22,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request, status
 
 from lambda_contracts.events import ID_MAX_LENGTH
+from lambda_contracts.view_builds import SERVING, BuildState
 from lambda_contracts.views import Key
 from serving.deps import QueriesDep, RangeDep, TimeRange, check_points, unprocessable
 from serving.queries import Granularity, QueryService, Snapshot
 from serving.routes.common import JSONAnswer, meta
 from serving.schemas import INVALID_INPUT, ErrorDetail, money
-from serving.served_views import SERVING, BuildState, ServedView
+from serving.served_views import ServedView
 from serving.view_schemas import (
     DEFAULT_ROWS,
     MAX_ROWS,
@@ -56,7 +57,7 @@ def views_router(views: Sequence[ServedView]) -> APIRouter:
     def list_views(queries: QueriesDep) -> JSONAnswer:
         """Every view: its definition, version, state, build progress and horizon."""
         snap = queries.snapshot()
-        return JSONAnswer({"views": [_info(v, queries, snap) for v in views]})
+        return JSONAnswer({"views": [e for v in views for e in _entries(v, queries, snap)]})
 
     for view in views:
         router.add_api_route(
@@ -84,8 +85,23 @@ def _state(view: ServedView, queries: QueryService, snap: Snapshot) -> BuildStat
     return SERVING if view.declared is None else queries.build_state(snap, view.declared)
 
 
-def _info(view: ServedView, queries: QueryService, snap: Snapshot) -> dict[str, Any]:
+def _entries(view: ServedView, queries: QueryService, snap: Snapshot) -> list[dict[str, Any]]:
+    """The view's version, and while it builds, the previous version answering meanwhile
+    (state "retiring": it serves until the new one does, then is retired)."""
     built = _state(view, queries, snap)
+    entries = [_info(view, built, snap, answering=built is SERVING)]
+    before = view.previous
+    if (
+        built is not SERVING
+        and before is not None
+        and before.declared is not None
+        and queries.build_state(snap, before.declared) is SERVING
+    ):
+        entries.append(_info(before, BuildState("retiring", 1.0), snap, answering=True))
+    return entries
+
+
+def _info(view: ServedView, built: BuildState, snap: Snapshot, answering: bool) -> dict[str, Any]:
     return {
         "name": view.name,
         "version": view.version,
@@ -95,7 +111,8 @@ def _info(view: ServedView, queries: QueryService, snap: Snapshot) -> dict[str, 
         "state": built.state,
         "progress": built.progress,
         "waiting_for": built.waiting_for,
-        "horizon_ms": snap.horizon_ms if snap.pointer and built is SERVING else None,
+        "answering": answering,
+        "horizon_ms": snap.horizon_ms if snap.pointer and answering else None,
     }
 
 
@@ -150,23 +167,24 @@ def _answering(view: ServedView) -> Callable[..., JSONAnswer]:
         order_by = params["order_by"]
 
         query = (span.start_ms, span.end_ms), filters, group_column, window_ms
-        snap, merged = queries.consistent(lambda s: _rows(view, queries, s, *query))
-        if isinstance(merged, BuildState):
-            return _building(view, merged)
+        snap, found = queries.consistent(lambda s: _rows(view, queries, s, *query))
+        if isinstance(found, BuildState):
+            return _building(view, found)
+        answered, merged = found  # the view's version, or its previous one until it serves
         grouped = group_column is not None or window_ms is not None
-        ranked = _ranked(merged, order_by.value if order_by else None)
-        rows = [_row(view, key, value, group_by, window_ms) for key, value in ranked]
+        ranked = _ranked(merged, order_by.value if order_by in answered.labels else None)
+        rows = [_row(answered, key, value, group_by, window_ms) for key, value in ranked]
         if not grouped:  # one row over the whole range, even over no events
-            rows = rows or [_measures(view, None)]
+            rows = rows or [_measures(answered, None)]
         total = len(rows)
         return JSONAnswer(
             {
                 "view": view.name,
-                "version": view.version,
+                "version": answered.version,
                 "rows": rows[: params["limit"]],
                 "meta": {
                     **meta(snap, queries.speed_watermark_ms()),
-                    "view_version": view.version,
+                    "view_version": answered.version,
                     "rows_total": total,
                 },
             }
@@ -250,17 +268,23 @@ def _rows(
     filters: dict[str, str],
     group_column: str | None,
     window_ms: int | None,
-) -> Rows | BuildState:
-    """The view's rows on ``snap`` by key, measures by label; a declared view's build state
-    instead while it is not serving on this snapshot."""
+) -> tuple[ServedView, Rows] | BuildState:
+    """The rows on ``snap`` by key, measures by label, and the version they are of: the
+    view's, or while a changed view's new version builds, its previous one if that serves.
+    A declared view with neither serving gives the new version's build state instead."""
     if view.view is not None:
         merged = queries.view_rows(snap, view.view, span, filters, group_column, window_ms)
-        return {key: view.view.labelled(value) for key, value in merged.items()}
+        return view, {key: view.view.labelled(value) for key, value in merged.items()}
+    query = (span, filters, group_column, window_ms)
     assert view.declared is not None
     built = queries.build_state(snap, view.declared)
-    if built is not SERVING:
-        return built
-    return queries.declared_rows(snap, view.declared, span, filters, group_column, window_ms)
+    if built is SERVING:
+        return view, queries.declared_rows(snap, view.declared, *query)
+    before = view.previous.declared if view.previous is not None else None
+    if before is not None and queries.build_state(snap, before) is SERVING:
+        assert view.previous is not None
+        return view.previous, queries.declared_rows(snap, before, *query)
+    return built
 
 
 def _building(view: ServedView, built: BuildState) -> JSONAnswer:

@@ -56,6 +56,8 @@ window = "day"
 measures = ["count", "sum", "distinct(TargetAccountID)"]
 amount_min = "2000.00"
 """
+CHANGED_FROM = 'measures = ["count", "sum", "min", "max", "distinct(SourceAccountID)"]'
+CHANGED_TO = 'measures = ["count", "sum", "distinct(SourceAccountID)"]\namount_min = "100.00"'
 ADDED = """
 [[views]]
 name = "pairs_minute"
@@ -185,7 +187,37 @@ def test_declared_views_build_switch_and_answer_exactly(
     with TestClient(create_app(settings)) as client:
         _assert_exact(client, views_file, truth, "pairs_minute", "SourceAccountID")
         _assert_exact(client, views_file, truth, "large_daily", None)
-    added.terminate()
+
+    # A view changed: its previous version answers, exactly, until the new one serves.
+    before = tmp_path / "before.toml"
+    before.write_text(FIRST + ADDED)
+    views_file.write_text((FIRST + ADDED).replace(CHANGED_FROM, CHANGED_TO))
+    old_version = load_declarations(before).by_name()["received_hourly"].version
+    new_version = load_declarations(views_file).by_name()["received_hourly"].version
+    changed = SpeedProcess(settings).start()
+    truth += produce(
+        settings, tmp_path / "t4.jsonl", "--count", "600", "--id-prefix", "d",
+        *mixed_stream(1500, 12, late_max_hours=30),
+    )  # fmt: skip
+    wait_until(lambda: not added.alive(), 60, "the speed process on the old views file to stop")
+    wait_caught_up(settings, engine)
+    with TestClient(create_app(settings)) as client:
+        answer = client.get("/v1/views/received_hourly", params=span).json()
+        assert answer["version"] == old_version != new_version
+        _assert_exact(client, before, truth, "received_hourly", "TargetAccountID")
+        listed = [
+            v for v in client.get("/v1/views").json()["views"] if v["name"] == "received_hourly"
+        ]
+        states = {v["version"]: (v["state"], v["answering"]) for v in listed}
+        assert states == {new_version: ("building", False), old_version: ("retiring", True)}
+    run_once(
+        settings, new_version_id("changed"), "changed", horizon_ms=wait_sealed(settings, truth)
+    )
+    with TestClient(create_app(settings)) as client:
+        answer = client.get("/v1/views/received_hourly", params=span).json()
+        assert answer["version"] == new_version
+        _assert_exact(client, views_file, truth, "received_hourly", "TargetAccountID")
+    changed.terminate()
 
 
 def _assert_exact(

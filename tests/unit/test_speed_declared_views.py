@@ -125,3 +125,45 @@ def test_a_deploy_records_where_each_version_starts_and_fences_older_processes()
     again = new.deploy().added  # and declared again: its rows had a gap, so it starts over
     assert again == (f"received@{RECEIVED.version}",)
     assert speed_rows(engine, tables, DeclaredView.of(RECEIVED).totals) == []
+
+
+CHANGED = ViewDeclaration(
+    name="received",
+    dimensions=("TargetAccountID",),
+    window="hour",
+    measures=("count", "sum"),
+    amount_min="1.00",
+)
+
+
+def test_a_changed_views_serving_version_is_computed_until_its_successor_serves() -> None:
+    engine = make_engine("sqlite://")
+    first = DeclaredView.of(RECEIVED)
+    second = DeclaredView.of(CHANGED)
+    SpeedStore(engine, TOPIC, BUCKET_MS, DEDUP_MS, ViewSet((first,))).deploy()
+    serving = {first.totals.name}
+
+    def serves(row: dict[str, Any]) -> bool:
+        return row["storage_name"] in serving
+
+    store = SpeedStore(engine, TOPIC, BUCKET_MS, DEDUP_MS, ViewSet((second,)))
+    deployed = store.deploy(serves)
+    assert deployed.retired == () and deployed.views.previous == (first,)
+    store.apply([batch(None, 2)])
+    tables = ViewTables(store.views.computed)
+    for view in (first.totals, second.totals):  # both versions count the new records
+        assert sum(m[0] for _, m in speed_rows(engine, tables, view)) == 2, view.name
+
+    serving = {first.totals.name, second.totals.name}  # the successor serves: retire the first
+    again = SpeedStore(engine, TOPIC, BUCKET_MS, DEDUP_MS, ViewSet((second,))).deploy(serves)
+    assert again.retired == (f"received@{RECEIVED.version}",)
+    assert again.views.previous == ()
+
+
+def test_a_changed_view_whose_version_does_not_serve_is_replaced_at_once() -> None:
+    engine = make_engine("sqlite://")
+    SpeedStore(engine, TOPIC, BUCKET_MS, DEDUP_MS, ViewSet((DeclaredView.of(RECEIVED),))).deploy()
+    store = SpeedStore(engine, TOPIC, BUCKET_MS, DEDUP_MS, ViewSet((DeclaredView.of(CHANGED),)))
+    deployed = store.deploy(lambda row: False)
+    assert deployed.retired == (f"received@{RECEIVED.version}",)
+    assert deployed.views.previous == ()
