@@ -20,7 +20,9 @@ ENV JAVA_HOME=/usr/lib/jvm/default-java-17 \
 COPY --from=s3a-jars /opt/spark-s3a /opt/spark-s3a
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+# views.toml (LAMBDA_VIEWS_FILE's default, /app/views.toml) is baked in when it exists: the
+# glob may match nothing. A changed file is deployed by `docker compose up -d --build`.
+COPY pyproject.toml README.md views.toml* ./
 COPY requirements ./requirements
 COPY lambda_contracts ./lambda_contracts
 COPY speed_layer ./speed_layer

@@ -5,7 +5,9 @@ once the speed layer computes them from their deploy on and a batch version hold
 horizon past the deploy, exactly over all history (duplicates, late events, a published batch
 below and speed rows above), equal to a plain reference over the acknowledged records. A view
 added later to a running platform (a restart of the speed process on the new file) does the
-same, and a process still holding the old file stops instead of writing.
+same, and a process still holding the old file stops instead of writing. A speed process and
+``spark-submit`` killed while the views build change nothing, and a changed view answers from
+its previous version until the new one serves.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from tests.support.oracle import kept_rows
 from tests.support.pipeline import (
     SpeedProcess,
     TruthRecord,
+    kill_recompute_mid_write,
     mixed_stream,
     produce,
     truth_rows,
@@ -157,7 +160,16 @@ def test_declared_views_build_switch_and_answer_exactly(
         assert listed["received_hourly"]["state"] == "building"
         assert listed["account_minute"]["state"] == "serving"
 
+    # Faults while the views build: a speed process and spark-submit killed (SIGKILL).
+    speed.kill()
+    speed = SpeedProcess(settings).start()
+    truth += produce(
+        settings, tmp_path / "t1b.jsonl", "--count", "400", "--id-prefix", "k",
+        *mixed_stream(1500, 12, late_max_hours=30),
+    )  # fmt: skip
+    wait_caught_up(settings, engine)
     horizon = wait_sealed(settings, truth)
+    kill_recompute_mid_write(settings, horizon, new_version_id("killed"))
     run_once(settings, new_version_id("first"), "first", horizon_ms=horizon)
     truth += produce(
         settings, tmp_path / "t2.jsonl", "--count", "800", "--id-prefix", "b",
