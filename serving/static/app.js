@@ -77,6 +77,82 @@ function drawTop(top) {
   }
 }
 
+// The views panel: the views GET /v1/views lists; the chosen one queried generically.
+const VIEW_KEY = "lambda.view";
+const DAY_MS = 86400 * 1000;
+
+function fillViewSelect(views) {
+  const select = document.getElementById("view-select");
+  const names = [...new Set(views.map((v) => v.name))];
+  if (select.options.length !== names.length ||
+      names.some((n, i) => select.options[i].value !== n)) {
+    select.replaceChildren(...names.map((n) => new Option(n, n)));
+  }
+  const saved = sessionStorage.getItem(VIEW_KEY);
+  if (saved && names.includes(saved)) select.value = saved;
+  return select.value;
+}
+
+function viewQuery(view, startMs, endMs) {
+  const params = new URLSearchParams({ start: startMs, end: endMs, limit: "10" });
+  const dims = view.definition.dimensions;
+  if (dims.length > 0) {
+    params.set("group_by", dims[0]);
+    params.set("order_by", view.definition.measures[0].replace(/^distinct\((.*)\)$/, "distinct_$1"));
+  } else {
+    params.set("granularity", view.definition.window === "minute" ? "hour" : view.definition.window);
+    params.set("limit", "24");
+  }
+  return params;
+}
+
+function drawRows(rows) {
+  const table = document.getElementById("view-rows");
+  const columns = rows.length ? Object.keys(rows[0]) : [];
+  const head = document.createElement("tr");
+  for (const c of columns) {
+    const th = document.createElement("th");
+    th.textContent = c;
+    head.append(th);
+  }
+  table.tHead.replaceChildren(head);
+  table.tBodies[0].replaceChildren(...rows.map((r) => {
+    const tr = document.createElement("tr");
+    for (const c of columns) {
+      const td = document.createElement("td");
+      td.textContent = c === "window_start" ? new Date(r[c]).toISOString().slice(0, 16).replace("T", " ") : r[c];
+      tr.append(td);
+    }
+    return tr;
+  }));
+}
+
+async function refreshViews(endMs) {
+  const listed = (await getJSON("/v1/views")).views;
+  const name = fillViewSelect(listed);
+  const versions = listed.filter((v) => v.name === name);
+  const view = versions.find((v) => v.answering) ?? versions[0];
+  if (!view) return;
+  const states = versions.map((v) => `${v.version} ${v.state}` +
+    (v.state === "building" ? ` ${Math.round(v.progress * 100)} % (waiting for ${v.waiting_for})` : ""));
+  const response = await fetch(`/v1/views/${name}?${viewQuery(view, endMs - DAY_MS, endMs)}`,
+    { headers: apiHeaders() });
+  const body = await response.json();
+  const meta = document.getElementById("view-meta");
+  if (response.status === 409) {
+    drawRows([]);
+    meta.textContent = `${name}: building, ${Math.round(body.progress * 100)} % — ${body.waiting_for}`;
+  } else if (response.ok) {
+    drawRows(body.rows);
+    meta.textContent = `${name} · answered by version ${body.meta.view_version} · ` +
+      `${body.meta.events_from_batch} events from batch + ${body.meta.events_from_speed} from speed · ` +
+      `versions: ${states.join(", ")}`;
+  } else {
+    meta.textContent = `${name}: error ${response.status}`;
+  }
+  document.body.dataset.viewsLoaded = "true";
+}
+
 async function refresh() {
   const endMs = Math.ceil(Date.now() / 60000) * 60000;
   const startMs = endMs - 3600 * 1000;
@@ -96,6 +172,7 @@ async function refresh() {
       `consumer lag ${lag} · events in view: ${series.meta.events_from_batch} batch + ${series.meta.events_from_speed} speed`;
     document.body.dataset.loaded = "true";
     document.body.dataset.auth = "ok";
+    await refreshViews(endMs);
   } catch (err) {
     if (err instanceof Unauthorized) {
       document.body.dataset.auth = "needed";
@@ -106,5 +183,9 @@ async function refresh() {
 }
 
 setupTokenForm();
+document.getElementById("view-select").addEventListener("change", (event) => {
+  sessionStorage.setItem(VIEW_KEY, event.target.value);
+  refresh();
+});
 refresh();
 setInterval(refresh, REFRESH_MS);

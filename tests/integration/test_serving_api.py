@@ -564,6 +564,15 @@ def test_dashboard_renders_live_data_in_a_real_browser(server: str) -> None:
         assert bars.count() > 0
         assert page.locator("#top tbody tr").count() > 0
         assert "batch version v" in page.inner_text("#freshness")
+        page.wait_for_selector("body[data-views-loaded=true]", timeout=20_000)
+        options = page.locator("#view-select option").all_inner_texts()
+        assert {"account_minute", "global_minute"} <= set(options)
+        page.select_option("#view-select", "account_minute")
+        page.wait_for_selector("#view-rows th:text-is('SourceAccountID')", timeout=20_000)
+        assert page.locator("#view-rows tbody tr").count() > 0
+        assert "answered by version" in page.inner_text("#view-meta")
+        page.select_option("#view-select", "global_minute")
+        page.wait_for_selector("#view-rows th:text-is('window_start')", timeout=20_000)
         page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
     assert all(url.startswith(server) for url in requests), "the dashboard must work offline"
 
