@@ -1,6 +1,6 @@
 """Per-event cost of each stage of the speed layer's poll loop, in this process, no broker.
 
-    .venv/bin/python -m bench.speed_budget [--events 300000] [--batch 20000]
+    .venv/bin/python -m bench.speed_budget [--events 300000] [--batch 20000] [--views-file F]
 
 The stages ``lambda-speed`` runs for every record after kafka-python has delivered it, on the
 messages of ``bench.speed_layer_bench``, each timed alone with the production code, a poll
@@ -34,6 +34,7 @@ from lambda_contracts.db import make_engine
 from lambda_contracts.events import event_row, plain_event_columns
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
+from lambda_contracts.view_set import ViewSet
 from speed_layer.event_block import EventBlock
 from speed_layer.landing import LandingWriter
 from speed_layer.store import PartitionBatch, SpeedStore
@@ -54,7 +55,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=300_000)
     parser.add_argument("--batch", type=int, default=20_000, help="records per poll batch")
+    parser.add_argument(
+        "--views-file", type=Path, default=None, help="declared views the store computes too"
+    )
     args = parser.parse_args()
+    views = ViewSet.load(args.views_file) if args.views_file else ViewSet()
     n, batch = args.events, args.batch
     values = [value for _, value in payloads(n)]
     gc.set_threshold(50_000, 10, 10)  # as speed_layer.main
@@ -98,6 +103,7 @@ def main() -> None:
         figures["land"] = per_event_us(n, land_all)
         engine = make_engine(f"sqlite:///{tmp}/speed.db")
         in_sqlite = [0.0]
+        by_table: dict[str, float] = {}
 
         @event.listens_for(engine, "before_cursor_execute")
         def started(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
@@ -105,9 +111,14 @@ def main() -> None:
 
         @event.listens_for(engine, "after_cursor_execute")
         def ended(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
-            in_sqlite[0] += time.perf_counter() - conn.info["started"]
+            took = time.perf_counter() - conn.info["started"]
+            in_sqlite[0] += took
+            if statement.startswith("INSERT INTO speed_"):  # the load, the claim, each view
+                table = statement.split()[2]
+                by_table[table] = by_table.get(table, 0.0) + took
 
-        store = SpeedStore(engine, "budget", settings.bucket_ms, settings.dedup_horizon_ms)
+        store = SpeedStore(engine, "budget", settings.bucket_ms, settings.dedup_horizon_ms, views)
+        store.deploy()
 
         def apply_all() -> None:
             expected = None
@@ -119,15 +130,26 @@ def main() -> None:
 
         figures["store transaction"] = per_event_us(n, apply_all)
     statements = in_sqlite[0] / n * 1e6
+    shown = {  # a declared view's tables by its name (their own names are digests)
+        f"speed_{view.name}": f"{d.name} ({view.description.split(': ', 1)[1]})"
+        for d in views.declared
+        for view in d.computed
+    }
     poll_thread = figures["validate"] + figures["place"] + figures["land"]
     write_report(
         "speed_budget",
         {
-            "command": f"python -m bench.speed_budget --events {n} --batch {batch}",
+            "command": f"python -m bench.speed_budget --events {n} --batch {batch}"
+            + (f" --views-file {args.views_file}" if args.views_file else ""),
+            "declared_views": [f"{d.name}@{d.version}" for d in views.declared],
             "microseconds_per_event": {k: round(v, 2) for k, v in figures.items()},
             "of_the_store_transaction_its_statements_us_per_event": round(statements, 2),
             "poll_thread_own_work_us_per_event": round(poll_thread, 2),
             "committer_thread_us_per_event": round(figures["store transaction"], 2),
+            "store_inserts_us_per_event_by_table": {
+                shown.get(table, table): round(took / n * 1e6, 2)
+                for table, took in sorted(by_table.items(), key=lambda kv: -kv[1])
+            },
         },
     )
 
