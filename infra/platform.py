@@ -35,7 +35,12 @@ from lambda_contracts.settings import Settings, get_settings
 from lambda_contracts.startup import EXIT_CONFIG, checked_layout
 from lambda_contracts.storage_url import parse_s3_url
 from lambda_contracts.view_declarations import DeclarationError
-from lambda_contracts.view_set import ViewSet, deployed_fingerprint
+from lambda_contracts.view_set import (
+    ViewSet,
+    deployed_fingerprint,
+    registered_versions,
+    with_previous,
+)
 
 app = typer.Typer(add_completion=False, help=__doc__)
 app.add_typer(cluster_cli.app, name="cluster")
@@ -178,7 +183,11 @@ def _wait_deployed(settings: Settings, views: ViewSet) -> None:
     engine = make_engine(settings.speed_store_url or "")
     deadline = time.monotonic() + DEPLOY_TIMEOUT_S
     try:
-        while (found := deployed_fingerprint(engine, settings.topic)) != views.fingerprint:
+        # The deployment the speed processes make of it: the file's versions, and the previous
+        # versions of changed views still answering until their successors serve.
+        while (found := deployed_fingerprint(engine, settings.topic)) != with_previous(
+            views, registered_versions(engine)
+        ).fingerprint:
             if time.monotonic() > deadline:
                 console.print(
                     f"[red]✗[/red] the speed store still runs deployment {found} after "

@@ -50,8 +50,10 @@ class ViewSet:
 
     @property
     def fingerprint(self) -> str:
-        """The deployment's identity: the file's (name, version) pairs, hashed."""
+        """The deployment's identity: every version it computes (the file's, and the previous
+        ones kept beside them), hashed."""
         pairs = sorted(f"{d.name}:{d.version}" for d in self.declared)
+        pairs += sorted(f"previous {d.name}:{d.version}" for d in self.previous)
         return hashlib.sha256("\n".join(pairs).encode()).hexdigest()[:16]
 
     def by_name(self) -> dict[str, DeclaredView]:

@@ -41,7 +41,7 @@ from speed_layer.landing import LandingWriter
 from speed_layer.metrics import SpeedMetrics
 from speed_layer.partition_guard import PartitionGuard
 from speed_layer.store import SpeedStore
-from speed_layer.store_deploy import serving_on_current
+from speed_layer.store_deploy import drop_retired, serving_on_current
 
 log = structlog.get_logger("speed_layer")
 
@@ -147,6 +147,12 @@ class SpeedLayer:
             self.health,
         )
 
+    def _drop_retired_views(self) -> None:
+        """Drop the speed tables of view versions retired a while ago (cleanup only)."""
+        dropped = drop_retired(self.store.engine, int(time.time() * 1000))
+        if dropped:
+            log.info("retired views' speed tables dropped", tables=dropped)
+
     def housekeeping(self) -> None:
         """The chores between polls (:class:`Housekeeping`)."""
         self.housekeeper.run()
@@ -225,6 +231,7 @@ class SpeedLayer:
                     continue
                 if now - last_expiry >= DEDUP_EXPIRY_S:
                     self.store.expire_dedup()  # by record time, not the wall clock
+                    self._drop_retired_views()
                     last_expiry = now
         finally:
             self._shutdown()

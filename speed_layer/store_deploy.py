@@ -82,7 +82,8 @@ def deploy(
     A changed view's version that serves (``serves``) keeps being computed beside its
     successor, and answering, until the successor serves: a later deploy (any process's
     start) retires it then. A version that does not serve is retired at once: nothing answers
-    from it."""
+    from it. The deployment's fingerprint covers both the file's versions and those kept, so
+    a process computing another set of versions cannot commit."""
     tables = ViewTables(views.computed)
     check = serves if serves is not None else (lambda row: False)
     return retry_transient(lambda: _deploy_once(engine, topic, views, tables, lock, check))
@@ -97,52 +98,60 @@ def _deploy_once(
     serves: Serves,
 ) -> Deployed:
     now_ms = int(time.time() * 1000)
-    in_file = {d.totals.name: d for d in views.declared}
-    names = {d.name for d in views.declared}
     with engine.begin() as conn:
         _take_write_lock(conn, topic, lock)
         live = [r for r in registered_versions(conn) if r["retired_at_ms"] is None]
-        successors = [r for r in live if r["storage_name"] in in_file]
-        retire = {  # superseded versions whose view's version in the file serves now
-            r["storage_name"]
-            for r in live
-            if r["superseded_at_ms"] is not None
-            and any(s["view_name"] == r["view_name"] and serves(s) for s in successors)
-        }
-        added: list[str] = []
-        if deployed_fingerprint(conn, topic) != views.fingerprint:
-            added = _add_new_versions(conn, topic, views, tables, live, now_ms)
-            for row in live:
-                storage = row["storage_name"]
-                if storage in in_file or storage in retire:
-                    continue
-                if row["view_name"] in names and serves(row):  # a changed view's answers
-                    if row["superseded_at_ms"] is None:
-                        conn.execute(
-                            update(view_versions)
-                            .where(view_versions.c.storage_name == storage)
-                            .values(superseded_at_ms=now_ms)
-                        )
-                else:
-                    retire.add(storage)
-            stmt = dialect_insert(conn, deployment).values(
-                topic=topic, fingerprint=views.fingerprint, deployed_at_ms=now_ms
-            )
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[deployment.c.topic],
-                    set_={"fingerprint": views.fingerprint, "deployed_at_ms": now_ms},
+        kept = _previous_kept(views, live, serves)
+        effective = with_previous(views, kept)
+        if deployed_fingerprint(conn, topic) == effective.fingerprint:
+            return Deployed(effective.fingerprint, (), (), effective)
+        added = _add_new_versions(conn, topic, views, tables, live, now_ms)
+        in_file = {d.totals.name for d in views.declared}
+        kept_names = {r["storage_name"] for r in kept}
+        retire = [r for r in live if r["storage_name"] not in in_file | kept_names]
+        for row in kept:
+            if row["superseded_at_ms"] is None:
+                conn.execute(
+                    update(view_versions)
+                    .where(view_versions.c.storage_name == row["storage_name"])
+                    .values(superseded_at_ms=now_ms)
                 )
-            )
-        retired = [f"{r['view_name']}@{r['version']}" for r in live if r["storage_name"] in retire]
         if retire:
             conn.execute(
                 update(view_versions)
-                .where(view_versions.c.storage_name.in_(sorted(retire)))
+                .where(view_versions.c.storage_name.in_(sorted(r["storage_name"] for r in retire)))
                 .values(retired_at_ms=now_ms)
             )
-        effective = with_previous(views, registered_versions(conn))
-    return Deployed(views.fingerprint, tuple(added), tuple(sorted(retired)), effective)
+        stmt = dialect_insert(conn, deployment).values(
+            topic=topic, fingerprint=effective.fingerprint, deployed_at_ms=now_ms
+        )
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[deployment.c.topic],
+                set_={"fingerprint": effective.fingerprint, "deployed_at_ms": now_ms},
+            )
+        )
+    retired = tuple(sorted(f"{r['view_name']}@{r['version']}" for r in retire))
+    return Deployed(effective.fingerprint, tuple(added), retired, effective)
+
+
+def _previous_kept(
+    views: ViewSet, live: list[dict[str, Any]], serves: Serves
+) -> list[dict[str, Any]]:
+    """The registered versions that stay computed beside the file's: per changed view, the
+    newest version that serves, while the file's version of it does not serve yet."""
+    in_file = {d.totals.name for d in views.declared}
+    kept: dict[str, dict[str, Any]] = {}
+    for row in sorted(live, key=lambda r: r["deployed_at_ms"]):
+        name = row["view_name"]
+        if row["storage_name"] in in_file or name not in {d.name for d in views.declared}:
+            continue
+        successor_serves = any(
+            r["view_name"] == name and r["storage_name"] in in_file and serves(r) for r in live
+        )
+        if serves(row) and not successor_serves:
+            kept[name] = row  # the newest serving one wins
+    return list(kept.values())
 
 
 def _add_new_versions(
@@ -209,3 +218,36 @@ def check_deployment(conn: Connection, topic: str, fingerprint: str) -> None:
             f"the speed store runs views deployment {stored}, this process read {fingerprint} "
             "from its views file: restarting on the current file"
         )
+
+
+RETIRED_GRACE_MS = 10 * 60_000  # a retired version's tables outlive its retirement this long
+
+
+def drop_retired(engine: Engine, now_ms: int, grace_ms: int = RETIRED_GRACE_MS) -> list[str]:
+    """Drop the speed tables of versions retired more than ``grace_ms`` ago; return them.
+
+    Nothing writes them (a process computing a retired version runs another deployment and
+    cannot commit) and serving reads no retired version; the grace covers a request that
+    checked the version just before it was retired."""
+
+    def drop() -> list[str]:
+        dropped = []
+        with engine.begin() as conn:
+            rows = conn.execute(
+                select(view_versions.c.storage_name, view_versions.c.tables).where(
+                    view_versions.c.retired_at_ms < now_ms - grace_ms,
+                    view_versions.c.tables != "[]",
+                )
+            ).all()
+            for storage, listed in rows:
+                for name in json.loads(listed):
+                    conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{name}"')
+                    dropped.append(name)
+                conn.execute(
+                    update(view_versions)
+                    .where(view_versions.c.storage_name == storage)
+                    .values(tables="[]")
+                )
+        return dropped
+
+    return retry_transient(drop)

@@ -8,12 +8,13 @@ evictions) on in-memory SQLite, as ``test_speed_store_properties`` does for the 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, inspect, select
 
 from lambda_contracts.db import make_engine
 from lambda_contracts.declared_views import DeclaredView
@@ -22,7 +23,7 @@ from lambda_contracts.view_declarations import ViewDeclaration
 from lambda_contracts.view_set import ViewSet
 from lambda_contracts.views import View
 from speed_layer.store import PartitionBatch, SpeedStore
-from speed_layer.store_deploy import StaleDeploymentError
+from speed_layer.store_deploy import RETIRED_GRACE_MS, StaleDeploymentError, drop_retired
 from tests.support.blocks import block_of
 from tests.support.declared import COLUMNS, WINDOW_MS, declarations, reference
 from tests.support.oracle import kept_rows
@@ -167,3 +168,20 @@ def test_a_changed_view_whose_version_does_not_serve_is_replaced_at_once() -> No
     deployed = store.deploy(lambda row: False)
     assert deployed.retired == (f"received@{RECEIVED.version}",)
     assert deployed.views.previous == ()
+
+
+def test_a_retired_versions_tables_are_dropped_after_the_grace() -> None:
+    engine = make_engine("sqlite://")
+    received = DeclaredView.of(RECEIVED)
+    SpeedStore(engine, TOPIC, BUCKET_MS, DEDUP_MS, ViewSet((received,))).deploy()
+    names = {f"speed_{v.name}" for v in received.computed}
+    assert names <= set(inspect(engine).get_table_names())
+    SpeedStore(engine, TOPIC, BUCKET_MS, DEDUP_MS).deploy()  # the view removed: retired
+    assert drop_retired(engine, now_ms=int(time.time() * 1000)) == []  # within the grace
+    later = int(time.time() * 1000) + RETIRED_GRACE_MS + 1
+    assert set(drop_retired(engine, now_ms=later)) == names
+    assert not names & set(inspect(engine).get_table_names())
+    assert drop_retired(engine, now_ms=later) == []
+    redeployed = SpeedStore(engine, TOPIC, BUCKET_MS, DEDUP_MS, ViewSet((received,))).deploy()
+    assert redeployed.added == (f"received@{RECEIVED.version}",)  # built again, from scratch
+    assert names <= set(inspect(engine).get_table_names())
