@@ -5,7 +5,6 @@ from __future__ import annotations
 import multiprocessing
 import shutil
 import tempfile
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,13 +13,13 @@ import pytest
 
 from infra.local_broker import Broker, start_broker
 from infra.s3_server import S3Server, start_s3_server
-from infra.topics import ensure_topics
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
 from tests.support import ports
 from tests.support.pipeline import SpeedProcess
 from tests.support.services import Postgres
 from tests.support.stores import s3_store
+from tests.support.topic_settings import fresh_settings
 
 TEST_KAFKA_PORT = ports.KAFKA_PORT
 TEST_CONTROLLER_PORT = ports.CONTROLLER_PORT
@@ -81,20 +80,7 @@ def make_settings(broker: Broker, tmp_path: Path) -> Callable[..., Settings]:
     """Settings on the test broker with a fresh topic, group and data directory."""
 
     def make(create_topics: bool = True, **overrides: Any) -> Settings:
-        suffix = uuid.uuid4().hex[:8]
-        values: dict[str, Any] = {
-            "data_dir": tmp_path / "data",
-            "kafka_bootstrap": broker.settings.kafka_bootstrap,
-            "topic": f"tx-{suffix}",
-            "dlq_topic": f"tx-{suffix}.dlq",
-            "speed_group": f"speed-{suffix}",
-            "speed_metrics_port": 0,
-        }
-        values.update(overrides)
-        settings = Settings(**values)
-        if create_topics:
-            ensure_topics(settings)
-        return settings
+        return fresh_settings(broker, tmp_path / "data", create_topics, **overrides)
 
     return make
 

@@ -12,7 +12,6 @@ its previous version until the new one serves.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -23,7 +22,6 @@ from fastapi.testclient import TestClient
 
 from batch_layer.pipeline import run_once
 from batch_layer.versions import new_version_id
-from infra.topics import ensure_topics
 from lambda_contracts.db import make_engine
 from lambda_contracts.settings import Settings
 from lambda_contracts.view_declarations import load_declarations
@@ -41,6 +39,7 @@ from tests.support.pipeline import (
     wait_sealed,
     wait_until,
 )
+from tests.support.topic_settings import fresh_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -108,20 +107,15 @@ def expected(
 @pytest.fixture(scope="module")
 def stack(broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, Path]]:
     tmp = tmp_path_factory.mktemp("declared")
-    suffix = uuid.uuid4().hex[:8]
     views_file = tmp / "views.toml"
-    settings = Settings(
-        data_dir=tmp / "data",
-        kafka_bootstrap=broker.settings.kafka_bootstrap,
-        topic=f"tx-{suffix}",
-        dlq_topic=f"tx-{suffix}.dlq",
-        speed_group=f"g-{suffix}",
+    settings = fresh_settings(
+        broker,
+        tmp / "data",
         bucket_ms=BUCKET_MS,
         landing_flush_ms=300,
         idle_seal_grace_ms=200,
         views_file=views_file,
     )
-    ensure_topics(settings)
     yield settings, views_file
     SpeedProcess.kill_started_after(0)
 

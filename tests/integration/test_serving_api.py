@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import threading
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,7 +26,6 @@ from pydantic import SecretStr
 from batch_layer.pipeline import run_once
 from batch_layer.versions import new_version_id
 from infra.services import port_open
-from infra.topics import ensure_topics
 from lambda_contracts.db import make_engine
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
@@ -47,6 +45,7 @@ from tests.support.pipeline import (
     wait_until,
 )
 from tests.support.ports import API_PORT
+from tests.support.topic_settings import fresh_settings
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page, Route
@@ -71,19 +70,14 @@ class Platform:
 @pytest.fixture(scope="module")
 def platform(broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     tmp = tmp_path_factory.mktemp("serving")
-    suffix = uuid.uuid4().hex[:8]
-    settings = Settings(
-        data_dir=tmp / "data",
-        kafka_bootstrap=broker.settings.kafka_bootstrap,
-        topic=f"tx-{suffix}",
-        dlq_topic=f"tx-{suffix}.dlq",
-        speed_group=f"g-{suffix}",
+    settings = fresh_settings(
+        broker,
+        tmp / "data",
         bucket_ms=BUCKET_MS,
         landing_flush_ms=300,
         idle_seal_grace_ms=200,
         batch_keep_versions=1,
     )
-    ensure_topics(settings)
     engine = make_engine(settings.speed_store_url)
     speed = SpeedProcess(settings).start()
     truth = produce(

@@ -12,7 +12,6 @@ import os
 import signal
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +21,6 @@ from infra.keeper import Keeper, read_record
 from infra.local_broker import Broker, start_broker
 from infra.services import speed_health, speed_service
 from infra.supervisor import Supervisor
-from infra.topics import ensure_topics
 from lambda_contracts.db import make_engine
 from lambda_contracts.settings import Settings
 from speed_layer.health import EXIT_STALLED
@@ -41,6 +39,7 @@ from tests.support.pipeline import (
     wait_caught_up,
     wait_until,
 )
+from tests.support.topic_settings import fresh_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -62,18 +61,8 @@ def _signal_broker(broker: Broker, sig: signal.Signals) -> None:
 
 
 def _settings(broker: Broker, data_dir: Path, **overrides: object) -> Settings:
-    suffix = uuid.uuid4().hex[:8]
-    settings = Settings(
-        data_dir=data_dir,
-        kafka_bootstrap=broker.settings.kafka_bootstrap,
-        topic=f"tx-{suffix}",
-        dlq_topic=f"tx-{suffix}.dlq",
-        speed_group=f"speed-{suffix}",
-        speed_metrics_port=free_port(),
-        **overrides,
-    )
-    ensure_topics(settings)
-    return settings
+    """Fresh topics, with a metrics port of their own (the tests read health over HTTP)."""
+    return fresh_settings(broker, data_dir, speed_metrics_port=free_port(), **overrides)
 
 
 def _freeze(broker: Broker, seconds: float, during: threading.Event | None = None) -> None:
