@@ -36,6 +36,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from batch_layer.increment import cumulative, incremental_base
 from batch_layer.inputs import spark_uri
 from batch_layer.liveness import heartbeat
@@ -53,13 +55,14 @@ from batch_layer.spark_dedup import (
 )
 from batch_layer.spark_views import start_of, touched_partitions, write_view
 from batch_layer.versions import check_reusable
+from lambda_contracts.db import make_engine
 from lambda_contracts.landing_files import parquet_rows
 from lambda_contracts.landing_lock import reading_landing
 from lambda_contracts.layout import DAY_MS, HOUR_MS, Layout, landing_key_bucket
 from lambda_contracts.manifest import BATCH_FORMAT, Counters, Increment, Manifest
 from lambda_contracts.settings import Settings
 from lambda_contracts.startup import checked_views
-from lambda_contracts.view_set import ViewSet
+from lambda_contracts.view_set import ViewSet, registered_versions, with_previous
 
 DEDUPLICATED = "deduplicated-events"  # under a version's prefix while the job runs (Spark
 # skips paths starting with "_" or ".", so not "_deduplicated")
@@ -97,6 +100,24 @@ class Steps:
         self._last = now
 
 
+def with_kept_versions(settings: Settings, views: ViewSet) -> ViewSet:
+    """``views`` and the previous versions of changed views the speed store still computes:
+    the batch version holds them too, so each keeps answering until its successor serves.
+    Without the store's answer, the file's versions only (the previous ones then answer from
+    the batch versions before this one, or 409 until their successors serve)."""
+    if views.previous or not views.declared or settings.speed_store_url is None:
+        return views
+    try:
+        engine = make_engine(settings.speed_store_url, create=False)
+        try:
+            return with_previous(views, registered_versions(engine))
+        finally:
+            engine.dispose()
+    except SQLAlchemyError as exc:
+        print(f"warning: the speed store's view versions are unreadable ({exc!r})", flush=True)
+        return views
+
+
 def run(
     settings: Settings,
     horizon_ms: int,
@@ -120,7 +141,9 @@ def run(
     check_reusable(layout, version)  # a pruned id: its prefix may hold files others share
     started, steps = time.time(), Steps()
     layout.store.delete_prefix(layout.version_prefix(version))  # a killed attempt of this run
-    views = views if views is not None else ViewSet.load(settings.views_file)
+    views = with_kept_versions(
+        settings, views if views is not None else ViewSet.load(settings.views_file)
+    )
     with heartbeat(layout, version):  # prune keeps an unfinished version while it beats
         return _run(layout, settings, horizon_ms, version, run_id, full, views, started, steps)
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 
-from lambda_contracts.store_schema import view_tables
-from lambda_contracts.views import VIEWS
+from lambda_contracts.store_schema import ViewTables, view_tables
+from lambda_contracts.views import VIEWS, View
 from speed_layer.store import PartitionBatch, SpeedStore
 from speed_layer.store_retry import FencedError
 from tests.support.blocks import block_of
@@ -31,6 +31,19 @@ def stored_views(engine: Engine) -> dict[str, dict[tuple[Any, ...], tuple[int, .
             rows = conn.execute(select(*key_cols, *(table.c[m] for m in view.measure_names)))
             out[view.name] = {tuple(r[:n]): tuple(r[n:]) for r in rows}
     return out
+
+
+def speed_rows(engine: Engine, tables: ViewTables, view: View) -> list[tuple[tuple, tuple]]:
+    """The view's speed rows as (key, measures), one per key, window and ingest bucket."""
+    table = tables[view.name]
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                *(table.c[c] for c in view.key_columns), *(table.c[m] for m in view.measure_names)
+            )
+        ).all()
+    n = len(view.key_columns)
+    return [(tuple(r[:n]), tuple(r[n:])) for r in rows]
 
 
 def batch_of(log: list[Record], partition: int, start: int | None, stop: int) -> PartitionBatch:

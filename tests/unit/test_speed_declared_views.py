@@ -14,36 +14,22 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, inspect, select
+from sqlalchemy import inspect, select
 
 from lambda_contracts.db import make_engine
 from lambda_contracts.declared_views import DeclaredView
 from lambda_contracts.store_schema import ViewTables, view_versions
 from lambda_contracts.view_declarations import ViewDeclaration
 from lambda_contracts.view_set import ViewSet
-from lambda_contracts.views import View
 from speed_layer.store import PartitionBatch, SpeedStore
 from speed_layer.store_deploy import RETIRED_GRACE_MS, StaleDeploymentError, drop_retired
 from tests.support.blocks import block_of
 from tests.support.declared import COLUMNS, WINDOW_MS, declarations, reference
 from tests.support.oracle import kept_rows
-from tests.support.speed_store import BUCKET_MS, TOPIC, play
+from tests.support.speed_store import BUCKET_MS, TOPIC, play, speed_rows
 from tests.support.streams import Record, all_records, partitioned_logs
 
 DEDUP_MS = 1500
-
-
-def speed_rows(engine: Engine, tables: ViewTables, view: View) -> list[tuple[tuple, tuple]]:
-    """The view's speed rows as (key, measures), one per key, window and ingest bucket."""
-    table = tables[view.name]
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(
-                *(table.c[c] for c in view.key_columns), *(table.c[m] for m in view.measure_names)
-            )
-        ).all()
-    n = len(view.key_columns)
-    return [(tuple(r[:n]), tuple(r[n:])) for r in rows]
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
