@@ -14,7 +14,7 @@ from sqlalchemy import Engine, delete
 
 from lambda_contracts.db import make_engine
 from lambda_contracts.declared_views import DeclaredView
-from lambda_contracts.store_schema import ViewTables, view_versions
+from lambda_contracts.store_schema import ViewTables, dedup, view_versions
 from lambda_contracts.view_declarations import ViewDeclaration
 from lambda_contracts.view_set import ViewSet
 from speed_layer.store import SpeedStore
@@ -61,7 +61,8 @@ def test_declared_views_on_postgres_equal_the_reference(
         assert declared.answer(totals, sets, columns, window_ms) == reference(
             declaration, kept, dims, window_ms
         )
-    finally:  # the next example may declare the same version: it starts from nothing
+    finally:  # the next example (same ids, maybe the same version) starts from nothing
         tables.declared.drop_all(engine)
         with engine.begin() as conn:
             conn.execute(delete(view_versions))
+            conn.execute(delete(dedup))
