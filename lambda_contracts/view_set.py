@@ -1,9 +1,11 @@
 """The views a deployment computes: the built-in ones and those of the views file.
 
 Every layer loads one :class:`ViewSet` from ``LAMBDA_VIEWS_FILE`` at start-up and computes or
-serves :attr:`ViewSet.computed`; none edits it while it runs. A different file is a different
-deployment (:attr:`ViewSet.fingerprint`): the speed store records the one it runs, so a
-process still holding an older file stops rather than write state the new one does not expect.
+serves :attr:`ViewSet.computed`; none edits it while it runs. The speed store's deploy adds
+the previous versions of changed views it still computes (:func:`with_previous`). A different
+set of versions is a different deployment (:attr:`ViewSet.fingerprint`): the speed store
+records the one it runs, so a process computing another set stops rather than write state
+the deployment in force does not expect.
 """
 
 from __future__ import annotations
@@ -55,9 +57,6 @@ class ViewSet:
         pairs = sorted(f"{d.name}:{d.version}" for d in self.declared)
         pairs += sorted(f"previous {d.name}:{d.version}" for d in self.previous)
         return hashlib.sha256("\n".join(pairs).encode()).hexdigest()[:16]
-
-    def by_name(self) -> dict[str, DeclaredView]:
-        return {d.name: d for d in self.declared}
 
 
 def deployed_fingerprint(db: Connection | Engine, topic: str) -> str:

@@ -46,7 +46,8 @@ from speed_layer.store_sql import dialect_insert
 
 
 class StaleDeploymentError(RuntimeError):
-    """The store runs another views file than this process read: restart on the new file."""
+    """The store runs another deployment (set of view versions) than this process computes:
+    restart on the current views file."""
 
 
 @dataclass(frozen=True)
