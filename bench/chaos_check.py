@@ -137,22 +137,40 @@ class LandingCheck:
     extra: int  # landed offsets that are not valid records of the log
     mismatched: int  # landed rows whose content differs from the log's record
     overlapping: int  # offsets held by more than one live landing file (readers dedup them)
+    # The first few mismatches: where, and each differing field as (landed, log).
+    mismatch_examples: list[dict[str, Any]] = field(default_factory=list)
 
 
 def check_landing(layout: Layout, truth: GroundTruth) -> LandingCheck:
     copies: dict[tuple[int, int], list[dict[str, Any]]] = {}
     for row in landed_rows(layout):
         copies.setdefault((row["kafka_partition"], row["kafka_offset"]), []).append(row)
-    mismatched = sum(
-        1
+    differing = [
+        (key, row)
         for key, rows in copies.items()
-        if key in truth.valid and any(r != truth.valid[key] for r in rows)
-    )
+        if key in truth.valid
+        for row in rows
+        if row != truth.valid[key]
+    ]
+    mismatched = len({key for key, _ in differing})
+    examples = [
+        {
+            "partition": key[0],
+            "offset": key[1],
+            "fields": {
+                name: [row.get(name), truth.valid[key].get(name)]
+                for name in sorted(row.keys() | truth.valid[key].keys())
+                if row.get(name) != truth.valid[key].get(name)
+            },
+        }
+        for key, row in differing[:5]
+    ]
     return LandingCheck(
         landed=len(copies),
         missing=len(truth.valid.keys() - copies.keys()),
         extra=len(copies.keys() - truth.valid.keys()),
         mismatched=mismatched,
+        mismatch_examples=examples,
         overlapping=sum(1 for rows in copies.values() if len(rows) > 1),
     )
 
