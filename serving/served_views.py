@@ -87,7 +87,7 @@ class ServedView:
             wire_dimensions=wire,
             columns=tuple(event_column(d) for d in wire),
             window=declaration.window,
-            measures=tuple(_declared_measure(label) for label in declared.labels),
+            measures=_declared_measures(declared),
             definition={
                 "dimensions": list(wire),
                 "window": declaration.window,
@@ -100,7 +100,13 @@ class ServedView:
         )
 
 
-def _declared_measure(label: str) -> ServedMeasure:
-    if label in ("sum", "min", "max"):
-        return ServedMeasure(label, True, 0 if label == "sum" else None)
-    return ServedMeasure(label, False, 0)  # count, distinct_<Field>
+def _declared_measures(declared: DeclaredView) -> tuple[ServedMeasure, ...]:
+    """The declared measures as rendered: count, sum, min and max as their totals' measures
+    declare them (unit, empty value); a distinct count is a count, 0 over no events."""
+    by_label = {m.label: m for m in declared.totals.measures}
+    return tuple(
+        ServedMeasure(label, by_label[label].unit is Unit.CENTS, by_label[label].empty)
+        if label in by_label
+        else ServedMeasure(label, False, 0)
+        for label in declared.labels
+    )

@@ -18,11 +18,10 @@ from lambda_contracts.store_schema import ViewTables, dedup, view_versions
 from lambda_contracts.view_declarations import ViewDeclaration
 from lambda_contracts.view_set import ViewSet
 from speed_layer.store import SpeedStore
-from tests.support.declared import COLUMNS, WINDOW_MS, declarations, reference
-from tests.support.oracle import kept_rows
+from tests.support.declared import declarations
 from tests.support.services import Postgres
-from tests.support.speed_store import BUCKET_MS, play, speed_rows
-from tests.support.streams import Record, all_records, partitioned_logs
+from tests.support.speed_store import BUCKET_MS, assert_declared_equal_reference
+from tests.support.streams import Record, partitioned_logs
 
 pytestmark = [pytest.mark.integration]
 
@@ -47,22 +46,11 @@ def test_declared_views_on_postgres_equal_the_reference(
 ) -> None:
     declared = DeclaredView.of(declaration)
     views = ViewSet((declared,))
-    tables = ViewTables(views.computed)
     store = SpeedStore(engine, f"tx-{uuid.uuid4().hex[:8]}", BUCKET_MS, DEDUP_MS, views)
-    store.deploy()
     try:
-        play(store, logs, data)
-        totals = speed_rows(engine, tables, declared.totals)
-        sets = {s.label: [k for k, _ in speed_rows(engine, tables, s.view)] for s in declared.sets}
-        kept = kept_rows(all_records(logs), DEDUP_MS)
-        dims = tuple(sorted(declaration.dimensions))
-        window_ms = WINDOW_MS[declaration.window]
-        columns = tuple(COLUMNS[d] for d in dims)
-        assert declared.answer(totals, sets, columns, window_ms) == reference(
-            declaration, kept, dims, window_ms
-        )
+        assert_declared_equal_reference(store, declared, logs, data, DEDUP_MS)
     finally:  # the next example (same ids, maybe the same version) starts from nothing
-        tables.declared.drop_all(engine)
+        ViewTables(views.computed).declared.drop_all(engine)
         with engine.begin() as conn:
             conn.execute(delete(view_versions))
             conn.execute(delete(dedup))

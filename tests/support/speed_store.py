@@ -9,12 +9,15 @@ import pytest
 from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 
+from lambda_contracts.declared_views import DeclaredView
 from lambda_contracts.store_schema import ViewTables, view_tables
 from lambda_contracts.views import VIEWS, View
 from speed_layer.store import PartitionBatch, SpeedStore
 from speed_layer.store_retry import FencedError
 from tests.support.blocks import block_of
-from tests.support.streams import Record
+from tests.support.declared import COLUMNS, WINDOW_MS, reference
+from tests.support.oracle import kept_rows
+from tests.support.streams import Record, all_records
 
 BUCKET_MS = 1000  # ingest buckets of the random logs (tests.support.streams): several per log
 TOPIC = "tx"
@@ -82,3 +85,30 @@ def play(store: SpeedStore, logs: dict[int, list[Record]], data: st.DataObject) 
         applied += [b for b in batches if b.rows]
         if data.draw(st.booleans(), label="expire dedup state"):
             store.expire_dedup()
+
+
+def assert_declared_equal_reference(
+    store: SpeedStore,
+    declared: DeclaredView,
+    logs: dict[int, list[Record]],
+    data: st.DataObject,
+    dedup_ms: int,
+) -> None:
+    """Play the logs into ``store`` (deployed with ``declared``); its rows of the declared view,
+    at the stored shape and over the whole range, equal the reference over the kept records."""
+    store.deploy()
+    play(store, logs, data)
+    tables = ViewTables(store.views.computed)
+    totals = speed_rows(store.engine, tables, declared.totals)
+    sets = {
+        s.label: [k for k, _ in speed_rows(store.engine, tables, s.view)] for s in declared.sets
+    }
+    declaration = declared.declaration
+    kept = kept_rows(all_records(logs), dedup_ms)
+    dims = tuple(sorted(declaration.dimensions))
+    window_ms = WINDOW_MS[declaration.window]
+    columns = tuple(COLUMNS[d] for d in dims)
+    assert declared.answer(totals, sets, columns, window_ms) == reference(
+        declaration, kept, dims, window_ms
+    )
+    assert declared.answer(totals, sets) == reference(declaration, kept, (), None)

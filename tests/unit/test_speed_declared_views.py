@@ -24,10 +24,14 @@ from lambda_contracts.view_set import ViewSet
 from speed_layer.store import PartitionBatch, SpeedStore
 from speed_layer.store_deploy import RETIRED_GRACE_MS, StaleDeploymentError, drop_retired
 from tests.support.blocks import block_of
-from tests.support.declared import COLUMNS, WINDOW_MS, declarations, reference
-from tests.support.oracle import kept_rows
-from tests.support.speed_store import BUCKET_MS, TOPIC, play, speed_rows
-from tests.support.streams import Record, all_records, partitioned_logs
+from tests.support.declared import declarations
+from tests.support.speed_store import (
+    BUCKET_MS,
+    TOPIC,
+    assert_declared_equal_reference,
+    speed_rows,
+)
+from tests.support.streams import Record, partitioned_logs
 
 DEDUP_MS = 1500
 
@@ -44,21 +48,8 @@ def test_declared_views_in_the_speed_store_equal_the_reference(
     engine = make_engine("sqlite://")
     try:
         declared = DeclaredView.of(declaration)
-        views = ViewSet((declared,))
-        store = SpeedStore(engine, TOPIC, BUCKET_MS, DEDUP_MS, views)
-        store.deploy()
-        play(store, logs, data)
-        tables = ViewTables(views.computed)
-        totals = speed_rows(engine, tables, declared.totals)
-        sets = {s.label: [k for k, _ in speed_rows(engine, tables, s.view)] for s in declared.sets}
-        kept = kept_rows(all_records(logs), DEDUP_MS)
-        dims = tuple(sorted(declaration.dimensions))
-        window_ms = WINDOW_MS[declaration.window]
-        columns = tuple(COLUMNS[d] for d in dims)
-        assert declared.answer(totals, sets, columns, window_ms) == reference(
-            declaration, kept, dims, window_ms
-        )
-        assert declared.answer(totals, sets) == reference(declaration, kept, (), None)
+        store = SpeedStore(engine, TOPIC, BUCKET_MS, DEDUP_MS, ViewSet((declared,)))
+        assert_declared_equal_reference(store, declared, logs, data, DEDUP_MS)
     finally:
         engine.dispose()
 
