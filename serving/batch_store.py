@@ -24,6 +24,7 @@ from lambda_contracts.view_set import ViewSet
 from lambda_contracts.views import VIEWS, Key, Measures, keyed
 from serving.key_index import KeyedArrays
 from serving.row_query import RowQuery
+from serving.sorted_view import SortedView
 
 KEEP_LOADED = 3
 
@@ -35,7 +36,8 @@ class BatchStore:
         self.con = duckdb.connect(config={"threads": 1})
         self._lock = threading.Lock()
         self._tables: OrderedDict[str, dict[str, str]] = OrderedDict()
-        self._arrays: dict[str, dict[str, KeyedArrays]] = {}
+        self._arrays: dict[str, dict[str, KeyedArrays]] = {}  # the built-in views'
+        self._sorted: dict[str, dict[str, SortedView]] = {}  # the declared views'
         self._names = itertools.count()
 
     def current(self) -> BatchPointer | None:
@@ -80,10 +82,16 @@ class BatchStore:
             self._arrays[version] = {
                 view.name: KeyedArrays.load(self.con, tables[view.name], view) for view in VIEWS
             }
+            self._sorted[version] = {
+                view.name: SortedView.load(self.con, tables[view.name], view)
+                for view in self.views.computed
+                if view not in VIEWS and view.name in tables
+            }
             self._tables[version] = tables
             while len(self._tables) > KEEP_LOADED:
                 gone, old = self._tables.popitem(last=False)
                 self._arrays.pop(gone, None)
+                self._sorted.pop(gone, None)
                 for table in old.values():
                     self.con.execute(f"DROP TABLE IF EXISTS {table}")
 
@@ -94,7 +102,8 @@ class BatchStore:
         never negative), so an hour or day series comes out already rolled up.
 
         One key's rows (every dimension filtered, grouped by nothing or by window_start) come
-        from the version's :class:`KeyedArrays`; other shapes (e.g. top accounts) from SQL.
+        from the version's :class:`KeyedArrays`; a declared view's rows filtered by a prefix of
+        its dimensions from its :class:`SortedView`; other shapes (e.g. top accounts) from SQL.
         """
         view, filters = q.view, q.filter_map
         arrays = self._arrays[version].get(view.name)  # the built-in views'
@@ -105,6 +114,9 @@ class BatchStore:
         ):
             key = tuple(filters[d] for d in view.dimensions)
             return arrays.rows(key, q.start_ms, q.end_ms, bool(q.group_by), q.window_ms)
+        held = self._sorted[version].get(view.name)
+        if held is not None and (rows := held.rows(q)) is not None:
+            return rows
         return self.sql_rows(version, q)
 
     def sql_rows(self, version: str, q: RowQuery) -> list[tuple[Key, Measures]]:

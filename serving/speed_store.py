@@ -9,6 +9,7 @@ against ~30 us for the statement itself (bench/README.md).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,10 @@ class Compiled:
         return params if self.positions is None else [params[n] for n in self.positions]
 
 
+# How old a reading of the declared-view registry may be (:meth:`SpeedReader.view_versions`).
+VERSIONS_MAX_AGE_S = 1.0
+
+
 class SpeedReader:
     def __init__(self, engine: Engine, topic: str, views: ViewSet | None = None) -> None:
         self.engine = engine
@@ -45,6 +50,7 @@ class SpeedReader:
         # One compiled statement per query shape, with bound parameters: built once, so each
         # request only binds values.
         self._compiled: dict[Hashable, Compiled] = {}
+        self._versions: tuple[float, dict[str, dict[str, Any]]] | None = None  # (read at, rows)
 
     def _statement(
         self, view: View, group_by: tuple[str, ...], filters: tuple[str, ...]
@@ -116,7 +122,19 @@ class SpeedReader:
 
     def view_versions(self) -> dict[str, dict[str, Any]]:
         """The declared view versions deployed to the store, by storage name: where each
-        starts in every partition, and whether it was retired."""
+        starts in every partition, and whether it was retired.
+
+        Read at most once per ``VERSIONS_MAX_AGE_S``: every declared-view answer asks (its
+        build state), and the read was a sixth of such an answer's time. The registry
+        changes only at a deploy or a retirement, and an answer is exact on a reading that
+        old: a version deployed since is building either way (its batch part comes from a
+        later run), and a retired one has a successor that serves, so it is not read."""
+        now = time.monotonic()
+        cached = self._versions
+        if cached is not None and now - cached[0] < VERSIONS_MAX_AGE_S:
+            return cached[1]
         with self.engine.connect() as conn:
             rows = conn.execute(select(view_versions)).mappings()
-            return {r["storage_name"]: dict(r) for r in rows}
+            versions = {r["storage_name"]: dict(r) for r in rows}
+        self._versions = (now, versions)
+        return versions

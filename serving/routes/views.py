@@ -15,10 +15,12 @@ is not sub-millisecond work, and must not hold the event loop.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from enum import StrEnum
+from functools import partial
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, HTTPException, Query, Request, status
 
 from lambda_contracts.events import ID_MAX_LENGTH
@@ -129,7 +131,7 @@ def _described(view: ServedView) -> str:
     )
 
 
-def _answering(view: ServedView) -> Callable[..., JSONAnswer]:
+def _answering(view: ServedView) -> Callable[..., Awaitable[JSONAnswer]]:
     """The route function of ``view``, its signature built from the view's declaration."""
     dims = view.wire_dimensions
     columns = dict(zip(dims, view.columns, strict=True))
@@ -140,7 +142,9 @@ def _answering(view: ServedView) -> Callable[..., JSONAnswer]:
     if group_by_enum is not None:
         allowed.add("group_by")
 
-    def answer(request: Request, span: TimeRange, queries: QueryService, **params: Any) -> Any:
+    async def answer(
+        request: Request, span: TimeRange, queries: QueryService, **params: Any
+    ) -> Any:
         unknown = sorted(set(request.query_params) - allowed)
         if unknown:
             raise unprocessable(
@@ -167,7 +171,12 @@ def _answering(view: ServedView) -> Callable[..., JSONAnswer]:
         order_by = params["order_by"]
 
         query = (span.start_ms, span.end_ms), filters, group_column, window_ms
-        snap, found = queries.consistent(lambda s: _rows(view, queries, s, *query))
+        await queries.prepare()
+        consistent = partial(queries.consistent, lambda s: _rows(view, queries, s, *query))
+        if filters or not dims:  # a key's rows, or a global view's: microseconds
+            snap, found = consistent()
+        else:  # every key's rows (a top-N): in a worker thread, off the event loop
+            snap, found = await anyio.to_thread.run_sync(consistent)
         if isinstance(found, BuildState):
             return _building(view, found)
         answered, merged = found  # the view's version, or its previous one until it serves
@@ -183,7 +192,7 @@ def _answering(view: ServedView) -> Callable[..., JSONAnswer]:
                 "version": answered.version,
                 "rows": rows[: params["limit"]],
                 "meta": {
-                    **meta(snap, queries.speed_watermark_ms()),
+                    **meta(snap, await queries.recent_watermark.get()),
                     "view_version": answered.version,
                     "rows_total": total,
                 },
