@@ -4,7 +4,7 @@ straight on DuckDB + SQLAlchemy as the floor; end-to-end freshness.
 
     .venv/bin/python -m bench.serving_bench [--events 5000000] [--accounts 10000] [--seconds 20]
         [--rate 500] [--open-seconds 20] [--workers 1,2] [--baseline-ref main]
-        [--batch-from DIR]
+        [--batch-from DIR] [--views-file FILE --kinds summary,series,view:NAME:Dimension]
 
 Populated = a synthetic landing zone of ``--events`` events over ``--accounts`` accounts,
 recomputed by Spark and published; then a speed layer and a producer (200 events/s) run
@@ -61,19 +61,31 @@ SPAN = 2 * 86_400_000
 BUCKET_MS = 300_000
 
 LUA = """
-local kind = "{kind}"
 request = function()
   local account = 100000 + math.random(0, {accounts} - 1)
-  local path = "/v1/accounts/" .. account .. "/" .. kind .. "?start={start}&end={end}"
-  if kind == "series" then path = path .. "&granularity=hour" end
-  return wrk.format("GET", path)
+  return wrk.format("GET", "{before}" .. account .. "{after}")
 end
 """
 
 
+def _around(kind: str) -> tuple[str, str]:
+    """A kind's path before and after the account: ``summary``, ``series`` (hour), or
+    ``view:NAME:Dimension`` (``GET /v1/views/NAME`` per key of Dimension, hour granularity)."""
+    window = f"start={START}&end={START + SPAN}"
+    if kind.startswith("view:"):
+        _, name, dimension = kind.split(":")
+        return f"/v1/views/{name}?{window}&granularity=hour&{dimension}=", ""
+    after = f"/{kind}?{window}" + ("&granularity=hour" if kind == "series" else "")
+    return "/v1/accounts/", after
+
+
 def _path(kind: str, account: int) -> str:
-    path = f"/v1/accounts/{account}/{kind}?start={START}&end={START + SPAN}"
-    return path + "&granularity=hour" if kind == "series" else path
+    before, after = _around(kind)
+    return f"{before}{account}{after}"
+
+
+def _label(kind: str) -> str:
+    return kind.replace(":", "_")
 
 
 def vegeta() -> str:
@@ -97,7 +109,7 @@ def run_open_loop(
     rng = random.Random(seed)
     n = rate * seconds
     picks = [100000 + rng.randrange(accounts) for _ in range(n)]
-    targets = tmp / f"{kind}-{seed}.targets"
+    targets = tmp / f"{_label(kind)}-{seed}.targets"
     targets.write_text("".join(f"GET {base}{_path(kind, a)}\n\n" for a in picks))
     attack = subprocess.run(
         [
@@ -151,8 +163,9 @@ def group_cpu_seconds(pgid: int) -> float:
 
 
 def run_wrk(base: str, kind: str, accounts: int, seconds: int, tmp: Path) -> dict[str, float]:
-    script = tmp / f"{kind}.lua"
-    script.write_text(LUA.format(kind=kind, accounts=accounts, start=START, end=START + SPAN))
+    script = tmp / f"{_label(kind)}.lua"
+    before, after = _around(kind)
+    script.write_text(LUA.format(accounts=accounts, before=before, after=after))
     out = subprocess.run(
         [wrk(), "-t2", "-c16", f"-d{seconds}s", "--latency", "-s", str(script), base],
         capture_output=True,
@@ -249,10 +262,13 @@ def freshness(settings, base: str, rate: float, seconds: float) -> dict[str, flo
 def populate(settings, layout: Layout, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]
     """Landing zone + Spark + publish, or the batch of an earlier run of the same size."""
     keep = (
-        Path(args.batch_from) / f"batch-{args.events}-{args.accounts}" if args.batch_from else None
+        Path(args.batch_from)
+        / f"batch-{args.events}-{args.accounts}-{Path(args.views_file or 'builtin').stem}"
+        if args.batch_from
+        else None
     )
     if keep is not None and (keep / "CURRENT").exists():
-        shutil.copytree(keep, layout.batch_dir)
+        shutil.copytree(keep, layout.data_dir / "batch")
         return
     write_landing(
         layout, args.events, START, SPAN, settings.partitions, BUCKET_MS, accounts=args.accounts
@@ -263,7 +279,7 @@ def populate(settings, layout: Layout, args: argparse.Namespace) -> None:  # typ
     validate_version(layout, "vbench")
     publish_version(settings, "vbench")
     if keep is not None:
-        shutil.copytree(layout.batch_dir, keep)
+        shutil.copytree(layout.data_dir / "batch", keep)
 
 
 def baseline_source(ref: str, tmp: Path) -> Path:
@@ -320,19 +336,21 @@ def measure(settings, source: Path, workers: int, args: argparse.Namespace, tmp:
     out: dict[str, dict[str, float]] = {}
     server = start_server(settings, source, workers, tmp / f"serving-{i}-closed.log")
     try:
-        for kind in ("summary", "series"):
+        for kind in args.kinds:
             cpu = group_cpu_seconds(server.pid)
-            out[f"wrk_{kind}"] = run_wrk(base, kind, args.accounts, args.seconds, tmp)
+            result = out[f"wrk_{_label(kind)}"] = run_wrk(
+                base, kind, args.accounts, args.seconds, tmp
+            )
             spent = group_cpu_seconds(server.pid) - cpu
-            out[f"wrk_{kind}"]["server_cpu_ms_per_request"] = round(
-                1000 * spent / max(out[f"wrk_{kind}"]["requests"], 1), 3
+            result["server_cpu_ms_per_request"] = round(
+                1000 * spent / max(result["requests"], 1), 3
             )
     finally:
         stop_server(server)
     server = start_server(settings, source, workers, tmp / f"serving-{i}-open.log")
     try:
-        for seed, kind in enumerate(("summary", "series")):
-            out[f"open_loop_{kind}_at_{args.rate}"] = run_open_loop(
+        for seed, kind in enumerate(args.kinds):
+            out[f"open_loop_{_label(kind)}_at_{args.rate}"] = run_open_loop(
                 base, kind, args.accounts, args.rate, args.open_seconds, tmp, seed
             )
             drain(base)
@@ -353,13 +371,23 @@ def main() -> None:
     parser.add_argument("--baseline-ref", default=None, help="also measure this git ref's serving")
     parser.add_argument("--batch-from", default=None, help="keep/reuse the published batch here")
     parser.add_argument("--no-freshness", action="store_true")
+    parser.add_argument(
+        "--kinds",
+        default="summary,series",
+        help="queries measured: summary, series, view:NAME:Dimension (a declared view per key)",
+    )
+    parser.add_argument("--views-file", default=None, help="the platform's views file")
     args = parser.parse_args()
+    args.kinds = args.kinds.split(",")
     vegeta()
     workers = [int(w) for w in args.workers.split(",")]
     base = f"http://127.0.0.1:{PORT}"
     with bench_broker() as broker, tempfile.TemporaryDirectory(prefix="lambda-bench-serve-") as t:
         tmp = Path(t)
-        settings = bench_settings(broker, tmp / "data", "bench-serving", bucket_ms=BUCKET_MS)
+        views = {"views_file": Path(args.views_file).resolve()} if args.views_file else {}
+        settings = bench_settings(
+            broker, tmp / "data", "bench-serving", bucket_ms=BUCKET_MS, **views
+        )
         layout = Layout.of(settings)
         populate(settings, layout, args)
         configs = [(f"workers={w}", SOURCE, w) for w in workers]
@@ -395,7 +423,11 @@ def main() -> None:
                 SpeedReader(engine, settings.topic),
                 partitions=settings.partitions,
             )
-            floors = {kind: floor(queries, kind, args.accounts) for kind in ("summary", "series")}
+            floors = {
+                kind: floor(queries, kind, args.accounts)
+                for kind in args.kinds
+                if kind in ("summary", "series")
+            }
         finally:
             ingest.kill()
             speed.terminate()
