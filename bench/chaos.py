@@ -8,12 +8,16 @@ the adversarial stream (duplicates, conflicting copies, late and malformed recor
 ``--rate`` events/s. Meanwhile a seeded schedule injects every fault once, one at a time, at a
 random moment of its slot: SIGKILL of the broker, a speed process, the serving process,
 ``spark-submit`` mid-write and the Airflow scheduler; SIGSTOP of a speed process past its
-session; the landing disk full for 10 s; poison records of every kind. Each killed part is
-brought back with ``lambda-platform up``. A poller reads ``/v1/totals`` all along.
+session; the landing disk full for 10 s; poison records of every kind; and a view declared and
+``lambda-platform deploy``-ed, then the Airflow scheduler SIGKILLed while the batch run that
+builds it is in spark-submit. Each killed part is brought back with ``lambda-platform up``.
+Two declared views are computed from the start. A poller reads ``/v1/totals`` all along.
 
 Then: the producer stops, the API must converge to the ground truth (the topic read back and
 refereed by the independent oracle), a last ``lambda_batch`` run must succeed and its views
-equal the oracle's, every valid offset must be landed once with its exact content, the DLQ
+equal the oracle's, every declared view must serve and answer as the plain reference
+(``tests/support/declared.py``) does, every valid offset must be landed once with its exact
+content, the DLQ
 must hold exactly the invalid records with reasons, and no 5xx may appear outside the windows
 in which the serving process was down. Prints a table, writes ``bench/results/chaos.json``
 and exits non-zero unless every check holds.
@@ -48,6 +52,7 @@ from bench.chaos_check import (
     api_differences,
     check_dlq,
     check_landing,
+    declared_view_differences,
     read_log,
     reckoning_checks,
     stream_figures,
@@ -169,10 +174,32 @@ def final_batch(
     raise TimeoutError("no lambda_batch run published the whole stream")
 
 
+# Declared at start-up: computed through every fault (the deploy fault adds another).
+FIRST_VIEWS = """
+[[views]]
+name = "received_hourly"
+dimensions = ["TargetAccountID"]
+window = "hour"
+measures = ["count", "sum", "min", "distinct(SourceAccountID)"]
+
+[[views]]
+name = "large_daily"
+dimensions = []
+window = "day"
+measures = ["count", "sum", "max"]
+amount_min = "500.00"
+"""
+# Faults that take serving down or restart it on purpose: their polls may fail.
+SERVING_RESTARTS = ("kill serving", "deploy a view, kill the scheduler mid-build")
+
+
 def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     rng = Random(args.seed)
+    views_file = data_dir.parent / "views.toml"  # declared from the start; the deploy adds one
+    views_file.write_text(FIRST_VIEWS)
     settings = Settings(
         data_dir=data_dir,
+        views_file=views_file,
         bucket_ms=BUCKET_MS,
         speed_processes=2,
         batch_schedule_minutes=1,
@@ -223,7 +250,7 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
                     with suppress(Exception):
                         target.up()
                 took = time.monotonic() - began
-                if name == "kill serving":
+                if name in SERVING_RESTARTS:
                     down.append((began, time.monotonic()))
                 injected.append(Injected(name, round(began - started, 1), round(took, 1), note))
                 console.print(f"        {note} ({took:.1f}s)")
@@ -253,6 +280,9 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
                 below, settings.dedup_horizon_ms
             )
             diffs_batch = api_differences(api, truth)
+            diffs_declared = declared_view_differences(
+                api, views_file, truth, settings.dedup_horizon_ms
+            )
             final = httpx.get(f"{api}/v1/totals", params=ALL_TIME, timeout=10).json()
             poller.stop.set()
             landing = check_landing(layout, truth)
@@ -276,6 +306,7 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         **stream_figures(log, acked, truth, api_total),
         "api_differences_before_batch": diffs_speed[:10],
         "api_differences_after_batch": diffs_batch[:10],
+        "declared_view_differences": diffs_declared[:10],
         "batch_version": version,
         "batch_horizon_ms": current.horizon_ms,
         "batch_views_equal_oracle": batch_equal,

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,7 +23,9 @@ from lambda_contracts.events import MAX_CREATED_TIME_MS, Transaction, parse_even
 from lambda_contracts.landing_files import landing_row
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
-from tests.support.oracle import oracle_views
+from lambda_contracts.view_declarations import load_declarations
+from tests.support.declared import reference
+from tests.support.oracle import kept_rows, oracle_views
 from tests.support.pipeline import TruthRecord, landed_rows
 
 Stats = tuple[int, int, int, int]
@@ -104,6 +107,7 @@ def cents(amount: int) -> str:
 
 
 ALL_TIME = {"start": 0, "end": MAX_CREATED_TIME_MS}
+VIEW_ROWS = 10_000  # a declared view's rows per answer: every account of a fault run
 
 
 def api_differences(api: str, truth: GroundTruth, token: str | None = None) -> list[str]:
@@ -120,6 +124,44 @@ def api_differences(api: str, truth: GroundTruth, token: str | None = None) -> l
             want = truth.summary(account)
             if (got.get("count"), got.get("sum")) != (want["count"], want["sum"]):
                 diffs.append(f"account {account}: api {got.get('count')}/{got.get('sum')} {want}")
+    return diffs
+
+
+def declared_view_differences(
+    api: str, views_file: Path, truth: GroundTruth, dedup_horizon_ms: int
+) -> list[str]:
+    """Where each declared view's all-time answer (per value of its first dimension, or whole
+    for a global view) differs from the plain reference over the events that count."""
+    kept = kept_rows(truth.valid.values(), dedup_horizon_ms)
+    diffs = []
+    with httpx.Client(base_url=api, timeout=30) as http:
+        for declaration in load_declarations(views_file).views:
+            by = declaration.dimensions[:1]
+            params: dict[str, Any] = dict(ALL_TIME)
+            if by:
+                params |= {"group_by": by[0], "limit": VIEW_ROWS}
+            answer = http.get(f"/v1/views/{declaration.name}", params=params)
+            if answer.status_code != 200:
+                diffs.append(f"{declaration.name}: {answer.status_code} {answer.text[:200]}")
+                continue
+            want = reference(declaration, kept, by, None)
+            got = {
+                tuple(row[d] for d in by): {k: v for k, v in row.items() if k not in by}
+                for row in answer.json()["rows"]
+            }
+            rendered = {
+                key: {k: v if k == "count" or k.startswith("distinct_") else cents(v)
+                      for k, v in measures.items()}
+                for key, measures in want.items()
+            }  # fmt: skip
+            if got != rendered:
+                wrong = sorted(
+                    k for k in rendered.keys() | got.keys() if got.get(k) != rendered.get(k)
+                )
+                diffs.append(
+                    f"{declaration.name}: {len(wrong)} keys differ, e.g. {wrong[:1]}: "
+                    f"api {got.get(wrong[0])} want {rendered.get(wrong[0])}"
+                )
     return diffs
 
 
@@ -299,4 +341,5 @@ def reckoning_checks(f: dict[str, Any]) -> dict[str, bool]:
         "DLQ records that are not invalid records": f["dlq"]["unexpected"] == 0,
         "DLQ values that differ from the original": f["dlq"]["wrong_value"] == 0,
         "DLQ records without a reason": f["dlq"]["without_reason"] == 0,
+        "declared views differ from the reference": not f.get("declared_view_differences"),
     }

@@ -246,6 +246,49 @@ def poison(p: Platform) -> str:
     return f"{len(values)} poison records, one of each kind"
 
 
+# Appended to the views file by the deploy fault: a view built while the scheduler dies.
+ADDED_VIEW = """
+[[views]]
+name = "pairs_hourly"
+dimensions = ["SourceAccountID", "TargetAccountID"]
+window = "hour"
+measures = ["count", "sum", "max"]
+"""
+
+
+def deploy_then_kill_scheduler(p: Platform) -> str:
+    """Declare one more view and ``lambda-platform deploy`` it (speed and serving restart on
+    the file), then SIGKILL the Airflow scheduler while the first batch run after the deploy —
+    the one that builds the new view — is in spark-submit; then ``lambda-platform up``. The
+    reckoning checks the view answers exactly once it serves."""
+    views_file = p.settings.views_file
+    if "pairs_hourly" in views_file.read_text():
+        return "skipped: pairs_hourly is deployed already"
+    views_file.write_text(views_file.read_text() + ADDED_VIEW)
+    seen = set(spark_jvms(p.settings.data_dir))  # a run already going does not build it
+    done = subprocess.run(
+        [str(BIN / "lambda-platform"), "deploy"],
+        env=p.env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"lambda-platform deploy exited {done.returncode}: {done.stdout}")
+    seen |= set(spark_jvms(p.settings.data_dir))
+    building = new_spark_jvms(p, seen)
+    pid = p.pid("airflow-scheduler")
+    os.killpg(pid, signal.SIGKILL)
+    time.sleep(2)
+    p.up()
+    if not building:
+        return f"missed: deployed pairs_hourly, no batch run in 300 s; SIGKILL scheduler {pid}"
+    return (
+        f"deployed pairs_hourly; SIGKILL airflow-scheduler (pid {pid}) while spark-submit "
+        f"{building} builds it; then lambda-platform up"
+    )
+
+
 FAULTS: dict[str, Callable[[Platform], str]] = {
     "kill broker": kill_service("kafka"),
     "kill speed process": kill_service("speed-1"),
@@ -255,4 +298,5 @@ FAULTS: dict[str, Callable[[Platform], str]] = {
     "freeze speed process": stop_speed,
     "landing disk full": fill_disk,
     "poison records": poison,
+    "deploy a view, kill the scheduler mid-build": deploy_then_kill_scheduler,
 }
