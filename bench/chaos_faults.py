@@ -52,15 +52,21 @@ class Platform:
 
     def up(self) -> None:
         """What an operator does after a failure: ``make up`` (lambda-platform up)."""
+        self.command("up", "--no-demo")
+
+    def command(self, *args: str) -> None:
+        """``lambda-platform ARGS`` as an operator runs it; raises if it fails."""
         done = subprocess.run(
-            [str(BIN / "lambda-platform"), "up", "--no-demo"],
+            [str(BIN / "lambda-platform"), *args],
             env=self.env,
             capture_output=True,
             text=True,
             timeout=600,
         )
         if done.returncode != 0:
-            raise RuntimeError(f"lambda-platform up failed:\n{done.stdout}\n{done.stderr}")
+            raise RuntimeError(
+                f"lambda-platform {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+            )
 
 
 def kill_service(name: str) -> Callable[[Platform], str]:
@@ -266,15 +272,7 @@ def deploy_then_kill_scheduler(p: Platform) -> str:
         return "skipped: pairs_hourly is deployed already"
     views_file.write_text(views_file.read_text() + ADDED_VIEW)
     seen = set(spark_jvms(p.settings.data_dir))  # a run already going does not build it
-    done = subprocess.run(
-        [str(BIN / "lambda-platform"), "deploy"],
-        env=p.env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"lambda-platform deploy exited {done.returncode}: {done.stdout}")
+    p.command("deploy")
     seen |= set(spark_jvms(p.settings.data_dir))
     building = new_spark_jvms(p, seen)
     pid = p.pid("airflow-scheduler")
