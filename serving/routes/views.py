@@ -8,8 +8,11 @@ A name no view has is answered by the catch-all route with a 404 naming the view
 Built-in and declared views are served alike (:class:`~serving.served_views.ServedView`); a
 declared view that is still building answers 409 with its progress, never a partial answer.
 
-Plain ``def`` routes (the thread pool): a grouped answer ranks every key of the range, which
-is not sub-millisecond work, and must not hold the event loop.
+``async`` routes, like the built-in ones: a key's rows (or a global view's) take well under a
+millisecond, and a thread pool of sync routes opened a store connection per request past the
+pool's size under load (bench/README.md, "Serving declared views"). An answer over every key
+of a view (a top-N without a filter) is not sub-millisecond work: it runs in a worker thread,
+off the event loop.
 """
 
 from __future__ import annotations
