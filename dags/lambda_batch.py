@@ -66,6 +66,22 @@ def increment_summary(version: str) -> dict[str, Any]:
     return {"mode": manifest.mode, **increment}
 
 
+def declared_view_builds(version: str) -> list[dict[str, Any]]:
+    """Each declared view version the run holds and its build state, printed to the task's log
+    (the Airflow UI shows builds there, in the XCom and in the asset event). The version is
+    published already: a registry that cannot be read is said, and fails nothing."""
+    from batch_layer.build_report import builds_of, describe
+
+    try:
+        builds = builds_of(get_settings(), version)
+    except Exception as exc:
+        print(f"declared views' build states not read: {exc!r}")
+        return []
+    for build in builds:
+        print(describe(build))
+    return builds
+
+
 @dag(
     dag_id="lambda_batch",
     schedule=timedelta(minutes=SETTINGS.batch_schedule_minutes),
@@ -149,6 +165,7 @@ def lambda_batch() -> None:
         increment = increment_summary(version)
         print(f"published {version}: horizon {horizon_iso}, {checks['events']} events")
         print(f"increment: {increment}")
+        builds = declared_view_builds(version)
         if outlet_events is not None:  # the asset event shows version, horizon and increment
             outlet_events[BATCH_VIEWS].extra = {
                 "version": version,
@@ -156,8 +173,9 @@ def lambda_batch() -> None:
                 "horizon": horizon_iso,
                 "events": checks["events"],
                 "increment": increment,
+                "declared_views": builds,
             }
-        return {**report, "increment": increment}
+        return {**report, "increment": increment, "declared_views": builds}
 
     @task
     def expire_speed_rows(report: dict[str, Any]) -> int:
