@@ -29,7 +29,7 @@ from batch_layer.inputs import spark_uri
 from batch_layer.jvm import describe
 from batch_layer.pipeline import recompute
 from batch_layer.spark_dedup import EVENT_COLUMNS
-from bench.common import Timer, write_report
+from bench.common import Timer, same_parquet_rows, write_report
 from bench.synthetic import landing_bytes, write_landing
 from lambda_contracts.batch_files import view_files
 from lambda_contracts.layout import Layout
@@ -64,27 +64,12 @@ def duckdb_views(layout: Layout, horizon: int, out_dir: Path) -> None:
 
 def same_output(layout: Layout, version: str, duck_dir: Path) -> bool:
     """Spark's views and DuckDB's, compared row for row (outside the timed sections)."""
-    con = duckdb.connect()
-    try:
-        for view in VIEWS:
-            spark_files = [layout.store.path(k) for k in view_files(layout, version, view.name)]
-            cols = ", ".join([*view.key_columns, *view.measure_names])
-            diff = con.execute(
-                f"SELECT count(*) FROM ((SELECT {cols} FROM read_parquet(?)) "
-                f"EXCEPT ALL (SELECT {cols} FROM read_parquet(?))) "
-                f"UNION ALL SELECT count(*) FROM ((SELECT {cols} FROM read_parquet(?)) "
-                f"EXCEPT ALL (SELECT {cols} FROM read_parquet(?)))",
-                [
-                    spark_files,
-                    str(duck_dir / f"{view.name}.parquet"),
-                    str(duck_dir / f"{view.name}.parquet"),
-                    spark_files,
-                ],
-            ).fetchall()
-            if any(n for (n,) in diff):
-                return False
-    finally:
-        con.close()
+    for view in VIEWS:
+        spark_files = [layout.store.path(k) for k in view_files(layout, version, view.name)]
+        cols = ", ".join([*view.key_columns, *view.measure_names])
+        duck = [str(duck_dir / f"{view.name}.parquet")]
+        if not same_parquet_rows((spark_files, cols), (duck, cols)):
+            return False
     return True
 
 

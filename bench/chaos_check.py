@@ -24,7 +24,7 @@ from lambda_contracts.landing_files import landing_row
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
 from lambda_contracts.view_declarations import load_declarations
-from tests.support.declared import reference
+from tests.support.declared import reference, rendered
 from tests.support.oracle import kept_rows, oracle_views
 from tests.support.pipeline import TruthRecord, landed_rows
 
@@ -149,18 +149,12 @@ def declared_view_differences(
                 tuple(row[d] for d in by): {k: v for k, v in row.items() if k not in by}
                 for row in answer.json()["rows"]
             }
-            rendered = {
-                key: {k: v if k == "count" or k.startswith("distinct_") else cents(v)
-                      for k, v in measures.items()}
-                for key, measures in want.items()
-            }  # fmt: skip
-            if got != rendered:
-                wrong = sorted(
-                    k for k in rendered.keys() | got.keys() if got.get(k) != rendered.get(k)
-                )
+            wanted = {key: rendered(declaration.measures, row) for key, row in want.items()}
+            if got != wanted:
+                wrong = sorted(k for k in wanted.keys() | got.keys() if got.get(k) != wanted.get(k))
                 diffs.append(
                     f"{declaration.name}: {len(wrong)} keys differ, e.g. {wrong[:1]}: "
-                    f"api {got.get(wrong[0])} want {rendered.get(wrong[0])}"
+                    f"api {got.get(wrong[0])} want {wanted.get(wrong[0])}"
                 )
     return diffs
 

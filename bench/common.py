@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import duckdb
+
 from infra.local_broker import Broker, start_broker
 from infra.topics import ensure_topics
 from lambda_contracts.settings import Settings
@@ -153,3 +155,23 @@ def exit_on_sigterm() -> None:
         raise SystemExit(143)
 
     signal.signal(signal.SIGTERM, stop)
+
+
+def same_parquet_rows(a: tuple[list[str], str], b: tuple[list[str], str]) -> bool:
+    """Whether two sets of Parquet files hold the same rows (as multisets), each side given as
+    (files, the columns to compare, in order). Outside any timed section."""
+    con = duckdb.connect()
+    try:
+        (a_files, a_cols), (b_files, b_cols) = a, b
+        left, right = (
+            f"(SELECT {a_cols} FROM read_parquet(?))",
+            f"(SELECT {b_cols} FROM read_parquet(?))",
+        )
+        diff = con.execute(
+            f"SELECT count(*) FROM ({left} EXCEPT ALL {right}) "
+            f"UNION ALL SELECT count(*) FROM ({right} EXCEPT ALL {left})",
+            [a_files, b_files, b_files, a_files],
+        ).fetchall()
+    finally:
+        con.close()
+    return not any(n for (n,) in diff)

@@ -25,11 +25,9 @@ import statistics
 import tempfile
 from pathlib import Path
 
-import duckdb
-
 from batch_layer.pipeline import publish_version, recompute
 from batch_layer.validate import validate_version
-from bench.common import Timer, write_report
+from bench.common import Timer, same_parquet_rows, write_report
 from bench.synthetic import write_landing
 from lambda_contracts.batch_files import view_files
 from lambda_contracts.layout import Layout
@@ -52,23 +50,11 @@ measures = ["count", "sum", "min", "max"]
 def same_rows(layout: Layout, version: str, views: ViewSet) -> bool:
     """``sent_minute``'s totals and ``account_minute``'s in ``version``, row for row."""
     (declared,) = views.declared
-    new = declared.totals
-    con = duckdb.connect()
-    try:
-        sides = []
-        for view in (new, ACCOUNT_MINUTE):
-            files = [layout.store.path(k) for k in view_files(layout, version, view.name)]
-            cols = ", ".join([*view.key_columns, *view.measure_names])
-            sides.append((f"(SELECT {cols} FROM read_parquet(?))", files))
-        (a, a_files), (b, b_files) = sides
-        diff = con.execute(
-            f"SELECT count(*) FROM ({a} EXCEPT ALL {b}) UNION ALL "
-            f"SELECT count(*) FROM ({b} EXCEPT ALL {a})",
-            [a_files, b_files, b_files, a_files],
-        ).fetchall()
-        return not any(n for (n,) in diff)
-    finally:
-        con.close()
+    sides = []
+    for view in (declared.totals, ACCOUNT_MINUTE):
+        files = [layout.store.path(k) for k in view_files(layout, version, view.name)]
+        sides.append((files, ", ".join([*view.key_columns, *view.measure_names])))
+    return same_parquet_rows(*sides)
 
 
 def timed_pair(settings: Settings, built_in: Settings, horizon: int, run: int) -> dict:

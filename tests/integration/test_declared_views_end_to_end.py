@@ -13,7 +13,6 @@ its previous version until the new one serves.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from lambda_contracts.db import make_engine
 from lambda_contracts.settings import Settings
 from lambda_contracts.view_declarations import load_declarations
 from serving.main import create_app
-from tests.support.declared import WINDOW_MS, reference
+from tests.support.declared import WINDOW_MS, reference, rendered
 from tests.support.oracle import kept_rows
 from tests.support.pipeline import (
     SpeedProcess,
@@ -68,16 +67,6 @@ window = "minute"
 measures = ["count", "max"]
 amount_max = "4000.00"
 """
-
-
-def rendered(declared_measures: tuple[str, ...], row: dict[str, int]) -> dict[str, Any]:
-    """The reference's integers as the API renders them (money as decimal strings)."""
-    out: dict[str, Any] = {}
-    for measure in declared_measures:
-        label = measure if "(" not in measure else f"distinct_{measure[9:-1]}"
-        value = row[label]
-        out[label] = f"{Decimal(value) / 100:.2f}" if label in ("sum", "min", "max") else value
-    return out
 
 
 def expected(

@@ -1,8 +1,8 @@
 """Laws of declared views on real Spark: for random declarations and a random landing zone (late
 events, exact and conflicting duplicates, several partitions and buckets), each declared view
 the Spark job writes, combined by ``DeclaredView.answer``, equals the plain reference
-(``tests/support/declared.py``) over the events the dedup rule keeps, found here by a plain
-loop: the first copy of each id in log order (Kafka timestamp, partition, offset).
+(``tests/support/declared.py``) over the events the dedup rule keeps (``tests/support/oracle``'s
+plain loop).
 
 Each example is one ``spark-submit`` of every drawn view at once, so the examples are few and
 each draws several views.
@@ -27,6 +27,7 @@ from lambda_contracts.settings import Settings
 from lambda_contracts.view_declarations import ViewDeclaration
 from lambda_contracts.views import View, keyed
 from tests.support.declared import COLUMNS, WINDOW_MS, declarations, reference
+from tests.support.oracle import kept_rows
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -84,22 +85,6 @@ def landed(drawn: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def first_copies(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The dedup rule's answer, by a plain loop: every copy lies well within the 24 h dedup
-    horizon of the first, so the first in log order is kept."""
-    first: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        kept = first.get(row["transaction_id"])
-        order = (row["kafka_ts"], row["kafka_partition"], row["kafka_offset"])
-        if kept is None or order < (
-            kept["kafka_ts"],
-            kept["kafka_partition"],
-            kept["kafka_offset"],
-        ):
-            first[row["transaction_id"]] = row
-    return list(first.values())
-
-
 def write_zone(layout: Layout, rows: list[dict[str, Any]]) -> int:
     """The rows as landing files, a file per (partition, bucket); returns the horizon above
     every record."""
@@ -155,7 +140,7 @@ def test_spark_computes_declared_views_like_the_reference(
     rows = landed(drawn)
     horizon = write_zone(layout, rows)
     recompute(config, horizon, "laws", "laws", full=True)
-    kept = first_copies(rows)
+    kept = kept_rows(rows)  # every copy lies well within the 24 h dedup horizon
     assert len(kept) < len(rows)  # the dedup is exercised
     for declaration, name in zip(drawn_views, names, strict=True):
         declared = DeclaredView.of(declaration.model_copy(update={"name": name}))

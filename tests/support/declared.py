@@ -88,3 +88,13 @@ def reference(
                 answer[f"distinct_{field}"] = len({m[COLUMNS[field]] for m in members})
         out[key] = answer
     return out
+
+
+def rendered(declared_measures: tuple[str, ...], row: dict[str, int]) -> dict[str, Any]:
+    """The reference's integers as the API renders them (money as decimal strings)."""
+    out: dict[str, Any] = {}
+    for measure in declared_measures:
+        label = measure if "(" not in measure else f"distinct_{measure[9:-1]}"
+        value = row[label]
+        out[label] = f"{Decimal(value) / 100:.2f}" if label in ("sum", "min", "max") else value
+    return out
