@@ -22,7 +22,7 @@ from lambda_contracts.view_builds import BuildState, build_state
 from lambda_contracts.views import ACCOUNT_MINUTE, GLOBAL_MINUTE, WINDOWS_MS, Key, Measures, View
 from serving.batch_cache import BatchCache, BatchPart, MixedSnapshotError, identity_of
 from serving.batch_store import BatchStore
-from serving.merge import merge_rows, roll_up, total
+from serving.merge import Rows, merge_rows, roll_up, total
 from serving.row_query import RowQuery
 from serving.snapshot_cache import Refreshed
 from serving.speed_store import SpeedReader
@@ -133,6 +133,11 @@ class QueryService:
         """Batch part of V (H) + speed rows with bucket >= H, keyed by ``q.group_by``;
         ``window_start`` (if grouped by) floored to windows of ``q.window_ms``. ``counted``:
         whether the rows' counts are the answer's events (not a distinct count's set)."""
+        return merge_rows(q.view, *self._parts(snap, q, counted))
+
+    def _parts(self, snap: Snapshot, q: RowQuery, counted: bool = True) -> tuple[Rows, Rows]:
+        """The two sides :meth:`_merged` combines: (batch rows, speed rows), each keyed as the
+        answer is, one row per key."""
         view, group_by, window_ms = q.view, q.group_by, q.window_ms
         part = self._batch_part(snap, q)
         if part is not None and part.identity != identity_of(snap.pointer):
@@ -158,7 +163,7 @@ class QueryService:
             snap.speed_events += from_speed
             self.observe("batch", from_batch)
             self.observe("speed", from_speed)
-        return merge_rows(view, batch_rows, speed_rows)
+        return batch_rows, speed_rows
 
     def series(
         self,
@@ -176,6 +181,27 @@ class QueryService:
             snap, RowQuery.of(view, start_ms, end_ms, ("window_start",), filters, window_ms)
         )
         return sorted((k[0], view.labelled(v)) for k, v in windows.items())
+
+    def series_by_side(
+        self, snap: Snapshot, start_ms: int, end_ms: int, granularity: Granularity
+    ) -> list[tuple[int, dict[str, int], dict[str, int] | None, dict[str, int] | None]]:
+        """Every payment per window, as :meth:`series`, with the part of each window that the
+        batch view and the speed view contributed: (window, merged, batch, speed). The two
+        parts of a window always combine to its merged value, whichever side is empty."""
+        view = GLOBAL_MINUTE
+        window_ms = None if granularity.ms == view.window_ms else granularity.ms
+        q = RowQuery.of(view, start_ms, end_ms, ("window_start",), None, window_ms)
+        batch_rows, speed_rows = self._parts(snap, q)
+        by_side = merge_rows(view, batch_rows), merge_rows(view, speed_rows)
+        merged = merge_rows(view, *(d.items() for d in by_side))
+        return [
+            (
+                key[0],
+                view.labelled(value),
+                *(None if key not in side else view.labelled(side[key]) for side in by_side),
+            )
+            for key, value in sorted(merged.items())
+        ]
 
     def summary(
         self, snap: Snapshot, start_ms: int, end_ms: int, account_id: str | None = None

@@ -139,6 +139,58 @@ class Series(BaseModel):
     meta: Meta
 
 
+class SidePart(BaseModel):
+    """What one layer contributed to a window."""
+
+    count: int
+    sum: Money
+
+
+class MergePoint(BaseModel):
+    window_start: str
+    window_start_ms: int
+    count: int = Field(description="the window's answer: batch.count + speed.count")
+    sum: Money = Field(description="the window's answer: batch.sum + speed.sum")
+    batch: SidePart = Field(description="from the batch view of batch_version: ingest < horizon")
+    speed: SidePart = Field(description="from the speed store: ingest bucket >= the horizon")
+
+
+class MergeSeries(BaseModel):
+    """Each window's answer and the part each layer contributed (the dashboard's merge panel).
+
+    The horizon is an ingest time: a window of event time before it can still have a speed
+    part (late events), a window after it has only a speed part."""
+
+    model_config = example(
+        {
+            "granularity": "minute",
+            "points": [
+                {
+                    "window_start": "2026-12-07T04:00:00Z",
+                    "window_start_ms": 1796616000000,
+                    "count": 120,
+                    "sum": "18500.10",
+                    "batch": {"count": 118, "sum": "18300.10"},
+                    "speed": {"count": 2, "sum": "200.00"},
+                },
+                {
+                    "window_start": "2026-12-07T04:01:00Z",
+                    "window_start_ms": 1796616060000,
+                    "count": 97,
+                    "sum": "12000.00",
+                    "batch": {"count": 0, "sum": "0.00"},
+                    "speed": {"count": 97, "sum": "12000.00"},
+                },
+            ],
+            "meta": META_EXAMPLE,
+        }
+    )
+
+    granularity: str
+    points: list[MergePoint]
+    meta: Meta
+
+
 class Totals(BaseModel):
     model_config = example({"count": 19550, "sum": "2931744.85", "meta": META_EXAMPLE})
 

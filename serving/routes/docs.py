@@ -2,7 +2,7 @@
 
 FastAPI's own docs pages load their scripts, styles and icon from a CDN, so they stay blank
 on a host without internet access. These load the same packages' released files from
-``serving/static/vendor`` (fetched by ``infra/vendor_docs_assets.sh``), served by the app's
+``serving/static/vendor`` (fetched by ``infra/vendor_web_assets.sh``), served by the app's
 ``/static`` mount: every asset comes from the platform itself. Like FastAPI's, they are open
 without the API token and prefix their URLs with the ASGI root path.
 

@@ -8,9 +8,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from lambda_contracts.buckets import ms_to_iso
+from lambda_contracts.views import GLOBAL_MINUTE
 from serving.deps import QueriesDep, RangeDep, SeriesRangeDep
-from serving.routes.common import JSONAnswer, measures_fields, meta, point
-from serving.schemas import INVALID_INPUT, Series, TopAccounts, Totals, money
+from serving.routes.common import JSONAnswer, measures_fields, meta, point, rendered
+from serving.schemas import INVALID_INPUT, MergeSeries, Series, TopAccounts, Totals, money
 
 router = APIRouter(prefix="/v1", tags=["totals"])
 
@@ -51,6 +53,39 @@ async def totals_series(spec: SeriesRangeDep, queries: QueriesDep) -> JSONAnswer
             "meta": meta(snap, await queries.recent_watermark.get()),
         }
     )
+
+
+@router.get("/totals/merge", response_model=MergeSeries, openapi_extra=INVALID_INPUT)
+async def totals_merge(spec: SeriesRangeDep, queries: QueriesDep) -> JSONAnswer:
+    """All payments per minute, hour or day (UTC), each window split into the part the batch
+    view and the part the speed view contributed, read from one snapshot."""
+    span, granularity = spec
+    await queries.prepare()
+    snap, windows = queries.consistent(
+        lambda s: queries.series_by_side(s, span.start_ms, span.end_ms, granularity)
+    )
+    return JSONAnswer(
+        {
+            "granularity": granularity.value,
+            "points": [
+                {
+                    "window_start": ms_to_iso(window) or "",
+                    "window_start_ms": window,
+                    **side_part(merged),
+                    "batch": side_part(batch),
+                    "speed": side_part(speed),
+                }
+                for window, merged, batch, speed in windows
+            ],
+            "meta": meta(snap, await queries.recent_watermark.get()),
+        }
+    )
+
+
+def side_part(value: dict[str, int] | None) -> dict[str, object]:
+    """A window's count and sum (money) from one side, zero when the side has none."""
+    fields = rendered(GLOBAL_MINUTE, value)
+    return {"count": fields["count"], "sum": fields["sum"]}
 
 
 @router.get("/top-accounts", response_model=TopAccounts, openapi_extra=INVALID_INPUT)

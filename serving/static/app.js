@@ -1,7 +1,6 @@
 // Live dashboard: polls the public API every few seconds; no external assets.
 "use strict";
 const REFRESH_MS = 3000;
-const SVG_NS = "http://www.w3.org/2000/svg";
 // When the API wants a bearer token (LAMBDA_API_TOKEN), the user enters it once per tab:
 // sessionStorage keeps it for this tab only, and it goes out only to this origin's /v1.
 const TOKEN_KEY = "lambda.apiToken";
@@ -35,32 +34,93 @@ function setupTokenForm() {
   });
 }
 
-function el(name, attrs, text) {
-  const node = document.createElementNS(SVG_NS, name);
-  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-  if (text !== undefined) node.textContent = text;
-  return node;
+// The merge panel: each window's batch part and speed part (GET /v1/totals/merge) as stacked
+// bars (uPlot, vendored), the batch horizon as a vertical line, the numbers in a table.
+const BATCH_COLOUR = "#2f5d8a";
+const SPEED_COLOUR = "#9ecae9";
+const HORIZON_COLOUR = "#c0392b";
+const MERGE_KEY = "lambda.mergeRange";
+let mergeChart = null;
+let mergeHorizonSec = null;
+
+function mergeRange() {
+  const select = document.getElementById("merge-range");
+  const saved = sessionStorage.getItem(MERGE_KEY);
+  if (saved && [...select.options].some((o) => o.value === saved)) select.value = saved;
+  const [spanMs, granularity] = select.value.split(":");
+  const size = granularity === "hour" ? 3600000 : 60000;
+  const endMs = Math.ceil(Date.now() / size) * size;
+  return { startMs: endMs - Number(spanMs), endMs, granularity, size };
 }
 
-// Bars are event-time minutes. Each merges batch and speed rows: the batch horizon is an
-// ingest time, so a minute before it can still hold late events counted by speed. The chart
-// therefore does not colour bars by side; the split the API reports is in the header.
-function drawChart(series, startMs, endMs) {
-  const svg = document.getElementById("chart");
-  svg.replaceChildren();
-  const W = 900, H = 300, pad = 40;
-  const max = Math.max(1, ...series.points.map((p) => p.count));
-  const x = (ms) => pad + ((ms - startMs) / (endMs - startMs)) * (W - 2 * pad);
-  const y = (v) => H - pad - (v / max) * (H - 2 * pad);
-  const barW = Math.max(2, (W - 2 * pad) / 60 - 2);
-  for (const p of series.points) {
-    svg.append(el("rect", { class: "bar", x: x(p.window_start_ms), y: y(p.count),
-      width: barW, height: H - pad - y(p.count), "data-count": p.count }));
-  }
-  svg.append(el("line", { x1: pad, y1: H - pad, x2: W - pad, y2: H - pad, stroke: "#999" }));
-  svg.append(el("text", { class: "axis", x: pad, y: H - pad + 16 }, new Date(startMs).toISOString().slice(11, 16)));
-  svg.append(el("text", { class: "axis", x: W - pad - 30, y: H - pad + 16 }, new Date(endMs).toISOString().slice(11, 16)));
-  svg.append(el("text", { class: "axis", x: 4, y: pad }, String(max)));
+function drawHorizon(u) {
+  if (mergeHorizonSec === null) return;
+  const [min, max] = [u.scales.x.min, u.scales.x.max];
+  if (mergeHorizonSec < min || mergeHorizonSec > max) return;
+  const x = u.valToPos(mergeHorizonSec, "x", true);
+  const ctx = u.ctx;
+  ctx.save();
+  ctx.strokeStyle = HORIZON_COLOUR;
+  ctx.lineWidth = 2 * devicePixelRatio;
+  ctx.beginPath();
+  ctx.moveTo(x, u.bbox.top);
+  ctx.lineTo(x, u.bbox.top + u.bbox.height);
+  ctx.stroke();
+  ctx.restore();
+}
+
+function mergeChartFor(container) {
+  const bars = uPlot.paths.bars({ size: [0.85, 40], align: 1 });
+  return new uPlot({
+    width: Math.max(320, container.clientWidth - 2),
+    height: 300,
+    scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max)] } },
+    series: [
+      { label: "window (UTC)", value: (u, v) => v === null ? "—" : new Date(v * 1000).toISOString().slice(0, 16).replace("T", " ") },
+      // Drawn first: the whole bar, in the speed colour; the batch part is drawn over it.
+      { label: "total (speed part on top)", stroke: SPEED_COLOUR, fill: SPEED_COLOUR, paths: bars, points: { show: false } },
+      { label: "batch part", stroke: BATCH_COLOUR, fill: BATCH_COLOUR, paths: bars, points: { show: false } },
+    ],
+    axes: [{}, { label: "payments" }],
+    hooks: { draw: [drawHorizon] },
+    tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
+  }, [[], [], []], container);
+}
+
+function drawMerge(merge, range) {
+  const container = document.getElementById("merge-chart");
+  mergeChart ??= mergeChartFor(container);
+  const points = merge.points;
+  mergeHorizonSec = merge.meta.batch_horizon_ms === null ? null : merge.meta.batch_horizon_ms / 1000;
+  mergeChart.batch(() => {
+    mergeChart.setData([
+      points.map((p) => p.window_start_ms / 1000),
+      points.map((p) => p.count),
+      points.map((p) => p.batch.count),
+    ]);
+    mergeChart.setScale("x", { min: range.startMs / 1000, max: range.endMs / 1000 });
+  });
+  const panel = document.getElementById("merge");
+  Object.assign(panel.dataset, {
+    start: range.startMs, end: range.endMs, granularity: range.granularity,
+    horizon: merge.meta.batch_horizon_ms ?? "", version: merge.meta.batch_version ?? "",
+  });
+  document.getElementById("merge-rows").tBodies[0].replaceChildren(...points.map((p) => {
+    const tr = document.createElement("tr");
+    tr.dataset.window = p.window_start_ms;
+    for (const [cls, v] of [["window", p.window_start.slice(0, 16).replace("T", " ")],
+      ["batch", p.batch.count], ["speed", p.speed.count], ["count", p.count], ["sum", p.sum]]) {
+      const td = document.createElement("td");
+      td.className = cls;
+      td.textContent = v;
+      tr.append(td);
+    }
+    return tr;
+  }));
+  const side = (key) => points.reduce((sum, p) => sum + p[key].count, 0);
+  document.getElementById("merge-meta").textContent =
+    `batch version ${merge.meta.batch_version ?? "none yet"} · horizon ${merge.meta.batch_horizon ?? "—"} · ` +
+    `${side("batch")} events from batch + ${side("speed")} from speed in ${points.length} windows`;
 }
 
 function drawTop(top) {
@@ -154,25 +214,24 @@ async function refreshViews(endMs) {
 }
 
 async function refresh() {
-  const endMs = Math.ceil(Date.now() / 60000) * 60000;
-  const startMs = endMs - 3600 * 1000;
-  const range = `start=${startMs}&end=${endMs}`;
+  const range = mergeRange();
+  const span = `start=${range.startMs}&end=${range.endMs}`;
   try {
-    const [series, top, fresh] = await Promise.all([
-      getJSON(`/v1/totals/series?${range}&granularity=minute`),
-      getJSON(`/v1/top-accounts?${range}&by=sum&limit=10`),
+    const [merge, top, fresh] = await Promise.all([
+      getJSON(`/v1/totals/merge?${span}&granularity=${range.granularity}`),
+      getJSON(`/v1/top-accounts?${span}&by=sum&limit=10`),
       getJSON("/v1/freshness"),
     ]);
-    drawChart(series, startMs, endMs);
+    drawMerge(merge, range);
     drawTop(top);
     const lag = fresh.speed_lag.reduce((sum, p) => sum + (p.lag ?? 0), 0);
     document.getElementById("freshness").textContent =
       `batch version ${fresh.batch_version ?? "none yet"} · horizon (ingest time) ${fresh.batch_horizon ?? "—"} · ` +
       `landing watermark ${fresh.landing_watermark ?? "—"} · speed counted on every partition through ${fresh.speed_watermark ?? "—"} · ` +
-      `consumer lag ${lag} · events in view: ${series.meta.events_from_batch} batch + ${series.meta.events_from_speed} speed`;
+      `consumer lag ${lag}`;
     document.body.dataset.loaded = "true";
     document.body.dataset.auth = "ok";
-    await refreshViews(endMs);
+    await refreshViews(range.endMs);
   } catch (err) {
     if (err instanceof Unauthorized) {
       document.body.dataset.auth = "needed";
@@ -183,6 +242,10 @@ async function refresh() {
 }
 
 setupTokenForm();
+document.getElementById("merge-range").addEventListener("change", (event) => {
+  sessionStorage.setItem(MERGE_KEY, event.target.value);
+  refresh();
+});
 document.getElementById("view-select").addEventListener("change", (event) => {
   sessionStorage.setItem(VIEW_KEY, event.target.value);
   refresh();

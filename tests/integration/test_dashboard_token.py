@@ -85,7 +85,7 @@ def test_dashboard_sends_the_token_it_was_given(secured_server: str) -> None:
             page.fill("#token", TOKEN)
             page.click("#token-form button")
             page.wait_for_selector("body[data-loaded=true]", timeout=20_000)
-            assert page.locator("rect.bar").count() == 5
+            assert page.locator("#merge-rows tbody tr").count() == 5
             assert page.evaluate("sessionStorage.getItem('lambda.apiToken')") == TOKEN
             sent = [auth for _, auth in auth_by_url if auth is not None]
             assert sent and all(auth == f"Bearer {TOKEN}" for auth in sent)

@@ -548,14 +548,41 @@ def chromium_page() -> Iterator[Page]:
             browser.close()
 
 
+def merge_panel(page: Page) -> dict[str, Any]:
+    """What the merge panel shows, read at once (it redraws every few seconds): its range
+    and version, and per window (epoch ms) the batch part, the speed part and the total."""
+    shown = page.evaluate(
+        """() => {
+          const panel = document.getElementById("merge");
+          const rows = [...document.querySelectorAll("#merge-rows tbody tr")].map((tr) =>
+            [Number(tr.dataset.window), ...["batch", "speed", "count"].map(
+              (c) => Number(tr.querySelector(`td.${c}`).textContent))]);
+          return { ...panel.dataset, rows };
+        }"""
+    )
+    shown["rows"] = [[int(v) for v in row] for row in shown["rows"]]
+    return shown
+
+
+def merge_answer(server: str, shown: dict[str, Any]) -> dict[str, Any]:
+    """The API's answer for the range the panel shows, in the panel's terms."""
+    params = {k: shown[k] for k in ("start", "end", "granularity")}
+    body = httpx.get(f"{server}/v1/totals/merge", params=params, timeout=30).json()
+    rows = [
+        [p["window_start_ms"], p["batch"]["count"], p["speed"]["count"], p["count"]]
+        for p in body["points"]
+    ]
+    return {"version": body["meta"]["batch_version"], "rows": rows}
+
+
 def test_dashboard_renders_live_data_in_a_real_browser(server: str) -> None:
     with chromium_page() as page:
         requests: list[str] = []
         page.on("request", lambda r: requests.append(r.url))
         page.goto(server + "/")
         page.wait_for_selector("body[data-loaded=true]", timeout=20_000)
-        bars = page.locator("rect.bar")
-        assert bars.count() > 0
+        assert page.locator("#merge-chart canvas").count() == 1  # uPlot drew the merge
+        assert page.locator("#merge-rows tbody tr").count() > 0
         assert page.locator("#top tbody tr").count() > 0
         assert "batch version v" in page.inner_text("#freshness")
         page.wait_for_selector("body[data-views-loaded=true]", timeout=20_000)
@@ -569,6 +596,56 @@ def test_dashboard_renders_live_data_in_a_real_browser(server: str) -> None:
         page.wait_for_selector("#view-rows th:text-is('window_start')", timeout=20_000)
         page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
     assert all(url.startswith(server) for url in requests), "the dashboard must work offline"
+
+
+def test_merge_panel_turns_speed_parts_into_batch_parts_on_publish(
+    server: str, platform: Platform, tmp_path: Path
+) -> None:
+    """Fresh events show as speed parts; after a batch run publishes past them they are batch
+    parts, every window's total unchanged, and the page equals the API's answer each time."""
+    settings = platform.settings
+    fresh = produce(
+        settings, tmp_path / "fresh.jsonl", "--count", "300", "--id-prefix", "m",
+        "--rate", "300", "--accounts", "10",
+    )  # fmt: skip
+    platform.truth += fresh
+    engine = make_engine(settings.speed_store_url)
+    wait_caught_up(settings, engine)
+    engine.dispose()
+    with chromium_page() as page:
+        page.goto(server + "/")
+        page.wait_for_function(
+            "[...document.querySelectorAll('#merge-rows td.speed')]"
+            ".reduce((n, td) => n + Number(td.textContent), 0) >= 300",
+            timeout=30_000,
+        )
+        before = merge_panel(page)
+        assert merge_answer(server, before) == {
+            "version": before["version"],
+            "rows": before["rows"],
+        }
+        page.screenshot(path=str(ARTIFACTS / "dashboard-merge-before.png"), full_page=True)
+
+        horizon = wait_sealed(settings, fresh)
+        version = new_version_id("merge-panel")
+        run_once(settings, version, "merge-panel", horizon_ms=horizon)
+        page.wait_for_function(
+            f"document.getElementById('merge').dataset.version === {version!r}", timeout=60_000
+        )
+        after = merge_panel(page)
+        assert int(after["horizon"]) == horizon > int(before["horizon"])
+        assert merge_answer(server, after) == {"version": version, "rows": after["rows"]}
+        page.screenshot(path=str(ARTIFACTS / "dashboard-merge-after.png"), full_page=True)
+
+    was = {w: (b, s, total) for w, b, s, total in before["rows"]}
+    now = {w: (b, s, total) for w, b, s, total in after["rows"]}
+    common = was.keys() & now.keys()  # a minute may have left the range meanwhile
+    assert common
+    assert all(now[w][2] == was[w][2] for w in common), "a total changed on publish"
+    assert all(now[w][1] == 0 for w in now), "every event is below the new horizon"
+    assert sum(now[w][0] for w in common) - sum(was[w][0] for w in common) == sum(
+        was[w][1] for w in common
+    ), "the speed parts did not become batch parts"
 
 
 def test_api_docs_render_offline_in_a_real_browser(server: str) -> None:
