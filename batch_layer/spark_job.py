@@ -34,6 +34,7 @@ import json
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -87,6 +88,14 @@ def code_version() -> str:
         return "unknown"
 
 
+@dataclass(frozen=True)
+class RunOf:
+    """Which run wrote a version: its id and, in Airflow, its DAG (the UI links to it)."""
+
+    run_id: str
+    dag_id: str = ""
+
+
 class Steps:
     """Wall time of each step of a run, for its manifest (where a slow run spends its time)."""
 
@@ -125,6 +134,7 @@ def run(
     run_id: str,
     full: bool = False,
     views: ViewSet | None = None,
+    dag_id: str = "",
 ) -> str:
     """Compute a complete version of ``views`` (default: the views file's) in the store;
     return its manifest's key.
@@ -145,7 +155,8 @@ def run(
         settings, views if views is not None else ViewSet.load(settings.views_file)
     )
     with heartbeat(layout, version):  # prune keeps an unfinished version while it beats
-        return _run(layout, settings, horizon_ms, version, run_id, full, views, started, steps)
+        origin = RunOf(run_id, dag_id)
+        return _run(layout, settings, horizon_ms, version, origin, full, views, started, steps)
 
 
 def _run(
@@ -153,7 +164,7 @@ def _run(
     settings: Settings,
     horizon_ms: int,
     version: str,
-    run_id: str,
+    origin: RunOf,
     full: bool,
     views: ViewSet,
     started: float,
@@ -268,7 +279,8 @@ def _run(
     manifest = Manifest(
         version=version,
         format=BATCH_FORMAT,
-        run_id=run_id,
+        run_id=origin.run_id,
+        dag_id=origin.dag_id,
         horizon_ms=horizon_ms,
         bucket_ms=settings.bucket_ms,
         dedup_horizon_ms=settings.dedup_horizon_ms,
@@ -296,6 +308,7 @@ def main() -> None:
     parser.add_argument("--horizon", type=int, required=True, help="exclusive ingest horizon, ms")
     parser.add_argument("--version", required=True, help="version id to write")
     parser.add_argument("--run-id", default="manual")
+    parser.add_argument("--dag-id", default="", help="the Airflow DAG of the run, if any")
     parser.add_argument(
         "--full", action="store_true", help="recompute from the whole landing zone (rebuild)"
     )
@@ -304,7 +317,9 @@ def main() -> None:
     views = checked_views(settings)  # an invalid views file: one line, exit 78
     # Compaction keeps every landing file this job may list until the job is done.
     with reading_landing(Layout.of(settings)):
-        manifest = run(settings, args.horizon, args.version, args.run_id, args.full, views)
+        manifest = run(
+            settings, args.horizon, args.version, args.run_id, args.full, views, args.dag_id
+        )
     print(json.dumps({"version": args.version, "manifest": manifest}))
 
 

@@ -82,11 +82,13 @@ def spark_submit_binary() -> str:
 
 
 def job_arguments(
-    horizon_ms: int | str, version: str, run_id: str, full: bool = False
+    horizon_ms: int | str, version: str, run_id: str, full: bool = False, dag_id: str = ""
 ) -> list[str]:
     """The job's arguments: ``full`` recomputes from the whole landing zone (a rebuild)
-    instead of adding the new buckets to the published version."""
+    instead of adding the new buckets to the published version; ``dag_id``: the Airflow DAG
+    of the run, kept in the manifest."""
     args = ["--horizon", str(horizon_ms), "--version", version, "--run-id", run_id]
+    args += ["--dag-id", dag_id] if dag_id else []
     return [*args, "--full"] if full else args
 
 
@@ -138,7 +140,9 @@ def spark_submit_operator(  # type: ignore[no-untyped-def]
         conn_id="spark_default",
         application=str(JOB_FILE),
         name=name,
-        application_args=job_arguments(horizon, version, "{{ run_id }}", full),
+        application_args=job_arguments(
+            horizon, version, "{{ run_id }}", full, dag_id="{{ dag.dag_id }}"
+        ),
         conf=spark_conf(settings),
         driver_memory=settings.spark_driver_memory,
         env_vars=spark_env(settings),

@@ -70,6 +70,7 @@ class Manifest(Counters):
     horizon_ms: int
     format: int | None = None
     run_id: str = ""
+    dag_id: str = ""  # the Airflow DAG whose run (run_id) wrote it; "" outside Airflow
     bucket_ms: int | None = None
     dedup_horizon_ms: int | None = None
     code_version: str | None = None

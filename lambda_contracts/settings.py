@@ -240,6 +240,11 @@ class ServingSettings(SettingsGroup):
         default_factory=list,
         description="origins CORS allows (a JSON list); empty: CORS off",
     )
+    airflow_ui_url: str = Field(
+        default="http://127.0.0.1:8080",
+        description="the Airflow UI as a browser reaches it: the dashboard links each batch "
+        "run there",
+    )
     api_workers: int = Field(
         default=2,
         ge=1,

@@ -28,12 +28,13 @@ from lambda_contracts.startup import checked_layout, checked_settings, checked_v
 from lambda_contracts.view_set import ViewSet, registered_versions, with_previous
 from lambda_contracts.views import VIEWS
 from serving.batch_cache import BatchCache
+from serving.batch_runs import BatchRuns
 from serving.batch_store import BatchStore
 from serving.deps import require_token
 from serving.kafka_lag import EndOffsets
 from serving.metrics import MULTIPROC_ENV, ServingMetrics
 from serving.queries import QueryService
-from serving.routes import accounts, docs, freshness, ops, totals
+from serving.routes import accounts, batch, docs, freshness, ops, totals
 from serving.routes.views import views_router
 from serving.schemas import UNAUTHORIZED
 from serving.served_views import ServedView
@@ -127,6 +128,7 @@ def create_app(settings: Settings | None = None, views: ViewSet | None = None) -
             cache=BatchCache(settings.api_batch_cache_rows),
             observe_switch=metrics.observe_switch,
         )
+        app.state.batch_runs = BatchRuns(queries.speed, layout, settings.airflow_ui_url)
         try:  # load CURRENT's version before taking requests (each worker has its own copy)
             await queries.prepare()
         except Exception as exc:  # not fatal: /readyz reports it, requests retry the load
@@ -161,7 +163,8 @@ def create_app(settings: Settings | None = None, views: ViewSet | None = None) -
 
     # Without a token there is nothing to check: no dependency to solve on every request.
     secured = [Depends(require_token)] if settings.api_token is not None else []
-    for router in (accounts.router, totals.router, freshness.router, views_router(served)):
+    routers = (accounts.router, totals.router, freshness.router, batch.router)
+    for router in (*routers, views_router(served)):
         app.include_router(router, dependencies=secured, responses=UNAUTHORIZED if secured else {})
     app.include_router(ops.router)
     app.include_router(docs.router)

@@ -322,3 +322,60 @@ INVALID_INPUT: dict[str, Any] = {
         }
     }
 }
+
+
+class BatchRun(BaseModel):
+    version: str
+    current: bool = Field(description="whether CURRENT points at this version")
+    horizon: str
+    horizon_ms: int
+    previous_horizon_ms: int
+    increment_ms: int = Field(description="how much ingest time the run added: horizon - previous")
+    published_at: str
+    published_at_ms: int
+    batch_events: int = Field(description="events the version holds")
+    speed_events: int | None = Field(
+        description="events the speed layer had counted in the ingest buckets the run absorbed"
+    )
+    drift_events: int | None = Field(description="speed_events minus batch's count of them")
+    drift_amount: Money | None
+    mode: str | None = Field(description="incremental or full; null once the version is deleted")
+    elapsed_s: float | None = Field(description="how long the Spark job took")
+    run_id: str | None
+    airflow_run_url: str | None = Field(description="the run in the Airflow UI, if it ran there")
+
+
+class BatchRuns(BaseModel):
+    """The latest batch publishes, newest first, and whether a rollback pins CURRENT."""
+
+    model_config = example(
+        {
+            "current_version": VERSION_EXAMPLE,
+            "pinned": False,
+            "runs": [
+                {
+                    "version": VERSION_EXAMPLE,
+                    "current": True,
+                    "horizon": "2026-12-07T05:00:00Z",
+                    "horizon_ms": 1796619600000,
+                    "previous_horizon_ms": 1796619300000,
+                    "increment_ms": 300000,
+                    "published_at": "2026-12-07T05:00:41Z",
+                    "published_at_ms": 1796619641000,
+                    "batch_events": 18240,
+                    "speed_events": 412,
+                    "drift_events": 0,
+                    "drift_amount": "0.00",
+                    "mode": "incremental",
+                    "elapsed_s": 21.4,
+                    "run_id": "scheduled__2026-12-07T04:55:00+00:00",
+                    "airflow_run_url": "http://127.0.0.1:8080/dags/lambda_batch/runs/"
+                    "scheduled__2026-12-07T04%3A55%3A00%2B00%3A00",
+                }
+            ],
+        }
+    )
+
+    current_version: str | None
+    pinned: bool = Field(description="CURRENT is pinned by a rollback: runs do not publish")
+    runs: list[BatchRun]

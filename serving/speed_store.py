@@ -110,15 +110,20 @@ class SpeedReader:
             return [dict(r) for r in rows]
 
     def last_run(self) -> dict[str, Any] | None:
+        runs = self.runs(1)
+        return runs[0] if runs else None
+
+    def runs(self, limit: int) -> list[dict[str, Any]]:
+        """The latest ``limit`` published batch runs, newest first (a run's row exists from
+        before its publish, with ``published_at_ms`` 0 until then)."""
         with self.engine.connect() as conn:
-            row = (
-                conn.execute(
-                    select(batch_runs).order_by(batch_runs.c.published_at_ms.desc()).limit(1)
-                )
-                .mappings()
-                .first()
-            )
-            return dict(row) if row else None
+            rows = conn.execute(
+                select(batch_runs)
+                .where(batch_runs.c.published_at_ms > 0)
+                .order_by(batch_runs.c.published_at_ms.desc())
+                .limit(limit)
+            ).mappings()
+            return [dict(r) for r in rows]
 
     def view_versions(self) -> dict[str, dict[str, Any]]:
         """The declared view versions deployed to the store, by storage name: where each

@@ -34,6 +34,13 @@ function setupTokenForm() {
   });
 }
 
+function cell(text, className) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (className) td.className = className;
+  return td;
+}
+
 // The merge panel: each window's batch part and speed part (GET /v1/totals/merge) as stacked
 // bars (uPlot, vendored), the batch horizon as a vertical line, the numbers in a table.
 const BATCH_COLOUR = "#2f5d8a";
@@ -108,13 +115,9 @@ function drawMerge(merge, range) {
   document.getElementById("merge-rows").tBodies[0].replaceChildren(...points.map((p) => {
     const tr = document.createElement("tr");
     tr.dataset.window = p.window_start_ms;
-    for (const [cls, v] of [["window", p.window_start.slice(0, 16).replace("T", " ")],
-      ["batch", p.batch.count], ["speed", p.speed.count], ["count", p.count], ["sum", p.sum]]) {
-      const td = document.createElement("td");
-      td.className = cls;
-      td.textContent = v;
-      tr.append(td);
-    }
+    tr.append(cell(p.window_start.slice(0, 16).replace("T", " "), "window"),
+      cell(p.batch.count, "batch"), cell(p.speed.count, "speed"), cell(p.count, "count"),
+      cell(p.sum, "sum"));
     return tr;
   }));
   const side = (key) => points.reduce((sum, p) => sum + p[key].count, 0);
@@ -128,11 +131,7 @@ function drawTop(top) {
   body.replaceChildren();
   for (const a of top.accounts) {
     const row = document.createElement("tr");
-    for (const v of [a.account_id, a.count, a.sum]) {
-      const cell = document.createElement("td");
-      cell.textContent = v;
-      row.append(cell);
-    }
+    row.append(cell(a.account_id), cell(a.count), cell(a.sum));
     body.append(row);
   }
 }
@@ -213,17 +212,57 @@ async function refreshViews(endMs) {
   document.body.dataset.viewsLoaded = "true";
 }
 
+// The batch-runs panel: the latest publishes (GET /v1/batch/runs), linked to the Airflow UI.
+function minutes(ms) {
+  return ms % 60000 === 0 ? `${ms / 60000} min` : `${(ms / 60000).toFixed(1)} min`;
+}
+
+function drawRuns(answer) {
+  document.getElementById("runs-pinned").textContent = answer.pinned
+    ? `CURRENT is pinned to ${answer.current_version} by a rollback: runs compute but do not publish (lambda-batch resume).`
+    : "";
+  document.getElementById("runs").dataset.pinned = answer.pinned;
+  document.getElementById("runs-rows").tBodies[0].replaceChildren(...answer.runs.map((run) => {
+    const tr = document.createElement("tr");
+    tr.dataset.version = run.version;
+    const link = document.createElement("td");
+    if (run.airflow_run_url) {
+      const a = document.createElement("a");
+      a.href = run.airflow_run_url;
+      a.textContent = "Airflow";
+      a.target = "_blank";
+      a.rel = "noopener";
+      link.append(a);
+    }
+    const drift = run.drift_events === null ? "—" : `${run.drift_events} (${run.drift_amount})`;
+    tr.append(
+      cell((run.current ? "★ " : "") + run.version, "version"),
+      cell(run.published_at.slice(11, 19), "published"),
+      cell(run.horizon.slice(11, 19), "horizon"),
+      cell(minutes(run.increment_ms), "increment"),
+      cell(run.batch_events, "events"),
+      cell(drift, "drift"),
+      cell(run.mode ?? "deleted", "mode"),
+      cell(run.elapsed_s === null ? "—" : `${run.elapsed_s.toFixed(1)} s`, "took"),
+      link,
+    );
+    return tr;
+  }));
+}
+
 async function refresh() {
   const range = mergeRange();
   const span = `start=${range.startMs}&end=${range.endMs}`;
   try {
-    const [merge, top, fresh] = await Promise.all([
+    const [merge, top, fresh, runs] = await Promise.all([
       getJSON(`/v1/totals/merge?${span}&granularity=${range.granularity}`),
       getJSON(`/v1/top-accounts?${span}&by=sum&limit=10`),
       getJSON("/v1/freshness"),
+      getJSON("/v1/batch/runs?limit=10"),
     ]);
     drawMerge(merge, range);
     drawTop(top);
+    drawRuns(runs);
     const lag = fresh.speed_lag.reduce((sum, p) => sum + (p.lag ?? 0), 0);
     document.getElementById("freshness").textContent =
       `batch version ${fresh.batch_version ?? "none yet"} · horizon (ingest time) ${fresh.batch_horizon ?? "—"} · ` +

@@ -60,6 +60,9 @@ def test_dags_test_batch_then_rebuild_with_reland(make_settings, tmp_path: Path)
     assert run.drift_events == 0 and run.batch_events == sum(
         1 for _ in {r.event.transaction_id for r in truth if r.event}
     )
+    written_by = layout.read_manifest(current.version)
+    assert written_by is not None and written_by.dag_id == "lambda_batch"  # the UI's link
+    assert written_by.run_id.startswith("manual__")  # Airflow's run id, rendered
 
     # Lose a bucket of the landing zone, then rebuild re-landing the whole range from Kafka.
     first_bucket = layout.landed_buckets()[0]
@@ -70,4 +73,5 @@ def test_dags_test_batch_then_rebuild_with_reland(make_settings, tmp_path: Path)
     assert rebuilt.returncode == 0, (rebuilt.stdout + rebuilt.stderr)[-4000:]
     again = layout.read_current()
     assert again.version != current.version and again.horizon_ms == current.horizon_ms
+    assert layout.read_manifest(again.version).dag_id == "lambda_rebuild"
     assert batch_views(layout, again.version) == expected_views(truth)

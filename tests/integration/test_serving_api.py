@@ -584,6 +584,7 @@ def test_dashboard_renders_live_data_in_a_real_browser(server: str) -> None:
         assert page.locator("#merge-chart canvas").count() == 1  # uPlot drew the merge
         assert page.locator("#merge-rows tbody tr").count() > 0
         assert page.locator("#top tbody tr").count() > 0
+        assert page.locator("#runs-rows tbody tr").count() > 0  # the fixture's publishes
         assert "batch version v" in page.inner_text("#freshness")
         page.wait_for_selector("body[data-views-loaded=true]", timeout=20_000)
         options = page.locator("#view-select option").all_inner_texts()
@@ -633,6 +634,13 @@ def test_merge_panel_turns_speed_parts_into_batch_parts_on_publish(
             f"document.getElementById('merge').dataset.version === {version!r}", timeout=60_000
         )
         after = merge_panel(page)
+        # The batch-runs panel lists the run once its publish is recorded (after CURRENT moved).
+        page.wait_for_function(
+            f"document.querySelector('#runs-rows tbody tr')?.dataset.version === {version!r}",
+            timeout=30_000,
+        )
+        newest = page.locator("#runs-rows tbody tr").first
+        assert newest.locator("td.version").inner_text().startswith("★")
         assert int(after["horizon"]) == horizon > int(before["horizon"])
         assert merge_answer(server, after) == {"version": version, "rows": after["rows"]}
         page.screenshot(path=str(ARTIFACTS / "dashboard-merge-after.png"), full_page=True)
