@@ -30,14 +30,17 @@ from lambda_contracts.views import VIEWS
 from serving.batch_cache import BatchCache
 from serving.batch_runs import BatchRuns
 from serving.batch_store import BatchStore
+from serving.consumer_group import ConsumerGroup
+from serving.dead_letters import DeadLetterTail
 from serving.deps import require_token
 from serving.kafka_lag import EndOffsets
 from serving.metrics import MULTIPROC_ENV, ServingMetrics
 from serving.queries import QueryService
-from serving.routes import accounts, batch, docs, freshness, ops, totals
+from serving.routes import accounts, batch, docs, freshness, ops, speed, totals
 from serving.routes.views import views_router
 from serving.schemas import UNAUTHORIZED
 from serving.served_views import ServedView
+from serving.snapshot_cache import Refreshed
 from serving.speed_store import SpeedReader
 
 STATIC = Path(__file__).with_name("static")
@@ -129,6 +132,12 @@ def create_app(settings: Settings | None = None, views: ViewSet | None = None) -
             observe_switch=metrics.observe_switch,
         )
         app.state.batch_runs = BatchRuns(queries.speed, layout, settings.airflow_ui_url)
+        # The dashboard's group and rejects panels: readings of the broker, taken in a
+        # worker thread while requests get the last one.
+        app.state.group = group = ConsumerGroup(settings)
+        app.state.group_reading = Refreshed(group.describe, max_age_s=1.0)
+        app.state.dead_letters = dead_letters = DeadLetterTail(settings)
+        app.state.rejects_reading = Refreshed(dead_letters.read, max_age_s=2.0)
         try:  # load CURRENT's version before taking requests (each worker has its own copy)
             await queries.prepare()
         except Exception as exc:  # not fatal: /readyz reports it, requests retry the load
@@ -137,6 +146,8 @@ def create_app(settings: Settings | None = None, views: ViewSet | None = None) -
         yield
         gc.unfreeze()  # a process that hosts another app next (tests) collects this one
         app.state.end_offsets.close()
+        app.state.group.close()
+        app.state.dead_letters.close()
         engine.dispose()
 
     app = FastAPI(
@@ -163,7 +174,7 @@ def create_app(settings: Settings | None = None, views: ViewSet | None = None) -
 
     # Without a token there is nothing to check: no dependency to solve on every request.
     secured = [Depends(require_token)] if settings.api_token is not None else []
-    routers = (accounts.router, totals.router, freshness.router, batch.router)
+    routers = (accounts.router, totals.router, freshness.router, batch.router, speed.router)
     for router in (*routers, views_router(served)):
         app.include_router(router, dependencies=secured, responses=UNAUTHORIZED if secured else {})
     app.include_router(ops.router)

@@ -379,3 +379,123 @@ class BatchRuns(BaseModel):
     current_version: str | None
     pinned: bool = Field(description="CURRENT is pinned by a rollback: runs do not publish")
     runs: list[BatchRun]
+
+
+class GroupMember(BaseModel):
+    member_id: str
+    client_id: str = Field(description="speed-layer-<instance> for the platform's processes")
+    host: str
+    partitions: list[int] = Field(description="partitions of the topic it owns")
+
+
+class GroupPartition(BaseModel):
+    partition: int
+    owner: str | None = Field(description="client_id of the member that owns it; null: none")
+    stored_offset: int = Field(description="the next offset the speed store will count")
+    end_offset: int | None
+    lag: int | None
+    state: str = Field(
+        description="ok; stalled (records waiting, no progress for "
+        "LAMBDA_SPEED_UNHEALTHY_AFTER_S); halted (a record it cannot pass: see reason)"
+    )
+    reason: str | None = Field(default=None, description="why it halted, if it did")
+    updated_at_ms: int = Field(description="when the speed store last counted on it")
+
+
+class ConsumerGroupAnswer(BaseModel):
+    """The speed layer's consumer group as the broker describes it, with each partition's
+    progress in the speed store. ``state`` is null when the broker cannot be reached."""
+
+    model_config = example(
+        {
+            "group": "speed-layer",
+            "state": "Stable",
+            "members": [
+                {
+                    "member_id": "speed-layer-0-3f1c…",
+                    "client_id": "speed-layer-0",
+                    "host": "/127.0.0.1",
+                    "partitions": [0, 1],
+                },
+                {
+                    "member_id": "speed-layer-1-9a2e…",
+                    "client_id": "speed-layer-1",
+                    "host": "/127.0.0.1",
+                    "partitions": [2, 3],
+                },
+            ],
+            "partitions": [
+                {
+                    "partition": 0,
+                    "owner": "speed-layer-0",
+                    "stored_offset": 10240,
+                    "end_offset": 10240,
+                    "lag": 0,
+                    "state": "ok",
+                    "reason": None,
+                    "updated_at_ms": 1796619641000,
+                }
+            ],
+        }
+    )
+
+    group: str
+    state: str | None
+    members: list[GroupMember]
+    partitions: list[GroupPartition]
+
+
+class RejectsMinute(BaseModel):
+    minute: str
+    minute_ms: int
+    counts: dict[str, int] = Field(
+        description="dead letters per reason label: the field a rejection names, value, other"
+    )
+
+
+class Reject(BaseModel):
+    reason: str = Field(description="why it was rejected, long IDs shortened")
+    label: str
+    partition: int | None = Field(description="the rejected record's partition")
+    offset: int | None = Field(description="the rejected record's offset")
+    rejected_at: str
+    rejected_at_ms: int
+    preview: str = Field(description="the head of the record's value, long IDs shortened")
+
+
+class Rejects(BaseModel):
+    """The dead-letter topic over the last hour: counts per minute and reason label, and the
+    latest rejected records. ``reachable`` is false when the broker cannot be reached (then
+    nothing else is known); ``caught_up`` false while a backlog is still being read."""
+
+    model_config = example(
+        {
+            "dlq_topic": "transactions.dlq",
+            "reachable": True,
+            "caught_up": True,
+            "by_minute": [
+                {
+                    "minute": "2026-12-07T05:00:00Z",
+                    "minute_ms": 1796619600000,
+                    "counts": {"Amount": 2, "value": 1},
+                }
+            ],
+            "latest": [
+                {
+                    "reason": "Amount: Input should be greater than 0",
+                    "label": "Amount",
+                    "partition": 1,
+                    "offset": 9812,
+                    "rejected_at": "2026-12-07T05:00:12.345000Z",
+                    "rejected_at_ms": 1796619612345,
+                    "preview": '{"TransactionID": "3f9c1a2b…", "Amount": -5}',
+                }
+            ],
+        }
+    )
+
+    dlq_topic: str
+    reachable: bool
+    caught_up: bool
+    by_minute: list[RejectsMinute]
+    latest: list[Reject]

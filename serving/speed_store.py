@@ -19,6 +19,7 @@ from sqlalchemy import Engine, Select, bindparam, literal_column, select, text
 from lambda_contracts.store_schema import (
     ViewTables,
     batch_runs,
+    partition_halts,
     partition_state,
     view_versions,
 )
@@ -108,6 +109,14 @@ class SpeedReader:
                 select(partition_state).where(partition_state.c.topic == self.topic)
             ).mappings()
             return [dict(r) for r in rows]
+
+    def halts(self) -> dict[int, dict[str, Any]]:
+        """Each halted partition's reason and time (a record it cannot pass)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(partition_halts).where(partition_halts.c.topic == self.topic)
+            ).mappings()
+            return {r["kafka_partition"]: dict(r) for r in rows}
 
     def last_run(self) -> dict[str, Any] | None:
         runs = self.runs(1)

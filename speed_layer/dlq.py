@@ -16,7 +16,7 @@ from kafka import KafkaProducer
 from kafka.errors import MessageSizeTooLargeError
 from prometheus_client import Counter
 
-from lambda_contracts.events import Transaction
+from lambda_contracts.rejects import ORIGIN_HEADERS, REASON_HEADER, reason_label
 
 # A rejected record may be as large as the broker allows (a compressed batch can hold a key or
 # value far larger than an uncompressed request may carry): with the DLQ headers it could exceed
@@ -24,17 +24,6 @@ from lambda_contracts.events import Transaction
 # not fit, the dead letter keeps the head of its key and value, their sizes and SHA-256 digests.
 MAX_RECORD_BYTES = 900_000
 MAX_KEY_BYTES = 4096  # the head of an oversized key that is kept
-
-# The metric's label: the field a rejection names (``Amount: ...``), ``value`` for the record
-# as a whole (empty, not UTF-8, not JSON, not an object). A bounded set: the text after the
-# field holds positions and values, too many to be labels.
-REASON_FIELDS = frozenset({"value"} | {f.alias or n for n, f in Transaction.model_fields.items()})
-
-
-def reason_label(reason: str) -> str:
-    """The metric label of a rejection's reason: its field, or ``other``."""
-    field = reason.split(":", 1)[0].strip()
-    return field if field in REASON_FIELDS else "other"
 
 
 class DeadLetters:
@@ -53,12 +42,10 @@ class DeadLetters:
         origin: tuple[str, int, int, int],
     ) -> None:
         topic, partition, offset, timestamp = origin
+        origin_values = (topic, str(partition), str(offset), str(timestamp))
         headers = [
-            ("reason", reason.encode("utf-8")),
-            ("origin.topic", topic.encode()),
-            ("origin.partition", str(partition).encode()),
-            ("origin.offset", str(offset).encode()),
-            ("origin.timestamp", str(timestamp).encode()),
+            (REASON_HEADER, reason.encode("utf-8")),
+            *((name, v.encode()) for name, v in zip(ORIGIN_HEADERS, origin_values, strict=True)),
         ]
         cut = _cut(key, value, headers, MAX_KEY_BYTES, MAX_RECORD_BYTES - MAX_KEY_BYTES)
         letter = (key, value, headers)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from serving.batch_runs import BatchRuns
 from serving.deps import QueriesDep
 from serving.routes.common import JSONAnswer
+from serving.schemas import INVALID_INPUT
 from serving.schemas import BatchRuns as BatchRunsAnswer
 
 router = APIRouter(prefix="/v1/batch", tags=["batch"])
@@ -18,7 +19,7 @@ async def get_batch_runs(request: Request) -> BatchRuns:
     return request.app.state.batch_runs
 
 
-@router.get("/runs", response_model=BatchRunsAnswer)
+@router.get("/runs", response_model=BatchRunsAnswer, openapi_extra=INVALID_INPUT)
 def batch_runs(
     queries: QueriesDep,
     runs: Annotated[BatchRuns, Depends(get_batch_runs)],

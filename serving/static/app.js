@@ -250,19 +250,94 @@ function drawRuns(answer) {
   }));
 }
 
+// The consumer-group panel (GET /v1/speed/group).
+function drawGroup(group) {
+  const members = group.members.map((m) => `${m.client_id} owns [${m.partitions.join(", ")}]`);
+  document.getElementById("group-meta").textContent = group.state === null
+    ? `group ${group.group}: the broker cannot be reached`
+    : `group ${group.group} · ${group.state} · ${members.length} member(s): ${members.join(" · ") || "none"}`;
+  document.getElementById("group").dataset.members = group.members.length;
+  document.getElementById("group-partitions").tBodies[0].replaceChildren(...group.partitions.map((p) => {
+    const tr = document.createElement("tr");
+    tr.dataset.partition = p.partition;
+    tr.dataset.state = p.state;
+    const state = cell(p.reason ? `${p.state}: ${p.reason}` : p.state, `state state-${p.state}`);
+    tr.append(cell(p.partition, "partition"), cell(p.owner ?? "—", "owner"),
+      cell(p.stored_offset, "stored"), cell(p.end_offset ?? "—", "end"), cell(p.lag ?? "—", "lag"),
+      state);
+    return tr;
+  }));
+}
+
+// The rejects panel (GET /v1/speed/rejects): dead letters per minute, stacked by reason label.
+const REJECT_COLOURS = ["#c0392b", "#e67e22", "#8e44ad", "#16a085", "#7f8c8d", "#2c3e50"];
+let rejectsChart = null;
+let rejectsLabels = "";
+
+function drawRejects(answer) {
+  const labels = [...new Set(answer.by_minute.flatMap((m) => Object.keys(m.counts)))].sort();
+  const container = document.getElementById("rejects-chart");
+  if (rejectsChart === null || rejectsLabels !== labels.join()) {
+    // Stacked: each label's series is its count plus the labels after it, drawn first.
+    rejectsChart?.destroy();
+    rejectsLabels = labels.join();
+    const bars = uPlot.paths.bars({ size: [0.85, 20], align: 1 });
+    rejectsChart = new uPlot({
+      width: Math.max(320, container.clientWidth - 2),
+      height: 180,
+      scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max)] } },
+      series: [{ label: "minute (UTC)" }, ...labels.map((label, i) => ({
+        label, stroke: REJECT_COLOURS[i % REJECT_COLOURS.length],
+        fill: REJECT_COLOURS[i % REJECT_COLOURS.length], paths: bars, points: { show: false },
+      }))],
+      tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
+    }, [[], ...labels.map(() => [])], container);
+  }
+  const now = Date.now();
+  const minutes = answer.by_minute;
+  rejectsChart.batch(() => {
+    rejectsChart.setData([
+      minutes.map((m) => m.minute_ms / 1000),
+      ...labels.map((_, i) => minutes.map((m) =>
+        labels.slice(i).reduce((sum, l) => sum + (m.counts[l] ?? 0), 0))),
+    ]);
+    rejectsChart.setScale("x", { min: (now - 3600000) / 1000, max: (now + 60000) / 1000 });
+  });
+  const total = minutes.reduce((sum, m) =>
+    sum + Object.values(m.counts).reduce((a, b) => a + b, 0), 0);
+  document.getElementById("rejects").dataset.total = total;
+  document.getElementById("rejects-meta").textContent = !answer.reachable
+    ? `${answer.dlq_topic}: the broker cannot be reached`
+    : `${total} rejected in the last hour (${answer.dlq_topic})` +
+      (answer.caught_up ? "" : " · still reading the backlog");
+  document.getElementById("rejects-latest").tBodies[0].replaceChildren(...answer.latest.map((r) => {
+    const tr = document.createElement("tr");
+    tr.dataset.partition = r.partition ?? "";
+    tr.dataset.offset = r.offset ?? "";
+    tr.append(cell(r.rejected_at.slice(11, 19), "rejected"), cell(r.reason, "reason"),
+      cell(r.partition ?? "—", "partition"), cell(r.offset ?? "—", "offset"),
+      cell(r.preview, "preview"));
+    return tr;
+  }));
+}
+
 async function refresh() {
   const range = mergeRange();
   const span = `start=${range.startMs}&end=${range.endMs}`;
   try {
-    const [merge, top, fresh, runs] = await Promise.all([
+    const [merge, top, fresh, runs, group, rejects] = await Promise.all([
       getJSON(`/v1/totals/merge?${span}&granularity=${range.granularity}`),
       getJSON(`/v1/top-accounts?${span}&by=sum&limit=10`),
       getJSON("/v1/freshness"),
       getJSON("/v1/batch/runs?limit=10"),
+      getJSON("/v1/speed/group"),
+      getJSON("/v1/speed/rejects"),
     ]);
     drawMerge(merge, range);
     drawTop(top);
     drawRuns(runs);
+    drawGroup(group);
+    drawRejects(rejects);
     const lag = fresh.speed_lag.reduce((sum, p) => sum + (p.lag ?? 0), 0);
     document.getElementById("freshness").textContent =
       `batch version ${fresh.batch_version ?? "none yet"} · horizon (ingest time) ${fresh.batch_horizon ?? "—"} · ` +

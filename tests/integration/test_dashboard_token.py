@@ -19,12 +19,13 @@ from lambda_contracts.db import make_engine
 from lambda_contracts.settings import Settings
 from lambda_contracts.store_schema import view_tables
 from serving.main import create_app
+from serving.snapshot_cache import Refreshed
+from tests.support.browser import CHROMIUM, chromium_page
 from tests.support.pipeline import free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
 TOKEN = "dashboard-s3cret"
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 @pytest.fixture
@@ -52,6 +53,8 @@ def secured_server(tmp_path: Path) -> Iterator[str]:
     thread.start()
     wait_until(lambda: server.started, 30, "the API server")
     app.state.end_offsets.get = lambda: None  # no broker: lag and caught-up are unknown
+    app.state.group_reading = Refreshed(lambda: None)  # and so are the group and the DLQ
+    app.state.rejects_reading = Refreshed(lambda: None)
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(30)
@@ -59,40 +62,29 @@ def secured_server(tmp_path: Path) -> Iterator[str]:
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium")
 def test_dashboard_sends_the_token_it_was_given(secured_server: str) -> None:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--no-first-run"],
+    with chromium_page() as page:
+        auth_by_url: list[tuple[str, str | None]] = []
+        page.on(
+            "request",
+            lambda r: (
+                auth_by_url.append((r.url, r.headers.get("authorization")))
+                if "/v1/" in r.url
+                else None
+            ),
         )
-        try:
-            page = browser.new_page()
-            auth_by_url: list[tuple[str, str | None]] = []
-            page.on(
-                "request",
-                lambda r: (
-                    auth_by_url.append((r.url, r.headers.get("authorization")))
-                    if "/v1/" in r.url
-                    else None
-                ),
-            )
-            page.goto(secured_server + "/")
-            page.wait_for_selector("body[data-auth=needed]", timeout=20_000)
-            assert "token" in page.inner_text("#freshness")
+        page.goto(secured_server + "/")
+        page.wait_for_selector("body[data-auth=needed]", timeout=20_000)
+        assert "token" in page.inner_text("#freshness")
 
-            page.fill("#token", TOKEN)
-            page.click("#token-form button")
-            page.wait_for_selector("body[data-loaded=true]", timeout=20_000)
-            assert page.locator("#merge-rows tbody tr").count() == 5
-            assert page.evaluate("sessionStorage.getItem('lambda.apiToken')") == TOKEN
-            sent = [auth for _, auth in auth_by_url if auth is not None]
-            assert sent and all(auth == f"Bearer {TOKEN}" for auth in sent)
-            # A reload keeps the token for this tab.
-            auth_by_url.clear()
-            page.reload()
-            page.wait_for_selector("body[data-loaded=true]", timeout=20_000)
-            assert auth_by_url and all(auth == f"Bearer {TOKEN}" for _, auth in auth_by_url)
-        finally:
-            browser.close()
+        page.fill("#token", TOKEN)
+        page.click("#token-form button")
+        page.wait_for_selector("body[data-loaded=true]", timeout=20_000)
+        assert page.locator("#merge-rows tbody tr").count() == 5
+        assert page.evaluate("sessionStorage.getItem('lambda.apiToken')") == TOKEN
+        sent = [auth for _, auth in auth_by_url if auth is not None]
+        assert sent and all(auth == f"Bearer {TOKEN}" for auth in sent)
+        # A reload keeps the token for this tab.
+        auth_by_url.clear()
+        page.reload()
+        page.wait_for_selector("body[data-loaded=true]", timeout=20_000)
+        assert auth_by_url and all(auth == f"Bearer {TOKEN}" for _, auth in auth_by_url)

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -30,6 +29,7 @@ from lambda_contracts.db import make_engine
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
 from serving.main import create_app
+from tests.support.browser import ARTIFACTS, chromium_page
 from tests.support.oracle import kept_rows
 from tests.support.pipeline import (
     BIN,
@@ -443,8 +443,6 @@ def test_publishing_during_queries_never_loses_or_doubles(
 
 # --- over real HTTP: a uvicorn server started like `make up` starts it ---------------------
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-
 
 @pytest.fixture(scope="module")
 def server(platform: Platform) -> Iterator[str]:
@@ -521,31 +519,6 @@ def test_openapi_contract_no_5xx_and_schema_conformance(server: str) -> None:
         timeout=600,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
-
-
-@contextmanager
-def chromium_page() -> Iterator[Page]:
-    """A page of Debian's headless Chromium (1280x720); artifacts go to ``ARTIFACTS``."""
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        try:
-            yield browser.new_page(viewport={"width": 1280, "height": 720})
-        finally:
-            browser.close()
 
 
 def merge_panel(page: Page) -> dict[str, Any]:

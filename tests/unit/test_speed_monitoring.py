@@ -8,8 +8,9 @@ from typing import Any
 from kafka.errors import KafkaConnectionError
 
 from lambda_contracts.events import parse_event
+from lambda_contracts.rejects import reason_label
 from lambda_contracts.settings import Settings
-from speed_layer.dlq import DeadLetters, reason_label
+from speed_layer.dlq import DeadLetters
 from speed_layer.metrics import SpeedMetrics
 from speed_layer.replication import ReplicationWatch, under_replicated
 
