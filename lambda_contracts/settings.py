@@ -257,6 +257,12 @@ class ServingSettings(SettingsGroup):
         description="rows of batch answer parts each serving worker keeps for the CURRENT "
         "version (0: no cache)",
     )
+    api_history_sample_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="each serving worker samples watermarks, horizon and lag this often for the "
+        "dashboard's time panel, keeping the last hour (0: no sampling)",
+    )
 
 
 class MonitoringSettings(SettingsGroup):

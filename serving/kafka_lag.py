@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
@@ -60,3 +61,26 @@ class EndOffsets:
     def close(self) -> None:
         with self._lock:
             self.close_unlocked()
+
+
+@dataclass(frozen=True)
+class PartitionProgress:
+    partition: int
+    stored_offset: int  # the next offset the speed store will count
+    end_offset: int | None  # None: the broker did not answer
+    lag: int | None
+
+
+def partition_progress(
+    partitions: int, stored: dict[int, int], reading: EndOffsetsReading | None
+) -> list[PartitionProgress]:
+    """Each partition's stored offset against its end offset (a partition the store has not
+    counted on yet is at 0)."""
+    out = []
+    for partition in range(partitions):
+        offset = stored.get(partition, 0)
+        end = reading.offsets.get(partition) if reading else None
+        out.append(
+            PartitionProgress(partition, offset, end, None if end is None else max(end - offset, 0))
+        )
+    return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import os
 import shutil
@@ -33,6 +35,7 @@ from serving.batch_store import BatchStore
 from serving.consumer_group import ConsumerGroup
 from serving.dead_letters import DeadLetterTail
 from serving.deps import require_token
+from serving.history import History, take_sample
 from serving.kafka_lag import EndOffsets
 from serving.metrics import MULTIPROC_ENV, ServingMetrics
 from serving.queries import QueryService
@@ -138,6 +141,10 @@ def create_app(settings: Settings | None = None, views: ViewSet | None = None) -
         app.state.group_reading = Refreshed(group.describe, max_age_s=1.0)
         app.state.dead_letters = dead_letters = DeadLetterTail(settings)
         app.state.rejects_reading = Refreshed(dead_letters.read, max_age_s=2.0)
+        app.state.history = history = History(
+            lambda: take_sample(settings, queries, layout), settings.api_history_sample_s
+        )
+        sampler = asyncio.create_task(history.run()) if settings.api_history_sample_s else None
         try:  # load CURRENT's version before taking requests (each worker has its own copy)
             await queries.prepare()
         except Exception as exc:  # not fatal: /readyz reports it, requests retry the load
@@ -145,6 +152,10 @@ def create_app(settings: Settings | None = None, views: ViewSet | None = None) -
         freeze_startup_heap()
         yield
         gc.unfreeze()  # a process that hosts another app next (tests) collects this one
+        if sampler is not None:
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
         app.state.end_offsets.close()
         app.state.group.close()
         app.state.dead_letters.close()

@@ -499,3 +499,48 @@ class Rejects(BaseModel):
     caught_up: bool
     by_minute: list[RejectsMinute]
     latest: list[Reject]
+
+
+class HistorySample(BaseModel):
+    at_ms: int
+    speed_watermark_ms: int | None
+    landing_watermark_ms: int | None
+    batch_horizon_ms: int | None
+    lag: dict[str, int | None] = Field(description="partition -> lag (null: no broker)")
+
+
+class Publish(BaseModel):
+    version: str
+    published_at_ms: int
+    horizon_ms: int
+
+
+class FreshnessHistory(BaseModel):
+    """The last hour of the clocks /v1/freshness reports, sampled every ``sample_s`` by this
+    serving worker (empty when sampling is off), and the batch publishes in that hour."""
+
+    model_config = example(
+        {
+            "sample_s": 5.0,
+            "samples": [
+                {
+                    "at_ms": 1796619645000,
+                    "speed_watermark_ms": 1796619644500,
+                    "landing_watermark_ms": 1796619642000,
+                    "batch_horizon_ms": 1796619600000,
+                    "lag": {"0": 0, "1": 12},
+                }
+            ],
+            "publishes": [
+                {
+                    "version": VERSION_EXAMPLE,
+                    "published_at_ms": 1796619641000,
+                    "horizon_ms": 1796619600000,
+                }
+            ],
+        }
+    )
+
+    sample_s: float
+    samples: list[HistorySample]
+    publishes: list[Publish]

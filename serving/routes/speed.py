@@ -13,6 +13,7 @@ from lambda_contracts.buckets import ms_to_iso
 from serving.consumer_group import GroupReading, partition_state
 from serving.dead_letters import RejectsReading
 from serving.deps import QueriesDep, SettingsDep
+from serving.kafka_lag import partition_progress
 from serving.routes.common import JSONAnswer
 from serving.schemas import ConsumerGroupAnswer, Rejects
 
@@ -40,31 +41,23 @@ def consumer_group(
     owner = {p: m.client_id for m in members for p in m.partitions}
     stored = {p["kafka_partition"]: p for p in queries.speed.partitions()}
     halts = queries.speed.halts()
-    ends = queries.end_offsets()
+    offsets = {p: row["next_offset"] for p, row in stored.items()}
     now_ms = int(time.time() * 1000)
+    stall_ms = int(settings.speed_unhealthy_after_s * 1000)
     partitions = []
-    for partition in range(settings.partitions):
-        progress = stored.get(partition, {})
-        offset = progress.get("next_offset", 0)
-        end = ends.offsets.get(partition) if ends else None
-        lag = None if end is None else max(end - offset, 0)
-        updated = progress.get("updated_at_ms", 0)
-        halt = halts.get(partition)
+    for progress in partition_progress(settings.partitions, offsets, queries.end_offsets()):
+        updated = stored.get(progress.partition, {}).get("updated_at_ms", 0)
+        halt = halts.get(progress.partition)
+        state = partition_state(halt is not None, progress.lag, updated, now_ms, stall_ms)
         partitions.append(
             {
-                "partition": partition,
-                "owner": owner.get(partition),
-                "stored_offset": offset,
-                "end_offset": end,
-                "lag": lag,
-                "state": partition_state(
-                    halt is not None, lag, updated, now_ms,
-                    int(settings.speed_unhealthy_after_s * 1000),
-                ),
+                **asdict(progress),
+                "owner": owner.get(progress.partition),
+                "state": state,
                 "reason": halt["reason"] if halt else None,
                 "updated_at_ms": updated,
             }
-        )  # fmt: skip
+        )
     return JSONAnswer(
         {
             "group": settings.speed_group,

@@ -46,6 +46,8 @@ function cell(text, className) {
 const BATCH_COLOUR = "#2f5d8a";
 const SPEED_COLOUR = "#9ecae9";
 const HORIZON_COLOUR = "#c0392b";
+// Series of no fixed meaning (reason labels, partitions).
+const PALETTE = ["#c0392b", "#e67e22", "#8e44ad", "#16a085", "#7f8c8d", "#2c3e50"];
 const MERGE_KEY = "lambda.mergeRange";
 let mergeChart = null;
 let mergeHorizonSec = null;
@@ -250,6 +252,69 @@ function drawRuns(answer) {
   }));
 }
 
+// The time panel (GET /v1/freshness/history): seconds behind each sample, publishes marked.
+const CLOCKS = [["speed watermark", "speed_watermark_ms", "#2e86c1"],
+  ["landing watermark", "landing_watermark_ms", "#27ae60"], ["batch horizon", "batch_horizon_ms", "#2f5d8a"]];
+let timeChart = null;
+let lagChart = null;
+let lagPartitions = "";
+let publishesSec = [];
+
+function drawPublishes(u) {
+  const ctx = u.ctx;
+  ctx.save();
+  ctx.strokeStyle = HORIZON_COLOUR;
+  ctx.setLineDash([4 * devicePixelRatio, 4 * devicePixelRatio]);
+  for (const at of publishesSec) {
+    if (at < u.scales.x.min || at > u.scales.x.max) continue;
+    const x = u.valToPos(at, "x", true);
+    ctx.beginPath();
+    ctx.moveTo(x, u.bbox.top);
+    ctx.lineTo(x, u.bbox.top + u.bbox.height);
+    ctx.stroke();
+  }
+  ctx.restore();
+}
+
+function lineChart(container, series, height, yLabel) {
+  return new uPlot({
+    width: Math.max(320, container.clientWidth - 2),
+    height,
+    scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max)] } },
+    series: [{ label: "time (UTC)" }, ...series.map(([label, colour]) => ({ label, stroke: colour, width: 2 }))],
+    axes: [{}, { label: yLabel }],
+    hooks: { draw: [drawPublishes] },
+    tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
+  }, [[], ...series.map(() => [])], container);
+}
+
+function drawTime(history) {
+  const samples = history.samples;
+  publishesSec = history.publishes.map((p) => p.published_at_ms / 1000);
+  const xs = samples.map((s) => s.at_ms / 1000);
+  const behind = (s, key) => s[key] === null ? null : Math.max(0, (s.at_ms - s[key]) / 1000);
+  timeChart ??= lineChart(document.getElementById("time-chart"),
+    CLOCKS.map(([label, , colour]) => [label, colour]), 200, "seconds behind");
+  timeChart.setData([xs, ...CLOCKS.map(([, key]) => samples.map((s) => behind(s, key)))]);
+  const partitions = [...new Set(samples.flatMap((s) => Object.keys(s.lag)))].sort((a, b) => a - b);
+  if (lagChart === null || lagPartitions !== partitions.join()) {
+    lagChart?.destroy();
+    lagPartitions = partitions.join();
+    lagChart = lineChart(document.getElementById("lag-chart"),
+      partitions.map((p, i) => [`partition ${p}`, PALETTE[i % PALETTE.length]]), 140, "lag (records)");
+  }
+  lagChart.setData([xs, ...partitions.map((p) => samples.map((s) => s.lag[p] ?? null))]);
+  const panel = document.getElementById("time");
+  panel.dataset.samples = samples.length;
+  panel.dataset.publishes = history.publishes.map((p) => p.version).join(" ");
+  const last = samples.at(-1);
+  document.getElementById("time-meta").textContent = last === undefined
+    ? (history.sample_s ? "no sample yet" : "sampling is off (LAMBDA_API_HISTORY_SAMPLE_S=0)")
+    : `${samples.length} samples every ${history.sample_s} s · now: ` + CLOCKS.map(([label, key]) =>
+      `${label} ${behind(last, key)?.toFixed(1) ?? "—"} s behind`).join(" · ") +
+      ` · ${history.publishes.length} publish(es) in the hour`;
+}
+
 // The consumer-group panel (GET /v1/speed/group).
 function drawGroup(group) {
   const members = group.members.map((m) => `${m.client_id} owns [${m.partitions.join(", ")}]`);
@@ -270,7 +335,6 @@ function drawGroup(group) {
 }
 
 // The rejects panel (GET /v1/speed/rejects): dead letters per minute, stacked by reason label.
-const REJECT_COLOURS = ["#c0392b", "#e67e22", "#8e44ad", "#16a085", "#7f8c8d", "#2c3e50"];
 let rejectsChart = null;
 let rejectsLabels = "";
 
@@ -287,8 +351,8 @@ function drawRejects(answer) {
       height: 180,
       scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max)] } },
       series: [{ label: "minute (UTC)" }, ...labels.map((label, i) => ({
-        label, stroke: REJECT_COLOURS[i % REJECT_COLOURS.length],
-        fill: REJECT_COLOURS[i % REJECT_COLOURS.length], paths: bars, points: { show: false },
+        label, stroke: PALETTE[i % PALETTE.length],
+        fill: PALETTE[i % PALETTE.length], paths: bars, points: { show: false },
       }))],
       tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
     }, [[], ...labels.map(() => [])], container);
@@ -325,19 +389,21 @@ async function refresh() {
   const range = mergeRange();
   const span = `start=${range.startMs}&end=${range.endMs}`;
   try {
-    const [merge, top, fresh, runs, group, rejects] = await Promise.all([
+    const [merge, top, fresh, runs, group, rejects, history] = await Promise.all([
       getJSON(`/v1/totals/merge?${span}&granularity=${range.granularity}`),
       getJSON(`/v1/top-accounts?${span}&by=sum&limit=10`),
       getJSON("/v1/freshness"),
       getJSON("/v1/batch/runs?limit=10"),
       getJSON("/v1/speed/group"),
       getJSON("/v1/speed/rejects"),
+      getJSON("/v1/freshness/history"),
     ]);
     drawMerge(merge, range);
     drawTop(top);
     drawRuns(runs);
     drawGroup(group);
     drawRejects(rejects);
+    drawTime(history);
     const lag = fresh.speed_lag.reduce((sum, p) => sum + (p.lag ?? 0), 0);
     document.getElementById("freshness").textContent =
       `batch version ${fresh.batch_version ?? "none yet"} · horizon (ingest time) ${fresh.batch_horizon ?? "—"} · ` +

@@ -614,6 +614,12 @@ def test_merge_panel_turns_speed_parts_into_batch_parts_on_publish(
         )
         newest = page.locator("#runs-rows tbody tr").first
         assert newest.locator("td.version").inner_text().startswith("★")
+        # The time panel marks the publish over its samples of the last hour.
+        page.wait_for_function(
+            f"document.getElementById('time').dataset.publishes?.split(' ').includes({version!r})"
+            " && Number(document.getElementById('time').dataset.samples) > 0",
+            timeout=30_000,
+        )
         assert int(after["horizon"]) == horizon > int(before["horizon"])
         assert merge_answer(server, after) == {"version": version, "rows": after["rows"]}
         page.screenshot(path=str(ARTIFACTS / "dashboard-merge-after.png"), full_page=True)
