@@ -167,8 +167,8 @@ function viewQuery(view, startMs, endMs) {
   return params;
 }
 
-function drawRows(rows) {
-  const table = document.getElementById("view-rows");
+function drawRows(rows, tableId = "view-rows") {
+  const table = document.getElementById(tableId);
   const columns = rows.length ? Object.keys(rows[0]) : [];
   const head = document.createElement("tr");
   for (const c of columns) {
@@ -190,6 +190,7 @@ function drawRows(rows) {
 
 async function refreshViews(endMs) {
   const listed = (await getJSON("/v1/views")).views;
+  fillExplore(listed);
   const name = fillViewSelect(listed);
   const versions = listed.filter((v) => v.name === name);
   const view = versions.find((v) => v.answering) ?? versions[0];
@@ -241,7 +242,7 @@ function drawRuns(answer) {
       cell((run.current ? "★ " : "") + run.version, "version"),
       cell(run.published_at.slice(11, 19), "published"),
       cell(run.horizon.slice(11, 19), "horizon"),
-      cell(minutes(run.increment_ms), "increment"),
+      cell(run.previous_horizon_ms === 0 ? "all history" : minutes(run.increment_ms), "increment"),
       cell(run.batch_events, "events"),
       cell(drift, "drift"),
       cell(run.mode ?? "deleted", "mode"),
@@ -295,7 +296,11 @@ function drawTime(history) {
   const behind = (s, key) => s[key] === null ? null : Math.max(0, (s.at_ms - s[key]) / 1000);
   timeChart ??= lineChart(document.getElementById("time-chart"),
     CLOCKS.map(([label, , colour]) => [label, colour]), 200, "seconds behind");
-  timeChart.setData([xs, ...CLOCKS.map(([, key]) => samples.map((s) => behind(s, key)))]);
+  const hour = { min: Date.now() / 1000 - 3600, max: Date.now() / 1000 };
+  timeChart.batch(() => {
+    timeChart.setData([xs, ...CLOCKS.map(([, key]) => samples.map((s) => behind(s, key)))]);
+    timeChart.setScale("x", hour);
+  });
   const partitions = [...new Set(samples.flatMap((s) => Object.keys(s.lag)))].sort((a, b) => a - b);
   if (lagChart === null || lagPartitions !== partitions.join()) {
     lagChart?.destroy();
@@ -303,7 +308,10 @@ function drawTime(history) {
     lagChart = lineChart(document.getElementById("lag-chart"),
       partitions.map((p, i) => [`partition ${p}`, PALETTE[i % PALETTE.length]]), 140, "lag (records)");
   }
-  lagChart.setData([xs, ...partitions.map((p) => samples.map((s) => s.lag[p] ?? null))]);
+  lagChart.batch(() => {
+    lagChart.setData([xs, ...partitions.map((p) => samples.map((s) => s.lag[p] ?? null))]);
+    lagChart.setScale("x", hour);
+  });
   const panel = document.getElementById("time");
   panel.dataset.samples = samples.length;
   panel.dataset.publishes = history.publishes.map((p) => p.version).join(" ");
@@ -335,6 +343,7 @@ function drawGroup(group) {
 }
 
 // The rejects panel (GET /v1/speed/rejects): dead letters per minute, stacked by reason label.
+const REJECTS_SHOWN = 10;
 let rejectsChart = null;
 let rejectsLabels = "";
 
@@ -374,7 +383,8 @@ function drawRejects(answer) {
     ? `${answer.dlq_topic}: the broker cannot be reached`
     : `${total} rejected in the last hour (${answer.dlq_topic})` +
       (answer.caught_up ? "" : " · still reading the backlog");
-  document.getElementById("rejects-latest").tBodies[0].replaceChildren(...answer.latest.map((r) => {
+  const shown = answer.latest.slice(0, REJECTS_SHOWN);
+  document.getElementById("rejects-latest").tBodies[0].replaceChildren(...shown.map((r) => {
     const tr = document.createElement("tr");
     tr.dataset.partition = r.partition ?? "";
     tr.dataset.offset = r.offset ?? "";
@@ -383,6 +393,110 @@ function drawRejects(answer) {
       cell(r.preview, "preview"));
     return tr;
   }));
+}
+
+// The explore panel: any serving view, keys, range and granularity; the answer beside its meta.
+const WINDOW_ORDER = ["minute", "hour", "day"];
+let exploreViews = [];
+
+function utcInput(ms) {
+  return new Date(ms).toISOString().slice(0, 16);
+}
+
+function exploreView() {
+  const name = document.getElementById("explore-view").value;
+  return exploreViews.find((v) => v.name === name && v.answering) ??
+    exploreViews.find((v) => v.name === name);
+}
+
+function fillExplore(views) {
+  exploreViews = views;
+  const select = document.getElementById("explore-view");
+  const names = [...new Set(views.map((v) => v.name))];
+  if (select.options.length !== names.length ||
+      names.some((n, i) => select.options[i].value !== n)) {
+    const chosen = select.value;
+    select.replaceChildren(...names.map((n) => new Option(n, n)));
+    select.value = names.includes(chosen) ? chosen : (names.includes("account_minute") ? "account_minute" : names[0]);
+    exploreKeys();
+  }
+  const start = document.getElementById("explore-start");
+  const end = document.getElementById("explore-end");
+  if (!start.value || !end.value) {
+    const hour = Math.ceil(Date.now() / 3600000) * 3600000;
+    start.value = utcInput(hour - DAY_MS);
+    end.value = utcInput(hour);
+  }
+}
+
+// One input per dimension of the chosen view; granularities finer than its window disabled.
+function exploreKeys() {
+  const view = exploreView();
+  if (!view) return;
+  document.getElementById("explore-keys").replaceChildren(...view.definition.dimensions.flatMap((d) => {
+    const label = document.createElement("label");
+    label.htmlFor = `explore-key-${d}`;
+    label.textContent = d;
+    const input = document.createElement("input");
+    input.id = `explore-key-${d}`;
+    input.dataset.dimension = d;
+    input.placeholder = "any";
+    input.size = 12;
+    return [label, input];
+  }));
+  const least = WINDOW_ORDER.indexOf(view.definition.window);
+  const granularity = document.getElementById("explore-granularity");
+  for (const option of granularity.options) option.disabled = WINDOW_ORDER.indexOf(option.value) < least;
+  if (granularity.selectedOptions[0].disabled) granularity.value = view.definition.window;
+}
+
+function metaEntries(view, body) {
+  const m = body.meta;
+  return [["view version", `${view.name} @ ${m.view_version ?? body.version}`],
+    ["batch version", m.batch_version ?? "none yet"], ["batch horizon (ingest)", m.batch_horizon ?? "—"],
+    ["speed watermark", m.speed_watermark ?? "—"],
+    ["events", `${m.events_from_batch} from batch + ${m.events_from_speed} from speed`],
+    ["as of", m.as_of]];
+}
+
+async function refreshExplore() {
+  const view = exploreView();
+  const start = document.getElementById("explore-start").value;
+  const end = document.getElementById("explore-end").value;
+  if (!view || !start || !end) return;
+  const params = new URLSearchParams({
+    start: `${start}:00Z`, end: `${end}:00Z`,
+    granularity: document.getElementById("explore-granularity").value, limit: "1000",
+  });
+  for (const input of document.querySelectorAll("#explore-keys input")) {
+    if (input.value.trim()) params.set(input.dataset.dimension, input.value.trim());
+  }
+  const response = await fetch(`/v1/views/${view.name}?${params}`, { headers: apiHeaders() });
+  const body = await response.json();
+  const panel = document.getElementById("explore");
+  panel.dataset.query = params.toString();
+  panel.dataset.status = response.status;
+  const meta = document.getElementById("explore-meta");
+  if (!response.ok) {
+    drawRows([], "explore-rows");
+    const why = response.status === 409
+      ? `building, ${Math.round(body.progress * 100)} % — ${body.waiting_for}`
+      : JSON.stringify(body.detail ?? body);
+    meta.replaceChildren(...definitionList([["error " + response.status, why]]));
+    return;
+  }
+  drawRows(body.rows, "explore-rows");
+  meta.replaceChildren(...definitionList(metaEntries(view, body)));
+}
+
+function definitionList(entries) {
+  return entries.flatMap(([term, value]) => {
+    const dt = document.createElement("dt");
+    dt.textContent = term;
+    const dd = document.createElement("dd");
+    dd.textContent = value;
+    return [dt, dd];
+  });
 }
 
 async function refresh() {
@@ -412,6 +526,7 @@ async function refresh() {
     document.body.dataset.loaded = "true";
     document.body.dataset.auth = "ok";
     await refreshViews(range.endMs);
+    await refreshExplore();
   } catch (err) {
     if (err instanceof Unauthorized) {
       document.body.dataset.auth = "needed";
@@ -422,6 +537,14 @@ async function refresh() {
 }
 
 setupTokenForm();
+document.getElementById("explore-view").addEventListener("change", () => {
+  exploreKeys();
+  refreshExplore();
+});
+document.getElementById("explore-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  refreshExplore();
+});
 document.getElementById("merge-range").addEventListener("change", (event) => {
   sessionStorage.setItem(MERGE_KEY, event.target.value);
   refresh();

@@ -12,6 +12,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -570,6 +571,62 @@ def test_dashboard_renders_live_data_in_a_real_browser(server: str) -> None:
         page.wait_for_selector("#view-rows th:text-is('window_start')", timeout=20_000)
         page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
     assert all(url.startswith(server) for url in requests), "the dashboard must work offline"
+
+
+def utc_minute(ms: int) -> str:
+    """A minute as a datetime-local input takes it (the page reads it as UTC)."""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M")
+
+
+def test_explore_panel_answers_as_the_api(server: str, platform: Platform) -> None:
+    """An account, a range and a granularity entered on the page: its rows and meta are the
+    API's answer to the same query."""
+    first, last = ranges(platform)["all"]
+    account = top_accounts(platform, 1)[0]
+    with chromium_page() as page:
+        page.goto(server + "/")
+        page.wait_for_selector("body[data-loaded=true]", timeout=20_000)
+        page.wait_for_selector(
+            "#explore-view option[value=account_minute]", state="attached", timeout=20_000
+        )
+        page.select_option("#explore-view", "account_minute")
+        page.fill("#explore-key-SourceAccountID", account)
+        page.fill("#explore-start", utc_minute(first - first % 3_600_000))
+        page.fill("#explore-end", utc_minute(last - last % 3_600_000 + 3_600_000))
+        page.select_option("#explore-granularity", "hour")
+        assert page.locator("#explore-granularity option[value=minute]").is_enabled()
+        page.click("#explore-form button")
+        page.wait_for_function(
+            "document.getElementById('explore').dataset.status === '200' && "
+            f"document.getElementById('explore').dataset.query.includes({account!r})",
+            timeout=20_000,
+        )
+        shown = page.evaluate(
+            """() => ({
+              query: document.getElementById("explore").dataset.query,
+              head: [...document.querySelectorAll("#explore-rows th")].map((th) => th.textContent),
+              rows: [...document.querySelectorAll("#explore-rows tbody tr")].map(
+                (tr) => [...tr.querySelectorAll("td")].map((td) => td.textContent)),
+              meta: document.getElementById("explore-meta").innerText,
+            })"""
+        )
+        page.screenshot(path=str(ARTIFACTS / "dashboard-explore.png"), full_page=True)
+    body = httpx.get(f"{server}/v1/views/account_minute?{shown['query']}", timeout=30).json()
+    assert body["rows"] and shown["head"] == list(body["rows"][0])
+    want = [
+        [utc_minute(v).replace("T", " ") if k == "window_start" else str(v) for k, v in r.items()]
+        for r in body["rows"]
+    ]
+    assert shown["rows"] == want
+    assert sum(int(r[shown["head"].index("count")]) for r in shown["rows"]) == sum(
+        v[0] for k, v in platform.views["account_minute"].items() if k[0] == account
+    )
+    m = body["meta"]
+    assert (
+        f"{m['events_from_batch']} from batch + {m['events_from_speed']} from speed"
+        in (shown["meta"])
+    )
+    assert m["batch_version"] in shown["meta"]
 
 
 def test_merge_panel_turns_speed_parts_into_batch_parts_on_publish(
