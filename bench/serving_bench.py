@@ -5,12 +5,13 @@ straight on DuckDB + SQLAlchemy as the floor; end-to-end freshness.
     .venv/bin/python -m bench.serving_bench [--events 5000000] [--accounts 10000] [--seconds 20]
         [--rate 500] [--open-seconds 20] [--workers 1,2] [--baseline-ref main]
         [--batch-from DIR] [--views-file FILE --kinds summary,series,view:NAME:Dimension]
+        [--env-config NAME:LAMBDA_X=V[,LAMBDA_Y=W]]...
 
 Populated = a synthetic landing zone of ``--events`` events over ``--accounts`` accounts,
 recomputed by Spark and published; then a speed layer and a producer (200 events/s) run
 during the HTTP measurements. Each server configuration (``--workers``: uvicorn worker counts
 of this code; ``--baseline-ref``: the serving code of a git ref, one worker, for a side-by-side
-run) is started fresh — batch-part cache cold — and measured in this order: open loop summary,
+run; ``--env-config``: this code, one worker, with other settings) is started fresh — batch-part cache cold — and measured in this order: open loop summary,
 open loop series, wrk summary, wrk series. The open loop is vegeta (``vegeta attack -rate``):
 requests leave on schedule whatever the answers do (no coordinated omission; vegeta adds
 workers while answers are outstanding), each to a random account. Freshness: events produced
@@ -282,6 +283,10 @@ def populate(settings, layout: Layout, args: argparse.Namespace) -> None:  # typ
         shutil.copytree(layout.data_dir / "batch", keep)
 
 
+# A server measured: its name, the code it runs, its workers, and settings of its own.
+Config = tuple[str, Path, int, dict[str, str]]
+
+
 def baseline_source(ref: str, tmp: Path) -> Path:
     """The code of git ``ref`` (its serving layer is what runs), extracted under ``tmp``."""
     out = tmp / f"src-{re.sub(r'[^A-Za-z0-9_.-]', '_', ref)}"
@@ -293,12 +298,15 @@ def baseline_source(ref: str, tmp: Path) -> Path:
     return out
 
 
-def start_server(settings, source: Path, workers: int, log: Path) -> subprocess.Popen:  # type: ignore[no-untyped-def]
+def start_server(
+    settings, source: Path, workers: int, log: Path, extra: dict[str, str]
+) -> subprocess.Popen:  # type: ignore[no-untyped-def]
     env = env_for(
         settings,
         LAMBDA_API_PORT=str(PORT),
         LAMBDA_API_WORKERS=str(workers),
         PYTHONPATH=str(source),
+        **extra,
     )
     server = subprocess.Popen(
         [sys.executable, "-m", "serving.main"],
@@ -330,11 +338,12 @@ def drain(base: str) -> None:
     wait_until(lambda: _ok(base, timeout=0.5), 120, "the server to drain its backlog")
 
 
-def measure(settings, source: Path, workers: int, args: argparse.Namespace, tmp: Path, i: int):  # type: ignore[no-untyped-def]
+def measure(settings, config: Config, args: argparse.Namespace, tmp: Path, i: int):  # type: ignore[no-untyped-def]
     """wrk on one server, then the open loop on a fresh one (its batch-part cache cold)."""
     base = f"http://127.0.0.1:{PORT}"
     out: dict[str, dict[str, float]] = {}
-    server = start_server(settings, source, workers, tmp / f"serving-{i}-closed.log")
+    _, source, workers, extra = config
+    server = start_server(settings, source, workers, tmp / f"serving-{i}-closed.log", extra)
     try:
         for kind in args.kinds:
             cpu = group_cpu_seconds(server.pid)
@@ -347,7 +356,7 @@ def measure(settings, source: Path, workers: int, args: argparse.Namespace, tmp:
             )
     finally:
         stop_server(server)
-    server = start_server(settings, source, workers, tmp / f"serving-{i}-open.log")
+    server = start_server(settings, source, workers, tmp / f"serving-{i}-open.log", extra)
     try:
         for seed, kind in enumerate(args.kinds):
             out[f"open_loop_{_label(kind)}_at_{args.rate}"] = run_open_loop(
@@ -377,6 +386,14 @@ def main() -> None:
         help="queries measured: summary, series, view:NAME:Dimension (a declared view per key)",
     )
     parser.add_argument("--views-file", default=None, help="the platform's views file")
+    parser.add_argument(
+        "--env-config",
+        action="append",
+        default=[],
+        metavar="NAME:VAR=VALUE[,VAR=VALUE]",
+        help="also measure this code, 1 worker, with these settings (e.g. "
+        "history-off:LAMBDA_API_HISTORY_SAMPLE_S=0)",
+    )
     args = parser.parse_args()
     args.kinds = args.kinds.split(",")
     vegeta()
@@ -390,11 +407,14 @@ def main() -> None:
         )
         layout = Layout.of(settings)
         populate(settings, layout, args)
-        configs = [(f"workers={w}", SOURCE, w) for w in workers]
+        configs: list[Config] = [(f"workers={w}", SOURCE, w, {}) for w in workers]
         if args.baseline_ref:
-            configs.insert(
-                0, (f"{args.baseline_ref} (1 worker)", baseline_source(args.baseline_ref, tmp), 1)
-            )
+            source = baseline_source(args.baseline_ref, tmp)
+            configs.insert(0, (f"{args.baseline_ref} (1 worker)", source, 1, {}))
+        for spec in args.env_config:
+            name, _, assignments = spec.partition(":")
+            extra = dict(a.split("=", 1) for a in assignments.split(",") if a)
+            configs.append((f"{name} (1 worker)", SOURCE, 1, extra))
         speed = SpeedProcess(settings).start()
         ingest = subprocess.Popen(
             [str(BIN / "lambda-produce"), "--rate", "200", "--duration", "0", "--quiet"],
@@ -405,8 +425,9 @@ def main() -> None:
         http: dict[str, dict[str, dict[str, float]]] = {}
         fresh: dict[str, float] | None = None
         try:
-            for i, (name, source, count) in enumerate(configs):
-                http[name], server = measure(settings, source, count, args, tmp, i)
+            for i, config in enumerate(configs):
+                name = config[0]
+                http[name], server = measure(settings, config, args, tmp, i)
                 print(name, json.dumps(http[name]), flush=True)
                 try:
                     if i == len(configs) - 1 and not args.no_freshness:
