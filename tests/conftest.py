@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import Browser, Page, Playwright
 
 from infra.local_broker import Broker, start_broker
 from infra.s3_server import S3Server, start_s3_server
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
 from tests.support import ports
+from tests.support.browser import LAUNCH, VIEWPORT
 from tests.support.pipeline import SpeedProcess
 from tests.support.services import Postgres
 from tests.support.stores import s3_store
@@ -26,6 +28,26 @@ TEST_CONTROLLER_PORT = ports.CONTROLLER_PORT
 TEST_PG_PORT = ports.PG_PORT
 TEST_S3_PORT = ports.S3_PORT
 TEST_S3_BUCKET = "lambda-test"
+
+
+@pytest.fixture(scope="session")
+def chromium(playwright: Playwright) -> Iterator[Browser]:
+    """Debian's Chromium, driven by pytest-playwright's Playwright (its own browsers are not
+    downloaded). Not its ``page`` fixture: that one parametrizes every test using it by
+    browser at session scope, which reorders them across modules. Once started, Playwright's
+    sync API holds the main thread's event loop until the session ends: a test that runs
+    asyncio itself does so on a thread of its own."""
+    browser = playwright.chromium.launch(**LAUNCH)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def tab(chromium: Browser) -> Iterator[Page]:
+    """A page in a fresh browser context (no cookies or storage from another test)."""
+    context = chromium.new_context(viewport=VIEWPORT)
+    yield context.new_page()
+    context.close()
 
 
 @pytest.fixture(scope="session")

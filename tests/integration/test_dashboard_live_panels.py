@@ -18,11 +18,12 @@ import httpx
 import pytest
 import uvicorn
 from kafka import KafkaProducer
+from playwright.sync_api import Page
 
 from lambda_contracts.db import make_engine
 from lambda_contracts.settings import Settings
 from serving.main import create_app
-from tests.support.browser import ARTIFACTS, chromium_page
+from tests.support.browser import ARTIFACTS
 from tests.support.pipeline import SpeedProcess, free_port, produce, wait_caught_up, wait_until
 from tests.support.topic_settings import fresh_settings
 
@@ -81,7 +82,7 @@ def live(broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             speed.kill()
 
 
-def test_poison_records_show_in_the_rejects_panel(live: Live) -> None:
+def test_poison_records_show_in_the_rejects_panel(tab: Page, live: Live) -> None:
     def rejects() -> dict:
         return httpx.get(f"{live.server}/v1/speed/rejects", timeout=30).json()
 
@@ -100,19 +101,18 @@ def test_poison_records_show_in_the_rejects_panel(live: Live) -> None:
             counted[label] = counted.get(label, 0) + n
     assert counted == {"Amount": 1, "value": 1}  # the producer's 300 events were all valid
 
-    with chromium_page() as page:
-        page.goto(live.server + "/")
-        page.wait_for_selector("body[data-loaded=true]", timeout=30_000)
-        for (partition, offset), label in live.poison.items():
-            row = page.locator(
-                f"#rejects-latest tr[data-partition='{partition}'][data-offset='{offset}']"
-            )
-            assert row.count() == 1, (partition, offset)
-            assert row.locator("td.reason").inner_text().startswith(label)
-        shown = page.locator("#rejects-latest").inner_text()
-        assert LONG_ID not in shown and LONG_ID[:8] + "…" in shown  # IDs shortened
-        assert page.locator("#rejects").get_attribute("data-total") == "2"
-        page.screenshot(path=str(ARTIFACTS / "dashboard-rejects.png"), full_page=True)
+    tab.goto(live.server + "/")
+    tab.wait_for_selector("body[data-loaded=true]", timeout=30_000)
+    for (partition, offset), label in live.poison.items():
+        row = tab.locator(
+            f"#rejects-latest tr[data-partition='{partition}'][data-offset='{offset}']"
+        )
+        assert row.count() == 1, (partition, offset)
+        assert row.locator("td.reason").inner_text().startswith(label)
+    shown = tab.locator("#rejects-latest").inner_text()
+    assert LONG_ID not in shown and LONG_ID[:8] + "…" in shown  # IDs shortened
+    assert tab.locator("#rejects").get_attribute("data-total") == "2"
+    tab.screenshot(path=str(ARTIFACTS / "dashboard-rejects.png"), full_page=True)
 
 
 def owners_js(expected: str) -> str:
@@ -123,7 +123,7 @@ def owners_js(expected: str) -> str:
     )
 
 
-def test_group_panel_shows_partitions_move_when_a_speed_process_dies(live: Live) -> None:
+def test_group_panel_shows_partitions_move_when_a_speed_process_dies(tab: Page, live: Live) -> None:
     settings = live.settings
     everything = set(range(settings.partitions))
 
@@ -136,39 +136,38 @@ def test_group_panel_shows_partitions_move_when_a_speed_process_dies(live: Live)
         return len(owned) == 2 and all(owned) and set().union(*owned) == everything
 
     wait_until(split_between_two, 60, "both speed processes to own partitions")
-    with chromium_page() as page:
-        page.goto(live.server + "/")
-        page.wait_for_function(
-            owners_js("r.querySelector('td.owner').textContent.startsWith('speed-layer-')")
-            + " && document.getElementById('group').dataset.members === '2'",
-            timeout=30_000,
-        )
-        shown = set(page.locator("#group-partitions td.owner").all_inner_texts())
-        assert shown == {"speed-layer-0", "speed-layer-1"}
-        page.screenshot(path=str(ARTIFACTS / "dashboard-group-two.png"), full_page=True)
+    tab.goto(live.server + "/")
+    tab.wait_for_function(
+        owners_js("r.querySelector('td.owner').textContent.startsWith('speed-layer-')")
+        + " && document.getElementById('group').dataset.members === '2'",
+        timeout=30_000,
+    )
+    shown = set(tab.locator("#group-partitions td.owner").all_inner_texts())
+    assert shown == {"speed-layer-0", "speed-layer-1"}
+    tab.screenshot(path=str(ARTIFACTS / "dashboard-group-two.png"), full_page=True)
 
-        live.speeds[1].kill()  # SIGKILL: no leave-group; the broker notices at session timeout
-        page.wait_for_function(
-            owners_js("r.querySelector('td.owner').textContent === 'speed-layer-0'"),
-            timeout=90_000,
-        )
-        assert page.locator("#group").get_attribute("data-members") == "1"
-        more = produce(
-            settings, settings.data_dir / "more.jsonl", "--count", "200", "--rate", "400",
-            "--id-prefix", "h",
-        )  # fmt: skip
-        assert {r.partition for r in more} == everything  # the survivor counts on every one
-        # Until the page shows every partition counted through the new events, and ok.
-        ends = {p: max(r.offset for r in more if r.partition == p) + 1 for p in everything}
-        page.wait_for_function(
-            owners_js(
-                f"r.querySelector('td.stored').textContent === String({json.dumps(ends)}"
-                "[r.dataset.partition]) && r.dataset.state === 'ok'"
-                " && r.querySelector('td.lag').textContent === '0'"
-            ),
-            timeout=60_000,
-        )
-        page.screenshot(path=str(ARTIFACTS / "dashboard-group-one.png"), full_page=True)
+    live.speeds[1].kill()  # SIGKILL: no leave-group; the broker notices at session timeout
+    tab.wait_for_function(
+        owners_js("r.querySelector('td.owner').textContent === 'speed-layer-0'"),
+        timeout=90_000,
+    )
+    assert tab.locator("#group").get_attribute("data-members") == "1"
+    more = produce(
+        settings, settings.data_dir / "more.jsonl", "--count", "200", "--rate", "400",
+        "--id-prefix", "h",
+    )  # fmt: skip
+    assert {r.partition for r in more} == everything  # the survivor counts on every one
+    # Until the page shows every partition counted through the new events, and ok.
+    ends = {p: max(r.offset for r in more if r.partition == p) + 1 for p in everything}
+    tab.wait_for_function(
+        owners_js(
+            f"r.querySelector('td.stored').textContent === String({json.dumps(ends)}"
+            "[r.dataset.partition]) && r.dataset.state === 'ok'"
+            " && r.querySelector('td.lag').textContent === '0'"
+        ),
+        timeout=60_000,
+    )
+    tab.screenshot(path=str(ARTIFACTS / "dashboard-group-one.png"), full_page=True)
     answer = group()
     assert [m["client_id"] for m in answer["members"]] == ["speed-layer-0"]
     assert set(answer["members"][0]["partitions"]) == everything

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from playwright.sync_api import Page
 from pydantic import SecretStr
 
 from lambda_contracts.db import make_engine
@@ -20,7 +21,7 @@ from lambda_contracts.settings import Settings
 from lambda_contracts.store_schema import view_tables
 from serving.main import create_app
 from serving.snapshot_cache import Refreshed
-from tests.support.browser import CHROMIUM, chromium_page
+from tests.support.browser import CHROMIUM
 from tests.support.pipeline import free_port, wait_until
 
 pytestmark = pytest.mark.integration
@@ -61,30 +62,27 @@ def secured_server(tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium")
-def test_dashboard_sends_the_token_it_was_given(secured_server: str) -> None:
-    with chromium_page() as page:
-        auth_by_url: list[tuple[str, str | None]] = []
-        page.on(
-            "request",
-            lambda r: (
-                auth_by_url.append((r.url, r.headers.get("authorization")))
-                if "/v1/" in r.url
-                else None
-            ),
-        )
-        page.goto(secured_server + "/")
-        page.wait_for_selector("body[data-auth=needed]", timeout=20_000)
-        assert "token" in page.inner_text("#freshness")
+def test_dashboard_sends_the_token_it_was_given(tab: Page, secured_server: str) -> None:
+    auth_by_url: list[tuple[str, str | None]] = []
+    tab.on(
+        "request",
+        lambda r: (
+            auth_by_url.append((r.url, r.headers.get("authorization"))) if "/v1/" in r.url else None
+        ),
+    )
+    tab.goto(secured_server + "/")
+    tab.wait_for_selector("body[data-auth=needed]", timeout=20_000)
+    assert "token" in tab.inner_text("#freshness")
 
-        page.fill("#token", TOKEN)
-        page.click("#token-form button")
-        page.wait_for_selector("body[data-loaded=true]", timeout=20_000)
-        assert page.locator("#merge-rows tbody tr").count() == 5
-        assert page.evaluate("sessionStorage.getItem('lambda.apiToken')") == TOKEN
-        sent = [auth for _, auth in auth_by_url if auth is not None]
-        assert sent and all(auth == f"Bearer {TOKEN}" for auth in sent)
-        # A reload keeps the token for this tab.
-        auth_by_url.clear()
-        page.reload()
-        page.wait_for_selector("body[data-loaded=true]", timeout=20_000)
-        assert auth_by_url and all(auth == f"Bearer {TOKEN}" for _, auth in auth_by_url)
+    tab.fill("#token", TOKEN)
+    tab.click("#token-form button")
+    tab.wait_for_selector("body[data-loaded=true]", timeout=20_000)
+    assert tab.locator("#merge-rows tbody tr").count() == 5
+    assert tab.evaluate("sessionStorage.getItem('lambda.apiToken')") == TOKEN
+    sent = [auth for _, auth in auth_by_url if auth is not None]
+    assert sent and all(auth == f"Bearer {TOKEN}" for auth in sent)
+    # A reload keeps the token for this tab.
+    auth_by_url.clear()
+    tab.reload()
+    tab.wait_for_selector("body[data-loaded=true]", timeout=20_000)
+    assert auth_by_url and all(auth == f"Bearer {TOKEN}" for _, auth in auth_by_url)

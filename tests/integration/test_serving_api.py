@@ -30,7 +30,7 @@ from lambda_contracts.db import make_engine
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
 from serving.main import create_app
-from tests.support.browser import ARTIFACTS, chromium_page
+from tests.support.browser import ARTIFACTS
 from tests.support.oracle import kept_rows
 from tests.support.pipeline import (
     BIN,
@@ -522,10 +522,10 @@ def test_openapi_contract_no_5xx_and_schema_conformance(server: str) -> None:
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
 
 
-def merge_panel(page: Page) -> dict[str, Any]:
+def merge_panel(tab: Page) -> dict[str, Any]:
     """What the merge panel shows, read at once (it redraws every few seconds): its range
     and version, and per window (epoch ms) the batch part, the speed part and the total."""
-    shown = page.evaluate(
+    shown = tab.evaluate(
         """() => {
           const panel = document.getElementById("merge");
           const rows = [...document.querySelectorAll("#merge-rows tbody tr")].map((tr) =>
@@ -549,27 +549,26 @@ def merge_answer(server: str, shown: dict[str, Any]) -> dict[str, Any]:
     return {"version": body["meta"]["batch_version"], "rows": rows}
 
 
-def test_dashboard_renders_live_data_in_a_real_browser(server: str) -> None:
-    with chromium_page() as page:
-        requests: list[str] = []
-        page.on("request", lambda r: requests.append(r.url))
-        page.goto(server + "/")
-        page.wait_for_selector("body[data-loaded=true]", timeout=20_000)
-        assert page.locator("#merge-chart canvas").count() == 1  # uPlot drew the merge
-        assert page.locator("#merge-rows tbody tr").count() > 0
-        assert page.locator("#top tbody tr").count() > 0
-        assert page.locator("#runs-rows tbody tr").count() > 0  # the fixture's publishes
-        assert "batch version v" in page.inner_text("#freshness")
-        page.wait_for_selector("body[data-views-loaded=true]", timeout=20_000)
-        options = page.locator("#view-select option").all_inner_texts()
-        assert {"account_minute", "global_minute"} <= set(options)
-        page.select_option("#view-select", "account_minute")
-        page.wait_for_selector("#view-rows th:text-is('SourceAccountID')", timeout=20_000)
-        assert page.locator("#view-rows tbody tr").count() > 0
-        assert "answered by version" in page.inner_text("#view-meta")
-        page.select_option("#view-select", "global_minute")
-        page.wait_for_selector("#view-rows th:text-is('window_start')", timeout=20_000)
-        page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+def test_dashboard_renders_live_data_in_a_real_browser(tab: Page, server: str) -> None:
+    requests: list[str] = []
+    tab.on("request", lambda r: requests.append(r.url))
+    tab.goto(server + "/")
+    tab.wait_for_selector("body[data-loaded=true]", timeout=20_000)
+    assert tab.locator("#merge-chart canvas").count() == 1  # uPlot drew the merge
+    assert tab.locator("#merge-rows tbody tr").count() > 0
+    assert tab.locator("#top tbody tr").count() > 0
+    assert tab.locator("#runs-rows tbody tr").count() > 0  # the fixture's publishes
+    assert "batch version v" in tab.inner_text("#freshness")
+    tab.wait_for_selector("body[data-views-loaded=true]", timeout=20_000)
+    options = tab.locator("#view-select option").all_inner_texts()
+    assert {"account_minute", "global_minute"} <= set(options)
+    tab.select_option("#view-select", "account_minute")
+    tab.wait_for_selector("#view-rows th:text-is('SourceAccountID')", timeout=20_000)
+    assert tab.locator("#view-rows tbody tr").count() > 0
+    assert "answered by version" in tab.inner_text("#view-meta")
+    tab.select_option("#view-select", "global_minute")
+    tab.wait_for_selector("#view-rows th:text-is('window_start')", timeout=20_000)
+    tab.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
     assert all(url.startswith(server) for url in requests), "the dashboard must work offline"
 
 
@@ -578,39 +577,38 @@ def utc_minute(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M")
 
 
-def test_explore_panel_answers_as_the_api(server: str, platform: Platform) -> None:
+def test_explore_panel_answers_as_the_api(tab: Page, server: str, platform: Platform) -> None:
     """An account, a range and a granularity entered on the page: its rows and meta are the
     API's answer to the same query."""
     first, last = ranges(platform)["all"]
     account = top_accounts(platform, 1)[0]
-    with chromium_page() as page:
-        page.goto(server + "/")
-        page.wait_for_selector("body[data-loaded=true]", timeout=20_000)
-        page.wait_for_selector(
-            "#explore-view option[value=account_minute]", state="attached", timeout=20_000
-        )
-        page.select_option("#explore-view", "account_minute")
-        page.fill("#explore-key-SourceAccountID", account)
-        page.fill("#explore-start", utc_minute(first - first % 3_600_000))
-        page.fill("#explore-end", utc_minute(last - last % 3_600_000 + 3_600_000))
-        page.select_option("#explore-granularity", "hour")
-        assert page.locator("#explore-granularity option[value=minute]").is_enabled()
-        page.click("#explore-form button")
-        page.wait_for_function(
-            "document.getElementById('explore').dataset.status === '200' && "
-            f"document.getElementById('explore').dataset.query.includes({account!r})",
-            timeout=20_000,
-        )
-        shown = page.evaluate(
-            """() => ({
-              query: document.getElementById("explore").dataset.query,
-              head: [...document.querySelectorAll("#explore-rows th")].map((th) => th.textContent),
-              rows: [...document.querySelectorAll("#explore-rows tbody tr")].map(
-                (tr) => [...tr.querySelectorAll("td")].map((td) => td.textContent)),
-              meta: document.getElementById("explore-meta").innerText,
-            })"""
-        )
-        page.screenshot(path=str(ARTIFACTS / "dashboard-explore.png"), full_page=True)
+    tab.goto(server + "/")
+    tab.wait_for_selector("body[data-loaded=true]", timeout=20_000)
+    tab.wait_for_selector(
+        "#explore-view option[value=account_minute]", state="attached", timeout=20_000
+    )
+    tab.select_option("#explore-view", "account_minute")
+    tab.fill("#explore-key-SourceAccountID", account)
+    tab.fill("#explore-start", utc_minute(first - first % 3_600_000))
+    tab.fill("#explore-end", utc_minute(last - last % 3_600_000 + 3_600_000))
+    tab.select_option("#explore-granularity", "hour")
+    assert tab.locator("#explore-granularity option[value=minute]").is_enabled()
+    tab.click("#explore-form button")
+    tab.wait_for_function(
+        "document.getElementById('explore').dataset.status === '200' && "
+        f"document.getElementById('explore').dataset.query.includes({account!r})",
+        timeout=20_000,
+    )
+    shown = tab.evaluate(
+        """() => ({
+          query: document.getElementById("explore").dataset.query,
+          head: [...document.querySelectorAll("#explore-rows th")].map((th) => th.textContent),
+          rows: [...document.querySelectorAll("#explore-rows tbody tr")].map(
+            (tr) => [...tr.querySelectorAll("td")].map((td) => td.textContent)),
+          meta: document.getElementById("explore-meta").innerText,
+        })"""
+    )
+    tab.screenshot(path=str(ARTIFACTS / "dashboard-explore.png"), full_page=True)
     body = httpx.get(f"{server}/v1/views/account_minute?{shown['query']}", timeout=30).json()
     assert body["rows"] and shown["head"] == list(body["rows"][0])
     want = [
@@ -630,7 +628,7 @@ def test_explore_panel_answers_as_the_api(server: str, platform: Platform) -> No
 
 
 def test_merge_panel_turns_speed_parts_into_batch_parts_on_publish(
-    server: str, platform: Platform, tmp_path: Path
+    tab: Page, server: str, platform: Platform, tmp_path: Path
 ) -> None:
     """Fresh events show as speed parts; after a batch run publishes past them they are batch
     parts, every window's total unchanged, and the page equals the API's answer each time."""
@@ -643,43 +641,42 @@ def test_merge_panel_turns_speed_parts_into_batch_parts_on_publish(
     engine = make_engine(settings.speed_store_url)
     wait_caught_up(settings, engine)
     engine.dispose()
-    with chromium_page() as page:
-        page.goto(server + "/")
-        page.wait_for_function(
-            "[...document.querySelectorAll('#merge-rows td.speed')]"
-            ".reduce((n, td) => n + Number(td.textContent), 0) >= 300",
-            timeout=30_000,
-        )
-        before = merge_panel(page)
-        assert merge_answer(server, before) == {
-            "version": before["version"],
-            "rows": before["rows"],
-        }
-        page.screenshot(path=str(ARTIFACTS / "dashboard-merge-before.png"), full_page=True)
+    tab.goto(server + "/")
+    tab.wait_for_function(
+        "[...document.querySelectorAll('#merge-rows td.speed')]"
+        ".reduce((n, td) => n + Number(td.textContent), 0) >= 300",
+        timeout=30_000,
+    )
+    before = merge_panel(tab)
+    assert merge_answer(server, before) == {
+        "version": before["version"],
+        "rows": before["rows"],
+    }
+    tab.screenshot(path=str(ARTIFACTS / "dashboard-merge-before.png"), full_page=True)
 
-        horizon = wait_sealed(settings, fresh)
-        version = new_version_id("merge-panel")
-        run_once(settings, version, "merge-panel", horizon_ms=horizon)
-        page.wait_for_function(
-            f"document.getElementById('merge').dataset.version === {version!r}", timeout=60_000
-        )
-        after = merge_panel(page)
-        # The batch-runs panel lists the run once its publish is recorded (after CURRENT moved).
-        page.wait_for_function(
-            f"document.querySelector('#runs-rows tbody tr')?.dataset.version === {version!r}",
-            timeout=30_000,
-        )
-        newest = page.locator("#runs-rows tbody tr").first
-        assert newest.locator("td.version").inner_text().startswith("★")
-        # The time panel marks the publish over its samples of the last hour.
-        page.wait_for_function(
-            f"document.getElementById('time').dataset.publishes?.split(' ').includes({version!r})"
-            " && Number(document.getElementById('time').dataset.samples) > 0",
-            timeout=30_000,
-        )
-        assert int(after["horizon"]) == horizon > int(before["horizon"])
-        assert merge_answer(server, after) == {"version": version, "rows": after["rows"]}
-        page.screenshot(path=str(ARTIFACTS / "dashboard-merge-after.png"), full_page=True)
+    horizon = wait_sealed(settings, fresh)
+    version = new_version_id("merge-panel")
+    run_once(settings, version, "merge-panel", horizon_ms=horizon)
+    tab.wait_for_function(
+        f"document.getElementById('merge').dataset.version === {version!r}", timeout=60_000
+    )
+    after = merge_panel(tab)
+    # The batch-runs panel lists the run once its publish is recorded (after CURRENT moved).
+    tab.wait_for_function(
+        f"document.querySelector('#runs-rows tbody tr')?.dataset.version === {version!r}",
+        timeout=30_000,
+    )
+    newest = tab.locator("#runs-rows tbody tr").first
+    assert newest.locator("td.version").inner_text().startswith("★")
+    # The time panel marks the publish over its samples of the last hour.
+    tab.wait_for_function(
+        f"document.getElementById('time').dataset.publishes?.split(' ').includes({version!r})"
+        " && Number(document.getElementById('time').dataset.samples) > 0",
+        timeout=30_000,
+    )
+    assert int(after["horizon"]) == horizon > int(before["horizon"])
+    assert merge_answer(server, after) == {"version": version, "rows": after["rows"]}
+    tab.screenshot(path=str(ARTIFACTS / "dashboard-merge-after.png"), full_page=True)
 
     was = {w: (b, s, total) for w, b, s, total in before["rows"]}
     now = {w: (b, s, total) for w, b, s, total in after["rows"]}
@@ -692,7 +689,7 @@ def test_merge_panel_turns_speed_parts_into_batch_parts_on_publish(
     ), "the speed parts did not become batch parts"
 
 
-def test_api_docs_render_offline_in_a_real_browser(server: str) -> None:
+def test_api_docs_render_offline_in_a_real_browser(tab: Page, server: str) -> None:
     """/docs and /redoc render with every request to another host refused (as offline)."""
     elsewhere: list[str] = []
 
@@ -704,19 +701,16 @@ def test_api_docs_render_offline_in_a_real_browser(server: str) -> None:
             elsewhere.append(route.request.url)
             route.abort()
 
-    with chromium_page() as page:
-        page.route("**/*", same_host_only)
-        page.goto(server + "/docs")
-        summary = page.locator(
-            '.opblock-summary-path[data-path="/v1/accounts/{account_id}/summary"]'
-        )
-        summary.wait_for(state="visible", timeout=20_000)
-        assert page.locator(".opblock").count() >= 8
-        page.screenshot(path=str(ARTIFACTS / "docs-swagger-ui.png"), full_page=True)
+    tab.route("**/*", same_host_only)
+    tab.goto(server + "/docs")
+    summary = tab.locator('.opblock-summary-path[data-path="/v1/accounts/{account_id}/summary"]')
+    summary.wait_for(state="visible", timeout=20_000)
+    assert tab.locator(".opblock").count() >= 8
+    tab.screenshot(path=str(ARTIFACTS / "docs-swagger-ui.png"), full_page=True)
 
-        page.goto(server + "/redoc")
-        title = page.locator("h1", has_text="Lambda platform serving API")
-        title.wait_for(state="visible", timeout=20_000)
-        page.locator("h2", has_text="Account Summary").first.wait_for(state="visible")
-        page.screenshot(path=str(ARTIFACTS / "docs-redoc.png"), full_page=True)
+    tab.goto(server + "/redoc")
+    title = tab.locator("h1", has_text="Lambda platform serving API")
+    title.wait_for(state="visible", timeout=20_000)
+    tab.locator("h2", has_text="Account Summary").first.wait_for(state="visible")
+    tab.screenshot(path=str(ARTIFACTS / "docs-redoc.png"), full_page=True)
     assert not elsewhere, f"the docs requested other hosts: {elsewhere}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -52,7 +53,10 @@ def test_the_sampler_skips_a_failed_sample_and_stops_when_cancelled() -> None:
         assert task.cancelled()
         assert [s.at_ms for s in history.samples][:3] == [1, 3, 4]
 
-    asyncio.run(run_briefly())
+    # On a thread of its own: pytest-playwright's Playwright holds the main thread's event loop
+    # for the session once a browser test ran (tests/conftest.py).
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, run_briefly()).result(timeout=60)
 
 
 def test_the_route_answers_the_samples_and_the_hours_publishes(tmp_path: Path) -> None:
