@@ -11,8 +11,9 @@ Populated = a synthetic landing zone of ``--events`` events over ``--accounts`` 
 recomputed by Spark and published; then a speed layer and a producer (200 events/s) run
 during the HTTP measurements. Each server configuration (``--workers``: uvicorn worker counts
 of this code; ``--baseline-ref``: the serving code of a git ref, one worker, for a side-by-side
-run; ``--env-config``: this code, one worker, with other settings) is started fresh — batch-part cache cold — and measured in this order: open loop summary,
-open loop series, wrk summary, wrk series. The open loop is vegeta (``vegeta attack -rate``):
+run; ``--env-config``: this code, one worker, with other settings) is started fresh —
+batch-part cache cold — and measured in this order: open loop summary, open loop series, wrk
+summary, wrk series. The open loop is vegeta (``vegeta attack -rate``):
 requests leave on schedule whatever the answers do (no coordinated omission; vegeta adds
 workers while answers are outstanding), each to a random account. Freshness: events produced
 at 2,000/s while /v1/totals is polled; the k-th event counts as visible when the total first
