@@ -1,4 +1,5 @@
-"""``make up`` / ``make down`` through the platform CLI, and the lecture's examples against it.
+"""``make up`` / ``make down`` through the platform CLI, ``make batch`` under the dashboard in
+Chromium, and the lecture's examples against it.
 
 Runs the real local platform on its default ports (the lecture's code hard-codes
 localhost:9092) with a temporary data directory.
@@ -13,11 +14,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import Page
 
 from infra.services import port_open
+from tests.support.browser import ARTIFACTS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -77,7 +81,7 @@ def read_lines_until(proc: subprocess.Popen[str], count: int, timeout: float) ->
     return lines
 
 
-def test_up_twice_lecture_examples_then_down_leaves_nothing(tmp_path: Path) -> None:
+def test_up_twice_lecture_examples_then_down_leaves_nothing(tab: Page, tmp_path: Path) -> None:
     if port_open("127.0.0.1", 9092):
         pytest.skip("a platform already runs on localhost:9092 (make down first)")
     data_dir = tmp_path / "platform-data"
@@ -87,6 +91,7 @@ def test_up_twice_lecture_examples_then_down_leaves_nothing(tmp_path: Path) -> N
         "LAMBDA_DATA_DIR": str(data_dir),
         "LAMBDA_VIEWS_FILE": str(views_file),
         "LAMBDA_SPEED_UNHEALTHY_AFTER_S": "5",
+        "LAMBDA_BUCKET_MS": "20000",  # `make batch` waits for a sealed bucket: not 5 minutes
         "COLUMNS": "250",  # one table row per service in `status`
         "DEMO": "1",
         "PATH": f"{BIN}:{os.environ['PATH']}",
@@ -133,6 +138,7 @@ def test_up_twice_lecture_examples_then_down_leaves_nothing(tmp_path: Path) -> N
         wait_for(lambda: platform("status", env).returncode == 0, 120)
 
         deploy_views(env, data_dir, views_file)
+        dashboard_follows_make_batch(tab, env)
 
         lecture = ROOT / "tests" / "lecture"
         producer = subprocess.Popen(
@@ -184,3 +190,43 @@ def deploy_views(env: dict[str, str], data_dir: Path, views_file: Path) -> None:
     received = next(v for v in listed if v["name"] == "received_hourly")
     assert received["state"] in ("building", "serving")
     assert received["definition"]["dimensions"] == ["TargetAccountID"]
+
+
+def merge_shown(tab: Page) -> dict[str, Any]:
+    """The merge panel's version and the sum of its windows' batch parts, read at once."""
+    return tab.evaluate(
+        """() => ({
+          version: document.getElementById("merge").dataset.version,
+          batch: [...document.querySelectorAll("#merge-rows td.batch")]
+            .reduce((n, td) => n + Number(td.textContent), 0),
+        })"""
+    )
+
+
+def dashboard_follows_make_batch(tab: Page, env: dict[str, str]) -> None:
+    """``make batch`` runs lambda_batch in Airflow, printing its tasks as they go; the open
+    dashboard then shows the new version: batch parts grown, the run starred and linked to
+    its page in the Airflow UI."""
+    tab.goto("http://127.0.0.1:8000/")
+    tab.wait_for_selector("body[data-loaded=true]", timeout=60_000)
+    before = merge_shown(tab)
+    batch = subprocess.run(
+        ["make", "batch"], env=env, capture_output=True, text=True, timeout=600, cwd=ROOT
+    )
+    assert batch.returncode == 0, batch.stdout[-4000:] + batch.stderr[-2000:]
+    assert "recompute" in batch.stdout and "publish" in batch.stdout  # the tasks, as they ran
+    version = httpx.get("http://127.0.0.1:8000/v1/freshness", timeout=10).json()["batch_version"]
+    assert version and version != before["version"]
+    tab.wait_for_function(
+        f"document.getElementById('merge').dataset.version === {version!r}"
+        f" && document.querySelector('#runs-rows tbody tr')?.dataset.version === {version!r}",
+        timeout=60_000,
+    )
+    after = merge_shown(tab)
+    assert after["batch"] > before["batch"], (before, after)
+    newest = tab.locator("#runs-rows tbody tr").first
+    assert newest.locator("td.version").inner_text().startswith("★")
+    link = newest.locator("a").get_attribute("href") or ""
+    assert link.startswith("http://127.0.0.1:8080/dags/lambda_batch/runs/"), link
+    assert httpx.get(link, timeout=30).status_code == 200  # the Airflow UI serves the page
+    tab.screenshot(path=str(ARTIFACTS / "dashboard-make-batch.png"), full_page=True)
