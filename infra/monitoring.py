@@ -16,6 +16,7 @@ renders for each; a unit test keeps them equal. Local mode renders its own from 
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -92,7 +93,9 @@ def compose_config(settings: Settings) -> dict[str, Any]:
     return scrape_config(serving, speed, "localhost:9090", "alerts.yml", "compose")
 
 
-def cluster_config(settings: Settings, net: Network | None = None) -> dict[str, Any]:
+def cluster_config(
+    settings: Settings, net: Network | None = None, rules: str = "alerts.yml"
+) -> dict[str, Any]:
     """``make cluster-up``: each host by its address on the bridge, which this machine's own
     namespace reaches (the names resolve only inside the hosts)."""
     net = net or Network(settings.cluster_prefix, settings.cluster_subnet)
@@ -100,13 +103,17 @@ def cluster_config(settings: Settings, net: Network | None = None) -> dict[str, 
         name: f"{net.address(name)}:{port}" for name, port in _speed_services(settings).items()
     }
     serving = {"serving": f"{net.address('serving')}:{PORTS['serving']}"}
-    return scrape_config(serving, speed, "localhost:9090", "alerts.yml", "cluster")
+    return scrape_config(serving, speed, "localhost:9090", rules, "cluster")
 
 
-def prometheus_service(settings: Settings) -> Service:
-    """Local mode's Prometheus on 127.0.0.1: its configuration rendered from the settings,
-    its data under ``data_dir/prometheus``."""
-    home = settings.data_dir / "prometheus"
+def prometheus_service(
+    settings: Settings, config: dict[str, Any] | None = None, home: Path | None = None
+) -> Service:
+    """Prometheus on 127.0.0.1 (``LAMBDA_PROMETHEUS_PORT``), scraping what ``config`` says
+    (default: local mode's, rendered from the settings), its data under ``home`` (default
+    ``data_dir/prometheus``)."""
+    home = home if home is not None else settings.data_dir / "prometheus"
+    config = config if config is not None else local_config(settings)
     port = settings.prometheus_port
 
     def command() -> list[str]:
@@ -114,11 +121,11 @@ def prometheus_service(settings: Settings) -> Service:
         if binary is None:
             raise RuntimeError(MISSING_BINARY)
         (home / "data").mkdir(parents=True, exist_ok=True)
-        config = home / "prometheus.yml"
-        config.write_text(yaml.safe_dump(local_config(settings), sort_keys=False))
+        written = home / "prometheus.yml"
+        written.write_text(yaml.safe_dump(config, sort_keys=False))
         return [
             binary,
-            f"--config.file={config}",
+            f"--config.file={written}",
             f"--storage.tsdb.path={home / 'data'}",
             f"--web.listen-address=127.0.0.1:{port}",
             "--storage.tsdb.retention.time=7d",

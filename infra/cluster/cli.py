@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from typing import Annotated
 
 import typer
@@ -39,7 +40,7 @@ console = Console(width=None if sys.stdout.isatty() else 140)
 def _cluster() -> Cluster:
     settings = get_settings()
     net = Network(prefix=settings.cluster_prefix, subnet=settings.cluster_subnet)
-    return Cluster.of(settings.data_dir, net)
+    return Cluster.of(settings.data_dir, net, monitoring=settings.prometheus_enabled)
 
 
 KEEPER = "keeper"
@@ -178,7 +179,8 @@ def down(
     cluster = _cluster()
     sup = cluster.supervisor
     sup.stop(KEEPER)  # first, or it restarts what is being stopped
-    for service in reversed(cluster.services()):
+    # Prometheus too, whether this ``down`` was told it runs or not.
+    for service in reversed(replace(cluster, monitoring=True).services()):
         if sup.stop(service.name, service.stop_timeout_s):
             console.print(f"stopped {service.name}")
     try:
@@ -208,3 +210,6 @@ def _print_where(cluster: Cluster) -> None:
   Status/stop : make cluster-status  |  make cluster-down
 """
     )
+    if cluster.monitoring:
+        port = cluster.settings("serving").prometheus_port
+        console.print(f"  Prometheus  : http://127.0.0.1:{port} (on this machine, alerts loaded)")

@@ -36,6 +36,7 @@ from infra.cluster.topology import (
     Network,
 )
 from infra.kafka_broker import broker_command, new_cluster_id
+from infra.monitoring import RULES, cluster_config, prometheus_service
 from infra.s3_server import S3Server, build_versitygw
 from infra.services import port_open
 from infra.supervisor import Service, ServiceError, Supervisor
@@ -57,6 +58,9 @@ class Step:
     needed_by: tuple[str, ...] = ()
 
 
+# Where a service outside the hosts runs (Prometheus): this machine's own namespace.
+MACHINE = "machine"
+
 # ``up`` brings the cluster up stage by stage: every service of a stage is spawned before any
 # is waited for (a controller quorum only answers once its voters run).
 Stage = list[Service] | Step
@@ -69,14 +73,17 @@ class Cluster:
     access_key: str = S3_ACCESS_KEY[1]
     secret_key: str = S3_SECRET_KEY[1]
     kafka_heap: str = "512m"
+    # Prometheus on this machine, outside the hosts (LAMBDA_PROMETHEUS_ENABLED=1).
+    monitoring: bool = False
 
     @classmethod
-    def of(cls, data_dir: Path, net: Network | None = None) -> Cluster:
+    def of(cls, data_dir: Path, net: Network | None = None, monitoring: bool = False) -> Cluster:
         return cls(
             root=data_dir / "cluster",
             net=net or Network(),
             access_key=os.environ.get(S3_ACCESS_KEY[0], S3_ACCESS_KEY[1]),
             secret_key=os.environ.get(S3_SECRET_KEY[0], S3_SECRET_KEY[1]),
+            monitoring=monitoring,
         )
 
     @property
@@ -87,7 +94,7 @@ class Cluster:
         return self.root / host
 
     def address(self, host: str) -> str:
-        return self.net.address(host)
+        return "127.0.0.1" if host == MACHINE else self.net.address(host)
 
     def env(self, host: str) -> dict[str, str]:
         """What every process of ``host`` runs with: the cluster's settings, the host's own
@@ -261,6 +268,14 @@ class Cluster:
     def producer(self) -> Service:
         return self._platform("producer", "producer", lambda: True)
 
+    def prometheus(self) -> Service:
+        """Prometheus on this machine's own namespace, which reaches every host at its address
+        on the bridge: the configuration of infra/prometheus/prometheus-cluster.yml, with the
+        alert rules by their path here, its data under the cluster's directory."""
+        settings = self.settings("serving")
+        config = cluster_config(settings, self.net, rules=str(RULES))
+        return prometheus_service(settings, config, self.root / "prometheus")
+
     def _platform(self, name: str, host: str, healthy: Callable[[], bool], **kw: float) -> Service:
         """A platform service: its command is the one compose runs (``COMMANDS``)."""
         command = lambda: self.on(host, COMMANDS[name])  # noqa: E731
@@ -291,13 +306,15 @@ class Cluster:
             [self.speed("speed-1"), self.speed("speed-2")],
             [self.serving()],
         ]
+        if self.monitoring:  # scrapes the services above: started after them
+            stages.append([self.prometheus()])
         return [*stages, [self.producer()]] if demo else stages
 
     def services(self) -> list[Service]:
         return [s for stage in self.stages() if isinstance(stage, list) for s in stage]
 
     def host_of(self, service: str) -> str:
-        return next(h.name for h in HOSTS if service in h.services)
+        return next((h.name for h in HOSTS if service in h.services), MACHINE)
 
     def run_step(self, step: Step) -> str:
         """Run a one-shot step on its host; its output, or ServiceError with its output."""

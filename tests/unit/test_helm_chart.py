@@ -264,3 +264,54 @@ def test_speed_probes_read_the_instances_own_port() -> None:
     assert not passes(ready) and passes(alive)
     env["SPEED_INSTANCE"] = "3"  # nothing listens there
     assert not passes(alive)
+
+
+def test_prometheus_of_the_release_scrapes_every_pod_with_the_platforms_rules(
+    tmp_path: Path,
+) -> None:
+    """``prometheus.enabled``: the configuration promtool accepts, the rules of
+    infra/prometheus/alerts.yml, each speed pod on its own port, serving pods by the API."""
+    assert "Prometheus" not in {d["kind"] for d in render()}  # off by default
+    assert not [d for d in render() if "prometheus" in d["metadata"]["name"]]
+    docs = render(None, "prometheus.enabled=true")
+    mine = [
+        d for d in docs if "prometheus" in d["metadata"]["labels"]["app.kubernetes.io/component"]
+    ]
+    assert sorted(d["kind"] for d in mine) == ["ConfigMap", "Deployment", "Service", "Service"]
+    for doc in mine:
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+    (config_map,) = [d for d in mine if d["kind"] == "ConfigMap"]
+    rules = ROOT / "infra" / "prometheus" / "alerts.yml"
+    assert config_map["data"]["alerts.yml"].strip() == rules.read_text().strip()
+    config = yaml.safe_load(config_map["data"]["prometheus.yml"])
+    jobs = {j["job_name"]: j for j in config["scrape_configs"]}
+    speed = [t for group in jobs["speed"]["static_configs"] for t in group["targets"]]
+    assert speed == [
+        "lambda-lambda-platform-speed-0.lambda-lambda-platform-speed.lambda.svc:9464",
+        "lambda-lambda-platform-speed-1.lambda-lambda-platform-speed.lambda.svc:9465",
+    ]
+    (serving,) = jobs["serving"]["dns_sd_configs"]
+    assert serving == {
+        "names": ["lambda-lambda-platform-serving-pods.lambda.svc"], "type": "A", "port": 8000,
+    }  # fmt: skip
+    (pods,) = [d for d in mine if d["metadata"]["name"] == "lambda-lambda-platform-serving-pods"]
+    assert pods["spec"]["clusterIP"] == "None"
+    assert pods["spec"]["selector"]["app.kubernetes.io/component"] == "serving"
+    # promtool reads the rules by the path the pod mounts them at: here, beside the copy.
+    (tmp_path / "alerts.yml").write_text(config_map["data"]["alerts.yml"])
+    config["rule_files"] = [str(tmp_path / "alerts.yml")]
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("install promtool: apt-get install -y prometheus", pytrace=False)
+    checked = subprocess.run(
+        [promtool, "check", "config", str(tmp_path / "prometheus.yml")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    pod = workloads(mine)["prometheus"]["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["automountServiceAccountToken"] is False
+    box = container(workloads(mine)["prometheus"])
+    assert box["readinessProbe"]["httpGet"]["path"] == "/-/ready"
+    assert {"cpu", "memory"} <= set(box["resources"]["limits"])

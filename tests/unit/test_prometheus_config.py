@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from infra.cluster.services import Cluster
 from infra.monitoring import (
     MISSING_BINARY,
     RULES,
@@ -220,6 +221,26 @@ def test_local_prometheus_command(
     assert "--web.listen-address=127.0.0.1:9090" in argv
     written = yaml.safe_load((tmp_path / "prometheus" / "prometheus.yml").read_text())
     assert written == local_config(settings)
+
+
+def test_cluster_prometheus_runs_on_this_machine_with_the_cluster_configuration(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``LAMBDA_PROMETHEUS_ENABLED=1 make cluster-up``: Prometheus after serving, outside the
+    hosts, scraping each at its bridge address, with the rules by their path; off by default."""
+    assert "prometheus" not in [s.name for s in Cluster.of(tmp_path).services()]
+    cluster = Cluster.of(tmp_path, monitoring=True)
+    names = [s.name for s in cluster.services()]
+    assert names[names.index("serving") + 1] == "prometheus"
+    assert cluster.address(cluster.host_of("prometheus")) == "127.0.0.1"
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
+    argv = cluster.prometheus().command()
+    written = tmp_path / "cluster" / "prometheus" / "prometheus.yml"
+    assert f"--config.file={written}" in argv
+    config = yaml.safe_load(written.read_text())
+    checked_in = yaml.safe_load((PROMETHEUS / "prometheus-cluster.yml").read_text())
+    assert config == {**checked_in, "rule_files": [str(RULES)]}
+    _promtool("check", "config", str(written))
 
 
 # --- compose and Grafana ---------------------------------------------------------------------
