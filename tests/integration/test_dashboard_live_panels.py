@@ -10,21 +10,20 @@ survivor has counted what came meanwhile.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
-import uvicorn
 from kafka import KafkaProducer
 from playwright.sync_api import Page
 
 from lambda_contracts.db import make_engine
 from lambda_contracts.settings import Settings
 from serving.main import create_app
+from tests.support.app_server import served
 from tests.support.browser import ARTIFACTS
-from tests.support.pipeline import SpeedProcess, free_port, produce, wait_caught_up, wait_until
+from tests.support.pipeline import SpeedProcess, produce, wait_caught_up, wait_until
 from tests.support.topic_settings import fresh_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -67,17 +66,10 @@ def live(broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     poison = send_poison(settings)
     wait_caught_up(settings, engine)
     engine.dispose()
-    app = create_app(settings)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
     try:
-        wait_until(lambda: server.started, 30, "the API server")
-        yield Live(settings, speeds, f"http://127.0.0.1:{port}", poison)
+        with served(create_app(settings)) as base:
+            yield Live(settings, speeds, base, poison)
     finally:
-        server.should_exit = True
-        thread.join(30)
         for speed in speeds:
             speed.kill()
 

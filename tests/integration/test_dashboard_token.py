@@ -6,13 +6,11 @@ The page first shows that a token is needed; once one is entered it sends it as
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from playwright.sync_api import Page
 from pydantic import SecretStr
 
@@ -21,8 +19,8 @@ from lambda_contracts.settings import Settings
 from lambda_contracts.store_schema import view_tables
 from serving.main import create_app
 from serving.snapshot_cache import Refreshed
+from tests.support.app_server import served
 from tests.support.browser import CHROMIUM
-from tests.support.pipeline import free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -48,17 +46,11 @@ def secured_server(tmp_path: Path) -> Iterator[str]:
         )  # fmt: skip
     engine.dispose()
     app = create_app(settings)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, 30, "the API server")
-    app.state.end_offsets.get = lambda: None  # no broker: lag and caught-up are unknown
-    app.state.group_reading = Refreshed(lambda: None)  # and so are the group and the DLQ
-    app.state.rejects_reading = Refreshed(lambda: None)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(30)
+    with served(app) as base:
+        app.state.end_offsets.get = lambda: None  # no broker: lag and caught-up are unknown
+        app.state.group_reading = Refreshed(lambda: None)  # and so are the group and the DLQ
+        app.state.rejects_reading = Refreshed(lambda: None)
+        yield base
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium")
