@@ -96,6 +96,7 @@ class DeadLetterTail:
             client_id="lambda-serving-dlq",
             enable_auto_commit=False,
             request_timeout_ms=3000,
+            allow_auto_create_topics=False,  # a reader: the topics job creates the DLQ
         )
         self._consumer = consumer
         self._counts.clear()
