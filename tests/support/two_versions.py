@@ -10,14 +10,17 @@ is off.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import pyarrow as pa
 from sqlalchemy import insert
 
 from lambda_contracts.db import make_engine
-from lambda_contracts.layout import Layout
+from lambda_contracts.layout import BatchPointer, Layout
 from lambda_contracts.settings import Settings
 from lambda_contracts.store_schema import view_tables
 from lambda_contracts.views import ACCOUNT_MINUTE, VIEWS
@@ -137,3 +140,29 @@ def serving_over(settings: Settings, layout: Layout, versions: Iterable[str]) ->
 
 
 RANGES = [(T0 - 3 * DAY, T0 + DAY), (T0, T0 + 50 * BUCKET), (H1 - 10 * BUCKET, H2 + 600_000)]
+
+
+@contextmanager
+def served_versions(data_dir: Path) -> Iterator[tuple[Settings, QueryService]]:
+    """Settings on ``data_dir`` and serving over both versions and every event's speed rows
+    (CURRENT not set yet: :func:`publish` it)."""
+    settings = Settings(data_dir=data_dir, partitions=1, bucket_ms=BUCKET)
+    queries = serving_over(settings, Layout.of(settings), BATCH)
+    try:
+        yield settings, queries
+    finally:
+        queries.speed.engine.dispose()
+
+
+def publish(layout: Layout, version: str, pinned: bool = False) -> None:
+    """Move CURRENT as a publish (or, pinned, a rollback) does: by compare-and-swap."""
+    pointer = BatchPointer(version, HORIZON[version], int(time.time() * 1000), pinned)
+    assert layout.swap_current(pointer, layout.read_current_versioned()[1])
+
+
+def switched(queries: QueryService, version: str, timeout_s: float = 30) -> None:
+    """Until the service answers from ``version`` (it loads a new one in the background)."""
+    deadline = time.monotonic() + timeout_s
+    while (pointer := queries.snapshot().pointer) is None or pointer.version != version:
+        assert time.monotonic() < deadline, f"never switched to {version}"
+        time.sleep(0.01)

@@ -5,7 +5,6 @@ to the window's answer, on either version and at any granularity."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -13,20 +12,21 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from lambda_contracts.layout import BatchPointer, Layout
+from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
 from serving.main import create_app
 from serving.queries import Granularity, QueryService
 from tests.support.two_versions import (
     BATCH,
-    BUCKET,
     EVENTS,
     HORIZON,
     RANGES,
     Event,
     oracle,
+    publish,
     series_of,
-    serving_over,
+    served_versions,
+    switched,
 )
 
 
@@ -40,22 +40,15 @@ def by_window(events: list[Event], size: int) -> dict[int, dict[str, int]]:
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[Settings, QueryService]]:
-    settings = Settings(data_dir=tmp_path, partitions=1, bucket_ms=BUCKET)
-    queries = serving_over(settings, Layout.of(settings), BATCH)
-    yield settings, queries
-    queries.speed.engine.dispose()
+    with served_versions(tmp_path) as both:
+        yield both
 
 
 @pytest.mark.parametrize("version", ["v1", "v2"])
 def test_each_window_splits_into_the_sides_it_came_from(served, version: str) -> None:  # type: ignore[no-untyped-def]
     settings, queries = served
-    layout = Layout.of(settings)
-    pointer = BatchPointer(version, HORIZON[version], int(time.time() * 1000))
-    assert layout.swap_current(pointer, layout.read_current_versioned()[1])
-    deadline = time.monotonic() + 30
-    while queries.snapshot().pointer != pointer:  # it loads the version in the background
-        assert time.monotonic() < deadline, f"never switched to {version}"
-        time.sleep(0.01)
+    publish(Layout.of(settings), version)
+    switched(queries, version)
     speed_events = [e for e in EVENTS if e.ingest >= HORIZON[version]]
     for start, end in RANGES:
         for granularity in Granularity:
@@ -77,11 +70,8 @@ def test_each_window_splits_into_the_sides_it_came_from(served, version: str) ->
 
 
 def test_the_route_renders_parts_that_add_up(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, partitions=1, bucket_ms=BUCKET, api_port=0)
-    serving_over(settings, Layout.of(settings), BATCH).speed.engine.dispose()
-    layout = Layout.of(settings)
-    pointer = BatchPointer("v1", HORIZON["v1"], int(time.time() * 1000))
-    assert layout.swap_current(pointer, layout.read_current_versioned()[1])
+    with served_versions(tmp_path) as (settings, _):
+        publish(Layout.of(settings), "v1")
     start, end = RANGES[2]
     with TestClient(create_app(settings)) as client:
         client.app.state.end_offsets.get = lambda: None  # type: ignore[attr-defined]

@@ -29,7 +29,6 @@ from serving.row_query import RowQuery
 from tests.support.two_versions import (
     ACCOUNTS,
     BATCH,
-    BUCKET,
     DAY,
     H1,
     H2,
@@ -37,32 +36,18 @@ from tests.support.two_versions import (
     RANGES,
     T0,
     oracle,
+    publish,
     series_of,
-    serving_over,
+    served_versions,
     summary_of,
+    switched,
 )
-
-
-def publish(layout: Layout, version: str, pinned: bool = False) -> None:
-    """Move CURRENT as a publish (or, pinned, a rollback) does: by compare-and-swap."""
-    pointer = BatchPointer(version, HORIZON[version], int(time.time() * 1000), pinned)
-    assert layout.swap_current(pointer, layout.read_current_versioned()[1])
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[tuple[Settings, QueryService]]:
-    settings = Settings(data_dir=tmp_path, partitions=1, bucket_ms=BUCKET)
-    queries = serving_over(settings, Layout.of(settings), BATCH)
-    yield settings, queries
-    queries.speed.engine.dispose()
-
-
-def switched(queries: QueryService, version: str, timeout_s: float = 30) -> None:
-    """Until the service answers from ``version`` (it loads a new one in the background)."""
-    deadline = time.monotonic() + timeout_s
-    while (queries.snapshot().pointer or pointer("-", 0)).version != version:
-        assert time.monotonic() < deadline, f"never switched to {version}"
-        time.sleep(0.01)
+    with served_versions(tmp_path) as served:
+        yield served
 
 
 def check_answers(queries: QueryService, version: str) -> None:

@@ -1,7 +1,7 @@
 // The explore panel: any serving view, a key per dimension, a UTC range and a granularity no
 // finer than the view's window; the answer (GET /v1/views/{name}) beside its meta.
 import { getAnswer } from "./api.js";
-import { DAY_MS, definitionList, fillTable } from "./tables.js";
+import { DAY_MS, definitionList, fillTable, setOptions } from "./tables.js";
 
 const WINDOW_ORDER = ["minute", "hour", "day"];
 let listed = [];
@@ -20,10 +20,8 @@ export function fillExplore(views) {
   listed = views;
   const select = document.getElementById("explore-view");
   const names = [...new Set(views.map((v) => v.name))];
-  if (select.options.length !== names.length ||
-      names.some((n, i) => select.options[i].value !== n)) {
-    const chosen = select.value;
-    select.replaceChildren(...names.map((n) => new Option(n, n)));
+  const chosen = select.value;
+  if (setOptions(select, names)) {
     select.value = names.includes(chosen) ? chosen : (names.includes("account_minute") ? "account_minute" : names[0]);
     showKeys();
   }

@@ -41,3 +41,13 @@ export function definitionList(entries) {
     return [dt, dd];
   });
 }
+
+// The select's options are these names (replaced only when they differ, so a choice the user
+// made is kept across refreshes); whether they were replaced.
+export function setOptions(select, names) {
+  if (select.options.length === names.length && names.every((n, i) => select.options[i].value === n)) {
+    return false;
+  }
+  select.replaceChildren(...names.map((n) => new Option(n, n)));
+  return true;
+}

@@ -1,6 +1,6 @@
 // The views panel: a view of those GET /v1/views lists, queried generically over the last day.
 import { getAnswer } from "./api.js";
-import { DAY_MS, fillTable } from "./tables.js";
+import { DAY_MS, fillTable, setOptions } from "./tables.js";
 
 const VIEW_KEY = "lambda.view";
 
@@ -11,10 +11,7 @@ export function rememberView(name) {
 function fillViewSelect(views) {
   const select = document.getElementById("view-select");
   const names = [...new Set(views.map((v) => v.name))];
-  if (select.options.length !== names.length ||
-      names.some((n, i) => select.options[i].value !== n)) {
-    select.replaceChildren(...names.map((n) => new Option(n, n)));
-  }
+  setOptions(select, names);
   const saved = sessionStorage.getItem(VIEW_KEY);
   if (saved && names.includes(saved)) select.value = saved;
   return select.value;
