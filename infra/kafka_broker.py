@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 from lambda_contracts.layout import Layout
@@ -90,7 +91,7 @@ def render_config(settings: Settings, node: dict[str, str] | None = None) -> Pat
     return target
 
 
-def _java_base(settings: Settings) -> list[str]:
+def java_base(settings: Settings) -> list[str]:
     return [
         java_executable(),
         f"-Xmx{settings.kafka_heap}",
@@ -113,24 +114,32 @@ def new_cluster_id() -> str:
             return cluster_id
 
 
-def format_storage_once(settings: Settings, config: Path, cluster_id: str | None = None) -> None:
+def format_storage_once(
+    settings: Settings, config: Path, cluster_id: str | None = None, scram: Sequence[str] = ()
+) -> None:
     """Format KRaft storage on first start only; later starts keep the data. The nodes of one
-    cluster share ``cluster_id``; a single broker makes its own."""
+    cluster share ``cluster_id``; a single broker makes its own. ``scram``: SCRAM users to
+    write into the metadata (``--add-scram`` arguments, ``infra.kafka_secured``)."""
     log_dir = Layout(settings.data_dir).kafka_dir / "logs"
     if (log_dir / "meta.properties").exists():
         return
-    cmd = [*_java_base(settings), "kafka.tools.StorageTool", "format"]
+    cmd = [*java_base(settings), "kafka.tools.StorageTool", "format"]
     cmd += ["-t", cluster_id or new_cluster_id(), "-c", str(config), "--ignore-formatted"]
+    for user in scram:
+        cmd += ["--add-scram", user]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         raise BrokerSetupError(f"formatting Kafka storage failed: {result.stderr or result.stdout}")
 
 
 def broker_command(
-    settings: Settings, node: dict[str, str] | None = None, cluster_id: str | None = None
+    settings: Settings,
+    node: dict[str, str] | None = None,
+    cluster_id: str | None = None,
+    scram: Sequence[str] = (),
 ) -> list[str]:
     """Prepare jars, config and storage; return the command that runs the broker."""
     ensure_jars()
     config = render_config(settings, node)
-    format_storage_once(settings, config, cluster_id)
-    return [*_java_base(settings), "kafka.Kafka", str(config)]
+    format_storage_once(settings, config, cluster_id, scram)
+    return [*java_base(settings), "kafka.Kafka", str(config)]

@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -61,10 +62,14 @@ def _create_topics(settings: Settings) -> None:
     ensure_topics(settings)
 
 
-def kafka_service(settings: Settings) -> Service:
+def kafka_service(
+    settings: Settings, node: dict[str, str] | None = None, scram: Sequence[str] = ()
+) -> Service:
+    """The broker; ``node`` overrides server.properties keys, ``scram`` adds SCRAM users at
+    the first format (``infra.kafka_broker.broker_command``)."""
     return Service(
         name="kafka",
-        command=lambda: broker_command(settings),
+        command=lambda: broker_command(settings, node, scram=scram),
         healthy=lambda: kafka_healthy(settings),
         start_timeout_s=90,
         stop_timeout_s=30,

@@ -8,10 +8,17 @@ restart": a restart cannot fix a setting, and a crash loop would bury the messag
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 import structlog
 from pydantic import ValidationError
 
+from lambda_contracts.kafka_access import (
+    REFUSALS,
+    KafkaRefused,
+    check_kafka_access,
+    refusal_line,
+)
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings, get_settings
 from lambda_contracts.storage import StorageCheckError
@@ -53,3 +60,24 @@ def checked_views(settings: Settings) -> ViewSet:
     except DeclarationError as exc:
         print(f"error: invalid views file: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_CONFIG) from None
+
+
+def checked_kafka_access(settings: Settings) -> None:
+    """Exit 78 with the broker's reason if it refuses this process's credentials."""
+    try:
+        check_kafka_access(settings)
+    except KafkaRefused as exc:
+        exit_refused(str(exc))
+
+
+def exit_refused(line: str) -> NoReturn:
+    """Print ``line`` (a :func:`refusal_line`) and exit 78: the brokers refuse this client,
+    and starting it again would not change their answer."""
+    print(line, file=sys.stderr, flush=True)
+    raise SystemExit(EXIT_CONFIG)
+
+
+def exit_if_refused(settings: Settings, exc: BaseException) -> None:
+    """Exit 78 if ``exc`` is a broker's refusal (an ACL, the credentials); else return."""
+    if isinstance(exc, REFUSALS):
+        exit_refused(refusal_line(settings, exc))

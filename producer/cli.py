@@ -23,7 +23,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lambda_contracts.events import Transaction, parse_event
-from lambda_contracts.startup import checked_settings
+from lambda_contracts.kafka_access import REFUSALS
+from lambda_contracts.startup import checked_kafka_access, checked_settings, exit_if_refused
 from producer.simulator import SimRecord, Simulator, SimulatorConfig, run_id_prefix
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -104,9 +105,10 @@ def produce(
 ) -> None:
     """Produce payment events and print a summary."""
     settings = checked_settings()
-    client = settings.kafka_client_config
     if bootstrap:
-        client["bootstrap_servers"] = bootstrap.split(",")
+        settings = settings.model_copy(update={"kafka_bootstrap": bootstrap})
+    checked_kafka_access(settings)  # wrong credentials: one line and exit 78, not retries
+    client = settings.kafka_client_config
     target = topic or settings.topic
     if from_file is not None:
         source: Iterator[SimRecord] = records_from_file(from_file)
@@ -184,6 +186,8 @@ def produce(
             producer.flush()
             drain(block=True)
             progress.update(task, completed=sent)
+    except REFUSALS as exc:  # no ACL to write the topic: a setting to fix, not a hiccup
+        exit_if_refused(settings, exc)
     finally:
         producer.close()
         if truth_fh:

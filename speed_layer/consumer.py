@@ -27,6 +27,7 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
 
+from lambda_contracts.kafka_access import REFUSALS
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
 from lambda_contracts.storage import StorageError
@@ -209,6 +210,8 @@ class SpeedLayer:
                         window_start, window_events = now, 0.0
                         last_housekeeping = now
                     failures = 0
+                except REFUSALS:  # a missing ACL: retrying cannot help, the process exits 78
+                    raise
                 except (KafkaError, *LANDING_ERRORS) as exc:
                     # The landing zone cannot be written (disk full, I/O error, S3 down).
                     # Nothing unlanded was recorded as landed; the records are read again.

@@ -23,9 +23,16 @@ import typer
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError
 
+from lambda_contracts.kafka_access import REFUSALS
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings
-from lambda_contracts.startup import checked_layout, checked_settings, checked_views
+from lambda_contracts.startup import (
+    checked_kafka_access,
+    checked_layout,
+    checked_settings,
+    checked_views,
+    exit_if_refused,
+)
 from speed_layer.consumer import SpeedLayer, retry_delay
 from speed_layer.dlq import DeadLetters
 from speed_layer.health import EXIT_STALLED, Health, Watchdog, serve
@@ -131,13 +138,15 @@ def close_quietly(*clients: KafkaProducer | KafkaConsumer) -> None:
             log.warning("kafka client close failed", error=repr(exc))
 
 
-def connect(factory: Callable[[], T], stop: threading.Event) -> T | None:
-    """Build a Kafka client, retrying with backoff while no broker answers (None if stopped)."""
+def connect(factory: Callable[[], T], settings: Settings, stop: threading.Event) -> T | None:
+    """Build a Kafka client, retrying with backoff while no broker answers (None if stopped);
+    a refusal of the brokers exits 78."""
     failures = 0
     while not stop.is_set():
         try:
             return factory()
         except KafkaError as exc:
+            exit_if_refused(settings, exc)  # no retry can change the brokers' answer
             failures += 1
             delay = retry_delay(failures)
             structlog.get_logger("speed_layer").warning(
@@ -211,9 +220,10 @@ def run(instance: int, metrics: bool) -> None:
     try:
         checked_layout(settings)  # a bad storage setting exits 78 here, before any work
         views = checked_views(settings)  # so does an invalid views file
-        consumer = connect(lambda: make_consumer(settings, instance), stop)
-        producer = connect(lambda: make_dlq_producer(settings, instance), stop)
-        log_ends = connect(lambda: make_log_end_reader(settings, instance), stop)
+        checked_kafka_access(settings)  # and credentials the brokers refuse
+        consumer = connect(lambda: make_consumer(settings, instance), settings, stop)
+        producer = connect(lambda: make_dlq_producer(settings, instance), settings, stop)
+        log_ends = connect(lambda: make_log_end_reader(settings, instance), settings, stop)
         if consumer is not None and producer is not None and log_ends is not None:
             layer = SpeedLayer(
                 settings,
@@ -227,6 +237,8 @@ def run(instance: int, metrics: bool) -> None:
             gc.freeze()  # what start-up built lives as long as the process: never rescan it
             try:
                 layer.run(stop)
+            except REFUSALS as exc:  # an ACL the principal lacks: a setting, not a hiccup
+                exit_if_refused(settings, exc)
             except StaleDeploymentError as exc:  # another views file was deployed meanwhile
                 structlog.get_logger("speed_layer").error("views redeployed", error=str(exc))
                 print(f"error: {exc}", file=sys.stderr, flush=True)

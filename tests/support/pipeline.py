@@ -84,11 +84,16 @@ class TruthRecord:
 
 
 def produce(
-    settings: Settings, truth_file: Path, *args: str, timeout: float = 600
+    settings: Settings,
+    truth_file: Path,
+    *args: str,
+    timeout: float = 600,
+    env: dict[str, str] | None = None,
 ) -> list[TruthRecord]:
-    """Run ``lambda-produce`` with these arguments; return what the broker acknowledged."""
+    """Run ``lambda-produce`` with these arguments (``env``: more variables); return what the
+    broker acknowledged."""
     cmd = [str(BIN / "lambda-produce"), "--quiet", "--truth", str(truth_file), *args]
-    subprocess.run(cmd, env=env_for(settings), check=True, timeout=timeout)
+    subprocess.run(cmd, env=env_for(settings, **(env or {})), check=True, timeout=timeout)
     return read_truth(truth_file)
 
 
@@ -242,8 +247,10 @@ class SpeedProcess:
         instance: int = 0,
         log_dir: Path | None = None,
         metrics: bool = False,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.settings = settings
+        self.env = env or {}  # more variables, e.g. secrets (``as_env`` leaves them out)
         self.instance = instance
         self.log_path = (log_dir or settings.data_dir) / f"speed-{instance}.log"
         self.metrics = metrics
@@ -259,7 +266,7 @@ class SpeedProcess:
             flag = "--metrics" if self.metrics else "--no-metrics"
             self.proc = subprocess.Popen(
                 [str(BIN / "lambda-speed"), "--instance", str(self.instance), flag],
-                env=env_for(self.settings),
+                env=env_for(self.settings, **self.env),
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

@@ -1,0 +1,109 @@
+"""A broker listener with TLS, SCRAM and the Kafka authorizer; SCRAM users; ACLs.
+
+The settings a broker needs for a ``SASL_SSL`` listener beside its plaintext one, with Kafka's
+own ``StandardAuthorizer`` on: clients of the secured listener are known SCRAM users and may do
+only what an ACL grants them. The plaintext and controller listeners authenticate nobody, so
+their principal (``User:ANONYMOUS``) is a super user: they are the loopback administration
+path, the one the lecture's client and topic creation use. SCRAM users are written into the
+KRaft metadata when storage is formatted (``kafka-storage format --add-scram``); ACLs are added
+with ``kafka-acls`` (``org.apache.kafka.tools.AclCommand``) over the plaintext listener.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from infra.kafka_tls import BrokerTls
+
+SECURED_LISTENER = "SASL_SSL"
+AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+SCRAM_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256")
+SCRAM_LOGIN = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+
+
+@dataclass(frozen=True)
+class ScramUser:
+    name: str
+    password: str
+    mechanism: str = "SCRAM-SHA-512"
+
+    def format_argument(self) -> str:
+        """``--add-scram`` of ``kafka-storage format``."""
+        return f"{self.mechanism}=[name={self.name},password={self.password}]"
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One ``kafka-acls --add`` allowing ``principal`` the ``operations`` on a resource."""
+
+    principal: str
+    resource: str  # "topic", "group", "transactional-id" or "cluster"
+    name: str
+    operations: Sequence[str]
+
+    def arguments(self) -> list[str]:
+        args = ["--add", "--allow-principal", f"User:{self.principal}"]
+        for operation in self.operations:
+            args += ["--operation", operation]
+        if self.resource == "cluster":
+            return [*args, "--cluster"]
+        return [*args, f"--{self.resource}", self.name]
+
+
+def secured_listener_config(
+    host: str, plaintext_port: int, secured_port: int, controller_port: int, tls: BrokerTls
+) -> dict[str, str]:
+    """server.properties keys for PLAINTEXT + SASL_SSL (+ CONTROLLER) with the authorizer."""
+    sasl = SECURED_LISTENER.lower()
+    config = {
+        "listeners": f"PLAINTEXT://{host}:{plaintext_port},{SECURED_LISTENER}://{host}:"
+        f"{secured_port},CONTROLLER://{host}:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{host}:{plaintext_port},"
+        f"{SECURED_LISTENER}://{host}:{secured_port}",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,"
+        f"{SECURED_LISTENER}:{SECURED_LISTENER}",
+        "sasl.enabled.mechanisms": ",".join(SCRAM_MECHANISMS),
+        "authorizer.class.name": AUTHORIZER,
+        "super.users": "User:ANONYMOUS",
+        "allow.everyone.if.no.acl.found": "false",
+        **tls.broker_config(f"listener.name.{sasl}."),
+    }
+    for mechanism in SCRAM_MECHANISMS:
+        config[f"listener.name.{sasl}.{mechanism.lower()}.sasl.jaas.config"] = SCRAM_LOGIN
+    return config
+
+
+def speed_grants(principal: str, topic: str, dlq_topic: str, group: str) -> list[Grant]:
+    """What the speed layer does: read the events, write dead letters, use its group."""
+    return [
+        Grant(principal, "topic", topic, ("Read", "Describe")),
+        Grant(principal, "topic", dlq_topic, ("Write", "Describe")),
+        Grant(principal, "group", group, ("Read", "Describe")),
+    ]
+
+
+def producer_grants(principal: str, topic: str) -> list[Grant]:
+    """A producer of events writes the events topic, and nothing else."""
+    return [Grant(principal, "topic", topic, ("Write", "Describe"))]
+
+
+def reader_grants(principal: str, topic: str, dlq_topic: str, group: str) -> list[Grant]:
+    """Serving's readings: the topics' offsets and the speed group's members and offsets; the
+    dead letters it shows (read by a client of no group)."""
+    return [
+        Grant(principal, "topic", topic, ("Describe",)),
+        Grant(principal, "topic", dlq_topic, ("Read", "Describe")),
+        Grant(principal, "group", group, ("Describe",)),
+    ]
+
+
+def add_acls(java_base: Sequence[str], admin_bootstrap: str, grants: Iterable[Grant]) -> None:
+    """Add each grant with Kafka's ``kafka-acls`` over the (super user's) plaintext listener."""
+    for grant in grants:
+        cmd = [*java_base, "org.apache.kafka.tools.AclCommand"]
+        cmd += ["--bootstrap-server", admin_bootstrap, *grant.arguments()]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if result.returncode != 0:
+            raise RuntimeError(f"kafka-acls {grant} failed: {result.stderr or result.stdout}")
