@@ -58,7 +58,7 @@ def raw_consume(settings, total: int, processes: int) -> float:  # type: ignore[
 
 def group_members(settings, group: str) -> int:  # type: ignore[no-untyped-def]
     """Members of a consumer group that is Stable with every member assigned (else 0)."""
-    admin = KafkaAdminClient(**settings.kafka_client_config)
+    admin = KafkaAdminClient(**settings.kafka_admin_config)
     try:
         (info,) = admin.describe_consumer_groups([group])
     except KafkaError:  # the group's coordinator not elected yet

@@ -30,7 +30,7 @@ def admin_client(settings: Settings, timeout_s: float = 30.0) -> KafkaAdminClien
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            return KafkaAdminClient(**settings.kafka_client_config, client_id="lambda-infra")
+            return KafkaAdminClient(**settings.kafka_admin_config, client_id="lambda-infra")
         except KafkaError:
             if time.monotonic() > deadline:
                 raise

@@ -103,7 +103,15 @@ class KafkaSettings(SettingsGroup):
 
     @property
     def kafka_client_config(self) -> dict[str, Any]:
-        """The keyword arguments every kafka-python client of the platform starts from: the
+        """The keyword arguments every kafka-python consumer and producer of the platform
+        starts from: :attr:`kafka_admin_config`, and never creating a topic by asking about
+        it (kafka-python's default would: a lag query before the topics exist would make
+        ``transactions`` with one partition and CreateTime, which the platform then refuses)."""
+        return {**self.kafka_admin_config, "allow_auto_create_topics": False}
+
+    @property
+    def kafka_admin_config(self) -> dict[str, Any]:
+        """What an admin client starts from (it takes no ``allow_auto_create_topics``): the
         brokers and the security settings (only those that are set)."""
         config: dict[str, Any] = {
             "bootstrap_servers": self.bootstrap_servers,

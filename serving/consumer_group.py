@@ -48,7 +48,7 @@ class ConsumerGroup:
         try:
             if self._admin is None:
                 self._admin = KafkaAdminClient(
-                    **self.settings.kafka_client_config,
+                    **self.settings.kafka_admin_config,
                     client_id="lambda-serving-group",
                     request_timeout_ms=3000,
                 )

@@ -95,8 +95,7 @@ class DeadLetterTail:
             **self.settings.kafka_client_config,
             client_id="lambda-serving-dlq",
             enable_auto_commit=False,
-            request_timeout_ms=3000,
-            allow_auto_create_topics=False,  # a reader: the topics job creates the DLQ
+            request_timeout_ms=3000,  # no topic auto-created by asking: the topics job makes it
         )
         self._consumer = consumer
         self._counts.clear()

@@ -58,7 +58,7 @@ class ReplicationWatch(threading.Thread):
         self.interval_s = interval_s
         self._make_admin = admin or (
             lambda: KafkaAdminClient(
-                **settings.kafka_client_config,
+                **settings.kafka_admin_config,
                 client_id=f"speed-layer-{instance}-replication",
                 request_timeout_ms=10_000,
             )

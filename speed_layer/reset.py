@@ -64,7 +64,7 @@ def _show(offset: int | None) -> str:
 
 def group_members(settings: Settings) -> list[str]:
     """Client ids of the speed consumer group's live members (empty when none is running)."""
-    admin = KafkaAdminClient(**settings.kafka_client_config, client_id="lambda-speed-reset")
+    admin = KafkaAdminClient(**settings.kafka_admin_config, client_id="lambda-speed-reset")
     deadline = time.monotonic() + COORDINATOR_WAIT_S
     try:
         while True:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections import defaultdict
 
 import pytest
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaTimeoutError
 from kafka.partitioner.default import murmur2
 
 from infra.topics import TopicMismatchError, ensure_topics, topic_configs
@@ -66,7 +67,7 @@ def test_topics_are_created_once_with_their_definition(make_settings) -> None:
     settings = make_settings(create_topics=False, partitions=6)
     assert sorted(ensure_topics(settings)) == sorted([settings.topic, settings.dlq_topic])
     assert ensure_topics(settings) == []  # idempotent
-    admin = KafkaAdminClient(**settings.kafka_client_config)
+    admin = KafkaAdminClient(**settings.kafka_admin_config)
     try:
         topics = admin.describe_topics([settings.topic, settings.dlq_topic])
         configs = topic_configs(admin, settings.topic)
@@ -93,10 +94,32 @@ def test_an_existing_topic_that_contradicts_the_definition_is_refused(
     make_settings, partitions: int, configs: dict[str, str], complaint: str
 ) -> None:
     settings = make_settings(create_topics=False, partitions=4)
-    admin = KafkaAdminClient(**settings.kafka_client_config)
+    admin = KafkaAdminClient(**settings.kafka_admin_config)
     try:
         admin.create_topics([NewTopic(settings.topic, partitions, 1, topic_configs=configs)])
     finally:
         admin.close()
     with pytest.raises(TopicMismatchError, match=complaint):
         ensure_topics(settings)
+
+
+def test_a_platform_client_never_creates_a_topic_by_asking_about_it(make_settings) -> None:
+    """The test broker auto-creates topics (for the lecture's examples); a lag reader or a
+    producer of the platform asking about a missing topic must still not make it, with one
+    partition and CreateTime, ahead of the topics job."""
+    settings = make_settings(create_topics=False)
+    consumer = KafkaConsumer(**settings.kafka_client_config, request_timeout_ms=5000)
+    producer = make_producer(settings.kafka_client_config, max_block_ms=3000)
+    try:
+        with pytest.raises(KafkaTimeoutError):  # kafka-python's default would create it
+            consumer.end_offsets([TopicPartition(settings.topic, 0)])
+        with pytest.raises(KafkaTimeoutError):
+            producer.send(settings.topic, b"{}").get(timeout=5)
+    finally:
+        consumer.close()
+        producer.close(timeout=5)
+    admin = KafkaAdminClient(**settings.kafka_admin_config)
+    try:
+        assert settings.topic not in admin.list_topics()
+    finally:
+        admin.close()

@@ -47,7 +47,7 @@ def test_committed_offsets_never_pass_the_durable_cursors(make_settings, tmp_pat
     settings = make_settings(landing_flush_ms=8_000, partitions=2)
     layout = Layout.of(settings)
     engine = make_engine(settings.speed_store_url)
-    admin = KafkaAdminClient(**settings.kafka_client_config)
+    admin = KafkaAdminClient(**settings.kafka_admin_config)
     producer = subprocess.Popen(
         [str(BIN / "lambda-produce"), "--quiet", "--rate", "300", "--count", "6000"],
         env=env_for(settings),

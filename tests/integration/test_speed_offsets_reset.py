@@ -50,7 +50,7 @@ pytestmark = pytest.mark.integration
 
 def recreate_topic(settings: Settings) -> None:
     """Delete the transactions topic, wait until it is gone, create it again (empty)."""
-    admin = KafkaAdminClient(**settings.kafka_client_config)
+    admin = KafkaAdminClient(**settings.kafka_admin_config)
     try:
         admin.delete_topics([settings.topic])
         wait_until(lambda: settings.topic not in admin.list_topics(), 60, "the topic deleted")

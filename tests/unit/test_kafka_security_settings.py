@@ -16,8 +16,11 @@ PACKAGES = ("speed_layer", "batch_layer", "serving", "infra", "producer", "bench
 
 
 def test_plaintext_by_default() -> None:
-    config = Settings(kafka_bootstrap="a:1,b:2").kafka_client_config
-    assert config == {"bootstrap_servers": ["a:1", "b:2"], "security_protocol": "PLAINTEXT"}
+    settings = Settings(kafka_bootstrap="a:1,b:2")
+    admin = {"bootstrap_servers": ["a:1", "b:2"], "security_protocol": "PLAINTEXT"}
+    assert settings.kafka_admin_config == admin
+    # a consumer's or producer's metadata request never creates the topic it asks about
+    assert settings.kafka_client_config == {**admin, "allow_auto_create_topics": False}
 
 
 def test_sasl_ssl_carries_the_credentials_and_the_ca(tmp_path: Path) -> None:
@@ -91,4 +94,9 @@ def test_every_client_of_the_platform_is_built_from_the_client_config() -> None:
     for where, call in calls:
         keywords = {k.arg for k in call.keywords}
         assert None in keywords, f"{where}: a Kafka client without **kafka_client_config"
+        spread = {getattr(k.value, "attr", None) for k in call.keywords if k.arg is None}
+        admin = getattr(call.func, "id", getattr(call.func, "attr", None)) == "KafkaAdminClient"
+        wrong = "kafka_client_config" if admin else "kafka_admin_config"
+        assert wrong not in spread, f"{where}: built from {wrong}"
+        assert "allow_auto_create_topics" not in keywords, f"{where}: set by the config"
         assert "bootstrap_servers" not in keywords, f"{where}: brokers given past the config"
