@@ -137,11 +137,59 @@ def test_long_running_services_say_when_they_are_ready() -> None:
     of the platform has one, and PostgreSQL's checks over TCP (the image's first-start server
     listens on the Unix socket only, where pg_isready would call it ready)."""
     services = COMPOSE["services"]
-    for name in ("serving", "spark-master", "speed-1", "speed-2", "postgres", "kafka-1"):
+    for name in ("serving", "spark-master", "speed-1", "speed-2", "postgres", "kafka-1", "s3"):
         assert "healthcheck" in services[name], name
+    # s3-init makes the bucket: only once the store answers, not once its process started.
+    assert services["s3-init"]["depends_on"]["s3"]["condition"] == "service_healthy"
+    assert "--health" in services["s3"]["command"]
     for name in ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor"):
         assert "healthcheck" in services[name], name
     assert "-h 127.0.0.1" in " ".join(services["postgres"]["healthcheck"]["test"])
     assert services["serving"]["depends_on"]["topics"]["condition"] == (
         "service_completed_successfully"
     )
+
+
+def test_topics_come_from_the_topics_job_only() -> None:
+    """A broker that auto-creates would make ``transactions`` with one partition and
+    CreateTime when anything asks about it before the topics job ran."""
+    for host in KAFKA_HOSTS:
+        assert (
+            COMPOSE["services"][host]["environment"]["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+        )
+    for name, service in APP_SERVICES.items():
+        waits = service.get("depends_on", {})
+        if name.startswith(("speed-", "serving", "producer")):
+            assert waits["topics"]["condition"] == "service_completed_successfully", name
+
+
+def test_the_brokers_healthcheck_is_light() -> None:
+    """The check starts a JVM: not with the brokers' 512 MB heap, and not every 10 s."""
+    check = COMPOSE["x-kafka"]["healthcheck"]
+    assert "-Xmx64m" in " ".join(check["test"])
+    assert int(check["interval"].rstrip("s")) >= 30
+    assert "start_interval" in check and "start_period" in check
+
+
+def test_the_image_runs_as_a_user_with_its_dependencies_in_their_own_layer() -> None:
+    lines = [line.strip() for line in (ROOT / "Dockerfile").read_text().splitlines()]
+    final = lines[max(i for i, line in enumerate(lines) if line.startswith("FROM ")) :]
+    users = [line.split()[1] for line in final if line.startswith("USER ")]
+    assert users and users[-1] not in ("root", "0")
+    first_source = next(
+        i for i, line in enumerate(final) if line.startswith("COPY lambda_contracts")
+    )
+    installs = [i for i, line in enumerate(final) if "-r /tmp/dependencies.txt" in line]
+    assert installs and installs[0] < first_source  # a code edit keeps the dependency layer
+    entrypoint = next(line for line in final if line.startswith("ENTRYPOINT"))
+    assert '"-g"' in entrypoint and "infra/compose/run-service" in entrypoint
+
+
+def test_the_demo_producer_is_a_profile_on_by_default() -> None:
+    assert COMPOSE["services"]["producer"]["profiles"] == ["demo"]
+    env = dict(
+        line.split("=", 1)
+        for line in (ROOT / ".env").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert env["COMPOSE_PROFILES"] == "demo"
