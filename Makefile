@@ -10,7 +10,7 @@ JARS_STAMP := .cache/kafka/libs/.fetched
 S3A_STAMP := $(HOME)/.cache/lambda-platform/spark-s3a/.fetched
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: up down status deploy test lint batch bench chaos install jars s3a-jars s3gw helm spark-jvm clean \
+.PHONY: up down status stop start restart deploy test lint batch bench chaos install jars s3a-jars s3gw helm spark-jvm clean \
 	cluster-up cluster-status cluster-down cluster-chaos settings-doc views-schema
 
 # What a first run fetches is said step by step: pip names each package it collects (the
@@ -71,6 +71,12 @@ down: $(STAMP)
 
 status: $(STAMP)
 	$(BIN)/lambda-platform status
+
+# One service, as `docker compose stop|start|restart NAME`: `make stop SERVICE=serving` keeps
+# it down (the keeper leaves it) until `make start SERVICE=serving` or `make up`.
+stop start restart: $(STAMP)
+	@test -n "$(SERVICE)" || { echo "usage: make $@ SERVICE=<name> (names: make status)"; exit 2; }
+	$(BIN)/lambda-platform $@ $(SERVICE)
 
 # Apply the views file (LAMBDA_VIEWS_FILE, views.toml by default) to the running platform.
 deploy: $(STAMP)

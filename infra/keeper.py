@@ -6,7 +6,8 @@ operator's stop. Each restart is counted in ``run/<service>.restarts.json``, whi
 ``backoff_max_s`` seconds; one that stayed up for ``stable_after_s`` starts the count of
 consecutive failures again. One that exited with 78 (a configuration error) stays down, as
 compose's ``on-failure`` cannot know to do, until an operator fixes the setting and runs
-``make up``.
+``make up``. One an operator stopped (``lambda-platform stop NAME``) is *held*: it stays
+down, as ``docker compose stop`` leaves a container, until ``start NAME`` or ``up``.
 """
 
 from __future__ import annotations
@@ -53,6 +54,26 @@ def clear_records(supervisor: Supervisor, names: Sequence[str]) -> None:
         record_path(supervisor, name).unlink(missing_ok=True)
 
 
+def held_path(supervisor: Supervisor, name: str) -> Path:
+    return supervisor.run_dir / f"{name}.held"
+
+
+def hold(supervisor: Supervisor, name: str) -> None:
+    """Mark ``name`` as stopped by an operator: the keeper leaves it down. Made before the
+    stop, so the keeper never sees the service down without the mark."""
+    path = held_path(supervisor, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+
+
+def release(supervisor: Supervisor, name: str) -> None:
+    held_path(supervisor, name).unlink(missing_ok=True)
+
+
+def is_held(supervisor: Supervisor, name: str) -> bool:
+    return held_path(supervisor, name).exists()
+
+
 def backoff_s(consecutive: int, backoff_max_s: float) -> float:
     """Delay before the next restart after ``consecutive`` failures (0 for the first)."""
     return 0.0 if consecutive <= 0 else min(backoff_max_s, 2.0 ** (consecutive - 1))
@@ -89,6 +110,8 @@ class Keeper:
                 continue
             if record.last_exit == EXIT_CONFIG:
                 continue  # a setting is wrong: restarting cannot fix it (its log says what)
+            if is_held(self.supervisor, service.name):
+                continue  # stopped by an operator: down until ``start`` or ``up``
             if record.down_since is None:
                 record.down_since = now
                 log.warning("service is down", service=service.name)

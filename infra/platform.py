@@ -22,7 +22,7 @@ from rich.table import Table
 
 from infra.airflow_env import AIRFLOW_PORT, API_HOST, admin_password, airflow_env, password_file
 from infra.cluster import cli as cluster_cli
-from infra.keeper import Keeper, clear_records, read_record
+from infra.keeper import Keeper, clear_records, hold, is_held, read_record, release
 from infra.log_rotation import LogRotation
 from infra.s3_server import SERVICE as S3_SERVICE
 from infra.s3_server import ensure_bucket
@@ -41,6 +41,8 @@ from lambda_contracts.view_set import (
     registered_versions,
     with_previous,
 )
+
+DEMO_RATE = 20.0  # the demo producer's events per second (``start producer`` uses it too)
 
 app = typer.Typer(add_completion=False, help=__doc__)
 app.add_typer(cluster_cli.app, name="cluster")
@@ -69,7 +71,7 @@ def _demo_enabled() -> bool:
 @app.command()
 def up(
     demo: Annotated[bool, typer.Option(help="run the demo producer (DEMO=0 disables)")] = True,
-    demo_rate: Annotated[float, typer.Option(help="demo events per second")] = 20.0,
+    demo_rate: Annotated[float, typer.Option(help="demo events per second")] = DEMO_RATE,
 ) -> None:
     """Start every service that is down and wait until each is healthy."""
     settings = get_settings()
@@ -113,7 +115,7 @@ def storage_init() -> None:
 @app.command(hidden=True)
 def keep(
     demo: Annotated[bool, typer.Option()] = True,
-    demo_rate: Annotated[float, typer.Option()] = 20.0,
+    demo_rate: Annotated[float, typer.Option()] = DEMO_RATE,
 ) -> None:
     """Run the keeper in the foreground (``up`` starts it): restart services that die."""
     settings = get_settings()
@@ -136,13 +138,56 @@ def down() -> None:
     console.print("all services are down")
 
 
+def _operated(settings: Settings, name: str) -> Service:
+    """The service ``stop``/``start``/``restart`` act on, or exit 2 naming the choices."""
+    services = {s.name: s for s in platform_services(settings, True, DEMO_RATE)}
+    if name not in services:
+        console.print(f"[red]no service {name!r}[/red]; one of: {', '.join(services)}")
+        raise typer.Exit(2)
+    return services[name]
+
+
+ServiceArg = Annotated[str, typer.Argument(help="a service, as `status` names it")]
+
+
+@app.command()
+def stop(service: ServiceArg) -> None:
+    """Stop one service and keep it down (the keeper does not restart it) until ``start`` or
+    ``up``, as ``docker compose stop`` does."""
+    settings = get_settings()
+    sup = _supervisor(settings)
+    name = _operated(settings, service).name
+    hold(sup, name)
+    stopped = sup.stop(name)
+    console.print(f"{'stopped' if stopped else 'was not running:'} {name} (held until start)")
+
+
+@app.command()
+def start(service: ServiceArg) -> None:
+    """Start one service (stopped, held or down) and wait until it is healthy."""
+    settings = get_settings()
+    _start(_supervisor(settings), _operated(settings, service), settings)
+
+
+@app.command()
+def restart(service: ServiceArg) -> None:
+    """Stop one service cleanly, then start it again and wait until it is healthy."""
+    settings = get_settings()
+    sup = _supervisor(settings)
+    target = _operated(settings, service)
+    hold(sup, target.name)  # the keeper must not start it between the two steps
+    sup.stop(target.name)
+    console.print(f"stopped {target.name}")
+    _start(sup, target, settings)
+
+
 DEPLOY_TIMEOUT_S = 120.0
 
 
 @app.command()
 def deploy(
     demo: Annotated[bool, typer.Option(help="as given to up (DEMO=0 disables)")] = True,
-    demo_rate: Annotated[float, typer.Option(help="as given to up")] = 20.0,
+    demo_rate: Annotated[float, typer.Option(help="as given to up")] = DEMO_RATE,
 ) -> None:
     """Apply the views file (LAMBDA_VIEWS_FILE) to the running platform: check it, restart
     the speed processes and serving on it one by one, and wait until the speed store runs it.
@@ -238,7 +283,9 @@ def status() -> None:
         service = known.get(name)
         if pid is None and service is None and name != "keeper":
             continue
-        if pid is None:
+        if pid is None and is_held(sup, name):
+            health = f"stopped (lambda-platform start {name})"  # as the operator wants
+        elif pid is None:
             exited = read_record(sup, name).last_exit
             health = "down (configuration error: see its log)" if exited == EXIT_CONFIG else "down"
             any_unhealthy = any_unhealthy or name != "producer"
@@ -265,7 +312,9 @@ def _health(settings: Settings, name: str, service: object) -> str:
 
 
 def _start(sup: Supervisor, service: Service, settings: Settings) -> None:
-    """Start one service unless it runs; print what happened; exit 1 if it cannot start."""
+    """Start one service unless it runs; print what happened; exit 1 if it cannot start. A
+    service an operator stopped is released: the keeper looks after it again."""
+    release(sup, service.name)
     already = sup.pid(service.name)
     if service.name == S3_SERVICE and already is None and service.healthy():
         console.print(

@@ -30,10 +30,10 @@ BIN = Path(sys.executable).parent
 
 
 def platform(
-    cmd: str, env: dict[str, str], timeout: float = 600
+    cmd: str, env: dict[str, str], timeout: float = 600, *args: str
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(BIN / "lambda-platform"), cmd],
+        [str(BIN / "lambda-platform"), cmd, *args],
         env=env,
         capture_output=True,
         text=True,
@@ -137,6 +137,8 @@ def test_up_twice_lecture_examples_then_down_leaves_nothing(tab: Page, tmp_path:
         assert frozen.returncode == 1 and "STALLED" in frozen.stdout, frozen.stdout
         wait_for(lambda: platform("status", env).returncode == 0, 120)
 
+        operator_stops_and_starts_serving(env, data_dir)
+
         deploy_views(env, data_dir, views_file)
         dashboard_follows_make_batch(tab, env)
 
@@ -166,6 +168,25 @@ def test_up_twice_lecture_examples_then_down_leaves_nothing(tab: Page, tmp_path:
     assert not port_open("127.0.0.1", 9092)
     again = platform("status", env)
     assert again.returncode == 3  # nothing runs
+
+
+def operator_stops_and_starts_serving(env: dict[str, str], data_dir: Path) -> None:
+    """``lambda-platform stop serving`` keeps it down past the keeper's checks, as ``docker
+    compose stop`` does; ``start serving`` brings it back healthy and kept again."""
+    stopped = platform("stop", env, 120, "serving")
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    time.sleep(5)  # the keeper checks every second
+    assert "serving" not in pids(data_dir)
+    status = platform("status", env)
+    assert "stopped (lambda-platform start serving)" in status.stdout, status.stdout
+    unknown = platform("stop", env, 60, "no-such-service")
+    assert unknown.returncode == 2 and "one of:" in unknown.stdout
+    started = platform("start", env, 300, "serving")
+    assert started.returncode == 0, started.stdout + started.stderr
+    first = pids(data_dir)["serving"]
+    os.killpg(int(first), signal.SIGKILL)  # released: the keeper restarts it again
+    wait_for(lambda: pids(data_dir).get("serving") not in (None, first), 60)
+    wait_for(lambda: platform("status", env).returncode == 0, 120)
 
 
 def deploy_views(env: dict[str, str], data_dir: Path, views_file: Path) -> None:
