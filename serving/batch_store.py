@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 
 import duckdb
 
@@ -122,24 +123,55 @@ class BatchStore:
     def sql_rows(self, version: str, q: RowQuery) -> list[tuple[Key, Measures]]:
         """:meth:`rows` through DuckDB SQL, whatever the shape."""
         view, group_by, window_ms = q.view, q.group_by, q.window_ms
-        table = self._tables[version][view.name]
-        where = ["window_start >= ?", "window_start < ?"]
-        params: list[object] = [q.start_ms, q.end_ms]
-        for column, value in q.filters:
-            assert column in view.dimensions
-            where.append(f"{column} = ?")
-            params.append(value)
+        where, params = _where(q)
         columns = [
             floor_sql("window_start", window_ms) if c == "window_start" and window_ms else c
             for c in group_by
         ]
         select = [*columns, *view.rollup_expressions()]
-        sql = f"SELECT {', '.join(select)} FROM {table} WHERE {' AND '.join(where)}"
+        sql = f"SELECT {', '.join(select)} FROM {self._tables[version][view.name]} WHERE {where}"
         if group_by:
             sql += f" GROUP BY {', '.join(columns)}"
+        return keyed(self._fetch(sql, params), len(group_by))
+
+    def top_rows(
+        self, version: str, q: RowQuery, measure: str, limit: int, keys: Sequence[str]
+    ) -> list[tuple[Key, Measures]]:
+        """Rows of ``q`` (grouped by one dimension) for the ``limit`` keys that rank first by
+        ``measure`` (largest first, ties by key), and for each of ``keys``.
+
+        What an exact top-N over batch + speed needs without moving every key out of DuckDB:
+        a key the speed side does not hold keeps its batch value, so it can rank among the
+        first N only if it ranks among the first N + len(keys) here; ``keys`` (the speed
+        side's) are fetched whatever their rank, to be added to."""
+        view, (column,) = q.view, q.group_by
+        assert column in view.dimensions and measure in {m.name for m in view.measures}
+        where, params = _where(q)
+        per_key = (
+            f"SELECT {column}, {', '.join(view.rollup_expressions())} "
+            f"FROM {self._tables[version][view.name]} WHERE {where} GROUP BY {column}"
+        )
+        sql = (
+            f"WITH per_key AS ({per_key}) "
+            f"(SELECT * FROM per_key ORDER BY {measure} DESC, {column} LIMIT ?) UNION "
+            f"(SELECT * FROM per_key WHERE {column} IN (SELECT unnest(?::VARCHAR[])))"
+        )
+        return keyed(self._fetch(sql, [*params, limit, list(keys)]), 1)
+
+    def _fetch(self, sql: str, params: list[object]) -> list[tuple[object, ...]]:
         cursor = self.con.cursor()
         try:
-            fetched = cursor.execute(sql, params).fetchall()
+            return cursor.execute(sql, params).fetchall()
         finally:
             cursor.close()
-        return keyed(fetched, len(group_by))
+
+
+def _where(q: RowQuery) -> tuple[str, list[object]]:
+    """``q``'s range and equality filters as a WHERE clause and its parameters."""
+    where = ["window_start >= ?", "window_start < ?"]
+    params: list[object] = [q.start_ms, q.end_ms]
+    for column, value in q.filters:
+        assert column in q.view.dimensions
+        where.append(f"{column} = ?")
+        params.append(value)
+    return " AND ".join(where), params

@@ -34,7 +34,7 @@ from serving.batch_runs import BatchRuns
 from serving.batch_store import BatchStore
 from serving.consumer_group import ConsumerGroup
 from serving.dead_letters import DeadLetterTail
-from serving.deps import require_token
+from serving.deps import MAX_POINTS, require_token
 from serving.history import History, take_sample
 from serving.kafka_lag import EndOffsets
 from serving.metrics import MULTIPROC_ENV, ServingMetrics
@@ -167,7 +167,14 @@ def create_app(settings: Settings | None = None, views: ViewSet | None = None) -
         description="Exact, fresh answers over payment events: batch views merged with speed "
         "views. Ranges are on event time (CreatedTime): `start` inclusive, `end` exclusive, "
         "resolved to whole minutes (a minute counts if it starts in the range). Amounts are "
-        "decimal strings with 2 places.",
+        "decimal strings with 2 places.\n\n"
+        "**Limits** (a request past one gets 422 with the reason, never a partial answer): "
+        "times from epoch 0 to the year 9999; a series or a view's rows at most "
+        f"{MAX_POINTS:,} windows of the chosen granularity; `/v1/top-accounts` at most "
+        "1,000 accounts, ranked in the batch store (only the accounts that can still rank "
+        "first leave it), so its cost follows the rows of the range, not the accounts; a "
+        f"declared view's `limit` at most {MAX_POINTS:,} rows; batch runs at most 100; account "
+        "and dimension values at most their event field's length.",
         lifespan=lifespan,
         # Served by serving.routes.docs instead, from vendored assets rather than a CDN.
         docs_url=None,
