@@ -258,11 +258,6 @@ class Layout:
             keys.extend(k for k in found if k not in covered)
         return keys
 
-    @property
-    def landing_readers_lock(self) -> Path:
-        """Held shared by jobs reading landing files, exclusively by compaction's deletes."""
-        return self.landing_dir / ".readers.lock"
-
     def progress_key(self, partition: int) -> str:
         return f"{PROGRESS_PREFIX}partition={partition}.json"
 

@@ -158,3 +158,95 @@ def test_files_a_kept_version_names_or_a_running_job_reads_are_kept(layout: Layo
     after = compact(layout, below_ms=2 * BUCKET_MS)
     assert layout.store.exists(named_key) and after.kept_for_readers == 1  # named by v1
     assert after.deleted == during.kept_for_readers - 1
+
+
+READER_ON_ANOTHER_HOST = """
+import sys
+from lambda_contracts.landing_lock import reading_landing
+from lambda_contracts.layout import Layout
+from lambda_contracts.settings import Settings
+
+layout = Layout.of(Settings())
+with reading_landing(layout):
+    listed = layout.landing_files()
+    print(len(listed), flush=True)
+    sys.stdin.read()  # reading, until told the job is done
+"""
+
+
+@pytest.mark.integration
+def test_a_job_on_another_host_keeps_what_it_may_read(s3_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The job and compaction share the store and nothing else: each its own process and
+    data directory (another host's disk, where a local lock file would not be seen)."""
+    from tests.support.stores import s3_store
+
+    store = s3_store(s3_server)
+    compactor = Layout(tmp_path / "compactor-host", store)
+    landed = _land(compactor)
+    listed_by_job = compactor.landing_files()
+    location = store.config.location
+    env = {
+        **os.environ,
+        "LAMBDA_DATA_DIR": str(tmp_path / "job-host"),
+        "LAMBDA_STORAGE_URL": f"s3://{location.bucket}/{location.prefix}",
+        "LAMBDA_S3_ENDPOINT": s3_server.endpoint,
+        "AWS_ACCESS_KEY_ID": s3_server.access_key,
+        "AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
+    }
+    job = subprocess.Popen(
+        [sys.executable, "-c", READER_ON_ANOTHER_HOST],
+        env=env,
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert job.stdout is not None and int(job.stdout.readline()) == len(listed_by_job)
+        during = compact(compactor, below_ms=2 * BUCKET_MS)
+        assert during.deleted == 0 and during.kept_for_readers > 0
+        assert all(store.exists(key) for key in listed_by_job)  # what the job may still open
+    finally:
+        assert job.stdin is not None
+        job.stdin.close()
+        assert job.wait(timeout=30) == 0
+    assert store.list("landing/_readers/") == []  # the job released its lease
+    after = compact(compactor, below_ms=2 * BUCKET_MS)
+    assert after.deleted == during.kept_for_readers
+    assert _read_listed(compactor) == Counter(set(landed))
+
+
+def test_a_killed_jobs_lease_stops_holding_once_expired(tmp_path: Path) -> None:
+    """A driver killed mid-read stops renewing: its lease holds until it expires (plus the
+    clock skew allowed between hosts), then compaction deletes again and forgets it."""
+    import json
+    import time
+
+    from lambda_contracts.landing_lock import (
+        CLOCK_SKEW_MS,
+        FORGET_AFTER_MS,
+        READERS_PREFIX,
+        deleting_landing,
+    )
+
+    layout = Layout(tmp_path)
+    now = int(time.time() * 1000)
+
+    def lease(name: str, expires_ms: int) -> str:
+        key = f"{READERS_PREFIX}{name}.json"
+        layout.store.put(key, json.dumps({"expires_ms": expires_ms}).encode())
+        return key
+
+    held = lease("running", now + 60_000)
+    with deleting_landing(layout) as may_delete:
+        assert not may_delete
+    layout.store.delete(held)
+    skewed = lease("just-expired", now - CLOCK_SKEW_MS // 2)  # another host's clock may lag
+    with deleting_landing(layout) as may_delete:
+        assert not may_delete
+    layout.store.delete(skewed)
+    lease("killed-yesterday", now - FORGET_AFTER_MS - 1)
+    kept = lease("killed-an-hour-ago", now - 3600_000)
+    with deleting_landing(layout) as may_delete:
+        assert may_delete
+    assert [o.key for o in layout.store.list(READERS_PREFIX)] == [kept]  # the old one is gone
