@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 from pathlib import Path
 
 from lambda_contracts.layout import Layout
@@ -51,13 +52,35 @@ def spark_connection(settings: Settings) -> str:
     return json.dumps({"conn_type": "spark", "host": settings.spark_master})
 
 
+# The components that sign or check Airflow's tokens (its config.yml says so): the API
+# server and the scheduler (its executor signs each task's token). The DAG processor and the
+# triggerer reach the Execution API in process; tasks, spark-submit and serving need none.
+JWT_COMPONENTS = ("api-server", "scheduler")
+
+
+def jwt_secret_file(settings: Settings) -> Path:
+    """The JWT secret, made (mode 0600, 64 random bytes) on first use."""
+    path = Layout(settings.data_dir).airflow_dir / "jwt-secret"
+    _secret_file(path, secrets.token_urlsafe(JWT_SECRET_BYTES), min_length=JWT_SECRET_BYTES)
+    return path
+
+
+def jwt_env(settings: Settings, component: str) -> dict[str, str]:
+    """How ``component`` gets the JWT secret: for those of JWT_COMPONENTS, a command that
+    reads it from its file (Airflow's ``_CMD`` form), so the secret itself is in no process's
+    environment, and the tasks the scheduler forks inherit only the command; none for others."""
+    if component not in JWT_COMPONENTS:
+        return {}
+    read = shlex.join(["cat", str(jwt_secret_file(settings))])
+    return {"AIRFLOW__API_AUTH__JWT_SECRET_CMD": read}
+
+
 def airflow_env(settings: Settings, api_port: int = AIRFLOW_PORT) -> dict[str, str]:
+    """What every Airflow process shares (the JWT secret is not in it: :func:`jwt_env`)."""
     home = Layout(settings.data_dir).airflow_dir
     home.mkdir(parents=True, exist_ok=True)
     admin_password(settings)
-    jwt_secret = _secret_file(
-        home / "jwt-secret", secrets.token_urlsafe(JWT_SECRET_BYTES), min_length=JWT_SECRET_BYTES
-    )
+    jwt_secret_file(settings)
     api_url = f"http://{API_HOST}:{api_port}"
     return {
         "AIRFLOW_HOME": str(home),
@@ -81,7 +104,6 @@ def airflow_env(settings: Settings, api_port: int = AIRFLOW_PORT) -> dict[str, s
         "AIRFLOW__API__PORT": str(api_port),
         "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__API__BASE_URL": api_url,
-        "AIRFLOW__API_AUTH__JWT_SECRET": jwt_secret,
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         "AIRFLOW_CONN_SPARK_DEFAULT": spark_connection(settings),

@@ -20,7 +20,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from infra.airflow_env import AIRFLOW_PORT, API_HOST, admin_password, airflow_env, password_file
+from infra.airflow_env import (
+    AIRFLOW_PORT,
+    API_HOST,
+    admin_password,
+    airflow_env,
+    jwt_env,
+    password_file,
+)
 from infra.cluster import cli as cluster_cli
 from infra.keeper import Keeper, clear_records, hold, is_held, read_record, release
 from infra.log_rotation import LogRotation
@@ -263,7 +270,8 @@ def airflow(ctx: typer.Context) -> None:
     component through this command with its own database and host settings.
     """
     settings = get_settings()
-    env = {**airflow_env(settings), **os.environ}
+    component = ctx.args[0] if ctx.args else ""
+    env = {**airflow_env(settings), **jwt_env(settings, component), **os.environ}
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
     # exec, not a child: Airflow becomes this process, so the SIGTERM of docker stop (or of a
     # supervisor) reaches the scheduler or API server itself, which then stops its tasks.

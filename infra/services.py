@@ -17,7 +17,7 @@ import httpx
 from kafka import KafkaConsumer
 from kafka.errors import KafkaError
 
-from infra.airflow_env import AIRFLOW_PORT, API_HOST, airflow_env
+from infra.airflow_env import AIRFLOW_PORT, API_HOST, airflow_env, jwt_env
 from infra.kafka_broker import broker_command
 from infra.monitoring import prometheus_service
 from infra.s3_server import local_s3_server, local_s3_service
@@ -133,13 +133,19 @@ def airflow_services(settings: Settings) -> list[Service]:
             "airflow-api",
             api_server,
             lambda: airflow_healthy(AIRFLOW_PORT),
-            env,
+            {**env, **jwt_env(settings, "api-server")},
             start_timeout_s=180,
             stop_timeout_s=30,
             nice=nice,
         ),
         *(
-            Service(f"airflow-{part}", lambda p=part: [airflow, p], lambda: True, env, nice=nice)
+            Service(
+                f"airflow-{part}",
+                lambda p=part: [airflow, p],
+                lambda: True,
+                {**env, **jwt_env(settings, part)},
+                nice=nice,
+            )
             for part in ("scheduler", "dag-processor", "triggerer")
         ),
     ]

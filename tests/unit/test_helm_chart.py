@@ -315,3 +315,21 @@ def test_prometheus_of_the_release_scrapes_every_pod_with_the_platforms_rules(
     box = container(workloads(mine)["prometheus"])
     assert box["readinessProbe"]["httpGet"]["path"] == "/-/ready"
     assert {"cpu", "memory"} <= set(box["resources"]["limits"])
+
+
+@pytest.mark.parametrize("values", VALUE_SETS, ids=lambda v: v.name if v else "defaults")
+def test_only_the_api_server_and_the_scheduler_read_the_jwt_secret(values: Path | None) -> None:
+    """Mounted from the Secret into those two pods and read by Airflow's _CMD form: in no
+    environment (the scheduler's tasks and spark-submit inherit its environment)."""
+    for name, workload in workloads(render(values)).items():
+        env = env_of(workload)
+        assert "AIRFLOW__API_AUTH__JWT_SECRET" not in env, name
+        signs = name in ("airflow-apiserver", "airflow-scheduler")
+        assert ("AIRFLOW__API_AUTH__JWT_SECRET_CMD" in env) is signs, name
+        volumes = {v["name"]: v for v in workload["spec"]["template"]["spec"]["volumes"]}
+        assert ("airflow-jwt" in volumes) is signs, name
+        if signs:
+            mounts = {m["name"]: m["mountPath"] for m in container(workload)["volumeMounts"]}
+            path = env["AIRFLOW__API_AUTH__JWT_SECRET_CMD"]["value"].split()[-1]
+            assert path == mounts["airflow-jwt"] + "/jwt-secret", name
+            assert volumes["airflow-jwt"]["secret"]["items"][0]["path"] == "jwt-secret"

@@ -125,8 +125,6 @@ here win over the ones `lambda-platform airflow` derives (infra/airflow_env.py).
   {{- include "lambda-platform.secretRef" (list .Values.postgres.existingSecret .Values.postgres.airflowDbUrlKey "postgres.existingSecret") | nindent 2 }}
 - name: AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC
   {{- include "lambda-platform.secretRef" (list .Values.postgres.existingSecret .Values.postgres.airflowDbUrlAsyncKey "postgres.existingSecret") | nindent 2 }}
-- name: AIRFLOW__API_AUTH__JWT_SECRET
-  {{- include "lambda-platform.secretRef" (list .Values.airflow.existingSecret .Values.airflow.jwtSecretKey "airflow.existingSecret") | nindent 2 }}
 - name: AIRFLOW__API__HOST
   value: "0.0.0.0"
 - name: AIRFLOW__API__PORT
@@ -177,9 +175,11 @@ volumeMounts:
 {{- end }}
 
 {{/* The pod-level part every pod shares: security, scheduling, volumes. Takes
-(dict "ctx" $ "airflow" bool): Airflow pods also get the passwords file. */}}
+(dict "ctx" $ "airflow" bool "jwt" bool): Airflow pods also get the passwords file, the
+api-server's and the scheduler's the JWT secret as a file. */}}
 {{- define "lambda-platform.podBase" -}}
 {{- $airflow := .airflow }}
+{{- $jwt := .jwt }}
 {{- with .ctx -}}
 automountServiceAccountToken: false
 {{- with .Values.serviceAccountName }}
@@ -224,6 +224,14 @@ volumes:
       items:
         - {key: {{ .key | quote }}, path: {{ .key | quote }}}
 {{- end }}
+{{- end }}
+{{- if $jwt }}
+  {{- /* Only the api-server and the scheduler sign or check Airflow's tokens. */}}
+  - name: airflow-jwt
+    secret:
+      secretName: {{ .Values.airflow.existingSecret }}
+      items:
+        - {key: {{ .Values.airflow.jwtSecretKey | quote }}, path: jwt-secret}
 {{- end }}
 {{- if and $airflow .Values.airflow.passwordsFileKey }}
   - name: airflow-passwords
