@@ -26,7 +26,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from lambda_contracts.db import make_engine
 from lambda_contracts.layout import Layout
 from lambda_contracts.settings import Settings, get_settings
-from lambda_contracts.startup import checked_layout, checked_settings, checked_views
+from lambda_contracts.startup import (
+    checked_kafka_access,
+    checked_layout,
+    checked_settings,
+    checked_views,
+)
 from lambda_contracts.view_set import ViewSet, registered_versions, with_previous
 from lambda_contracts.views import VIEWS
 from serving.batch_cache import BatchCache
@@ -238,6 +243,7 @@ def serve() -> None:
     settings = checked_settings()
     checked_layout(settings)  # a bad storage setting exits 78 here, before the workers start
     checked_views(settings)  # so does an invalid views file
+    checked_kafka_access(settings)  # and Kafka credentials the brokers refuse (lag, group, DLQ)
     metrics_dir = None
     if settings.api_workers > 1:  # the workers (spawned: they import anew) inherit it
         metrics_dir = Path(tempfile.mkdtemp(prefix="serving-metrics-", dir=_run_dir(settings)))

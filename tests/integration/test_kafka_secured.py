@@ -20,10 +20,14 @@ from kafka.errors import AuthorizationError, KafkaError
 from lambda_contracts.db import make_engine
 from lambda_contracts.settings import Settings
 from lambda_contracts.startup import EXIT_CONFIG
+from serving.consumer_group import ConsumerGroup
+from serving.dead_letters import DeadLetterTail
+from serving.kafka_lag import EndOffsets
 from tests.support import ports
 from tests.support.pipeline import (
     BIN,
     SpeedProcess,
+    TruthRecord,
     assert_landing_holds_every_valid_event_once,
     env_for,
     expected_views,
@@ -32,6 +36,7 @@ from tests.support.pipeline import (
     read_topic,
     speed_views,
     wait_caught_up,
+    wait_until,
 )
 from tests.support.secured_kafka import SecuredBroker, start_secured_broker
 from tests.support.topic_settings import fresh_settings
@@ -90,11 +95,41 @@ def test_producer_and_speed_layer_run_through_sasl_ssl_with_their_grants_only(
         engine = make_engine(platform.speed_store_url)
         wait_caught_up(platform, engine)  # read over the administration listener
         assert speed_views(engine) == expected_views(truth)
+        serving_reads_lag_group_and_dead_letters(secured, platform, truth)
         assert speed.terminate() == 0
     assert "Kafka access refused" not in speed.log_path.read_text()
     assert_landing_holds_every_valid_event_once(platform, truth)
     dead = read_topic(platform, platform.dlq_topic)
     assert len(dead) == sum(r.kind == "malformed" for r in truth)
+
+
+def serving_reads_lag_group_and_dead_letters(
+    secured: SecuredBroker, platform: Settings, truth: list[TruthRecord]
+) -> None:
+    """Serving's own principal (Describe on the topic and group, Read on the DLQ) is enough
+    for its freshness, consumer-group and rejects readings."""
+    settings = secured.role_settings(platform, "serving")
+    ends, group, tail = EndOffsets(settings), ConsumerGroup(settings), DeadLetterTail(settings)
+    try:
+        reading = ends.get()
+        assert reading is not None
+        want: dict[int, int] = {}
+        for record in truth:
+            want[record.partition] = max(want.get(record.partition, 0), record.offset + 1)
+        assert {p: o for p, o in reading.offsets.items() if o} == want
+        described = group.describe()
+        assert described is not None and len(described.members) == 1
+        assert sorted(described.members[0].partitions) == list(range(platform.partitions))
+        malformed = sum(r.kind == "malformed" for r in truth)
+        wait_until(
+            lambda: (r := tail.read()) is not None and len(r.latest) == min(malformed, 20),
+            30,
+            "serving's DLQ tail",
+        )
+    finally:
+        ends.close()
+        group.close()
+        tail.close()
 
 
 def test_a_principal_may_do_only_what_it_was_granted(
@@ -121,7 +156,11 @@ def test_a_principal_may_do_only_what_it_was_granted(
 
 @pytest.mark.parametrize(
     ("command", "role"),
-    [(["lambda-speed", "--no-metrics"], "speed"), (["lambda-produce", "--count", "5"], "producer")],
+    [
+        (["lambda-speed", "--no-metrics"], "speed"),
+        (["lambda-produce", "--count", "5"], "producer"),
+        (["lambda-serve"], "serving"),
+    ],
 )
 def test_a_wrong_password_is_one_line_and_exit_78(
     secured: SecuredBroker, platform: Settings, command: list[str], role: str
