@@ -61,8 +61,14 @@ def test_compose_mirrors_the_cluster_topology() -> None:
         assert APP_SERVICES[name]["command"] == argv, name
     shared = COMPOSE["x-app"]["environment"]
     assert {k: v for k, v in shared.items() if k in CLUSTER_ENV} == CLUSTER_ENV
-    # Airflow on PostgreSQL with the same URLs, sync and async, on both.
-    assert {k: v for k, v in shared.items() if k in AIRFLOW_ENV} == AIRFLOW_ENV
+    # Airflow on PostgreSQL with the same URLs, sync and async, on both; and, as on the
+    # cluster, only Airflow's parts know its database.
+    for name, service in APP_SERVICES.items():
+        env = service.get("environment", shared)
+        if name.startswith("airflow-"):
+            assert {k: v for k, v in env.items() if k in AIRFLOW_ENV} == AIRFLOW_ENV, name
+        else:
+            assert not [k for k in env if k.startswith("AIRFLOW__")], name
     # Every process finds the object store's keys where the AWS clients look.
     assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(shared)
 
@@ -72,8 +78,7 @@ def test_airflow_async_database_url_uses_an_installed_driver() -> None:
     installed, so the async URL must be explicit and its driver importable."""
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    env = COMPOSE["x-app"]["environment"]
-    url = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"]
+    url = COMPOSE["x-airflow-env"]["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"]
     assert url.startswith("postgresql+psycopg_async://")
     create_async_engine(url)  # resolves the dialect and imports the driver, connects to nothing
 
