@@ -7,6 +7,7 @@ localhost:9092) with a temporary data directory.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -160,6 +161,7 @@ def test_up_twice_lecture_examples_then_down_leaves_nothing(tab: Page, tmp_path:
             producer.wait()
             consumer.wait()
         assert lines == ["{'counter': 0}", "{'counter': 1}", "{'counter': 2}"]
+        assert_no_secret_in_logs(data_dir)
     finally:
         down = platform("down", env)
     assert down.returncode == 0, down.stdout + down.stderr
@@ -168,6 +170,20 @@ def test_up_twice_lecture_examples_then_down_leaves_nothing(tab: Page, tmp_path:
     assert not port_open("127.0.0.1", 9092)
     again = platform("status", env)
     assert again.returncode == 3  # nothing runs
+
+
+def assert_no_secret_in_logs(data_dir: Path) -> None:
+    """After a run with a batch through Airflow: neither the Airflow login's password nor the
+    JWT secret is in any line of any log (the services' and Airflow's task logs)."""
+    airflow_dir = data_dir / "airflow"
+    password = json.loads((airflow_dir / "admin-password.json").read_text())["admin"]
+    secrets = {"admin password": password, "JWT secret": (airflow_dir / "jwt-secret").read_text()}
+    logs = [p for p in data_dir.rglob("*.log*") if p.is_file()]
+    assert any(p.parent.name == "logs" for p in logs)  # the services' logs are there
+    for path in logs:
+        text = path.read_text(errors="replace")
+        for what, secret in secrets.items():
+            assert secret not in text, f"the {what} is in {path}"
 
 
 def operator_stops_and_starts_serving(env: dict[str, str], data_dir: Path) -> None:
