@@ -93,8 +93,8 @@ def main() -> None:
     platform = [str(Path(sys.executable).parent / "lambda-platform"), "cluster"]
     subprocess.run([*platform, "up"], check=True)
     hosts = sorted({cluster.host_of(s.name) for s in cluster.services()})
-    hosts.append("logs")  # the services' logs, rotated by size
-    disk_start = {h: disk_bytes(cluster.host_dir(h)) for h in hosts}
+    parts = [*hosts, "logs"]  # each host's directory, and the services' logs beside them
+    disk_start = {p: disk_bytes(cluster.host_dir(p)) for p in parts}
     samples: list[dict[str, int]] = []
     started = time.monotonic()
     try:
@@ -102,7 +102,7 @@ def main() -> None:
             samples.append(memory_by_host(cluster, hosts))
             time.sleep(5)
     finally:
-        disk_end = {h: disk_bytes(cluster.host_dir(h)) for h in hosts}
+        disk_end = {p: disk_bytes(cluster.host_dir(p)) for p in parts}
         if args.down:
             subprocess.run([*platform, "down"], check=False)
     totals = [sum(s.values()) for s in samples]
@@ -126,10 +126,9 @@ def main() -> None:
     }  # fmt: skip
     write_report("cluster_footprint", figures)
     table = Table("host", "peak PSS (MiB)", "disk at end (MiB)", title="cluster footprint")
-    for h in hosts:
-        table.add_row(
-            h, str(figures["peak_by_host_mib"][h]), str(figures["disk_end_by_host_mib"][h])
-        )
+    for part in parts:
+        peak = figures["peak_by_host_mib"].get(part, "-")
+        table.add_row(part, str(peak), str(figures["disk_end_by_host_mib"][part]))
     table.add_row("total", str(figures["memory_pss_mib"]["peak"]), str(figures["disk_mib"]["end"]))
     console.print(table)
 

@@ -80,6 +80,8 @@ def airflow_env(settings: Settings, api_port: int = AIRFLOW_PORT) -> dict[str, s
     home = Layout(settings.data_dir).airflow_dir
     home.mkdir(parents=True, exist_ok=True)
     admin_password(settings)
+    # Made here, by whichever Airflow command runs first (compose's airflow-init), not by the
+    # API server and the scheduler racing to create it when they start side by side.
     jwt_secret_file(settings)
     api_url = f"http://{API_HOST}:{api_port}"
     return {

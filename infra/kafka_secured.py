@@ -39,7 +39,7 @@ class Grant:
     """One ``kafka-acls --add`` allowing ``principal`` the ``operations`` on a resource."""
 
     principal: str
-    resource: str  # "topic", "group", "transactional-id" or "cluster"
+    resource: str  # kafka-acls' resource option: "topic" or "group"
     name: str
     operations: Sequence[str]
 
@@ -47,8 +47,6 @@ class Grant:
         args = ["--add", "--allow-principal", f"User:{self.principal}"]
         for operation in self.operations:
             args += ["--operation", operation]
-        if self.resource == "cluster":
-            return [*args, "--cluster"]
         return [*args, f"--{self.resource}", self.name]
 
 

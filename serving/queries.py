@@ -231,15 +231,14 @@ class QueryService:
         label = "sum" if by_sum else "count"
         q = RowQuery.of(view, start_ms, end_ms, ("source_account_id",))
         speed_rows = self.speed.rows(q, snap.horizon_ms)
+        at = view.measure_index(label)
         batch_rows: Rows = ()
         if snap.pointer is not None:
-            measure = next(m.name for m in view.measures if m.label == label)
             touched = [key[0] for key, _ in speed_rows]
             batch_rows = self.batch.top_rows(
-                snap.pointer.version, q, measure, limit + len(touched), touched
+                snap.pointer.version, q, view.measures[at].name, limit + len(touched), touched
             )
         per_account = merge_rows(view, batch_rows, speed_rows)
-        at = view.measure_index(label)
         ranked = heapq.nsmallest(limit, per_account.items(), key=lambda kv: (-kv[1][at], kv[0]))
         whole = self._batch_part(snap, RowQuery.of(GLOBAL_MINUTE, start_ms, end_ms))
         self._count(snap, view, whole.rows if whole else (), speed_rows)

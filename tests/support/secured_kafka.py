@@ -52,10 +52,9 @@ class SecuredBroker:
 
     def role_env(self, role: str, password: str | None = None) -> dict[str, str]:
         """The same as ``LAMBDA_KAFKA_*`` variables, for a platform process of ``role``."""
-        return {
-            f"LAMBDA_{name.upper()}": str(value)
-            for name, value in self.client_settings(role, password).items()
-        }
+        fields = self.client_settings(role, password)
+        env = Settings(**fields).as_env(include_secrets=True)  # the one naming rule
+        return {k: v for k, v in env.items() if k.removeprefix("LAMBDA_").lower() in fields}
 
     def role_settings(self, base: Settings, role: str, password: str | None = None) -> Settings:
         """``base`` (topics, group, data) as a client of ``role`` on the secured listener."""
