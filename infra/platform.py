@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -20,6 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from infra import airflow_upkeep as upkeep
 from infra.airflow_env import (
     AIRFLOW_PORT,
     API_HOST,
@@ -270,12 +272,45 @@ def airflow(ctx: typer.Context) -> None:
     component through this command with its own database and host settings.
     """
     settings = get_settings()
-    component = ctx.args[0] if ctx.args else ""
-    env = {**airflow_env(settings), **jwt_env(settings, component), **os.environ}
-    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    env = airflow_process_env(settings, ctx.args[0] if ctx.args else "")
     # exec, not a child: Airflow becomes this process, so the SIGTERM of docker stop (or of a
     # supervisor) reaches the scheduler or API server itself, which then stops its tasks.
     os.execvpe("airflow", ["airflow", *ctx.args], env)
+
+
+def airflow_process_env(settings: Settings, component: str = "") -> dict[str, str]:
+    """The environment of an Airflow command: the platform's Airflow configuration, the JWT
+    secret's command for the components that need it, then the variables already set (which
+    win, so compose and a cluster host give their own database and addresses), and this
+    Python's ``bin`` first on PATH (Airflow spawns its parts by the bare name ``airflow``)."""
+    env = {**airflow_env(settings), **jwt_env(settings, component), **os.environ}
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    return env
+
+
+@app.command("airflow-upkeep")
+def airflow_upkeep(
+    once: Annotated[bool, typer.Option(help="one pass, then exit (a cron job)")] = False,
+) -> None:
+    """Delete Airflow's task logs and run records older than LAMBDA_AIRFLOW_RETENTION_DAYS,
+    every LAMBDA_AIRFLOW_UPKEEP_INTERVAL_S until SIGTERM (or once)."""
+    settings = get_settings()
+    env = airflow_process_env(settings)
+    if once:
+        try:
+            done = upkeep.upkeep_once(settings, env)
+        except subprocess.CalledProcessError as exc:
+            tail = (exc.stderr or exc.stdout or "").strip().splitlines()[-1:]
+            console.print(f"[red]error:[/red] airflow db clean failed ({exc.returncode}): "
+                          f"{escape(' '.join(tail))}", highlight=False)  # fmt: skip
+            raise typer.Exit(1) from exc
+        console.print(f"deleted {done.logs_deleted} log files and the run records before "
+                      f"{done.before.isoformat()}")  # fmt: skip
+        return
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    upkeep.run(settings, env, stop)
 
 
 @app.command()

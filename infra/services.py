@@ -148,6 +148,12 @@ def airflow_services(settings: Settings) -> list[Service]:
             )
             for part in ("scheduler", "dag-processor", "triggerer")
         ),
+        Service(
+            "airflow-upkeep",
+            lambda: [sys.executable, "-m", "infra.platform", "airflow-upkeep"],
+            lambda: True,
+            nice=nice,
+        ),
     ]
 
 

@@ -291,11 +291,16 @@ class UpkeepSettings(SettingsGroup):
     log_keep: int = Field(
         default=5, ge=1, description="local mode: rotated copies kept of each service's log"
     )
-    airflow_retention_days: int = Field(
+    airflow_retention_days: float = Field(
         default=14,
+        gt=0,
+        description="Airflow's upkeep (lambda-platform airflow-upkeep) deletes task logs and "
+        "run records older than this (a fraction of a day is allowed)",
+    )
+    airflow_upkeep_interval_s: float = Field(
+        default=3600,
         ge=1,
-        description="the lambda_housekeeping DAG deletes Airflow task logs and run records "
-        "older than this",
+        description="seconds between two passes of Airflow's upkeep",
     )
 
 

@@ -239,7 +239,12 @@ class Cluster:
             except httpx.HTTPError:
                 return False
 
-        names = ("airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
+        names = (
+            "airflow-scheduler",
+            "airflow-dag-processor",
+            "airflow-triggerer",
+            "airflow-upkeep",
+        )
         return [
             self._platform("airflow-apiserver", "airflow", healthy, start_timeout_s=240),
             *(self._platform(n, "airflow", lambda: True) for n in names),

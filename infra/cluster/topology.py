@@ -29,7 +29,13 @@ HOSTS: tuple[Host, ...] = (
     Host("spark-worker-2", ("spark-worker-2",)),
     Host(
         "airflow",
-        ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"),
+        (
+            "airflow-apiserver",
+            "airflow-scheduler",
+            "airflow-dag-processor",
+            "airflow-triggerer",
+            "airflow-upkeep",
+        ),
     ),
     Host("speed-1", ("speed-1",)),
     Host("speed-2", ("speed-2",)),
@@ -113,6 +119,7 @@ COMMANDS: dict[str, list[str]] = {
     "airflow-scheduler": ["lambda-platform", "airflow", "scheduler"],
     "airflow-dag-processor": ["lambda-platform", "airflow", "dag-processor"],
     "airflow-triggerer": ["lambda-platform", "airflow", "triggerer"],
+    "airflow-upkeep": ["lambda-platform", "airflow-upkeep"],
     "serving": ["lambda-serve"],
     "producer": DEMO_PRODUCER,
 }

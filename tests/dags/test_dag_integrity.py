@@ -20,10 +20,10 @@ def test_no_import_errors(dagbag: DagBag) -> None:
 
 
 def test_expected_dags_are_present(dagbag: DagBag) -> None:
-    assert {"lambda_batch", "lambda_rebuild", "lambda_housekeeping"} <= set(dagbag.dag_ids)
+    assert {"lambda_batch", "lambda_rebuild"} <= set(dagbag.dag_ids)
 
 
-@pytest.mark.parametrize("dag_id", ["lambda_batch", "lambda_rebuild", "lambda_housekeeping"])
+@pytest.mark.parametrize("dag_id", ["lambda_batch", "lambda_rebuild"])
 def test_dag_is_safe_to_schedule(dagbag: DagBag, dag_id: str) -> None:
     dag = dagbag.dags[dag_id]
     assert dag.tags and "lambda" in dag.tags

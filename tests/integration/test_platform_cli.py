@@ -142,6 +142,7 @@ def test_up_twice_lecture_examples_then_down_leaves_nothing(tab: Page, tmp_path:
 
         deploy_views(env, data_dir, views_file)
         dashboard_follows_make_batch(tab, env)
+        airflow_upkeep_ran(data_dir)
 
         lecture = ROOT / "tests" / "lecture"
         producer = subprocess.Popen(
@@ -184,6 +185,14 @@ def assert_no_secret_in_logs(data_dir: Path) -> None:
         text = path.read_text(errors="replace")
         for what, secret in secrets.items():
             assert secret not in text, f"the {what} is in {path}"
+
+
+def airflow_upkeep_ran(data_dir: Path) -> None:
+    """Airflow's upkeep runs as a service of its own beside the scheduler, and its pass (old
+    task logs, then ``airflow db clean``) succeeded against the live metadata database."""
+    log = (data_dir / "logs" / "airflow-upkeep.log").read_text()
+    assert "airflow upkeep" in log and "records_cleaned=True" in log, log[-2000:]
+    assert "failed" not in log, log[-2000:]
 
 
 def operator_stops_and_starts_serving(env: dict[str, str], data_dir: Path) -> None:

@@ -93,9 +93,13 @@ def workloads(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     }
 
 
+def containers(workload: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in workload["spec"]["template"]["spec"]["containers"]}
+
+
 def container(workload: dict[str, Any]) -> dict[str, Any]:
-    (only,) = workload["spec"]["template"]["spec"]["containers"]
-    return only
+    """The workload's own container (the first; only the scheduler's pod has a second)."""
+    return workload["spec"]["template"]["spec"]["containers"][0]
 
 
 def env_of(workload: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -143,6 +147,15 @@ def test_chart_mirrors_the_cluster_topology() -> None:
     # Every other platform service: the topology's argv (Spark is external).
     for name in ("serving", "producer", *AIRFLOW_COMPONENTS):
         assert container(by_component[name])["args"] == COMMANDS[name], name
+    # Airflow's upkeep beside the scheduler, whose pod's volume holds the task logs.
+    scheduler_pod = containers(by_component["airflow-scheduler"])
+    assert set(scheduler_pod) == {"airflow-scheduler", "airflow-upkeep"}
+    upkeep = scheduler_pod["airflow-upkeep"]
+    assert upkeep["args"] == COMMANDS["airflow-upkeep"]
+    assert {"name": "data", "mountPath": "/data"} in upkeep["volumeMounts"]
+    upkeep_env = {e["name"] for e in upkeep["env"]}
+    assert "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" in upkeep_env
+    assert not any("JWT" in name for name in upkeep_env)
     # The one-off Jobs: what compose runs before the layers.
     for job, service in JOBS.items():
         assert by_component[job]["kind"] == "Job"
@@ -219,13 +232,14 @@ def test_pods_run_as_non_root_with_limits_and_probes(values: Path | None) -> Non
         assert pod["securityContext"]["runAsNonRoot"] is True, name
         assert pod["securityContext"]["runAsUser"] != 0, name
         assert pod["automountServiceAccountToken"] is False, name
+        for box in containers(workload).values():
+            assert box["securityContext"]["allowPrivilegeEscalation"] is False, name
+            assert box["securityContext"]["capabilities"]["drop"] == ["ALL"], name
+            assert {"cpu", "memory"} <= set(box["resources"]["requests"]), name
+            assert {"cpu", "memory"} <= set(box["resources"]["limits"]), name
+            # The image's entrypoint (tini, which reaps Airflow's and Spark's children) stays.
+            assert "command" not in box and box["args"], name
         box = container(workload)
-        assert box["securityContext"]["allowPrivilegeEscalation"] is False, name
-        assert box["securityContext"]["capabilities"]["drop"] == ["ALL"], name
-        assert {"cpu", "memory"} <= set(box["resources"]["requests"]), name
-        assert {"cpu", "memory"} <= set(box["resources"]["limits"]), name
-        # The image's entrypoint (tini, which reaps Airflow's and Spark's children) stays.
-        assert "command" not in box and box["args"], name
         if workload["kind"] != "Job" and name != "producer":  # the producer serves nothing
             assert "livenessProbe" in box, name
     by_component = workloads(render(values))
