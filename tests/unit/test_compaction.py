@@ -13,54 +13,16 @@ import pytest
 from batch_layer.compaction import STEPS, compact
 from batch_layer.inputs import spark_uri
 from batch_layer.versions import new_version_id
-from lambda_contracts.landing_files import read_landing_file, write_landing_file
 from lambda_contracts.landing_lock import reading_landing
 from lambda_contracts.layout import Layout, superseded_files
 from lambda_contracts.manifest import Manifest
+from tests.support.small_landing_files import (
+    BUCKET_MS,
+    land_small_files,
+    read_listed,
+)
 
-BUCKET_MS = 60_000
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _row(partition: int, offset: int, ts: int) -> dict[str, object]:
-    return {
-        "transaction_id": f"t{partition}-{offset}",
-        "created_time": ts - 5,
-        "source_account_id": f"a{offset % 7}",
-        "target_account_id": "b",
-        "amount_cents": offset * 3,
-        "kafka_partition": partition,
-        "kafka_offset": offset,
-        "kafka_ts": ts,
-    }
-
-
-def _land(layout: Layout) -> list[tuple[int, int]]:
-    """Two buckets x three partitions, written as the speed layer does: a small file per
-    flush, plus one replayed (overlapping) file. Returns every (partition, offset) landed."""
-    landed = []
-    for partition in range(3):
-        offset = 0
-        for bucket in (0, BUCKET_MS):
-            for _flush in range(5):
-                rows = [_row(partition, offset + i, bucket + offset + i) for i in range(4)]
-                write_landing_file(layout, bucket, partition, rows)
-                landed += [(partition, offset + i) for i in range(4)]
-                offset += 4
-        # A crash replay re-landed part of the last flushes of the second bucket.
-        replay = [_row(partition, o, BUCKET_MS + o) for o in range(offset - 6, offset)]
-        write_landing_file(layout, BUCKET_MS, partition, replay)
-    return landed
-
-
-def _read_listed(layout: Layout) -> Counter[tuple[int, int]]:
-    """What a reader sees through the listing, counting every row it would read."""
-    seen: Counter[tuple[int, int]] = Counter()
-    for key in layout.landing_files():
-        for row in read_landing_file(layout, key).to_pylist():
-            assert row == _row(row["kafka_partition"], row["kafka_offset"], row["kafka_ts"])
-            seen[(row["kafka_partition"], row["kafka_offset"])] += 1
-    return seen
 
 
 def _files_per_bucket_partition(layout: Layout) -> Counter[tuple[int, str]]:
@@ -85,14 +47,14 @@ def test_superseded_means_contained_in_one_other_file_of_the_partition(tmp_path:
 def test_compaction_leaves_one_file_per_bucket_and_partition_with_the_same_rows(
     layout: Layout,
 ) -> None:
-    landed = _land(layout)
+    landed = land_small_files(layout)
     on_disk = _stored(layout)
     report = compact(layout, below_ms=2 * BUCKET_MS)
 
     assert on_disk == 3 * 11
     assert set(_files_per_bucket_partition(layout).values()) == {1}
     assert report.files_before == on_disk and report.files_after == 6
-    assert _read_listed(layout) == Counter(set(landed))  # every offset once
+    assert read_listed(layout) == Counter(set(landed))  # every offset once
     assert report.deleted == on_disk  # compacted files have new names: every old one went
     assert _stored(layout) == 6  # small files are gone
     again = compact(layout, below_ms=2 * BUCKET_MS)
@@ -100,7 +62,7 @@ def test_compaction_leaves_one_file_per_bucket_and_partition_with_the_same_rows(
 
 
 def test_only_buckets_below_the_limit_are_touched(layout: Layout) -> None:
-    _land(layout)
+    land_small_files(layout)
     untouched = layout.landing_keys_by_bucket()[BUCKET_MS]
     compact(layout, below_ms=BUCKET_MS)
     assert len(layout.landing_files(below_ms=BUCKET_MS)) == 3
@@ -112,10 +74,10 @@ def test_killed_at_any_step_loses_nothing_counts_nothing_twice_and_the_next_run_
     tmp_path: Path, step: str
 ) -> None:
     layout = Layout(tmp_path)
-    landed = _land(layout)
+    landed = land_small_files(layout)
     # Before compaction a replay overlaps the files around it: readers already see a few
     # offsets twice and deduplicate them by (partition, offset).
-    before = _read_listed(layout)
+    before = read_listed(layout)
     assert before.keys() == set(landed)
     # A kill during an earlier write left a temp file behind (before its fsync and rename).
     bucket_dir = tmp_path / "landing" / "bucket=0"
@@ -135,16 +97,16 @@ def test_killed_at_any_step_loses_nothing_counts_nothing_twice_and_the_next_run_
     )
     assert killed.returncode == 9
 
-    midway = _read_listed(layout)
+    midway = read_listed(layout)
     assert midway.keys() == set(landed)  # nothing lost
     assert all(midway[k] <= before[k] for k in midway)  # no copy a reader did not see before
     compact(layout, below_ms=2 * BUCKET_MS)
-    assert _read_listed(layout) == Counter(set(landed))
+    assert read_listed(layout) == Counter(set(landed))
     assert set(_files_per_bucket_partition(layout).values()) == {1}
 
 
 def test_files_a_kept_version_names_or_a_running_job_reads_are_kept(layout: Layout) -> None:
-    landed = _land(layout)
+    landed = land_small_files(layout)
     named_key = layout.landing_files(below_ms=BUCKET_MS)[0]
     named = spark_uri(layout, named_key)
     kept = new_version_id("kept")
@@ -153,7 +115,7 @@ def test_files_a_kept_version_names_or_a_running_job_reads_are_kept(layout: Layo
     with reading_landing(layout):  # a batch job is reading
         during = compact(layout, below_ms=2 * BUCKET_MS)
     assert during.deleted == 0 and during.kept_for_readers > 0
-    assert _read_listed(layout) == Counter(set(landed))  # superseded files are not listed
+    assert read_listed(layout) == Counter(set(landed))  # superseded files are not listed
 
     after = compact(layout, below_ms=2 * BUCKET_MS)
     assert layout.store.exists(named_key) and after.kept_for_readers == 1  # named by v1
@@ -182,7 +144,7 @@ def test_a_job_on_another_host_keeps_what_it_may_read(s3_server, tmp_path: Path)
 
     store = s3_store(s3_server)
     compactor = Layout(tmp_path / "compactor-host", store)
-    landed = _land(compactor)
+    landed = land_small_files(compactor)
     listed_by_job = compactor.landing_files()
     location = store.config.location
     env = {
@@ -213,7 +175,7 @@ def test_a_job_on_another_host_keeps_what_it_may_read(s3_server, tmp_path: Path)
     assert store.list("landing/_readers/") == []  # the job released its lease
     after = compact(compactor, below_ms=2 * BUCKET_MS)
     assert after.deleted == during.kept_for_readers
-    assert _read_listed(compactor) == Counter(set(landed))
+    assert read_listed(compactor) == Counter(set(landed))
 
 
 def test_a_killed_jobs_lease_stops_holding_once_expired(tmp_path: Path) -> None:
