@@ -11,9 +11,12 @@ with ``kafka-acls`` (``org.apache.kafka.tools.AclCommand``) over the plaintext l
 
 from __future__ import annotations
 
+import json
 import subprocess
+import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from infra.kafka_tls import BrokerTls
 
@@ -97,11 +100,42 @@ def reader_grants(principal: str, topic: str, dlq_topic: str, group: str) -> lis
     ]
 
 
-def add_acls(java_base: Sequence[str], admin_bootstrap: str, grants: Iterable[Grant]) -> None:
-    """Add each grant with Kafka's ``kafka-acls`` over the (super user's) plaintext listener."""
+def add_acls(
+    java_base: Sequence[str],
+    admin_bootstrap: str,
+    grants: Iterable[Grant],
+    command_config: Path | None = None,
+) -> None:
+    """Add each grant with Kafka's ``kafka-acls`` as a super user: over a plaintext listener,
+    or with ``command_config`` (a client properties file: a secured listener's login)."""
     for grant in grants:
         cmd = [*java_base, "org.apache.kafka.tools.AclCommand"]
         cmd += ["--bootstrap-server", admin_bootstrap, *grant.arguments()]
+        if command_config is not None:
+            cmd += ["--command-config", str(command_config)]
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if result.returncode != 0:
             raise RuntimeError(f"kafka-acls {grant} failed: {result.stderr or result.stdout}")
+
+
+def write_grants(path: Path, grants: Iterable[Grant]) -> Path:
+    """Grants as JSON, for :func:`main` to apply on another host."""
+    path.write_text(json.dumps([asdict(g) for g in grants]))
+    return path
+
+
+def main(argv: Sequence[str] = tuple(sys.argv[1:])) -> None:
+    """``python -m infra.kafka_secured GRANTS.json BOOTSTRAP [COMMAND_CONFIG]``: add the
+    grants of a :func:`write_grants` file (a cluster host's step: it resolves the brokers)."""
+    from infra.kafka_broker import java_base
+    from lambda_contracts.settings import Settings
+
+    grants_file, bootstrap, *config = argv
+    grants = [Grant(**g) for g in json.loads(Path(grants_file).read_text())]
+    tool = java_base(Settings(kafka_heap="128m"))
+    add_acls(tool, bootstrap, grants, Path(config[0]) if config else None)
+    print(f"{len(grants)} ACL grants added")
+
+
+if __name__ == "__main__":
+    main()

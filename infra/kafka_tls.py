@@ -60,25 +60,50 @@ def _subject_alt_names(hosts: Sequence[str]) -> str:
     return ",".join(names)
 
 
-def make_broker_tls(directory: Path, hosts: Sequence[str]) -> BrokerTls:
-    """A fresh CA and a broker keystore whose certificate names every address in ``hosts``."""
+@dataclass(frozen=True)
+class CertificateAuthority:
+    """A private CA: its certificate (what clients trust) and its key (what signs)."""
+
+    pem: Path
+    key: Path
+
+
+def make_ca(directory: Path) -> CertificateAuthority:
+    """A fresh CA under ``directory`` (``ca.pem``, ``ca.key`` mode 0600)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key, ca_pem = directory / "ca.key", directory / "ca.pem"
+    _run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", str(VALID_DAYS),
+         "-keyout", str(ca_key), "-out", str(ca_pem), "-subj", "/CN=lambda-ca")  # fmt: skip
+    ca_key.chmod(0o600)
+    return CertificateAuthority(ca_pem, ca_key)
+
+
+def make_keystore(
+    directory: Path, ca: CertificateAuthority, hosts: Sequence[str], name: str = "broker"
+) -> BrokerTls:
+    """A PKCS12 keystore ``<name>.p12`` whose certificate (subject ``CN=<name>``, signed by
+    ``ca``) names every address in ``hosts``; also a client certificate for mutual TLS."""
     directory.mkdir(parents=True, exist_ok=True)
     password = secrets.token_urlsafe(18)
-    ca_key, ca_pem = directory / "ca.key", directory / "ca.pem"
-    keystore, csr = directory / "broker.p12", directory / "broker.csr"
-    signed, extensions = directory / "broker.pem", directory / "broker.ext"
+    keystore, csr = directory / f"{name}.p12", directory / f"{name}.csr"
+    signed, extensions = directory / f"{name}.pem", directory / f"{name}.ext"
     extensions.write_text(f"subjectAltName={_subject_alt_names(hosts)}\n")
-    days = ["-days", str(VALID_DAYS)]
-    _run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", *days,
-         "-keyout", str(ca_key), "-out", str(ca_pem), "-subj", "/CN=lambda-ca")  # fmt: skip
     store = ["-keystore", str(keystore), "-storetype", "PKCS12", "-storepass", password]
-    _run("keytool", "-genkeypair", "-alias", "broker", "-keyalg", "RSA", "-keysize", "2048",
-         "-dname", "CN=lambda-kafka", "-validity", str(VALID_DAYS), "-keypass", password,
+    _run("keytool", "-genkeypair", "-alias", name, "-keyalg", "RSA", "-keysize", "2048",
+         "-dname", f"CN={name}", "-validity", str(VALID_DAYS), "-keypass", password,
          *store)  # fmt: skip
-    _run("keytool", "-certreq", "-alias", "broker", "-file", str(csr), *store)
-    _run("openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca_pem), "-CAkey", str(ca_key),
-         "-CAcreateserial", "-out", str(signed), *days, "-extfile", str(extensions))  # fmt: skip
-    _run("keytool", "-importcert", "-alias", "ca", "-file", str(ca_pem), "-noprompt", *store)
-    _run("keytool", "-importcert", "-alias", "broker", "-file", str(signed), "-noprompt", *store)
-    ca_key.unlink()  # nothing signs with it again
-    return BrokerTls(ca_pem=ca_pem, keystore=keystore, password=password)
+    _run("keytool", "-certreq", "-alias", name, "-file", str(csr), *store)
+    _run("openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca.pem), "-CAkey", str(ca.key),
+         "-CAcreateserial", "-out", str(signed), "-days", str(VALID_DAYS),
+         "-extfile", str(extensions))  # fmt: skip
+    _run("keytool", "-importcert", "-alias", "ca", "-file", str(ca.pem), "-noprompt", *store)
+    _run("keytool", "-importcert", "-alias", name, "-file", str(signed), "-noprompt", *store)
+    return BrokerTls(ca_pem=ca.pem, keystore=keystore, password=password)
+
+
+def make_broker_tls(directory: Path, hosts: Sequence[str]) -> BrokerTls:
+    """A fresh CA and a broker keystore whose certificate names every address in ``hosts``."""
+    ca = make_ca(directory)
+    tls = make_keystore(directory, ca, hosts)
+    ca.key.unlink()  # nothing signs with it again
+    return tls

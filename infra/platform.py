@@ -16,12 +16,16 @@ import time
 from pathlib import Path
 from typing import Annotated
 
+import psycopg
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from sqlalchemy.exc import DBAPIError
 
 from infra import airflow_upkeep as upkeep
+from infra import db_roles
 from infra.airflow_env import (
     AIRFLOW_PORT,
     API_HOST,
@@ -119,6 +123,37 @@ def storage_init() -> None:
         console.print(f"bucket {bucket}: {'created' if created else 'exists'}")
     layout = checked_layout(settings)
     console.print(f"[green]✓[/green] storage {layout.store.describe()}")
+
+
+def _error(message: str) -> None:
+    """One line on the console, whatever its width, as every refusal of the platform."""
+    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+@app.command("db-init")
+def db_init() -> None:
+    """Make the PostgreSQL databases and roles (one per service, with only the privileges it
+    uses) and the speed store's tables, from LAMBDA_DB_ADMIN_URL and each role's
+    LAMBDA_DB_<ROLE>_URL (speed, batch, serving, airflow); safe to run again."""
+    try:
+        logins = db_roles.DbInitSettings().logins()  # type: ignore[call-arg]
+    except ValidationError as exc:
+        unset = ", ".join(f"LAMBDA_DB_{str(e['loc'][0]).upper()}" for e in exc.errors())
+        _error(f"db-init needs {unset}")
+        raise typer.Exit(EXIT_CONFIG) from exc
+    except ValueError as exc:
+        _error(str(exc))
+        raise typer.Exit(EXIT_CONFIG) from exc
+    try:
+        db_roles.provision(logins)
+    except (psycopg.Error, DBAPIError) as exc:
+        where = f"{logins.admin.host}:{logins.admin.port or 5432}"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        _error(f"db-init at {where}: {first}")
+        raise typer.Exit(1) from exc
+    names = ", ".join(str(url.username) for url in (*logins.store.values(), logins.airflow))
+    console.print(f"[green]✓[/green] databases {logins.store_database} and "
+                  f"{logins.airflow.database}; roles {names}")  # fmt: skip
 
 
 @app.command(hidden=True)

@@ -14,6 +14,7 @@ import json
 import typing
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from sqlalchemy.engine import make_url
@@ -221,6 +222,11 @@ class ClusterSettings(SettingsGroup):
     )
     cluster_subnet: str = Field(
         default="10.213.77.0/24", description="addresses of make cluster-up's hosts"
+    )
+    cluster_kafka_security: Literal["plaintext", "sasl_ssl"] = Field(
+        default="plaintext",
+        description="sasl_ssl: the cluster's Kafka with TLS and SCRAM between its hosts, the "
+        "authorizer on and a user per host (infra/cluster/kafka_security.py)",
     )
 
 

@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from infra.cluster import netns
+from infra.cluster.kafka_security import ADMIN_USER
 from infra.cluster.services import Cluster, Step
 from infra.cluster.topology import HOSTS, KAFKA_HOSTS, PORTS, Network
 from infra.keeper import Keeper, clear_records, read_record
@@ -40,7 +41,12 @@ console = Console(width=None if sys.stdout.isatty() else 140)
 def _cluster() -> Cluster:
     settings = get_settings()
     net = Network(prefix=settings.cluster_prefix, subnet=settings.cluster_subnet)
-    return Cluster.of(settings.data_dir, net, monitoring=settings.prometheus_enabled)
+    # Once made secured, a cluster stays so until `down --purge`: its brokers hold the users.
+    made_secured = (settings.data_dir / "cluster" / "kafka-security" / "users.json").exists()
+    secured = settings.cluster_kafka_security == "sasl_ssl" or made_secured
+    return Cluster.of(
+        settings.data_dir, net, monitoring=settings.prometheus_enabled, kafka_security=secured
+    )
 
 
 KEEPER = "keeper"
@@ -151,7 +157,8 @@ def kafka_report(cluster: Cluster) -> dict[str, object]:
     (brokers advertise host names, which resolve only there)."""
     if all(cluster.supervisor.pid(host) is None for host in KAFKA_HOSTS):
         return {"error": "no broker running"}
-    step = Step("kafka-report", "producer", [sys.executable, "-m", "infra.cluster.probe"], 60)
+    probe = [sys.executable, "-m", "infra.cluster.probe"]
+    step = Step("kafka-report", "producer", probe, 60, env=cluster.kafka_login(ADMIN_USER))
     try:
         return json.loads(cluster.run_step(step).splitlines()[-1])
     except (ServiceError, subprocess.TimeoutExpired, ValueError, IndexError) as exc:

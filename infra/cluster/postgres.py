@@ -14,7 +14,6 @@ import subprocess
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 from sqlalchemy.engine import URL
 
 PG_USER = "postgres"
@@ -80,18 +79,6 @@ def answering(url: URL, timeout_s: int = 2) -> bool:
             return True
     except psycopg.Error:
         return False
-
-
-def ensure_databases(url: URL, names: list[str]) -> list[str]:
-    """Create the databases that are missing; returns the ones created."""
-    created = []
-    with psycopg.connect(_conninfo(url, "postgres"), autocommit=True) as conn:
-        for name in names:
-            found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
-            if found.fetchone() is None:
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-                created.append(name)
-    return created
 
 
 def _conninfo(url: URL, database: str) -> str:

@@ -23,19 +23,25 @@ from sqlalchemy.engine import URL, make_url
 
 from infra.cluster import netns, postgres
 from infra.cluster.kafka_nodes import kafka_node_properties
+from infra.cluster.kafka_security import ADMIN_USER, HOST_USERS, ClusterKafkaSecurity
 from infra.cluster.topology import (
+    AIRFLOW_ENV,
     BUCKET,
     CLUSTER_ENV,
     COMMANDS,
+    DB_ADMIN_URL,
     HOST_ENV,
     HOSTS,
     KAFKA_HOSTS,
     PORTS,
     S3_ACCESS_KEY,
     S3_SECRET_KEY,
+    STORE_URLS,
     Network,
 )
+from infra.db_roles import DbLogins, provision
 from infra.kafka_broker import broker_command, new_cluster_id
+from infra.kafka_secured import write_grants
 from infra.monitoring import RULES, cluster_config, prometheus_service
 from infra.s3_server import S3Server, build_versitygw
 from infra.services import port_open
@@ -56,6 +62,7 @@ class Step:
     # Run only when one of these services is down (an ``up`` that only restarts a broker
     # need not migrate Airflow's database again).
     needed_by: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)  # beside the host's own
 
 
 # Where a service outside the hosts runs (Prometheus): this machine's own namespace.
@@ -75,16 +82,30 @@ class Cluster:
     kafka_heap: str = "512m"
     # Prometheus on this machine, outside the hosts (LAMBDA_PROMETHEUS_ENABLED=1).
     monitoring: bool = False
+    # TLS and SASL between the hosts' Kafka clients and brokers (LAMBDA_CLUSTER_KAFKA_SECURITY).
+    kafka_security: bool = False
 
     @classmethod
-    def of(cls, data_dir: Path, net: Network | None = None, monitoring: bool = False) -> Cluster:
+    def of(
+        cls,
+        data_dir: Path,
+        net: Network | None = None,
+        monitoring: bool = False,
+        kafka_security: bool = False,
+    ) -> Cluster:
         return cls(
             root=data_dir / "cluster",
             net=net or Network(),
             access_key=os.environ.get(S3_ACCESS_KEY[0], S3_ACCESS_KEY[1]),
             secret_key=os.environ.get(S3_SECRET_KEY[0], S3_SECRET_KEY[1]),
             monitoring=monitoring,
+            kafka_security=kafka_security,
         )
+
+    @property
+    def security(self) -> ClusterKafkaSecurity | None:
+        """The Kafka users, certificates and ACLs, when the cluster runs with them."""
+        return ClusterKafkaSecurity(self.root / "kafka-security") if self.kafka_security else None
 
     @property
     def supervisor(self) -> Supervisor:
@@ -108,7 +129,14 @@ class Cluster:
             "SPARK_LOCAL_IP": self.address(host),
             "SPARK_LOCAL_HOSTNAME": host,
             **HOST_ENV.get(host, {}),
+            **self.kafka_login(HOST_USERS.get(host)),
         }
+
+    def kafka_login(self, user: str | None) -> dict[str, str]:
+        """``user``'s ``LAMBDA_KAFKA_*`` login on a secured cluster (nothing otherwise)."""
+        if self.security is None or user is None:
+            return {}
+        return self.security.client_env(user)
 
     def settings(self, host: str) -> Settings:
         """The platform settings a process of ``host`` reads from its environment."""
@@ -119,10 +147,22 @@ class Cluster:
     def on(self, host: str, argv: list[str]) -> list[str]:
         return netns.exec_argv(self.net, host, argv)
 
-    def store_url(self) -> URL:
-        """The speed store's URL as the machine reaches it (by the host's address)."""
-        url = make_url(CLUSTER_ENV["LAMBDA_SPEED_STORE_URL"])
-        return url.set(host=self.address("postgres"))
+    def reached(self, url: str) -> URL:
+        """A URL of the postgres host as the machine reaches it (by the host's address)."""
+        return make_url(url).set(host=self.address("postgres"))
+
+    def store_url(self, role: str = "speed") -> URL:
+        """The speed store's URL for a service role (infra/db_roles.py), from the machine."""
+        return self.reached(STORE_URLS[role])
+
+    def db_logins(self) -> DbLogins:
+        """The administrator's and every role's logins, from the machine."""
+        airflow = AIRFLOW_ENV["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+        return DbLogins(
+            self.reached(DB_ADMIN_URL),
+            {role: self.store_url(role) for role in STORE_URLS},
+            self.reached(airflow),
+        )
 
     # --- the services -------------------------------------------------------------------
 
@@ -136,18 +176,18 @@ class Cluster:
         directory = self.host_dir(host)
 
         def command() -> list[str]:
-            data = postgres.init_data_dir(directory, self.store_url(), self.net.subnet)
+            data = postgres.init_data_dir(directory, self.db_logins().admin, self.net.subnet)
             port = PORTS["postgres"]
             argv = postgres.server_command(data, self.address(host), port, directory / "socket")
             return self.on(host, argv)
 
-        url = self.store_url()
+        logins = self.db_logins()
         return self.service(
             host,
             command,
             host,
-            healthy=lambda: postgres.answering(url),
-            after_start=lambda: postgres.ensure_databases(url, [str(url.database), "airflow"]),
+            healthy=lambda: postgres.answering(logins.admin),
+            after_start=lambda: provision(logins),
             start_timeout_s=60,
             stop_timeout_s=30,
         )
@@ -187,15 +227,20 @@ class Cluster:
         return path.read_text().strip()
 
     def kafka_node(self, host: str) -> dict[str, str]:
-        """``host``'s keys of ``server.properties`` (:func:`kafka_node_properties`)."""
-        return kafka_node_properties(host, self.address)
+        """``host``'s keys of ``server.properties`` (:func:`kafka_node_properties`, and
+        :class:`ClusterKafkaSecurity`'s on a secured cluster)."""
+        node = kafka_node_properties(host, self.address)
+        if self.security is not None:
+            node |= self.security.node_properties(host, self.address)
+        return node
 
     def kafka(self, host: str) -> Service:
         settings = Settings(data_dir=self.host_dir(host), kafka_heap=self.kafka_heap)
 
         def command() -> list[str]:
             node = self.kafka_node(host)
-            return self.on(host, broker_command(settings, node, self.kafka_cluster_id()))
+            scram = self.security.scram_arguments() if self.security is not None else ()
+            return self.on(host, broker_command(settings, node, self.kafka_cluster_id(), scram))
 
         addr = self.address(host)
         return self.service(
@@ -298,7 +343,9 @@ class Cluster:
                 [sys.executable, "-m", "infra.topics"],
                 timeout_s=180,
                 needed_by=("speed-1", "speed-2", "serving"),
+                env=self.kafka_login(ADMIN_USER),
             ),
+            *self.acl_steps(),
             [self.spark_master()],
             [self.spark_worker("spark-worker-1"), self.spark_worker("spark-worker-2")],
             Step(
@@ -315,6 +362,26 @@ class Cluster:
             stages.append([self.prometheus()])
         return [*stages, [self.producer()]] if demo else stages
 
+    def acl_steps(self) -> list[Step]:
+        """On a secured cluster: each host's user gets its ACLs (kafka-acls, as the admin)."""
+        if self.security is None:
+            return []
+        security = self.security
+        grants = write_grants(
+            security.directory / "grants.json", security.grants(self.settings("producer"))
+        )
+        bootstrap = f"{KAFKA_HOSTS[0]}:{PORTS['kafka']}"
+        admin = security.admin_properties()
+        return [
+            Step(
+                "kafka-acls",
+                "producer",
+                [sys.executable, "-m", "infra.kafka_secured", str(grants), bootstrap, str(admin)],
+                timeout_s=300,
+                needed_by=("speed-1", "speed-2", "serving"),
+            )
+        ]
+
     def services(self) -> list[Service]:
         return [s for stage in self.stages() if isinstance(stage, list) for s in stage]
 
@@ -325,7 +392,7 @@ class Cluster:
         """Run a one-shot step on its host; its output, or ServiceError with its output."""
         done = subprocess.run(
             self.on(step.host, step.argv),
-            env={**os.environ, **self.env(step.host)},
+            env={**os.environ, **self.env(step.host), **step.env},
             capture_output=True,
             text=True,
             timeout=step.timeout_s,

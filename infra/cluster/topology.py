@@ -55,7 +55,6 @@ CLUSTER_ENV: dict[str, str] = {
     "LAMBDA_KAFKA_BOOTSTRAP": ",".join(f"{h}:{PORTS['kafka']}" for h in KAFKA_HOSTS),
     "LAMBDA_REPLICATION_FACTOR": "3",
     "LAMBDA_MIN_INSYNC_REPLICAS": "2",
-    "LAMBDA_SPEED_STORE_URL": f"postgresql+psycopg://lambda:lambda@postgres:{PORTS['postgres']}/lambda",
     "LAMBDA_SPARK_MASTER": f"spark://spark-master:{PORTS['spark-master']}",
     "LAMBDA_STORAGE_URL": f"s3://{BUCKET}/master",
     "LAMBDA_S3_ENDPOINT": f"http://s3:{PORTS['s3']}",
@@ -63,9 +62,19 @@ CLUSTER_ENV: dict[str, str] = {
     "LAMBDA_SPEED_METRICS_HOST": "0.0.0.0",
 }
 
+# PostgreSQL's logins (infra/db_roles.py): the administrator, whom only the postgres host's
+# provisioning uses, and a role per service; each host gets its own role's URL in HOST_ENV.
+DB_ADMIN_URL = f"postgresql+psycopg://postgres:postgres@postgres:{PORTS['postgres']}/postgres"
+STORE_URLS = {
+    role: f"postgresql+psycopg://lambda_{role}:{role}@postgres:{PORTS['postgres']}/lambda"
+    for role in ("speed", "batch", "serving")
+}
+STORE_ROLE_OF_HOST = {"speed-1": "speed", "speed-2": "speed", "airflow": "batch"}
+STORE_ROLE_OF_HOST |= {"serving": "serving"}
+
 # Airflow's metadata lives in PostgreSQL on a cluster (SQLite in local mode); the async URL is
 # explicit, or Airflow derives one for asyncpg, which is not installed.
-AIRFLOW_DB = f"lambda:lambda@postgres:{PORTS['postgres']}/airflow"
+AIRFLOW_DB = f"airflow:airflow@postgres:{PORTS['postgres']}/airflow"
 AIRFLOW_ENV: dict[str, str] = {
     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg://{AIRFLOW_DB}",
     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": f"postgresql+psycopg_async://{AIRFLOW_DB}",
@@ -77,13 +86,16 @@ AIRFLOW_ENV: dict[str, str] = {
 # the batch job's driver runs on ``airflow`` (LocalExecutor) and advertises that name.
 SPARK_WORKER_ENV = {"SPARK_WORKER_CORES": "1", "SPARK_WORKER_MEMORY": "2g"}
 HOST_ENV: dict[str, dict[str, str]] = {
+    "speed-1": {"LAMBDA_SPEED_STORE_URL": STORE_URLS["speed"]},
+    "speed-2": {"LAMBDA_SPEED_STORE_URL": STORE_URLS["speed"]},
     "airflow": {
         **AIRFLOW_ENV,
+        "LAMBDA_SPEED_STORE_URL": STORE_URLS["batch"],
         "AIRFLOW__API__BASE_URL": f"http://airflow:{PORTS['airflow']}",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://airflow:{PORTS['airflow']}/execution/",
         "LAMBDA_SPARK_DRIVER_HOST": "airflow",
     },
-    "serving": {"LAMBDA_API_HOST": "0.0.0.0"},
+    "serving": {"LAMBDA_API_HOST": "0.0.0.0", "LAMBDA_SPEED_STORE_URL": STORE_URLS["serving"]},
     "spark-master": {"SPARK_MASTER_WEBUI_PORT": "8080", "SPARK_DAEMON_MEMORY": "512m"},
     "spark-worker-1": {**SPARK_WORKER_ENV, "SPARK_DAEMON_MEMORY": "256m"},
     "spark-worker-2": {**SPARK_WORKER_ENV, "SPARK_DAEMON_MEMORY": "256m"},

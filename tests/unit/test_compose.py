@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
 import yaml
 
-from infra.cluster.topology import AIRFLOW_ENV, CLUSTER_ENV, COMMANDS, HOSTS, KAFKA_HOSTS
+from infra.cluster.topology import (
+    AIRFLOW_ENV,
+    CLUSTER_ENV,
+    COMMANDS,
+    DB_ADMIN_URL,
+    HOSTS,
+    KAFKA_HOSTS,
+    STORE_ROLE_OF_HOST,
+    STORE_URLS,
+)
+from infra.db_roles import DbInitSettings
 from lambda_contracts.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,9 +36,43 @@ def test_app_services_run_the_projects_own_commands() -> None:
 
 def test_lambda_variables_are_real_settings() -> None:
     fields = {f"LAMBDA_{name.upper()}" for name in Settings.model_fields}
+    db_init = {f"LAMBDA_DB_{name.upper()}" for name in DbInitSettings.model_fields}
     for name, service in APP_SERVICES.items():
-        unknown = {k for k in service.get("environment", {}) if k.startswith("LAMBDA_")} - fields
+        known = fields | db_init if name == "db-init" else fields
+        unknown = {k for k in service.get("environment", {}) if k.startswith("LAMBDA_")} - known
         assert not unknown, f"{name}: {unknown}"
+
+
+def resolved(value: str) -> str:
+    """A value as compose gives it with nothing set in the environment: ``${X:-d}`` is d."""
+    return re.sub(r"\$\{[A-Z0-9_]+:-([^}]*)\}", r"\1", value)
+
+
+def test_each_service_logs_in_to_postgres_as_its_own_role() -> None:
+    """As on the cluster's hosts: the speed processes, serving and Airflow (the batch tasks)
+    each with their role's URL; the administrator's only in db-init, which makes the roles."""
+    services = COMPOSE["services"]
+    host_of = {service: host.name for host in HOSTS for service in host.services}
+    for name, service in APP_SERVICES.items():
+        env = {k: resolved(str(v)) for k, v in service.get("environment", {}).items()}
+        role = STORE_ROLE_OF_HOST.get(host_of.get(name, ""))
+        if role is not None:
+            assert env["LAMBDA_SPEED_STORE_URL"] == STORE_URLS[role], name
+        elif name != "airflow-init":
+            assert "LAMBDA_SPEED_STORE_URL" not in env, name
+        if name != "db-init":
+            assert not any("postgres:" in v.split("@")[0] for v in env.values()), name
+    db_init = {k: resolved(v) for k, v in services["db-init"]["environment"].items()}
+    assert db_init["LAMBDA_DB_ADMIN_URL"] == DB_ADMIN_URL
+    assert {r: db_init[f"LAMBDA_DB_{r.upper()}_URL"] for r in STORE_URLS} == STORE_URLS
+    assert db_init["LAMBDA_DB_AIRFLOW_URL"] == AIRFLOW_ENV["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    assert services["db-init"]["command"] == ["lambda-platform", "db-init"]
+    assert services["postgres"]["environment"]["POSTGRES_USER"] == "postgres"
+    for name, service in APP_SERVICES.items():  # who logs in starts once the roles exist
+        env = service.get("environment", {})
+        if "LAMBDA_SPEED_STORE_URL" in env or "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" in env:
+            condition = service.get("depends_on", {}).get("db-init", {}).get("condition")
+            assert condition == "service_completed_successfully", name
 
 
 def test_kafka_is_three_official_brokers_in_one_kraft_quorum() -> None:
@@ -66,7 +111,8 @@ def test_compose_mirrors_the_cluster_topology() -> None:
     for name, service in APP_SERVICES.items():
         env = service.get("environment", shared)
         if name.startswith("airflow-"):
-            assert {k: v for k, v in env.items() if k in AIRFLOW_ENV} == AIRFLOW_ENV, name
+            ours = {k: resolved(v) for k, v in env.items() if k in AIRFLOW_ENV}
+            assert ours == AIRFLOW_ENV, name
         else:
             assert not [k for k in env if k.startswith("AIRFLOW__")], name
     # Every process finds the object store's keys where the AWS clients look.

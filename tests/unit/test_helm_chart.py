@@ -21,7 +21,13 @@ import pytest
 import yaml
 from kafka import KafkaConsumer
 
-from infra.cluster.topology import AIRFLOW_ENV, CLUSTER_ENV, COMMANDS, HOST_ENV
+from infra.cluster.topology import (
+    AIRFLOW_ENV,
+    CLUSTER_ENV,
+    COMMANDS,
+    HOST_ENV,
+    STORE_ROLE_OF_HOST,
+)
 from lambda_contracts.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,6 +62,9 @@ SECRET_ENV = {
 }
 AIRFLOW_COMPONENTS = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor")
 AIRFLOW_COMPONENTS += ("airflow-triggerer",)
+# The cluster host each workload stands for.
+HOST_OF_WORKLOAD = {"speed": "speed-1", "serving": "serving", "producer": "producer"}
+HOST_OF_WORKLOAD |= {name: "airflow" for name in AIRFLOW_COMPONENTS}
 # The Jobs and the compose services that run the same command once.
 JOBS = {"storage-init": "s3-init", "topics": "topics", "airflow-db-migrate": "airflow-init"}
 
@@ -168,7 +177,15 @@ def test_chart_mirrors_the_cluster_topology() -> None:
         assert {k: literal[k] for k in CLUSTER_ENV if k in literal} == {
             k: v for k, v in CLUSTER_ENV.items() if k not in from_secret
         }, name
-        assert "LAMBDA_SPEED_STORE_URL" in from_secret, name
+        # Each service logs in to the speed store as its cluster host's role, or not at all.
+        host = HOST_OF_WORKLOAD.get(name)
+        role = STORE_ROLE_OF_HOST.get(host or "")
+        if role is None:
+            assert "LAMBDA_SPEED_STORE_URL" not in env, name
+        else:
+            assert "LAMBDA_SPEED_STORE_URL" in from_secret, name
+            key = env["LAMBDA_SPEED_STORE_URL"]["valueFrom"]["secretKeyRef"]["key"]
+            assert key == f"{role}-store-url", name
         airflow = name in AIRFLOW_COMPONENTS or name == "airflow-db-migrate"
         if airflow:
             # Airflow on PostgreSQL, sync and async URLs from the Secret; the host's settings.
@@ -176,7 +193,7 @@ def test_chart_mirrors_the_cluster_topology() -> None:
                 k: v for k, v in AIRFLOW_ENV.items() if k not in from_secret
             }
             assert {k for k in AIRFLOW_ENV if k.startswith("AIRFLOW__DATABASE__")} <= from_secret
-            assert set(HOST_ENV["airflow"]) <= set(env), name
+            assert set(HOST_ENV["airflow"]) - {"LAMBDA_SPEED_STORE_URL"} <= set(env), name
             api = "http://lambda-lambda-platform-airflow-apiserver:8080"
             assert literal["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == f"{api}/execution/"
             # spark-submit's driver is reached at the scheduler pod's address.
@@ -184,7 +201,8 @@ def test_chart_mirrors_the_cluster_topology() -> None:
             assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
         else:
             assert not any(k.startswith("AIRFLOW__") for k in env), name
-    assert HOST_ENV["serving"].items() <= literal_env(by_component["serving"]).items()
+    serving_host = {k: v for k, v in HOST_ENV["serving"].items() if k not in SECRET_ENV}
+    assert serving_host.items() <= literal_env(by_component["serving"]).items()
 
 
 @pytest.mark.parametrize("values", VALUE_SETS, ids=lambda v: v.name if v else "defaults")

@@ -89,8 +89,6 @@ docker-compose.yml's x-app environment), with the addresses and secrets of the v
 - name: LAMBDA_KAFKA_SSL_CAFILE
   value: {{ printf "/etc/lambda/kafka-ca/%s" .Values.kafka.security.caFile.key | quote }}
 {{- end }}
-- name: LAMBDA_SPEED_STORE_URL
-  {{- include "lambda-platform.secretRef" (list .Values.postgres.existingSecret .Values.postgres.speedStoreUrlKey "postgres.existingSecret") | nindent 2 }}
 - name: LAMBDA_SPARK_MASTER
   value: {{ required "spark.master" .Values.spark.master | quote }}
 - name: LAMBDA_SPARK_S3A_JARS
@@ -120,6 +118,15 @@ docker-compose.yml's x-app environment), with the addresses and secrets of the v
 Airflow's components (and its schema Job): HOST_ENV["airflow"] of the topology. Variables set
 here win over the ones `lambda-platform airflow` derives (infra/airflow_env.py).
 */}}
+{{/* The speed store's URL for a service's own PostgreSQL role (infra/db_roles.py): takes
+(list $ "speed"|"batch"|"serving"). */}}
+{{- define "lambda-platform.storeUrl" -}}
+{{- $root := index . 0 }}
+{{- $key := index $root.Values.postgres.storeUrlKeys (index . 1) }}
+- name: LAMBDA_SPEED_STORE_URL
+  {{- include "lambda-platform.secretRef" (list $root.Values.postgres.existingSecret $key "postgres.existingSecret") | nindent 2 }}
+{{- end }}
+
 {{- define "lambda-platform.airflowEnv" -}}
 - name: AIRFLOW__DATABASE__SQL_ALCHEMY_CONN
   {{- include "lambda-platform.secretRef" (list .Values.postgres.existingSecret .Values.postgres.airflowDbUrlKey "postgres.existingSecret") | nindent 2 }}
