@@ -48,10 +48,10 @@ from rich.table import Table
 from bench.chaos_check import (
     ALL_TIME,
     GroundTruth,
-    api_count,
     api_differences,
     check_dlq,
     check_landing,
+    convergence_s,
     declared_view_differences,
     read_log,
     reckoning_checks,
@@ -264,10 +264,7 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
             log = read_log(settings, settings.topic)
             truth = GroundTruth.of(log, settings.dedup_horizon_ms)
             want = truth.summary()["count"]
-            converge_s: float | None = None
-            with suppress(TimeoutError):  # a count that never converges is reported, below
-                wait(lambda: api_count(api) == want, 300, f"the API to count {want} events")
-                converge_s = round(time.monotonic() - stopped, 1)
+            converge_s = convergence_s(api, want, stopped, 300)
             diffs_speed = api_differences(api, truth)
 
             version = final_batch(

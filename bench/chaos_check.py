@@ -10,6 +10,7 @@ version's Parquet files.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -164,6 +165,17 @@ def api_count(api: str) -> int | None:
         return int(httpx.get(f"{api}/v1/totals", params=ALL_TIME, timeout=10).json()["count"])
     except (httpx.HTTPError, KeyError, ValueError):
         return None
+
+
+def convergence_s(api: str, want: int, since: float, timeout_s: float) -> float | None:
+    """Seconds from ``since`` (monotonic) until the API counts ``want`` events over all time,
+    or None if it did not within ``timeout_s`` (a run reports it as a failed check)."""
+    deadline = time.monotonic() + timeout_s
+    while api_count(api) != want:
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(1.0)
+    return round(time.monotonic() - since, 1)
 
 
 @dataclass

@@ -57,10 +57,10 @@ from bench.chaos_check import (
     ALL_TIME,
     GroundTruth,
     LogRecord,
-    api_count,
     api_differences,
     check_dlq,
     check_landing,
+    convergence_s,
     read_log,
     reckoning_checks,
     series_and_top_differences,
@@ -437,10 +437,7 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         log = logs[checks.topic]
         truth = GroundTruth.of(log, checks.dedup_horizon_ms)
         want = truth.summary()["count"]
-        converge_s: float | None = None
-        with suppress(TimeoutError):
-            wait(lambda: api_count(api) == want, 300, f"the API to count {want} events")
-            converge_s = round(time.monotonic() - stopped, 1)
+        converge_s = convergence_s(api, want, stopped, 300)
         diffs_speed = api_differences(api, truth) + series_and_top_differences(api, truth)
 
         version = final_batch(client, layout, checks, max(r.timestamp for r in log))

@@ -45,14 +45,14 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from bench.chaos import airflow, final_batch, platform_cmd, wait
+from bench.chaos import airflow, final_batch, platform_cmd
 from bench.chaos_check import (
     ALL_TIME,
     GroundTruth,
-    api_count,
     cents,
     check_dlq,
     check_landing,
+    convergence_s,
     read_log,
     stream_figures,
 )
@@ -361,10 +361,7 @@ def run(args: argparse.Namespace, data_dir: Path, scratch: Path) -> dict[str, An
         log = read_log(settings, settings.topic)
         truth = GroundTruth.of(log, settings.dedup_horizon_ms)
         want = truth.summary()["count"]
-        converge_s: float | None = None
-        with suppress(TimeoutError):
-            wait(lambda: api_count(api) == want, 600, f"the API to count {want} events")
-            converge_s = round(time.monotonic() - stopped, 1)
+        converge_s = convergence_s(api, want, stopped, 600)
         diffs_speed = answer_differences(api, truth)
         version = final_batch(client, layout, settings, max(r.timestamp for r in log))
         current = layout.read_current()
