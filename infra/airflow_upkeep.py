@@ -38,11 +38,11 @@ DB_CLEAN_TIMEOUT_S = 1800.0  # a first clean after months without one deletes mu
 
 @dataclass(frozen=True)
 class UpkeepPass:
-    """What one pass did: the cut-off, the log files deleted, whether the records' clean ran."""
+    """What one pass did: the cut-off (records and logs before it are gone), the log files
+    deleted."""
 
     before: datetime
     logs_deleted: int
-    records_cleaned: bool
 
 
 def expired_logs(root: Path, before_s: float) -> list[Path]:
@@ -89,7 +89,7 @@ def upkeep_once(settings: Settings, env: Mapping[str, str]) -> UpkeepPass:
     root = Path(env["AIRFLOW__LOGGING__BASE_LOG_FOLDER"])
     deleted = expired_logs(root, before.timestamp()) if root.is_dir() else []
     clean_run_records(env, before)
-    return UpkeepPass(before, len(deleted), True)
+    return UpkeepPass(before, len(deleted))
 
 
 def run(settings: Settings, env: Mapping[str, str], stop: threading.Event) -> None:
@@ -101,7 +101,7 @@ def run(settings: Settings, env: Mapping[str, str], stop: threading.Event) -> No
             done = upkeep_once(settings, env)
             log.info(
                 "airflow upkeep", before=done.before.isoformat(), logs_deleted=done.logs_deleted,
-                records_cleaned=done.records_cleaned, took_s=round(time.monotonic() - started, 1),
+                took_s=round(time.monotonic() - started, 1),
             )  # fmt: skip
         except subprocess.CalledProcessError as exc:
             tail = (exc.stderr or exc.stdout or "")[-2000:]

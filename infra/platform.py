@@ -336,8 +336,7 @@ def airflow_upkeep(
             done = upkeep.upkeep_once(settings, env)
         except subprocess.CalledProcessError as exc:
             tail = (exc.stderr or exc.stdout or "").strip().splitlines()[-1:]
-            console.print(f"[red]error:[/red] airflow db clean failed ({exc.returncode}): "
-                          f"{escape(' '.join(tail))}", highlight=False)  # fmt: skip
+            _error(f"airflow db clean failed ({exc.returncode}): {' '.join(tail)}")
             raise typer.Exit(1) from exc
         console.print(f"deleted {done.logs_deleted} log files and the run records before "
                       f"{done.before.isoformat()}")  # fmt: skip
