@@ -373,7 +373,9 @@ def run(args: argparse.Namespace, data_dir: Path, scratch: Path) -> dict[str, An
         landing = check_landing(layout, truth)
         dlq = check_dlq(read_log(settings, settings.dlq_topic), truth, settings.topic)
         acked = read_truth(truth_file)
-        versions_kept = len(layout.version_ids())
+        # Complete versions (a manifest): a pruned version whose files newer versions still
+        # name keeps its prefix, with a tombstone, until none does.
+        versions_kept = sum(1 for complete in layout.version_ids().values() if complete)
     finally:
         with suppress(Exception):
             platform_cmd(env, "down", timeout=300)
