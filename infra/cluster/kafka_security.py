@@ -50,6 +50,13 @@ HOST_USERS = {
 }
 
 
+def scram_jaas(user: ScramUser) -> str:
+    """The JAAS line that logs ``user`` in with SCRAM (a broker's or a Kafka tool's)."""
+    return SCRAM_LOGIN.replace(
+        "required;", f'required username="{user.name}" password="{user.password}";'
+    )
+
+
 @dataclass(frozen=True)
 class ClusterKafkaSecurity:
     directory: Path  # <cluster>/kafka-security: CA, keystores, users
@@ -91,9 +98,7 @@ class ClusterKafkaSecurity:
         tls = self.keystore(host, address)
         broker = self.users()[BROKER_USER]
         addr = address(host)
-        jaas = SCRAM_LOGIN.replace(
-            "required;", f'required username="{broker.name}" password="{broker.password}";'
-        )
+        jaas = scram_jaas(broker)
         super_users = [BROKER_USER, ADMIN_USER, *(f"CN={h}" for h in KAFKA_HOSTS)]
         return {
             "listeners": f"SASL_SSL://{addr}:{PORTS['kafka']},"
@@ -148,9 +153,7 @@ class ClusterKafkaSecurity:
     def admin_properties(self) -> Path:
         """A client properties file for Kafka's own tools (kafka-acls) as ``lambda-admin``."""
         admin = self.users()[ADMIN_USER]
-        jaas = SCRAM_LOGIN.replace(
-            "required;", f'required username="{admin.name}" password="{admin.password}";'
-        )
+        jaas = scram_jaas(admin)
         path = self.directory / "admin.properties"
         path.write_text(
             "security.protocol=SASL_SSL\n"

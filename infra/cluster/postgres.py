@@ -16,6 +16,8 @@ from pathlib import Path
 import psycopg
 from sqlalchemy.engine import URL
 
+from infra.db_roles import conninfo
+
 PG_USER = "postgres"
 
 
@@ -75,17 +77,7 @@ def server_command(data: Path, address: str, port: int, socket_dir: Path) -> lis
 def answering(url: URL, timeout_s: int = 2) -> bool:
     """Whether the server accepts ``url``'s login (to its maintenance database)."""
     try:
-        with psycopg.connect(_conninfo(url, "postgres"), connect_timeout=timeout_s):
+        with psycopg.connect(conninfo(url, "postgres"), connect_timeout=timeout_s):
             return True
     except psycopg.Error:
         return False
-
-
-def _conninfo(url: URL, database: str) -> str:
-    return psycopg.conninfo.make_conninfo(
-        host=url.host,
-        port=url.port or 5432,
-        user=url.username,
-        password=url.password,
-        dbname=database,
-    )
